@@ -1,0 +1,3 @@
+"""deploybench: measure, price and rank deployment options for vision models."""
+
+__version__ = "0.1.0"

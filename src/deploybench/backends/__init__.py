@@ -1,0 +1,40 @@
+"""Backends: one module per runtime, each registering a Backend class (see base.py)."""
+
+from __future__ import annotations
+
+import importlib
+
+from deploybench.backends.base import (
+    Availability,
+    Backend,
+    BackendUnavailableError,
+    BuildContext,
+    UnknownBackendError,
+    Variant,
+    all_backends,
+    available_backends,
+    get_backend,
+    register,
+)
+
+_BACKEND_MODULES: tuple[str, ...] = ("eager",)  # one entry per backend module
+
+
+def _load_all() -> None:
+    """Import every backend module so that it registers itself."""
+    for module in _BACKEND_MODULES:
+        importlib.import_module(f"deploybench.backends.{module}")
+
+
+__all__ = [
+    "Availability",
+    "Backend",
+    "BackendUnavailableError",
+    "BuildContext",
+    "UnknownBackendError",
+    "Variant",
+    "all_backends",
+    "available_backends",
+    "get_backend",
+    "register",
+]

@@ -1,0 +1,102 @@
+"""The Backend interface, the Variant it builds, and the registry every backend joins.
+
+Adding a backend means one new module in this package with one class decorated by @register.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from deploybench.models import LoadedModel
+
+
+class UnknownBackendError(ValueError):
+    """A backend name that no registered backend answers to."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """The backend's library or device is missing on this machine."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""  # e.g. "unavailable: no CUDA device" or "pip install openvino"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a backend needs to build besides the model itself."""
+
+    threads: int
+    example: np.ndarray  # one NCHW float32 batch in the model's input shape
+    calibration: list[np.ndarray] = field(default_factory=list)  # preprocessed CHW images
+    cache_dir: Path | None = None
+    device: str = "cpu"
+
+
+class Variant(abc.ABC):
+    """A built, runnable form of the model. predict() takes and returns plain numpy arrays."""
+
+    backend: str
+    precision: str  # what the runtime actually runs, read back from it (fp32, bf16, fp16, int8)
+    device: str = "cpu"
+    build_seconds: float = 0.0
+    artifact_bytes: int | None = None
+    versions: dict[str, str]
+
+    @abc.abstractmethod
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Run a float32 NCHW batch; return float32 logits of shape (N, classes)."""
+
+
+class Backend(abc.ABC):
+    """Builds Variants of one kind (a runtime + precision)."""
+
+    name: ClassVar[str]
+    precision: ClassVar[str]  # requested precision; the Variant reports the actual one
+    description: ClassVar[str] = ""
+    device: ClassVar[str] = "cpu"
+
+    @abc.abstractmethod
+    def availability(self) -> Availability:
+        """Whether this backend can build here, and if not, why and how to fix it."""
+
+    @abc.abstractmethod
+    def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
+        """Build a runnable variant. Raises BackendUnavailableError when availability() is not ok."""
+
+
+_REGISTRY: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: make a backend known by its name."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def all_backends() -> dict[str, type[Backend]]:
+    from deploybench.backends import _load_all  # noqa: PLC0415 - import side effects fill the registry
+
+    _load_all()
+    return dict(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    """Instantiate a backend by name; unknown names list the known ones."""
+    backends = all_backends()
+    if name not in backends:
+        known = ", ".join(sorted(backends))
+        raise UnknownBackendError(f"unknown backend {name!r}; known backends: {known}")
+    return backends[name]()
+
+
+def available_backends() -> list[str]:
+    return [name for name, cls in all_backends().items() if cls().availability().ok]

@@ -1,0 +1,144 @@
+"""Result records: plain data written as JSON Lines that pandas reads.
+
+Measurements keep raw numbers (encoded HDR histograms) next to derived statistics, so anything
+that merges (windows, processes, machines) can merge raw data, never averages of percentiles.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from deploybench.config import StrictModel
+
+SCHEMA_VERSION = 1
+
+
+class LatencyStats(StrictModel):
+    """Latency percentiles in milliseconds, derived from one HDR histogram."""
+
+    count: int = 0
+    mean_ms: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    p999_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+class SloVerdict(StrictModel):
+    """An SLO claim (e.g. p99 <= 50 ms) checked with MLPerf LoadGen's early-stopping test."""
+
+    percentile: float = 99.0
+    bound_ms: float
+    met: bool
+    overshoots: int
+    requests: int
+    required_requests: int
+    confidence: float = 0.99
+
+
+class LoadPoint(StrictModel):
+    """One measured operating point: a fixed concurrency (closed loop) or rate (open loop)."""
+
+    mode: Literal["closed", "open", "inprocess"]
+    concurrency: int | None = None
+    target_rate: float | None = None
+    duration_s: float
+    ok: int
+    errors: dict[str, int] = Field(default_factory=dict)
+    throughput_rps: float
+    latency: LatencyStats
+    stable: bool
+    windows: int
+    client_bound: bool = False
+    client_cpu_pct: float | None = None
+    late_send_fraction: float | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    server_timing_ms: dict[str, float] = Field(default_factory=dict)
+    histogram: str | None = Field(None, description="HdrHistogram base64 encoding, microseconds")
+    slo: SloVerdict | None = None
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+class Candidate(StrictModel):
+    """One deployment candidate: a backend and the server knobs it is served with."""
+
+    backend: str
+    device: str = "cpu"
+    workers: int = 1
+    threads: int = 1
+    max_batch_size: int = 1
+    max_delay_ms: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """Stable identifier; a study resumes by skipping keys it already recorded."""
+        return (
+            f"{self.backend}@{self.device}/w{self.workers}t{self.threads}"
+            f"/b{self.max_batch_size}d{self.max_delay_ms:g}"
+        )
+
+
+class ParityReport(StrictModel):
+    """How a variant's outputs compare with eager fp32 on fresh inputs."""
+
+    verdict: Literal["passed", "rejected", "reference"]
+    precision: str
+    inputs: int = 0
+    top1_agreement: float | None = None
+    top5_overlap: float | None = None
+    cosine_min: float | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    reason: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class MachineInfo(StrictModel):
+    """The machine a trial ran on and what it costs; recorded with every trial."""
+
+    label: str
+    instance: str | None = None
+    price_per_hour: float | None = None
+    cpu_model: str | None = None
+    cores: int | None = None
+    gpu: str | None = None
+
+
+class TrialRecord(StrictModel):
+    """One line of trials.jsonl: a candidate built, verified, served and load-tested."""
+
+    schema_version: int = SCHEMA_VERSION
+    trial_id: str
+    model: str
+    weights: str = Field(description="pretrained | random | file:<path>; shown in every output")
+    candidate: Candidate
+    status: Literal["ok", "failed", "rejected"]
+    reason: str | None = None
+    precision: str | None = None
+    parity: ParityReport | None = None
+    points: list[LoadPoint] = Field(default_factory=list)
+    peak_index: int | None = None
+    c16_index: int | None = None
+    slo_rate_index: int | None = None
+    peak_rss_mb: float | None = None
+    server_cpu_pct: float | None = None
+    machine: MachineInfo
+    started_at: str
+    finished_at: str
+    log_tail: str | None = None
+
+    @property
+    def peak(self) -> LoadPoint | None:
+        return self.points[self.peak_index] if self.peak_index is not None else None
+
+    @property
+    def at_c16(self) -> LoadPoint | None:
+        return self.points[self.c16_index] if self.c16_index is not None else None
