@@ -120,8 +120,8 @@ class TrialRecord(StrictModel):
     model: str
     weights: str = Field(description="pretrained | random | file:<path>; shown in every output")
     candidate: Candidate
-    status: Literal["ok", "failed", "rejected"]
-    reason: str | None = None
+    status: Literal["ok", "failed", "rejected", "skipped"]
+    reason: str | None = Field(None, description="why failed/rejected/skipped, one line")
     precision: str | None = None
     parity: ParityReport | None = None
     points: list[LoadPoint] = Field(default_factory=list)
