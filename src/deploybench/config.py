@@ -22,7 +22,8 @@ class ModelSpec(StrictModel):
 
     source: str = Field(
         "torchvision:resnet50",
-        description="torchvision:<name> | efficientnet-lite0 | FILE.pt (TorchScript) | FILE.onnx | module:function",
+        description="torchvision:<name> | efficientnet-lite0 | FILE.pt (TorchScript) | FILE.onnx"
+        " | module:function",
     )
     weights: str = Field("auto", description="auto | pretrained | random | path to a state dict")
     input_shape: tuple[int, int, int] = (3, 224, 224)

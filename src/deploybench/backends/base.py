@@ -83,7 +83,7 @@ def register(cls: type[Backend]) -> type[Backend]:
 
 
 def all_backends() -> dict[str, type[Backend]]:
-    from deploybench.backends import _load_all  # noqa: PLC0415 - import side effects fill the registry
+    from deploybench.backends import _load_all
 
     _load_all()
     return dict(_REGISTRY)

@@ -1,0 +1,188 @@
+"""`deploybench run`: the whole study, from model to measured, ranked deployment candidates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from deploybench.cli.app import app, console, fail
+from deploybench.cli.study_progress import RichStudyProgress
+from deploybench.study.runner import StudyOutcome, run_study
+from deploybench.study.spec import (
+    StudyConfig,
+    StudyFileError,
+    dump_study_config,
+    load_study_config,
+    quick_overrides,
+)
+from deploybench.study.store import StudyStoreError
+from deploybench.study.summary import sorted_rows
+
+
+def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """Only the flags the user gave, nested like the study file, so they overlay it."""
+    overrides: dict[str, Any] = {}
+    model = {k: options[k] for k in ("source", "weights") if options.get(k) is not None}
+    if model:
+        overrides["model"] = model
+    if options.get("backends"):
+        overrides["backends"] = [b.strip() for b in options["backends"].split(",") if b.strip()]
+    machine = {k: options[k] for k in ("instance", "price_per_hour") if options.get(k) is not None}
+    if machine:
+        overrides["machine"] = machine
+    constraints = {
+        k: options[k] for k in ("p99_ms", "min_throughput", "objective") if options.get(k) is not None
+    }
+    if constraints:
+        overrides["constraints"] = constraints
+    if options.get("payload") is not None:
+        overrides["payload"] = str(options["payload"])
+    return overrides
+
+
+def default_study_dir(config: StudyConfig) -> Path:
+    """studies/<name>-<hash of the resolved config>: the same command finds (and resumes) the same folder."""
+    digest = hashlib.sha256(dump_study_config(config).encode()).hexdigest()[:8]
+    return Path("studies") / f"{config.name}-{digest}"
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def render_table(outcome: StudyOutcome) -> Table:
+    table = Table(title=f"Study results ({outcome.weights} weights)", show_lines=False)
+    for column in (
+        "backend",
+        "precision",
+        "w/t/b/d",
+        "parity",
+        "peak req/s",
+        "p50 ms",
+        "p99 ms",
+        "c16 req/s",
+        "c16 p99",
+        "mem MB",
+        "status",
+    ):
+        table.add_column(
+            column,
+            justify="right"
+            if column[0].isdigit() or "ms" in column or "/s" in column or column in ("mem MB", "c16 p99")
+            else "left",
+        )
+    for row in sorted_rows(outcome.trials):
+        knobs = f"{row['workers']}/{row['threads']}/{row['max_batch_size']}/{row['max_delay_ms']:g}"
+        status = row["status"] if not row["reason"] else f"{row['status']}: {row['reason']}"
+        peak_flag = "" if row["peak_stable"] in (None, True) else " (unstable)"
+        table.add_row(
+            row["backend"],
+            row["precision"] or "-",
+            knobs,
+            row["parity"] or "-",
+            _fmt(row["peak"]["rps"]) + peak_flag,
+            _fmt(row["peak"]["p50_ms"]),
+            _fmt(row["peak"]["p99_ms"]),
+            _fmt(row["c16"]["rps"]),
+            _fmt(row["c16"]["p99_ms"]),
+            _fmt(row["peak_rss_mb"], 0),
+            status,
+        )
+    return table
+
+
+def _install_sigint(stop: threading.Event) -> None:
+    """First Ctrl-C: stop cleanly after the current measurement; second: the default (abort)."""
+
+    def handler(signum: int, frame: object) -> None:
+        console.print("[yellow]stopping: Ctrl-C again to abort; rerun the same command to resume[/]")
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | None) -> None:
+    from deploybench.report import write_report
+
+    result = write_report(outcome.root, config.constraints)
+    console.print(result.recommendation_text)
+    console.print(f"report: [bold]{result.html_path}[/]")
+    if json_out is not None:
+        payload = {
+            "study_dir": str(outcome.root),
+            "rows": sorted_rows(outcome.trials),
+            "recommendation": result.recommendation_json,
+            "report": str(result.html_path),
+        }
+        json_out.write_text(json.dumps(payload, indent=2, default=str))
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path | None, typer.Argument(help="study YAML; omitted: the default study")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="model source, e.g. torchvision:resnet50")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help="auto | pretrained | random | FILE")] = None,
+    backends: Annotated[str | None, typer.Option(help="comma-separated backends (default: all here)")] = None,
+    payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
+    instance: Annotated[str | None, typer.Option(help="instance name from the price catalogue")] = None,
+    price_per_hour: Annotated[float | None, typer.Option(help="USD per hour of this machine")] = None,
+    p99_ms: Annotated[float | None, typer.Option(help="constraint: p99 latency bound (ms)")] = None,
+    min_throughput: Annotated[float | None, typer.Option(help="constraint: minimum req/s")] = None,
+    objective: Annotated[str | None, typer.Option(help="cost | throughput | p99")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="about 2 minutes: fewer candidates, shorter windows")
+    ] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start over instead of resuming")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="study folder (default: studies/<name>-<config hash>)")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="artifact cache (default: ~/.cache/deploybench)")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results table as JSON")] = None,
+) -> None:
+    """Build, verify, serve and load-test every candidate; record, rank and report them."""
+    options = {
+        "source": model,
+        "weights": weights,
+        "backends": backends,
+        "instance": instance,
+        "price_per_hour": price_per_hour,
+        "p99_ms": p99_ms,
+        "min_throughput": min_throughput,
+        "objective": objective,
+        "payload": payload,
+    }
+    try:
+        overrides = _cli_overrides(options)
+        config = load_study_config(study_file, {**(quick_overrides() if quick else {}), **overrides})
+    except StudyFileError as exc:
+        raise fail(f"invalid study:\n{exc}") from exc
+    root = out or default_study_dir(config)
+    stop = threading.Event()
+    _install_sigint(stop)
+    try:
+        with RichStudyProgress(console) as progress:
+            outcome = run_study(config, root, fresh=fresh, cache_dir=cache_dir, progress=progress, stop=stop)
+    except KeyboardInterrupt as exc:
+        raise fail(
+            f"interrupted; finished trials are kept in {root}. Rerun the same command to resume.", 130
+        ) from exc
+    except (StudyStoreError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    console.print(render_table(outcome))
+    console.print(
+        f"study folder: [bold]{outcome.root}[/]"
+        + (f" ({outcome.resumed} trials resumed from an earlier run)" if outcome.resumed else "")
+    )
+    _write_report(outcome, config, json_out)

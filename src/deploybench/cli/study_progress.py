@@ -1,0 +1,96 @@
+"""Rich progress for a study: candidates done / left with an ETA, and the current trial's live numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from deploybench.results import TrialRecord
+from deploybench.study.plan import PlannedTrial
+from deploybench.study.runner import StudyProgress
+
+
+def describe_live(update: Any) -> str:
+    """One line from the load generator's live statistics, whatever fields it carries."""
+    parts = []
+    for attr, label, unit in (
+        ("concurrency", "c", ""),
+        ("rate_rps", "", " req/s"),
+        ("p50_ms", "p50 ", " ms"),
+        ("p99_ms", "p99 ", " ms"),
+        ("errors", "errors ", ""),
+    ):
+        value = getattr(update, attr, None)
+        if value is not None:
+            parts.append(
+                f"{label}{value:,.1f}{unit}" if isinstance(value, float) else f"{label}{value}{unit}"
+            )
+    return "  ".join(parts)
+
+
+class RichStudyProgress(StudyProgress):
+    """StudyProgress that draws on a Rich console."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[live]}"),
+            console=console,
+            transient=False,
+        )
+        self.task: Any = None
+        self.on_stage = self._stage
+        self.on_plan = self._plan
+        self.on_trial_start = self._start
+        self.on_trial_done = self._done
+        self.on_live = self._live
+
+    def __enter__(self) -> RichStudyProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def _stage(self, message: str) -> None:
+        self.progress.console.print(f"[cyan]•[/] {message}")
+
+    def _plan(self, trials: list[PlannedTrial], done: set[str]) -> None:
+        served = sum(1 for t in trials if t.action == "serve")
+        self.progress.console.print(
+            f"[cyan]•[/] plan: {len(trials)} candidates, {served} to serve and load-test"
+            + (f"; {len(done)} already measured" if done else "")
+        )
+        self.task = self.progress.add_task("candidates", total=len(trials), live="")
+        self.progress.update(self.task, completed=sum(1 for t in trials if t.candidate.key in done))
+
+    def _start(self, trial: PlannedTrial) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, description=trial.candidate.key, live="")
+
+    def _done(self, record: TrialRecord) -> None:
+        peak = record.peak
+        summary = f"{peak.throughput_rps:,.1f} req/s peak" if peak else (record.reason or record.status)
+        self.progress.console.print(f"  {record.status:>8}  {record.trial_id}  {summary}")
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def _live(self, update: Any) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, live=describe_live(update))

@@ -1,0 +1,1 @@
+"""Study: every candidate deployment on this machine built, verified, served, load-tested and recorded."""

@@ -1,0 +1,213 @@
+"""Start a candidate's server as a subprocess on a free loopback port, watch it, stop it.
+
+The study talks to the server only over HTTP, exactly as a user's client would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from deploybench.config import ModelSpec
+from deploybench.results import Candidate
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or never became ready; carries the tail of its log."""
+
+    def __init__(self, message: str, log_tail: str) -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def _load_prctl() -> object | None:
+    """Bind libc's prctl once, in the parent: the child after fork must not dlopen anything."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn for server subprocesses: SIGTERM them if the study process dies, kill -9 included."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: Path | None) -> list[str]:
+    """The exact `deploybench serve` command line a user could run to reproduce the trial."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "deploybench.cli",
+        "serve",
+        "--model",
+        spec.source,
+        "--weights",
+        spec.weights,
+        "--backend",
+        candidate.backend,
+        "--workers",
+        str(candidate.workers),
+        "--threads",
+        str(candidate.threads),
+        "--max-batch-size",
+        str(candidate.max_batch_size),
+        "--max-delay-ms",
+        f"{candidate.max_delay_ms:g}",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+    ]
+    if cache_dir is not None:
+        cmd += ["--cache-dir", str(cache_dir)]
+    return cmd
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    command: list[str]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def invocations_url(self) -> str:
+        return f"{self.base_url}/invocations"
+
+
+def _ping(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_server(
+    spec: ModelSpec, candidate: Candidate, log_path: Path, *, cache_dir: Path | None, timeout_s: float
+) -> ServerProcess:
+    """Launch the server and wait until /ping is 200; raise ServerStartError with the log tail if not."""
+    port = free_port()
+    command = serve_command(spec, candidate, port, cache_dir)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only calls a prctl bound before the fork
+        )
+    server = ServerProcess(proc, port, log_path, command)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerStartError(
+                f"server exited with code {proc.returncode} before ready", log_tail(log_path)
+            )
+        if _ping(server.base_url):
+            return server
+        time.sleep(0.25)
+    stop_server(server)
+    raise ServerStartError(f"server not ready after {timeout_s:.0f} s", log_tail(log_path))
+
+
+def stop_server(server: ServerProcess, grace_s: float = 15.0) -> None:
+    """SIGTERM (the server drains), then SIGKILL the whole process group if it lingers."""
+    if server.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.proc.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(server.proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.proc.wait(timeout=5)
+
+
+@dataclass
+class ResourceMonitor:
+    """Samples the server's process tree: peak resident memory and CPU use while load runs."""
+
+    pid: int
+    interval_s: float = 0.5
+    peak_rss_bytes: int = 0
+    peak_worker_rss_bytes: int = 0
+    cpu_samples: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> ResourceMonitor:
+        self._thread = threading.Thread(target=self._run, name="resource-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _tree(self) -> list[psutil.Process]:
+        root = psutil.Process(self.pid)
+        return [root, *root.children(recursive=True)]
+
+    def _run(self) -> None:
+        procs: dict[int, psutil.Process] = {}
+        while not self._stop.wait(self.interval_s):
+            try:
+                tree = self._tree()
+            except psutil.Error:
+                return
+            total_cpu, total_rss = 0.0, 0
+            for proc in tree:
+                known = procs.setdefault(proc.pid, proc)
+                with contextlib.suppress(psutil.Error):
+                    total_cpu += known.cpu_percent(None)
+                    rss = known.memory_info().rss
+                    total_rss += rss
+                    self.peak_worker_rss_bytes = max(self.peak_worker_rss_bytes, rss)
+            self.peak_rss_bytes = max(self.peak_rss_bytes, total_rss)
+            self.cpu_samples.append(total_cpu)
+
+    @property
+    def cpu_pct(self) -> float | None:
+        """Mean CPU use of the server tree (100 = one core busy); first sample primes psutil, so drop it."""
+        samples = self.cpu_samples[1:]
+        return sum(samples) / len(samples) if samples else None

@@ -1,0 +1,128 @@
+"""Candidates = verified backends x server knobs, pruned to what is worth serving on this machine.
+
+Pruning rules (each pruned candidate is recorded with its reason, never silently dropped):
+- a backend that is unavailable here, failed to build, or failed the parity gate is not served;
+- eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process;
+- the knob grid is swept only on the `tune_top` fastest served backends; others get default knobs;
+- workers x threads never exceeds the usable cores unless `oversubscribe` is set;
+- batching knobs only where in-process timing showed batching gains at least `batching_gain`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal
+
+from deploybench.results import Candidate
+from deploybench.study.spec import KnobGrid, StudyConfig
+
+BASELINE = "eager"
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    """What the plan needs to know of one backend's in-process evaluation."""
+
+    backend: str
+    state: Literal["passed", "rejected", "unavailable", "error"]
+    reason: str | None = None
+    precision: str | None = None
+    device: str = "cpu"
+    images_per_s: dict[int, float] = field(default_factory=dict)  # batch size -> in-process images/s
+
+    @property
+    def speed(self) -> float:
+        return self.images_per_s.get(1) or max(self.images_per_s.values(), default=0.0)
+
+    def batching_gain(self) -> float:
+        """Best images/s at batch > 1 relative to batch 1 (0 when unknown)."""
+        single = self.images_per_s.get(1)
+        batched = [ips for batch, ips in self.images_per_s.items() if batch > 1]
+        if not single or not batched:
+            return 0.0
+        return max(batched) / single - 1.0
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    candidate: Candidate
+    action: Literal["serve", "rejected", "skipped", "failed"]
+    reason: str | None = None
+    precision: str | None = None
+
+
+def default_candidate(summary: VariantSummary, cores: int) -> Candidate:
+    return Candidate(backend=summary.backend, device=summary.device, workers=1, threads=cores)
+
+
+def knob_candidates(
+    summary: VariantSummary, grid: KnobGrid, cores: int, *, oversubscribe: bool, min_batching_gain: float
+) -> list[Candidate]:
+    """Every combination of the grid that fits the machine (and batches only where batching pays)."""
+    batching_pays = summary.batching_gain() >= min_batching_gain
+    batch_sizes = [b for b in grid.max_batch_size if b == 1 or batching_pays]
+    found: list[Candidate] = []
+    for workers, batch in itertools.product(grid.workers, batch_sizes):
+        threads_options = grid.threads or [max(1, cores // workers)]
+        delays = grid.max_delay_ms if batch > 1 else [0.0]
+        for threads, delay in itertools.product(threads_options, delays):
+            if workers * threads > cores and not oversubscribe:
+                continue
+            found.append(
+                Candidate(
+                    backend=summary.backend,
+                    device=summary.device,
+                    workers=workers,
+                    threads=threads,
+                    max_batch_size=batch,
+                    max_delay_ms=delay,
+                )
+            )
+    return found
+
+
+def _not_served(summary: VariantSummary, cores: int) -> PlannedTrial:
+    action = {"rejected": "rejected", "unavailable": "skipped", "error": "failed"}[summary.state]
+    return PlannedTrial(default_candidate(summary, cores), action, summary.reason, summary.precision)  # type: ignore[arg-type]
+
+
+def _served_backends(passed: list[VariantSummary], serve_top: int | None) -> list[VariantSummary]:
+    ranked = sorted(passed, key=lambda s: (s.backend != BASELINE, -s.speed, s.backend))
+    others = [s for s in ranked if s.backend != BASELINE]
+    keep = others if serve_top is None else others[:serve_top]
+    return [s for s in ranked if s.backend == BASELINE] + keep
+
+
+def plan_trials(config: StudyConfig, summaries: list[VariantSummary], cores: int) -> list[PlannedTrial]:
+    """The ordered list of trials: served candidates first (fastest backends first), then the rest."""
+    passed = [s for s in summaries if s.state == "passed"]
+    served = _served_backends(passed, config.serve_top)
+    tuned = {s.backend for s in sorted(served, key=lambda s: -s.speed)[: config.tune_top]}
+    trials: list[PlannedTrial] = []
+    seen: set[str] = set()
+    for summary in served:
+        candidates = [default_candidate(summary, cores)]
+        if summary.backend in tuned:
+            candidates += knob_candidates(
+                summary,
+                config.knobs,
+                cores,
+                oversubscribe=config.oversubscribe,
+                min_batching_gain=config.batching_gain,
+            )
+        for candidate in candidates:
+            if candidate.key not in seen:
+                seen.add(candidate.key)
+                trials.append(PlannedTrial(candidate, "serve", precision=summary.precision))
+    served_names = {s.backend for s in served}
+    for summary in passed:
+        if summary.backend not in served_names:
+            reason = (
+                f"pruned: {summary.speed:.1f} images/s in-process, not among the {config.serve_top} fastest"
+            )
+            trials.append(
+                PlannedTrial(default_candidate(summary, cores), "skipped", reason, summary.precision)
+            )
+    trials += [_not_served(s, cores) for s in summaries if s.state != "passed"]
+    return trials

@@ -1,0 +1,134 @@
+"""The study definition: a YAML file validated by pydantic, every field overridable from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError
+
+from deploybench.config import Constraints, ModelSpec, ParityThresholds, StrictModel
+
+
+class StudyFileError(ValueError):
+    """A study file that cannot be read or validated; the message names each bad field by its path."""
+
+
+class KnobGrid(StrictModel):
+    """Server knobs swept for the backends being tuned; pruned against the machine's cores."""
+
+    workers: list[PositiveInt] = Field(default_factory=lambda: [1, 2], min_length=1)
+    threads: list[PositiveInt] | None = Field(None, description="per worker; None: cores // workers")
+    max_batch_size: list[PositiveInt] = Field(default_factory=lambda: [1, 4], min_length=1)
+    max_delay_ms: list[NonNegativeFloat] = Field(default_factory=lambda: [2.0], min_length=1)
+
+
+class LoadPlan(StrictModel):
+    """How each served candidate is load-tested: a concurrency sweep to the peak, plus fixed points."""
+
+    concurrency_levels: list[PositiveInt] | None = Field(
+        None, description="explicit closed-loop levels; None: 1, 2, 4, ... by the load generator's rule"
+    )
+    include_concurrency: list[PositiveInt] = Field(
+        default_factory=lambda: [16], description="always measured (16: the client the project grew from)"
+    )
+    max_concurrency: int = Field(32, ge=1)
+    window_s: float = Field(3.0, gt=0)
+    min_window_requests: int = Field(30, ge=1)
+    max_windows: int = Field(6, ge=3)
+    warmup_s: float = Field(1.0, ge=0)
+    point_max_s: float = Field(30.0, gt=0, description="upper bound on one point's measuring time")
+    rate_search: bool = Field(True, description="with constraints.p99_ms: highest open-loop rate meeting it")
+
+
+class MachineSpec(StrictModel):
+    """The machine the study runs on and its price (from the catalogue or given)."""
+
+    label: str | None = None
+    instance: str | None = None
+    price_per_hour: float | None = Field(None, gt=0)
+
+
+class StudyConfig(StrictModel):
+    """A whole study: the model, the payload, what to build and serve, how to load it, what to optimise."""
+
+    name: str = "default"
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    payload: Path | None = Field(None, description="file or folder of request bodies; None: bundled cat.jpg")
+    content_type: str = "image/jpeg"
+    backends: list[str] | None = Field(None, description="None: every backend available here")
+    serve_top: int | None = Field(
+        4, ge=0, description="serve eager plus the N fastest verified backends in-process; None: all"
+    )
+    tune_top: int = Field(1, ge=0, description="sweep the knob grid on the N fastest served backends")
+    knobs: KnobGrid = Field(default_factory=KnobGrid)
+    oversubscribe: bool = Field(False, description="allow workers x threads above the core count")
+    variant_batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8], min_length=1)
+    timing_budget_s: float = Field(2.0, gt=0, description="in-process timing per backend and batch size")
+    batching_gain: float = Field(0.05, ge=0, description="batch knobs only where batching gained this much")
+    load: LoadPlan = Field(default_factory=LoadPlan)
+    constraints: Constraints = Field(default_factory=Constraints)
+    parity: ParityThresholds = Field(default_factory=ParityThresholds)
+    machine: MachineSpec = Field(default_factory=MachineSpec)
+    startup_timeout_s: float = Field(600.0, gt=0)
+
+
+def quick_overrides() -> dict[str, Any]:
+    """--quick: fewer backends served, shorter windows, fewer points (about 2 minutes here)."""
+    return {
+        "serve_top": 1,
+        "tune_top": 0,
+        "timing_budget_s": 1.0,
+        "variant_batch_sizes": [1],
+        "load": {
+            "concurrency_levels": [1, 4],
+            "window_s": 1.5,
+            "min_window_requests": 10,
+            "max_windows": 4,
+            "warmup_s": 0.5,
+        },
+    }
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"{origin}: {path}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively overlay `override` on `base` (dicts merge, everything else replaces)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_study_config(path: Path | None, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read a study YAML (or the default study) and apply CLI overrides; errors name every bad field."""
+    data: dict[str, Any] = {}
+    origin = str(path) if path else "default study"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise StudyFileError(f"{path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise StudyFileError(f"{path}: a study file is a mapping of fields, got {type(loaded).__name__}")
+        data = loaded
+    data = deep_merge(data, overrides or {})
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise StudyFileError(_format_errors(exc, origin)) from exc
+
+
+def dump_study_config(config: StudyConfig) -> str:
+    """The resolved config as YAML (study.yaml), so a study can be rerun and compared."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,108 @@
+"""The study folder: resolved config, environment, variant reports and trials.jsonl (append + fsync).
+
+A study resumes by reading trials.jsonl and skipping the trial ids it holds, so every finished trial
+is durable the moment it is appended and nothing is measured twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import IO, Any
+
+from deploybench.results import TrialRecord
+
+TRIALS = "trials.jsonl"
+CONFIG = "study.yaml"
+ENVIRONMENT = "environment.json"
+VARIANTS = "variants.json"
+LOGS = "logs"
+_LOCK = ".lock"
+
+
+class StudyStoreError(RuntimeError):
+    """The study folder cannot be used as asked (another study holds it, or its config differs)."""
+
+
+class StudyStore:
+    """One study folder, held under an exclusive lock while a study writes to it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock_file: IO[str] | None = None
+
+    def acquire(self, config_yaml: str, *, fresh: bool) -> None:
+        """Lock the folder, start over if asked, and refuse to mix two different studies in one folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_file = (self.root / _LOCK).open("w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StudyStoreError(f"{self.root}: another study is running in this folder") from exc
+        if fresh:
+            self._clear()
+        existing = self.root / CONFIG
+        if existing.exists() and existing.read_text() != config_yaml and self.trial_ids():
+            raise StudyStoreError(
+                f"{self.root} holds a study with a different configuration; "
+                "rerun with --fresh to start over, or choose another --out folder"
+            )
+        existing.write_text(config_yaml)
+        self._drop_torn_tail()
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _clear(self) -> None:
+        for name in (TRIALS, VARIANTS, ENVIRONMENT, CONFIG):
+            (self.root / name).unlink(missing_ok=True)
+        shutil.rmtree(self.root / LOGS, ignore_errors=True)
+
+    def _drop_torn_tail(self) -> None:
+        """A kill during an append can leave half a line; cut it so the file stays valid JSON Lines."""
+        path = self.root / TRIALS
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with path.open("r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+
+    def append_trial(self, record: TrialRecord) -> None:
+        """Append one trial and make it durable before the study moves on."""
+        line = record.model_dump_json() + "\n"
+        with (self.root / TRIALS).open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def trials(self) -> list[TrialRecord]:
+        path = self.root / TRIALS
+        if not path.exists():
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [TrialRecord.model_validate_json(line) for line in lines if line.strip()]
+
+    def trial_ids(self) -> set[str]:
+        return {trial.trial_id for trial in self.trials()}
+
+    def write_json(self, name: str, data: Any) -> None:
+        """Write a JSON document atomically (temp file + rename)."""
+        target = self.root / name
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, target)
+
+    def read_json(self, name: str) -> Any | None:
+        path = self.root / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def log_path(self, trial_id: str) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in trial_id)
+        (self.root / LOGS).mkdir(exist_ok=True)
+        return self.root / LOGS / f"{safe}.log"

@@ -1,0 +1,70 @@
+"""The study's first step: build, verify (parity gate) and time every backend in-process.
+
+Its summary decides which backends are served and where batching knobs are worth sweeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploybench.backends.evaluate import VariantsReport, evaluate_variants
+from deploybench.results import ParityReport
+from deploybench.study.plan import VariantSummary
+from deploybench.study.spec import StudyConfig
+
+
+@dataclass
+class VariantsOutcome:
+    raw: dict[str, Any]
+    summaries: list[VariantSummary]
+    parity: dict[str, ParityReport] = field(default_factory=dict)
+    weights: str = "random"
+
+
+def _summary(variant: Any) -> VariantSummary:
+    images_per_s = {t.batch: t.images_per_s for t in variant.timings}
+    if not variant.available:
+        return VariantSummary(variant.backend, "unavailable", variant.unavailable_reason)
+    if variant.error:
+        return VariantSummary(variant.backend, "error", f"build failed: {variant.error}")
+    parity = variant.parity
+    if parity is not None and parity.verdict == "rejected":
+        return VariantSummary(
+            variant.backend,
+            "rejected",
+            f"parity failed: {parity.reason}",
+            variant.precision,
+            images_per_s=images_per_s,
+        )
+    return VariantSummary(
+        variant.backend, "passed", None, variant.precision, getattr(variant, "device", "cpu"), images_per_s
+    )
+
+
+def summarise(report: VariantsReport) -> VariantsOutcome:
+    parity = {v.backend: v.parity for v in report.variants if v.parity is not None}
+    return VariantsOutcome(
+        report.model_dump(mode="json"), [_summary(v) for v in report.variants], parity, report.weights
+    )
+
+
+def summaries_from_json(raw: dict[str, Any]) -> VariantsOutcome:
+    return summarise(VariantsReport.model_validate(raw))
+
+
+def evaluate_study_variants(
+    config: StudyConfig, cache_dir: Path | None, on_stage: Callable[[str], None]
+) -> VariantsOutcome:
+    report = evaluate_variants(
+        config.model,
+        config.backends,
+        batch_sizes=tuple(config.variant_batch_sizes),
+        thresholds=config.parity,
+        cache_dir=cache_dir,
+        time_budget_s=config.timing_budget_s,
+        on_progress=on_stage,
+    )
+    return summarise(report)

@@ -1,0 +1,52 @@
+from deploybench.study.plan import VariantSummary, knob_candidates, plan_trials
+from deploybench.study.spec import KnobGrid, StudyConfig
+
+
+def summaries() -> list[VariantSummary]:
+    return [
+        VariantSummary("eager", "passed", precision="fp32", images_per_s={1: 16.0, 8: 15.0}),
+        VariantSummary("openvino-int8", "passed", precision="int8", images_per_s={1: 90.0, 8: 100.0}),
+        VariantSummary("onnxruntime", "passed", precision="fp32", images_per_s={1: 25.0, 8: 26.0}),
+        VariantSummary("torchscript", "passed", precision="fp32", images_per_s={1: 18.0, 8: 24.0}),
+        VariantSummary("onnxruntime-int8", "rejected", "parity failed: cosine 0.5", "int8"),
+        VariantSummary("tensorrt", "unavailable", "unavailable: no CUDA device"),
+        VariantSummary("inductor", "error", "build failed: boom"),
+    ]
+
+
+def test_baseline_and_fastest_backends_are_served_others_recorded_with_reasons() -> None:
+    config = StudyConfig(serve_top=1, tune_top=0)
+    trials = plan_trials(config, summaries(), cores=2)
+    served = [t.candidate.backend for t in trials if t.action == "serve"]
+    assert served == ["eager", "openvino-int8"]
+    actions = {t.candidate.backend: (t.action, t.reason) for t in trials if t.action != "serve"}
+    assert actions["onnxruntime"][0] == "skipped" and "pruned" in actions["onnxruntime"][1]
+    assert actions["onnxruntime-int8"] == ("rejected", "parity failed: cosine 0.5")
+    assert actions["tensorrt"] == ("skipped", "unavailable: no CUDA device")
+    assert actions["inductor"] == ("failed", "build failed: boom")
+    assert len({t.candidate.key for t in trials}) == len(trials)
+
+
+def test_knob_grid_respects_cores_and_batching_gain() -> None:
+    grid = KnobGrid(workers=[1, 2, 4], max_batch_size=[1, 4], max_delay_ms=[2.0, 5.0])
+    gains = VariantSummary("openvino-int8", "passed", images_per_s={1: 90.0, 8: 100.0})
+    flat = VariantSummary("eager", "passed", images_per_s={1: 16.0, 8: 15.0})
+    found = knob_candidates(gains, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
+    assert all(c.workers * c.threads <= 2 for c in found)
+    assert {c.workers for c in found} == {1, 2}
+    assert {(c.max_batch_size, c.max_delay_ms) for c in found} == {(1, 0.0), (4, 2.0), (4, 5.0)}
+    no_batching = knob_candidates(flat, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
+    assert {c.max_batch_size for c in no_batching} == {1}
+    oversubscribed = knob_candidates(flat, grid, cores=2, oversubscribe=True, min_batching_gain=0.05)
+    assert {c.workers for c in oversubscribed} == {1, 2, 4}
+
+
+def test_tuning_applies_to_the_fastest_served_backend_only() -> None:
+    config = StudyConfig(serve_top=2, tune_top=1, knobs=KnobGrid(workers=[1, 2], max_batch_size=[1, 4]))
+    trials = [t for t in plan_trials(config, summaries(), cores=2) if t.action == "serve"]
+    by_backend: dict[str, int] = {}
+    for trial in trials:
+        by_backend[trial.candidate.backend] = by_backend.get(trial.candidate.backend, 0) + 1
+    assert by_backend["eager"] == 1 and by_backend["onnxruntime"] == 1
+    assert by_backend["openvino-int8"] > 1
+    assert trials[0].candidate.backend == "eager"  # the baseline is measured first

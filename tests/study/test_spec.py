@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from deploybench.study.spec import (
+    StudyFileError,
+    deep_merge,
+    dump_study_config,
+    load_study_config,
+    quick_overrides,
+)
+
+
+def test_default_study_is_valid_and_round_trips(tmp_path: Path) -> None:
+    config = load_study_config(None)
+    assert config.model.source == "torchvision:resnet50"
+    assert 16 in config.load.include_concurrency
+    path = tmp_path / "study.yaml"
+    path.write_text(dump_study_config(config))
+    assert load_study_config(path) == config
+
+
+def test_invalid_study_file_names_every_bad_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: x\n"
+        "modle: {source: torchvision:resnet18}\n"
+        "knobs: {workers: [0, 'two']}\n"
+        "load: {window_s: -1, concurency: 3}\n"
+        "constraints: {objective: cheapest}\n"
+    )
+    with pytest.raises(StudyFileError) as excinfo:
+        load_study_config(path)
+    message = str(excinfo.value)
+    for field in (
+        "modle",
+        "knobs.workers.0",
+        "knobs.workers.1",
+        "load.window_s",
+        "load.concurency",
+        "constraints.objective",
+    ):
+        assert f"{path}: {field}" in message, message
+
+
+def test_study_file_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(StudyFileError, match="mapping"):
+        load_study_config(path)
+
+
+def test_cli_overrides_win_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("model: {source: torchvision:resnet18, weights: random}\nload: {window_s: 4}\n")
+    config = load_study_config(
+        path, {"model": {"source": "torchvision:mobilenet_v3_small"}, **quick_overrides()}
+    )
+    assert config.model.source == "torchvision:mobilenet_v3_small"
+    assert config.model.weights == "random"  # untouched sibling keys survive
+    assert config.load.window_s == quick_overrides()["load"]["window_s"]
+
+
+def test_deep_merge_replaces_leaves_and_merges_maps() -> None:
+    merged = deep_merge({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2]}, "e": 3})
+    assert merged == {"a": {"b": 1, "c": [2]}, "d": 1, "e": 3}

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from deploybench.results import Candidate, MachineInfo, TrialRecord
+from deploybench.study.store import TRIALS, StudyStore, StudyStoreError
+
+
+def record(backend: str) -> TrialRecord:
+    candidate = Candidate(backend=backend)
+    return TrialRecord(
+        trial_id=candidate.key,
+        model="m",
+        weights="random",
+        candidate=candidate,
+        status="skipped",
+        machine=MachineInfo(label="here"),
+        started_at="t0",
+        finished_at="t1",
+    )
+
+
+def test_trials_survive_a_torn_append_and_resume(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    store.acquire("name: a\n", fresh=False)
+    store.append_trial(record("eager"))
+    store.append_trial(record("onnxruntime"))
+    store.release()
+    with (tmp_path / TRIALS).open("a") as handle:  # a kill in the middle of an append
+        handle.write('{"trial_id": "half')
+    again = StudyStore(tmp_path)
+    again.acquire("name: a\n", fresh=False)
+    assert [t.candidate.backend for t in again.trials()] == ["eager", "onnxruntime"]
+    again.append_trial(record("openvino"))
+    assert len(again.trials()) == 3
+    again.release()
+
+
+def test_one_study_per_folder_at_a_time(tmp_path: Path) -> None:
+    first = StudyStore(tmp_path)
+    first.acquire("name: a\n", fresh=False)
+    with pytest.raises(StudyStoreError, match="another study"):
+        StudyStore(tmp_path).acquire("name: a\n", fresh=False)
+    first.release()
+
+
+def test_a_different_config_needs_fresh(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    store.acquire("name: a\n", fresh=False)
+    store.append_trial(record("eager"))
+    store.release()
+    with pytest.raises(StudyStoreError, match="--fresh"):
+        StudyStore(tmp_path).acquire("name: b\n", fresh=False)
+    fresh = StudyStore(tmp_path)
+    fresh.acquire("name: b\n", fresh=True)
+    assert fresh.trials() == []
+    fresh.release()
