@@ -1,0 +1,130 @@
+"""`deploybench serve`: run the SageMaker-compatible inference server in the foreground."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from deploybench.cli.app import app, console, fail
+from deploybench.config import ModelSpec
+from deploybench.serve.archive import ArchiveError, is_archive, safe_extract
+from deploybench.serve.settings import ServeSettings, SettingsError, resolve_settings
+
+MODEL_FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")
+DEFAULT_SOURCE = "torchvision:resnet50"
+
+
+@contextmanager
+def _model_folder(path: Path | None) -> Iterator[Path | None]:
+    """A model folder: the given one, or a model.tar.gz unpacked safely into a temporary one."""
+    if path is None or path.is_dir():
+        yield path
+        return
+    if not is_archive(path):
+        raise ArchiveError(f"{path}: not a model folder or a .tar.gz/.tgz/.tar archive")
+    folder = Path(tempfile.mkdtemp(prefix="deploybench-model-"))
+    try:
+        yield safe_extract(path, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _model_source(flag: str | None, folder: Path | None) -> str:
+    """--model wins; else the single model file at the folder's root; else the default ResNet50."""
+    if flag:
+        return flag
+    if folder is not None:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MODEL_FILE_SUFFIXES)
+        if len(files) == 1:
+            return str(files[0])
+    return DEFAULT_SOURCE
+
+
+def _ready_hook(settings: ServeSettings, json_path: Path | None) -> Any:
+    def on_ready(info: dict[str, Any]) -> None:
+        first = info["workers"][0] if info["workers"] else {}
+        console.print(
+            f"deploybench serve: ready on {info['url']} "
+            f"(handler={first.get('handler')}, model={first.get('model')}, backend={first.get('backend')}, "
+            f"precision={first.get('precision')}, weights={first.get('weights')}, "
+            f"workers={settings.server.workers}, threads={settings.server.threads}, "
+            f"max_batch_size={settings.server.max_batch_size})",
+            soft_wrap=True,
+        )
+        sys.stdout.flush()
+        if json_path is not None:
+            payload = {**info, "settings": settings.model_dump(mode="json")}
+            json_path.write_text(json.dumps(payload, indent=2))
+
+    return on_ready
+
+
+@app.command()
+def serve(
+    model_path: Annotated[
+        Path | None, typer.Argument(help="SageMaker model.tar.gz or model folder (optional)")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help=f"model source (default: file in the folder, else {DEFAULT_SOURCE})")
+    ] = None,
+    weights: Annotated[str, typer.Option(help="auto | pretrained | random | state-dict path")] = "auto",
+    backend: Annotated[str, typer.Option(help="variant backend (see `deploybench variants`)")] = "eager",
+    workers: Annotated[
+        int | None, typer.Option(help="model worker processes [env SAGEMAKER_MODEL_SERVER_WORKERS]")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="intra-op threads per worker")] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="dynamic batching: most requests per predict call")
+    ] = None,
+    max_delay_ms: Annotated[
+        float | None, typer.Option(help="dynamic batching: longest wait after the first")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8080) [env SAGEMAKER_BIND_TO_PORT]")] = None,
+    max_body_mb: Annotated[
+        float | None, typer.Option(help="body limit in MiB [env SAGEMAKER_MAX_PAYLOAD_IN_MB]")
+    ] = None,
+    timeout_s: Annotated[
+        float | None, typer.Option(help="request timeout [env SAGEMAKER_MODEL_SERVER_TIMEOUT]")
+    ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="variant artifact cache")] = None,
+    top_k: Annotated[int, typer.Option(help="labels in a JSON answer")] = 5,
+    debug: Annotated[bool, typer.Option("--debug", help="tracebacks in error bodies, access log")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the ready description here")] = None,
+) -> None:
+    """Serve a model over HTTP with the SageMaker contract (/ping, /invocations) until SIGTERM."""
+    from deploybench.serve.app import ServerStartError, run_server
+    from deploybench.serve.handlers import HandlerContractError, check_contract_source
+
+    flags = {
+        "backend": backend,
+        "workers": workers,
+        "threads": threads,
+        "max_batch_size": max_batch_size,
+        "max_delay_ms": max_delay_ms,
+        "host": host,
+        "port": port,
+        "max_body_mb": max_body_mb,
+        "timeout_s": timeout_s,
+        "debug": debug or None,
+    }
+    try:
+        with _model_folder(model_path) as folder:
+            spec = ModelSpec(source=_model_source(model, folder), weights=weights)
+            settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir)
+            settings = settings.model_copy(update={"top_k": top_k})
+            if settings.handler_path is not None:
+                check_contract_source(settings.handler_path)
+            run_server(settings, _ready_hook(settings, json_path))
+    except (ArchiveError, SettingsError, HandlerContractError, ValueError) as exc:
+        raise fail(str(exc), 2) from None
+    except ServerStartError as exc:
+        raise fail(str(exc), 1) from None

@@ -1,0 +1,142 @@
+"""Built-in vision codecs: image / npy / JSON bodies in, top-k JSON or raw logits out.
+
+Images go through THE reference preprocessing (deploybench.payload: decode_image, then
+resize_and_crop and normalise, which is exactly payload.preprocess split in two so the
+Server-Timing header can tell decoding from preprocessing).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+
+from deploybench.payload import CROP, PayloadError, decode_image, normalise, resize_and_crop
+
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image", "application/octet-stream"})
+NPY = "application/x-npy"
+JSON = "application/json"
+INPUT_TYPES = IMAGE_TYPES | {NPY, JSON}
+OUTPUT_TYPES = (JSON, NPY)  # first one is the default for */* and a missing Accept
+
+
+class HandlerError(Exception):
+    """An error the client caused or should see, with the HTTP status to answer."""
+
+    def __init__(self, message: str, status_code: int = 500) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _array_into(array: np.ndarray, out: np.ndarray) -> None:
+    if array.shape == (1, *out.shape):
+        array = array[0]
+    if array.shape != out.shape:
+        raise HandlerError(f"array of shape {array.shape}, expected {out.shape}", 400)
+    np.copyto(out, array, casting="unsafe")
+
+
+def _load_npy(body: bytes) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise HandlerError(f"cannot read application/x-npy body: {exc}", 400) from exc
+
+
+def _load_json_array(body: bytes) -> np.ndarray:
+    try:
+        return np.asarray(json.loads(body), dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise HandlerError(f"application/json body is not a nested list of numbers: {exc}", 400) from exc
+
+
+def decode_into(body: bytes, content_type: str, out: np.ndarray) -> tuple[float, float]:
+    """Write the model input for one request into `out` (C,H,W); returns (decode_s, preprocess_s)."""
+    start = time.perf_counter()
+    if content_type in IMAGE_TYPES:
+        if out.shape != (3, CROP, CROP):
+            raise HandlerError(f"images need a (3, {CROP}, {CROP}) model input, this one is {out.shape}", 415)
+        try:
+            image = decode_image(body)
+            decoded = time.perf_counter()
+            normalise(resize_and_crop(image), out)
+        except PayloadError as exc:
+            raise HandlerError(str(exc), 400) from exc
+        return decoded - start, time.perf_counter() - decoded
+    if content_type == NPY:
+        array = _load_npy(body)
+    elif content_type == JSON:
+        array = _load_json_array(body)
+    else:
+        raise HandlerError(
+            f"unsupported Content-Type {content_type!r}; use one of {sorted(INPUT_TYPES)}", 415
+        )
+    decoded = time.perf_counter()
+    _array_into(array, out)
+    return decoded - start, time.perf_counter() - decoded
+
+
+def top_k_json(logits: np.ndarray, labels: list[str] | None, k: int) -> bytes:
+    """Softmax probabilities of the k best classes, best first."""
+    row = np.asarray(logits, dtype=np.float64).reshape(-1)
+    k = min(k, row.size)
+    best = np.argpartition(-row, k - 1)[:k]
+    best = best[np.argsort(-row[best], kind="stable")]
+    exp = np.exp(row - row.max())
+    probs = exp[best] / exp.sum()
+    predictions = [
+        {
+            "index": int(i),
+            "label": labels[i] if labels and i < len(labels) else str(int(i)),
+            "score": float(p),
+        }
+        for i, p in zip(best, probs, strict=True)
+    ]
+    return json.dumps({"predictions": predictions}).encode()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def encode_output(logits: np.ndarray, accept: str, labels: list[str] | None, k: int) -> bytes:
+    """One request's logits row in the negotiated type (JSON top-k, or the raw logits as .npy)."""
+    if accept == NPY:
+        return npy_bytes(logits)
+    if accept == JSON:
+        return top_k_json(logits, labels, k)
+    raise HandlerError(f"unsupported Accept {accept!r}; use one of {list(OUTPUT_TYPES)}", 406)
+
+
+def media_type(header: str | None) -> str:
+    """`image/jpeg; q=1` -> `image/jpeg` (lower case); missing -> empty string."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def negotiate_accept(header: str | None, offered: tuple[str, ...] = OUTPUT_TYPES) -> str | None:
+    """Best offered type for an Accept header (q-values honoured); None when nothing fits (406)."""
+    if not header or not header.strip():
+        return offered[0]
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        kind, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if kind and quality > 0:
+            ranked.append((-quality, position, kind.lower()))
+    for _, _, kind in sorted(ranked):
+        if kind in ("*/*", "application/*"):
+            return offered[0]
+        if kind in offered:
+            return kind
+    return None

@@ -1,0 +1,118 @@
+"""The model worker process: build and warm the model once, then answer batches until the front goes.
+
+Spawned (not forked) so each worker starts with a clean interpreter and its own thread pools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from deploybench.serve.protocol import BATCH, FAILED, READY, RESULTS
+from deploybench.serve.settings import ServeSettings
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the front process dies, so no worker outlives it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _isolate_signals() -> None:
+    """Ctrl-C and SIGTERM are for the front: it drains, then closes our connection, and we exit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _build_vision_model(settings: ServeSettings) -> Any:
+    from deploybench.backends.build import build_variant, example_batch
+    from deploybench.serve.handlers import VisionModel
+
+    variant, loaded = build_variant(
+        settings.model, settings.server.backend, threads=settings.server.threads, cache_dir=settings.cache_dir
+    )
+    for size in (1, 1, settings.server.max_batch_size):
+        variant.predict(example_batch(loaded, size))
+    info = {
+        "model": loaded.name,
+        "backend": variant.backend,
+        "precision": variant.precision,
+        "weights": loaded.weights,
+        "build_seconds": round(variant.build_seconds, 3),
+    }
+    return VisionModel(variant, loaded.labels, loaded.input_shape, settings.top_k, info)
+
+
+def _warm_preprocessing(model: Any) -> None:
+    from deploybench.payload import default_payload_path
+    from deploybench.serve.vision import decode_into
+
+    if model.input_shape == (3, 224, 224):
+        import numpy as np
+
+        decode_into(
+            default_payload_path().read_bytes(), "image/jpeg", np.empty(model.input_shape, np.float32)
+        )
+
+
+def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, Any]]:
+    """The built-in pipeline, or the user's handler with built-in defaults for what it leaves out."""
+    from deploybench.serve.handlers import BuiltinPipeline, HandlerContext, bind, load_user_module
+    from deploybench.serve.user import DefaultFunctions, UserPipeline
+
+    path = settings.handler_path
+    if path is None:
+        model = _build_vision_model(settings)
+        _warm_preprocessing(model)
+        pipeline = BuiltinPipeline(model, settings.server.max_batch_size, settings.server.debug)
+        return pipeline, {**model.info, "handler": "builtin"}
+    module = load_user_module(path)
+    model_dir = str(settings.model_dir)
+    context = HandlerContext(model_dir, index, {"model_dir": model_dir, "gpu_id": None, "worker": index})
+    if callable(getattr(module, "model_fn", None)):
+        model = bind(module.model_fn, 1, context)(model_dir)
+        info: dict[str, Any] = {"model": f"model_fn from {path.name}"}
+        shape = settings.model.input_shape
+    else:
+        model = _build_vision_model(settings)
+        info, shape = dict(model.info), model.input_shape
+    defaults = DefaultFunctions(shape, settings.top_k)
+    pipeline = UserPipeline(module, model, context, defaults, settings.server.debug)
+    return pipeline, {**info, "handler": path.name}
+
+
+def _serve(conn: Connection, pipeline: Any) -> None:
+    while True:
+        try:
+            kind, payload = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return  # the front closed the connection: shut down
+        if kind == BATCH:
+            conn.send_bytes(pickle.dumps((RESULTS, pipeline.run(payload)), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def worker_main(index: int, conn: Connection, settings_json: str) -> None:
+    """Process entry point: report READY (with what was loaded) or FAILED (with why), then serve."""
+    _die_with_parent()
+    _isolate_signals()
+    settings = ServeSettings.model_validate_json(settings_json)
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(settings.server.threads)
+    start = time.perf_counter()
+    try:
+        pipeline, info = build_pipeline(settings, index)
+    except Exception as exc:
+        conn.send_bytes(pickle.dumps((FAILED, f"{type(exc).__name__}: {exc}")))
+        return
+    info.update(pid=os.getpid(), worker=index, load_seconds=round(time.perf_counter() - start, 3))
+    conn.send_bytes(pickle.dumps((READY, info)))
+    _serve(conn, pipeline)
