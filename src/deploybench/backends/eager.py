@@ -1,30 +1,62 @@
-"""PyTorch eager fp32: the reference every other variant is checked against."""
+"""PyTorch eager fp32: the reference every other variant is checked against.
+
+TorchModuleVariant is shared by every torch-based backend: it runs a callable module under
+inference_mode, optionally in channels-last layout and under autocast, on the CPU or a CUDA device.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
 import torch
 
 from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
-from deploybench.models import LoadedModel
+from deploybench.models import LoadedModel, OnnxModule
 
 
 class TorchModuleVariant(Variant):
     """Any variant that is a callable torch module run under inference_mode."""
 
-    def __init__(self, backend: str, precision: str, module: torch.nn.Module, build_seconds: float) -> None:
+    def __init__(
+        self,
+        backend: str,
+        precision: str,
+        module: torch.nn.Module,
+        build_seconds: float,
+        *,
+        device: str = "cpu",
+        channels_last: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+        grad_mode: str = "inference",
+    ) -> None:
         self.backend = backend
         self.precision = precision
         self.module = module
         self.build_seconds = build_seconds
+        self.device = device
+        self.channels_last = channels_last
+        self.autocast_dtype = autocast_dtype
+        self.grad_mode = grad_mode  # inductor's frozen graphs want no_grad, not inference_mode
         self.versions = {"torch": torch.__version__}
 
+    def _context(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode() if self.grad_mode == "inference" else torch.no_grad())
+        if self.autocast_dtype is not None:
+            stack.enter_context(torch.autocast(torch.device(self.device).type, dtype=self.autocast_dtype))
+        return stack
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-        return out.float().numpy()
+        inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if self.device != "cpu":
+            inputs = inputs.to(self.device)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with self._context():
+            out = self.module(inputs)
+        return out.float().cpu().numpy()
 
 
 @register
@@ -39,4 +71,15 @@ class EagerBackend(Backend):
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         start = time.perf_counter()
         torch.set_num_threads(ctx.threads)
+        if isinstance(model.module, OnnxModule):  # ONNX sources: the reference is ONNX Runtime fp32
+            model.module.set_threads(ctx.threads)
+            variant = TorchModuleVariant(self.name, "fp32", model.module, time.perf_counter() - start)
+            variant.versions = {"onnxruntime": _onnxruntime_version()}
+            return variant
         return TorchModuleVariant(self.name, "fp32", model.module, time.perf_counter() - start)
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)

@@ -1,0 +1,82 @@
+"""On-disk artifact cache: one directory per (model fingerprint, backend, options, library versions).
+
+Building an int8 or compiled variant can take a minute; the key changes whenever anything that
+shapes the artifact changes (weights, backend, options, library versions), so a hit is always safe
+to reuse and a miss never serves a stale file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import deploybench
+
+TRACKED_LIBRARIES = ("torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
+KEY_FILE = "key.json"
+
+
+def default_cache_root() -> Path:
+    """$DEPLOYBENCH_CACHE, else ~/.cache/deploybench."""
+    env = os.environ.get("DEPLOYBENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "deploybench"
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape artifacts (read from metadata: nothing imported)."""
+    versions = {"deploybench": deploybench.__version__}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def cache_key(fingerprint: str, backend: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything an artifact depends on, as plain JSON-able data."""
+    return {
+        "model": fingerprint,
+        "backend": backend,
+        "options": dict(sorted((options or {}).items())),
+        "versions": library_versions(),
+    }
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60] or "model"
+
+
+def variant_cache_dir(
+    model_name: str,
+    fingerprint: str,
+    backend: str,
+    options: dict[str, Any] | None = None,
+    root: Path | None = None,
+) -> Path:
+    """Create (if needed) and return the directory for this exact artifact; key.json says what it holds."""
+    key = cache_key(fingerprint, backend, options)
+    directory = (root or default_cache_root()) / _safe(model_name) / f"{_safe(backend)}-{_digest(key)}"
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / KEY_FILE
+    if not key_file.exists():
+        key_file.write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
+    return directory
+
+
+def directory_bytes(path: Path) -> int:
+    """Total size of the files under path (an artifact's footprint), excluding the key file."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != KEY_FILE)

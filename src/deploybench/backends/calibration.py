@@ -1,0 +1,145 @@
+"""Natural images for int8 calibration and parity checks: the sample photos, augmented.
+
+Calibration data decides int8 scales, and parity inputs decide whether a variant may be ranked, so
+both must look like what the model will see: real photos (the bundled payload and scikit-image's
+CC0 photos) with crops, flips, colour jitter and rescaling. Never zeros or pure noise; the only
+synthetic inputs are smooth, low-frequency colour fields, and only parity uses them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+from deploybench.payload import (
+    CROP,
+    IMAGE_SUFFIXES,
+    RESIZE,
+    decode_image,
+    default_payload_path,
+    normalise,
+)
+
+SKIMAGE_PHOTOS = (
+    "chelsea.png",
+    "coffee.png",
+    "astronaut.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "retina.jpg",
+    "camera.png",
+    "coins.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "moon.png",
+    "page.png",
+)
+DEFAULT_CALIBRATION_COUNT = 100
+CALIBRATION_SEED = 0
+PARITY_SEED = 1  # a different seed: parity inputs are fresh, never the images int8 was calibrated on
+
+
+def _skimage_photo_paths() -> list[Path]:
+    try:
+        folder = Path(str(resources.files("skimage").joinpath("data")))
+    except ModuleNotFoundError:
+        return []
+    return [folder / name for name in SKIMAGE_PHOTOS if (folder / name).is_file()]
+
+
+@cache
+def _source_images(folder: Path | None) -> tuple[Image.Image, ...]:
+    """The photos to draw from: a user folder, else the default payload plus scikit-image's photos."""
+    if folder is not None:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ValueError(
+                f"{folder}: calibration folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+            )
+    else:
+        paths = [default_payload_path(), *_skimage_photo_paths()]
+    return tuple(decode_image(p.read_bytes()).copy() for p in paths)
+
+
+def to_model_input(image: Image.Image, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """The reference preprocessing (short side 256, centre crop 224, normalise), scaled to other sizes."""
+    _, height, width = input_shape
+    resize = round(min(height, width) * RESIZE / CROP)
+    scale = resize / min(image.size)
+    new_w, new_h = max(width, round(image.size[0] * scale)), max(height, round(image.size[1] * scale))
+    image = image.convert("RGB").resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    return normalise(image.crop((left, top, left + width, top + height)))
+
+
+def augment(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A random crop (35-100% of the area), rescale, flip and colour jitter of one photo."""
+    width, height = image.size
+    area = rng.uniform(0.35, 1.0)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    crop_w = min(width, round(np.sqrt(area * width * height * aspect)))
+    crop_h = min(height, round(np.sqrt(area * width * height / aspect)))
+    left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
+    image = image.crop((left, top, left + crop_w, top + crop_h))
+    zoom = rng.uniform(0.6, 1.4)
+    image = image.resize((max(32, round(crop_w * zoom)), max(32, round(crop_h * zoom))))
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        image = enhancer(image).enhance(rng.uniform(0.7, 1.3))
+    if rng.random() < 0.2:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
+    return image
+
+
+def smooth_noise_image(rng: np.random.Generator, size: int = CROP) -> Image.Image:
+    """A low-frequency colour field (random blobs, upsampled): natural-ish statistics, not white noise."""
+    coarse = rng.integers(0, 256, size=(int(rng.integers(3, 9)),) * 2 + (3,), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+    return image.filter(ImageFilter.GaussianBlur(size / 32))
+
+
+def augmented_arrays(
+    count: int, seed: int, input_shape: tuple[int, int, int], folder: Path | None = None
+) -> list[np.ndarray]:
+    """`count` preprocessed CHW images: every source photo once, then random augmentations of them."""
+    sources = _source_images(folder)
+    rng = np.random.default_rng(seed)
+    images = list(sources[:count])
+    while len(images) < count:
+        images.append(augment(sources[int(rng.integers(len(sources)))], rng))
+    return [to_model_input(image, input_shape) for image in images]
+
+
+@cache
+def _calibration_cached(
+    count: int, input_shape: tuple[int, int, int], folder: Path | None
+) -> tuple[np.ndarray, ...]:
+    return tuple(augmented_arrays(count, CALIBRATION_SEED, input_shape, folder))
+
+
+def calibration_images(
+    input_shape: tuple[int, int, int] = (3, CROP, CROP),
+    count: int = DEFAULT_CALIBRATION_COUNT,
+    folder: Path | None = None,
+) -> list[np.ndarray]:
+    """Calibration set for int8 backends (memoised per process: every backend sees the same images)."""
+    return list(_calibration_cached(count, tuple(input_shape), folder))
+
+
+def parity_inputs(
+    input_shape: tuple[int, int, int] = (3, CROP, CROP), count: int = 32, folder: Path | None = None
+) -> np.ndarray:
+    """Fresh NCHW inputs for parity: photos and their augmentations, plus ~1/8 smooth colour fields."""
+    rng = np.random.default_rng(PARITY_SEED)
+    fields = max(1, count // 8)
+    photos = augmented_arrays(count - fields, PARITY_SEED, input_shape, folder)
+    synthetic = [to_model_input(smooth_noise_image(rng), input_shape) for _ in range(fields)]
+    return np.stack(photos + synthetic).astype(np.float32)

@@ -1,0 +1,222 @@
+"""Build, verify and time every backend variant of one model: the API the CLI and the study use.
+
+The eager fp32 variant is built first and is the parity reference. An unavailable backend is listed
+with its reason; a backend that throws while building is recorded with its error; neither stops the
+others. Only variants that pass parity should ever be recommended.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from deploybench.backends.base import BackendUnavailableError, UnknownBackendError, Variant, all_backends
+from deploybench.backends.build import build_variant
+from deploybench.backends.calibration import parity_inputs
+from deploybench.backends.parity import check_parity, predict_in_chunks, reference_report
+from deploybench.backends.timing import PreprocessTiming, Timing, time_preprocessing, time_variant
+from deploybench.config import ModelSpec, ParityThresholds, StrictModel
+from deploybench.models import LoadedModel, load_model
+from deploybench.payload import default_payload_path
+from deploybench.results import ParityReport
+
+REFERENCE = "eager"
+PARITY_INPUTS = 32
+
+
+class VariantReport(StrictModel):
+    """One backend's outcome: built or not (and why), parity verdict, build cost and timings."""
+
+    backend: str
+    description: str = ""
+    available: bool
+    unavailable_reason: str | None = None
+    error: str | None = None
+    precision: str | None = None
+    device: str = "cpu"
+    parity: ParityReport | None = None
+    build_seconds: float | None = None
+    artifact_bytes: int | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    timings: list[Timing] = Field(default_factory=list)
+    speedup_vs_eager: float | None = Field(
+        None, description="eager median / this median, first batch & threads"
+    )
+
+    @property
+    def usable(self) -> bool:
+        """Built and passed (or is) the parity reference: the only variants that may be recommended."""
+        return self.parity is not None and self.parity.verdict in ("passed", "reference")
+
+
+class VariantsReport(StrictModel):
+    """Every variant of one model, with the weights it carries and the per-request preprocessing cost."""
+
+    model: str
+    weights: str = Field(description="pretrained | random | file:<path>; shown in every output")
+    input_shape: tuple[int, int, int]
+    fingerprint: str
+    preprocessing: PreprocessTiming | None = None
+    variants: list[VariantReport] = Field(default_factory=list)
+
+
+def resolve_backends(names: Sequence[str] | None) -> list[str]:
+    """The requested backends (all registered ones by default), eager first; unknown names raise."""
+    known = all_backends()
+    wanted = list(names) if names else list(known)
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise UnknownBackendError(
+            f"unknown backend(s) {', '.join(map(repr, unknown))}; known backends: {', '.join(sorted(known))}"
+        )
+    return [REFERENCE] + [name for name in dict.fromkeys(wanted) if name != REFERENCE]
+
+
+class _Run:
+    """The state of one evaluate_variants call: model, inputs, reference logits, progress reporting."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        cache_dir: Path | None,
+        thresholds: ParityThresholds,
+        on_progress: Callable[[str], None] | None,
+        calibration_dir: Path | None,
+    ) -> None:
+        self.model = model
+        self.cache_dir = cache_dir
+        self.calibration_dir = calibration_dir
+        self.thresholds = thresholds
+        self.on_progress = on_progress
+        self.inputs = parity_inputs(model.input_shape, PARITY_INPUTS)
+        self.reference: np.ndarray | None = None
+        self.batches: dict[int, np.ndarray] = {}
+
+    def say(self, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(message)
+
+    def batch(self, size: int) -> np.ndarray:
+        """Timing batches are real (augmented) photos, repeated to the batch size."""
+        if size not in self.batches:
+            self.batches[size] = np.ascontiguousarray(np.resize(self.inputs, (size, *self.inputs.shape[1:])))
+        return self.batches[size]
+
+    def build(self, backend: str, threads: int) -> Variant:
+        return build_variant(
+            self.model.spec,
+            backend,
+            threads=threads,
+            cache_dir=self.cache_dir,
+            model=self.model,
+            calibration_dir=self.calibration_dir,
+        )[0]
+
+    def parity(self, backend: str, variant: Variant) -> ParityReport:
+        if backend == REFERENCE:
+            self.reference = predict_in_chunks(variant, self.inputs)
+            return reference_report(len(self.inputs))
+        assert self.reference is not None, "the eager reference is evaluated first"
+        return check_parity(variant, self.inputs, self.reference, self.thresholds)
+
+
+def _unavailable(backend: str, description: str, reason: str) -> VariantReport:
+    return VariantReport(backend=backend, description=description, available=False, unavailable_reason=reason)
+
+
+def _evaluate_one(
+    run: _Run, backend: str, batch_sizes: Sequence[int], threads: Sequence[int], budget_s: float
+) -> VariantReport:
+    impl = all_backends()[backend]()
+    availability = impl.availability()
+    if not availability.ok:
+        return _unavailable(backend, impl.description, availability.reason)
+    report = VariantReport(backend=backend, description=impl.description, available=True)
+    try:
+        for index, thread_count in enumerate(threads):
+            run.say(f"{backend}: building ({thread_count} threads)")
+            variant = run.build(backend, thread_count)  # runtimes fix their thread pools when built
+            if index == 0:
+                _record_build(report, variant, run.parity(backend, variant))
+            for size in batch_sizes:
+                run.say(f"{backend}: timing batch {size}, {thread_count} threads")
+                report.timings.append(
+                    time_variant(variant, run.batch(size), threads=thread_count, budget_s=budget_s)
+                )
+            del variant
+            gc.collect()
+    except BackendUnavailableError as exc:
+        return _unavailable(backend, impl.description, str(exc))
+    except Exception as exc:  # a backend that fails to build is a result, not a crash
+        report.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return report
+
+
+def _record_build(report: VariantReport, variant: Variant, parity: ParityReport) -> None:
+    report.precision = variant.precision
+    report.device = variant.device
+    report.build_seconds = variant.build_seconds
+    report.artifact_bytes = variant.artifact_bytes
+    report.versions = dict(variant.versions)
+    report.parity = parity
+
+
+def _add_speedups(reports: list[VariantReport]) -> None:
+    eager = next((r for r in reports if r.backend == REFERENCE and r.timings), None)
+    if eager is None:
+        return
+    base = eager.timings[0]
+    for report in reports:
+        match = [t for t in report.timings if (t.batch, t.threads) == (base.batch, base.threads)]
+        if match:
+            report.speedup_vs_eager = base.median_ms / match[0].median_ms
+
+
+def evaluate_variants(
+    spec: ModelSpec,
+    backends: list[str] | None = None,
+    *,
+    batch_sizes: Sequence[int] = (1, 8),
+    threads: Sequence[int] = (2,),
+    thresholds: ParityThresholds | None = None,
+    cache_dir: Path | None = None,
+    time_budget_s: float = 120.0,
+    on_progress: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    payload: bytes | None = None,
+    calibration_dir: Path | None = None,
+) -> VariantsReport:
+    """Build, verify and time each backend (all registered ones when None).
+
+    time_budget_s is spread evenly over the (backend x batch x threads) timing points, each getting
+    0.5-10 s (always at least 5 timed runs). on_progress receives one line per stage; on_step gets
+    (backends done, backends in total). Raises UnknownBackendError and ModelLoadError up front.
+    """
+    names = resolve_backends(backends)
+    model = load_model(spec)
+    run = _Run(model, cache_dir, thresholds or ParityThresholds(), on_progress, calibration_dir)
+    run.say("timing the per-request preprocessing")
+    report = VariantsReport(
+        model=model.name,
+        weights=model.weights,
+        input_shape=model.input_shape,
+        fingerprint=model.fingerprint,
+        preprocessing=time_preprocessing(payload or default_payload_path().read_bytes()),
+    )
+    points = max(1, len(names) * len(batch_sizes) * len(threads))
+    budget = min(10.0, max(0.5, time_budget_s / points))
+    for done, name in enumerate(names):
+        if on_step is not None:
+            on_step(done, len(names))
+        started = time.perf_counter()
+        report.variants.append(_evaluate_one(run, name, batch_sizes, threads, budget))
+        run.say(f"{name}: done in {time.perf_counter() - started:.1f} s")
+    if on_step is not None:
+        on_step(len(names), len(names))
+    _add_speedups(report.variants)
+    return report

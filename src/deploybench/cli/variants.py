@@ -1,0 +1,180 @@
+"""`deploybench variants`: build, verify (parity gate) and time every backend of one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from deploybench.backends.base import UnknownBackendError
+from deploybench.backends.evaluate import VariantReport, VariantsReport, evaluate_variants
+from deploybench.cli.app import app, console, fail
+from deploybench.config import ModelSpec
+from deploybench.models import ModelLoadError
+
+
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
+    """'1,8' -> (1, 8); anything else is a clear error."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise fail(f"--{what} takes comma-separated positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise fail(f"--{what} takes comma-separated positive integers, got {text!r}")
+    return values
+
+
+def weights_banner(weights: str) -> str:
+    """The loud line every output carries: predictions of random weights mean nothing."""
+    if weights == "random":
+        return (
+            "[bold yellow on red] RANDOM WEIGHTS [/] pretrained weights are not on disk: latency is "
+            "representative, predictions are meaningless (parity relies on cosine, see notes)"
+        )
+    return f"[bold green]weights: {weights}[/]"
+
+
+def _parity_cell(variant: VariantReport) -> str:
+    if not variant.available:
+        return "[dim]unavailable[/]"
+    if variant.error:
+        return "[red]build error[/]"
+    verdict = variant.parity.verdict if variant.parity else "-"
+    colour = {"passed": "green", "rejected": "bold red", "reference": "cyan"}.get(verdict, "white")
+    return f"[{colour}]{verdict}[/]"
+
+
+def _timing_cells(variant: VariantReport, size: int, threads: int) -> list[str]:
+    timing = next((t for t in variant.timings if t.batch == size and t.threads == threads), None)
+    if timing is None:
+        return ["-", "-"]
+    return [f"{'~' if timing.noisy else ''}{timing.median_ms:.1f}", f"{timing.images_per_s:.1f}"]
+
+
+def render_table(report: VariantsReport, batch_sizes: tuple[int, ...]) -> Table:
+    """One row per backend: precision, parity, median latency and images/s per batch, speed-up vs eager."""
+    threads = sorted({t.threads for v in report.variants for t in v.timings}) or [0]
+    table = Table(title=f"{report.model}: {report.weights} weights, {threads[0]} threads, in-process")
+    table.add_column("backend", no_wrap=True)
+    table.add_column("prec")
+    table.add_column("parity", no_wrap=True)
+    table.add_column("build s", justify="right")
+    for size in batch_sizes:
+        table.add_column(f"b{size} ms", justify="right")
+        table.add_column(f"b{size} img/s", justify="right")
+    table.add_column("vs eager", justify="right")
+    for variant in report.variants:
+        cells = [
+            variant.backend,
+            variant.precision or "-",
+            _parity_cell(variant),
+            "-" if variant.build_seconds is None else f"{variant.build_seconds:.1f}",
+        ]
+        for size in batch_sizes:
+            cells += _timing_cells(variant, size, threads[0])
+        cells.append("-" if variant.speedup_vs_eager is None else f"{variant.speedup_vs_eager:.2f}x")
+        table.add_row(*cells)
+    return table
+
+
+def detail_lines(report: VariantsReport) -> list[str]:
+    """Why each variant is unavailable, failed, or what its parity measured (the table stays narrow)."""
+    lines = []
+    for v in report.variants:
+        if not v.available:
+            lines.append(f"{v.backend}: unavailable: {v.unavailable_reason}")
+        elif v.error:
+            lines.append(f"{v.backend}: build failed: {v.error}")
+        elif v.parity is not None and v.parity.verdict != "reference":
+            p = v.parity
+            flat = (
+                " (top-1 not gated: flat reference logits)" if any("not gated" in n for n in p.notes) else ""
+            )
+            reason = f" REJECTED: {p.reason}" if p.verdict == "rejected" else ""
+            lines.append(
+                f"{v.backend}: top-1 {p.top1_agreement:.0%}, top-5 {p.top5_overlap:.0%}, "
+                f"cosine {p.cosine_min:.5f}, max abs err {p.max_abs_err:.3g}{flat}{reason}"
+            )
+    return lines
+
+
+def _footer(report: VariantsReport) -> None:
+    pre = report.preprocessing
+    if pre is not None:
+        console.print(
+            f"per-request preprocessing (1 thread, {pre.payload_bytes:,} B JPEG): "
+            f"median {pre.median_us:,.0f} µs (decode {pre.decode_us:,.0f}, "
+            f"resize+crop {pre.resize_crop_us:,.0f}, normalise {pre.normalise_us:,.0f})"
+        )
+    if any(t.noisy for v in report.variants for t in v.timings):
+        console.print("[yellow]~ noisy: interquartile range over 10% of the median (a busy machine?)[/]")
+
+
+def _run_with_progress(spec: ModelSpec, backends: list[str] | None, **options: object) -> VariantsReport:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("loading model", total=None)
+        return evaluate_variants(
+            spec,
+            backends,
+            on_progress=lambda message: progress.update(task, description=message),
+            on_step=lambda done, total: progress.update(task, completed=done, total=total),
+            **options,  # type: ignore[arg-type]
+        )
+
+
+@app.command()
+def variants(
+    model: Annotated[
+        str,
+        typer.Option(help="torchvision:<name> | efficientnet-lite0 | FILE.pt | FILE.onnx | module:function"),
+    ] = "torchvision:resnet50",
+    weights: Annotated[str, typer.Option(help="auto | pretrained | random | state-dict FILE")] = "auto",
+    backends: Annotated[str | None, typer.Option(help="comma-separated backend names (default: all)")] = None,
+    batch: Annotated[str, typer.Option(help="batch sizes to time, e.g. 1,8")] = "1,8",
+    threads: Annotated[str, typer.Option(help="intra-op thread counts, e.g. 2 or 1,2")] = "2",
+    budget: Annotated[float, typer.Option(help="seconds of timing in total, spread over the points")] = 120.0,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="artifact cache (default $DEPLOYBENCH_CACHE or ~/.cache/deploybench)")
+    ] = None,
+    calibration: Annotated[Path | None, typer.Option(help="folder of images for int8 calibration")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="write the full report (raw samples) here")
+    ] = None,
+) -> None:
+    """Build every backend variant, check it against eager fp32 (parity gate) and time it in-process."""
+    batch_sizes, thread_counts = parse_ints(batch, "batch"), parse_ints(threads, "threads")
+    names = [name.strip() for name in backends.split(",") if name.strip()] if backends else None
+    if calibration is not None and not calibration.is_dir():
+        raise fail(f"{calibration}: calibration folder not found")
+    try:
+        report = _run_with_progress(
+            ModelSpec(source=model, weights=weights),
+            names,
+            batch_sizes=batch_sizes,
+            threads=thread_counts,
+            time_budget_s=budget,
+            cache_dir=cache_dir,
+            calibration_dir=calibration,
+        )
+    except (UnknownBackendError, ModelLoadError) as exc:
+        raise fail(str(exc)) from None
+    console.print(weights_banner(report.weights))
+    console.print(render_table(report, batch_sizes))
+    for line in detail_lines(report):
+        console.print(line, highlight=False)
+    _footer(report)
+    console.print(weights_banner(report.weights))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(report.model_dump_json(indent=2))
+        console.print(f"report written to {json_path}")
