@@ -17,7 +17,7 @@ from deploybench.backends.base import (
     register,
 )
 
-_BACKEND_MODULES: tuple[str, ...] = ("eager",)  # one entry per backend module
+_BACKEND_MODULES: tuple[str, ...] = ("eager", "torch_backends")  # one entry per backend module
 
 
 def _load_all() -> None:
