@@ -1,0 +1,83 @@
+"""Safe model.tar.gz unpacking: every escape route is refused before anything is written."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from deploybench.serve.archive import ArchiveError, safe_extract
+
+
+def make_archive(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def file_member(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def link_member(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info, None
+
+
+def test_good_archive_unpacks(tmp_path: Path) -> None:
+    archive = make_archive(
+        tmp_path / "m.tar.gz",
+        [
+            file_member("model.pt", b"weights"),
+            file_member("code/inference.py", b"pass"),
+            link_member("code/alias.py", "inference.py"),
+        ],
+    )
+    out = safe_extract(archive, tmp_path / "out")
+    assert (out / "model.pt").read_bytes() == b"weights"
+    assert (out / "code" / "alias.py").read_text() == "pass"
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (file_member("../escape.txt"), "outside the model folder"),
+        (file_member("code/../../escape.txt"), "outside the model folder"),
+        (file_member("/etc/escape.txt"), "outside the model folder"),
+        (link_member("evil", "/etc/passwd"), "leaves the model folder"),
+        (link_member("code/evil", "../../outside"), "leaves the model folder"),
+        (link_member("hard", "../outside", tarfile.LNKTYPE), "leaves the model folder"),
+        (link_member("dev", "", tarfile.CHRTYPE), "special file"),
+    ],
+)
+def test_unsafe_members_are_refused(
+    tmp_path: Path, member: tuple[tarfile.TarInfo, bytes | None], message: str
+) -> None:
+    archive = make_archive(tmp_path / "evil.tar.gz", [file_member("ok.txt"), member])
+    with pytest.raises(ArchiveError, match=message):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written, not even the safe member
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_size_and_member_limits(tmp_path: Path) -> None:
+    archive = make_archive(
+        tmp_path / "big.tar.gz", [file_member("a", b"x" * 600), file_member("b", b"x" * 600)]
+    )
+    with pytest.raises(ArchiveError, match="more than 1000 bytes"):
+        safe_extract(archive, tmp_path / "out", max_bytes=1000)
+    with pytest.raises(ArchiveError, match="2 members"):
+        safe_extract(archive, tmp_path / "out", max_members=1)
+
+
+def test_corrupt_archive_is_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(ArchiveError, match="cannot unpack"):
+        safe_extract(broken, tmp_path / "out")
