@@ -1,0 +1,135 @@
+"""Records of a recommendation: each trial judged at its operating point, and the ranked outcome.
+
+Plain data (pydantic) so the report, the CLI's --json and the study all share one shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from deploybench.config import Constraints, StrictModel
+from deploybench.pricing import CapacityPlan, cost_per_million
+
+
+class Evaluation(StrictModel):
+    """One trial judged at its operating point, with its rank and the reason it won or lost."""
+
+    trial_id: str
+    trial_index: int = Field(0, description="position of the trial in the list given to recommend()")
+    key: str
+    label: str
+    machine: str
+    model: str
+    weights: str
+    backend: str
+    precision: str
+    device: str
+    workers: int
+    threads: int
+    max_batch_size: int
+    max_delay_ms: float
+    status: str
+    eligible: bool
+    reason: str
+    usd_per_hour: float | None = None
+    price_source: str | None = None
+    peak_rss_mb: float | None = None
+    server_cpu_pct: float | None = None
+    peak_throughput_rps: float | None = None
+    peak_p99_ms: float | None = None
+    point_index: int | None = None
+    concurrency: int | None = None
+    target_rate: float | None = None
+    throughput_rps: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    transactions_per_hour: float | None = None
+    cost_per_1m: float | None = None
+    rank: int | None = None
+    pareto: bool = False
+    baseline_key: str | None = None
+    throughput_x: float | None = None
+    p99_change_pct: float | None = None
+    cost_change_pct: float | None = None
+    cost_vs_winner: float | None = Field(None, description="cost per 1M / the recommended one's (5.4 = 5.4x)")
+    capacity: CapacityPlan | None = None
+
+    @property
+    def is_default_eager(self) -> bool:
+        """The baseline: eager PyTorch fp32 with the default knobs (one worker, no batching)."""
+        return (
+            self.backend == "eager"
+            and self.precision == "fp32"
+            and self.workers == 1
+            and self.max_batch_size == 1
+            and self.status == "ok"
+        )
+
+    @property
+    def ref_throughput_rps(self) -> float | None:
+        """As a baseline: its operating point, or its peak when it has none under the constraints."""
+        return self.throughput_rps or self.peak_throughput_rps
+
+    @property
+    def ref_p99_ms(self) -> float | None:
+        return self.p99_ms if self.throughput_rps else self.peak_p99_ms
+
+    @property
+    def ref_cost_per_1m(self) -> float | None:
+        thr = self.ref_throughput_rps
+        return None if not thr or self.usd_per_hour is None else cost_per_million(self.usd_per_hour, thr)
+
+    @property
+    def vs_baseline(self) -> str | None:
+        """'N.Nx throughput, -NN% p99, -NN% cost per 1M' against the eager baseline."""
+        if self.throughput_x is None:
+            return None
+        parts = [f"{self.throughput_x:.1f}x throughput"]
+        if self.p99_change_pct is not None:
+            parts.append(f"{self.p99_change_pct:+.0f}% p99")
+        if self.cost_change_pct is not None:
+            parts.append(f"{self.cost_change_pct:+.0f}% cost per 1M")
+        return ", ".join(parts)
+
+
+class Recommendation(StrictModel):
+    """The ranked outcome of a study (or of several merged across machines)."""
+
+    constraints: Constraints
+    objective_used: str
+    winner: Evaluation | None
+    evaluations: list[Evaluation] = Field(description="eligible ones by rank, then the others")
+    baseline_key: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    weights: list[str] = Field(default_factory=list)
+    machines: list[str] = Field(default_factory=list)
+    target_rps: float | None = None
+    headroom: float = 0.0
+
+    @property
+    def random_weights(self) -> bool:
+        return any(w == "random" for w in self.weights)
+
+    @property
+    def headline(self) -> str:
+        """One line: what to deploy and why, or why nothing can be recommended."""
+        w = self.winner
+        if w is None:
+            return _nothing_message(self.evaluations)
+        cost = f"${w.cost_per_1m:.2f} per 1M inferences, " if w.cost_per_1m is not None else ""
+        where = f" on {w.machine}" if w.machine else ""
+        vs = f" ({w.vs_baseline} vs eager baseline)" if w.vs_baseline and w.key != w.baseline_key else ""
+        return f"Recommended: {w.label}{where}: {cost}{w.throughput_rps:.1f} req/s, p99 {w.p99_ms:.1f} ms{vs}"
+
+
+def _nothing_message(evaluations: Sequence[Evaluation]) -> str:
+    if not evaluations:
+        return "No candidate can be recommended: the study has no trials."
+    counts: dict[str, int] = {}
+    for ev in evaluations:
+        kind = ev.reason.split(":")[0].split(" (")[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    detail = "; ".join(f"{n} x {kind}" for kind, n in sorted(counts.items()))
+    return f"No candidate can be recommended: none of the {len(evaluations)} trials qualifies ({detail})."

@@ -1,0 +1,123 @@
+"""Reports on a study folder: report.html (self-contained), summary.md, results.csv, optional JSON.
+
+`write_report` is what `deploybench run` calls at the end and what `deploybench report` runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from deploybench.config import Constraints, StrictModel
+from deploybench.evaluation import Recommendation
+from deploybench.pricing import PriceOverride, load_catalogue
+from deploybench.recommend import recommend
+from deploybench.report.study import StudyData, StudyReadError, load_study
+from deploybench.results import TrialRecord
+
+HTML_NAME, MARKDOWN_NAME, CSV_NAME = "report.html", "summary.md", "results.csv"
+
+__all__ = [
+    "ReportResult",
+    "StudyReadError",
+    "load_study",
+    "study_constraints",
+    "write_outputs",
+    "write_report",
+]
+
+
+class ReportResult(StrictModel):
+    """Where the report files were written, and the recommendation they show."""
+
+    paths: dict[str, Path]
+    recommendation: Recommendation
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def html_path(self) -> Path:
+        return self.paths["html"]
+
+
+def study_constraints(study: StudyData) -> Constraints:
+    """The constraints the study was run with (study.yaml), or the defaults when it has none."""
+    raw = study.config.get("constraints") if isinstance(study.config, dict) else None
+    try:
+        return Constraints.model_validate(raw or {})
+    except ValidationError:
+        study.warnings.append("study.yaml: constraints unreadable; defaults used")
+        return Constraints()
+
+
+def _title(trials: Sequence[TrialRecord], machines: int, compare: bool) -> str:
+    models = sorted({t.model for t in trials})
+    model = ", ".join(models) or "empty study"
+    if compare:
+        return f"deploybench compare: {model} on {machines} machine{'s' * (machines != 1)}"
+    return f"deploybench report: {model}"
+
+
+def write_outputs(
+    out_dir: Path,
+    rec: Recommendation,
+    trials: Sequence[TrialRecord],
+    studies: Sequence[StudyData],
+    *,
+    compare: bool = False,
+    json_path: Path | None = None,
+) -> ReportResult:
+    """Render report.html, summary.md and results.csv (and JSON if asked) into out_dir."""
+    from deploybench.report.html import ReportContext, render_html
+    from deploybench.report.markdown import render_markdown
+    from deploybench.report.tables import recommendation_json, results_frame
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    warnings = [w for s in studies for w in s.warnings]
+    title = _title(trials, len(rec.machines), compare)
+    paths = {"html": out_dir / HTML_NAME, "markdown": out_dir / MARKDOWN_NAME, "csv": out_dir / CSV_NAME}
+    context = ReportContext(title, rec, trials, studies, warnings)
+    paths["html"].write_text(render_html(context), encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(title, rec, trials), encoding="utf-8")
+    results_frame(rec).to_csv(paths["csv"], index=False)
+    if json_path is not None:
+        paths["json"] = json_path
+        data = {
+            "paths": {k: str(v) for k, v in paths.items()},
+            "warnings": warnings,
+            "recommendation": recommendation_json(rec),
+        }
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return ReportResult(paths=paths, recommendation=rec, warnings=warnings)
+
+
+def write_report(
+    study_dir: Path,
+    constraints: Constraints | None = None,
+    price_override: PriceOverride | float | None = None,
+    *,
+    prices_files: list[Path] | None = None,
+    target_rps: float | None = None,
+    headroom: float = 0.0,
+    json_path: Path | None = None,
+) -> ReportResult:
+    """Recommend over one study folder and write its report files into that folder.
+
+    constraints None: those in study.yaml. price_override: replaces every trial's recorded price
+    (a float is USD per hour).
+    """
+    study = load_study(Path(study_dir))
+    if isinstance(price_override, int | float):
+        price_override = PriceOverride(usd_per_hour=float(price_override))
+    rec = recommend(
+        study.trials,
+        constraints or study_constraints(study),
+        price=price_override,
+        catalogue=load_catalogue(prices_files),
+        target_rps=target_rps,
+        headroom=headroom,
+    )
+    return write_outputs(study.root, rec, study.trials, [study], json_path=json_path)

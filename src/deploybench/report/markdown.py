@@ -1,0 +1,120 @@
+"""summary.md: the recommendation and the ranking as Markdown, for a pull request or a wiki page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from deploybench.evaluation import Recommendation
+from deploybench.report import tables
+from deploybench.results import TrialRecord
+
+fmt = tables.fmt
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _ranking(rec: Recommendation) -> list[str]:
+    multi = len(rec.machines) > 1
+    head = [
+        "#",
+        "candidate",
+        *(["machine"] if multi else []),
+        "status",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "$ / 1M",
+        "tx / hour",
+        "vs baseline",
+        "why",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in (tables.evaluation_row(ev) for ev in rec.evaluations):
+        cells = [
+            str(row["rank"] or "—"),
+            row["candidate"] + (" ◆" if row["pareto"] else ""),
+            *([row["machine"]] if multi else []),
+            row["status"],
+            fmt(row["throughput_rps"]),
+            fmt(row["p50_ms"]),
+            fmt(row["p99_ms"]),
+            fmt(row["cost_per_1m_usd"], ".2f", "$"),
+            fmt(row["transactions_per_hour"], ",.0f"),
+            row["vs_baseline"] or "—",
+            row["reason"],
+        ]
+        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    return lines
+
+
+def _parity(trials: Sequence[TrialRecord]) -> list[str]:
+    rows = tables.parity_rows(trials)
+    if not rows:
+        return ["No parity reports recorded."]
+    lines = ["| backend | precision | verdict | top-1 | min cosine | reason |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [
+            r["backend"],
+            r["precision"],
+            r["verdict"],
+            fmt(r["top1_agreement"], ".1%"),
+            fmt(r["cosine_min"], ".5f"),
+            r["reason"],
+        ]
+        lines.append("| " + " | ".join(_escape(str(c)) for c in cells) + " |")
+    return lines
+
+
+def _capacity(rec: Recommendation) -> list[str]:
+    if rec.target_rps is None:
+        return []
+    lines = [
+        "",
+        f"## Capacity plan for {rec.target_rps:g} req/s peak (headroom {rec.headroom:.0%})",
+        "",
+        "| candidate | instances | $ / month |",
+        "|---|---|---|",
+    ]
+    for ev in rec.evaluations:
+        if ev.capacity is not None:
+            lines.append(
+                f"| {_escape(ev.label)} | {ev.capacity.instances} | "
+                f"{fmt(ev.capacity.monthly_usd, ',.0f', '$')} |"
+            )
+    return lines
+
+
+def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecord]) -> str:
+    c = rec.constraints
+    lines = [f"# {title}", "", f"**{rec.headline}**", ""]
+    if rec.random_weights:
+        lines += [
+            "> **Warning: random weights.** Timings and cost are valid; predictions and parity top-1 "
+            "agreement are not meaningful. Rerun with pretrained weights.",
+            "",
+        ]
+    lines += [
+        f"- Weights: {', '.join(rec.weights) or '—'}",
+        f"- Machines: {', '.join(rec.machines) or '—'}",
+        f"- Constraints: p99 <= {fmt(c.p99_ms, 'g', '', ' ms')}, throughput >= "
+        f"{fmt(c.min_throughput, 'g', '', ' req/s')}; objective {c.objective} "
+        f"(ranked by {rec.objective_used})",
+        f"- Cost formula: {tables.COST_FORMULA}",
+        *[f"- Note: {n}" for n in rec.notes],
+        "",
+        "## Ranking",
+        "",
+        *_ranking(rec),
+        "",
+        "◆ on the Pareto front (cost per 1M, p99, throughput). "
+        "Baseline: eager PyTorch fp32, 1 worker, batch 1.",
+        *_capacity(rec),
+        "",
+        "## Parity against eager fp32",
+        "",
+        *_parity(trials),
+        "",
+    ]
+    return "\n".join(lines)

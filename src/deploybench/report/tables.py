@@ -1,0 +1,140 @@
+"""Tabular views of a recommendation (pandas for results.csv) and of the study's context.
+
+One place builds the rows so that report.html, summary.md, results.csv and --json agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from deploybench.evaluation import Evaluation, Recommendation
+from deploybench.results import TrialRecord
+
+COST_FORMULA = "cost per 1M inferences = USD per hour / (throughput per second x 3600) x 1e6"
+TX_FORMULA = "transactions per hour = throughput per second x 3600"
+
+
+def evaluation_row(ev: Evaluation) -> dict[str, Any]:
+    """One flat row per trial: the columns of results.csv and of the ranking table."""
+    plan = ev.capacity
+    return {
+        "rank": ev.rank,
+        "candidate": ev.label,
+        "machine": ev.machine,
+        "model": ev.model,
+        "weights": ev.weights,
+        "backend": ev.backend,
+        "precision": ev.precision,
+        "device": ev.device,
+        "workers": ev.workers,
+        "threads": ev.threads,
+        "max_batch_size": ev.max_batch_size,
+        "max_delay_ms": ev.max_delay_ms,
+        "status": ev.status,
+        "eligible": ev.eligible,
+        "pareto": ev.pareto,
+        "concurrency": ev.concurrency,
+        "target_rate": ev.target_rate,
+        "throughput_rps": ev.throughput_rps,
+        "p50_ms": ev.p50_ms,
+        "p99_ms": ev.p99_ms,
+        "usd_per_hour": ev.usd_per_hour,
+        "price_source": ev.price_source,
+        "cost_per_1m_usd": ev.cost_per_1m,
+        "cost_vs_winner": ev.cost_vs_winner,
+        "transactions_per_hour": ev.transactions_per_hour,
+        "peak_throughput_rps": ev.peak_throughput_rps,
+        "peak_p99_ms": ev.peak_p99_ms,
+        "vs_baseline": ev.vs_baseline,
+        "throughput_x": ev.throughput_x,
+        "p99_change_pct": ev.p99_change_pct,
+        "cost_change_pct": ev.cost_change_pct,
+        "peak_rss_mb": ev.peak_rss_mb,
+        "server_cpu_pct": ev.server_cpu_pct,
+        "instances_needed": plan.instances if plan else None,
+        "monthly_usd": plan.monthly_usd if plan else None,
+        "reason": ev.reason,
+        "trial_id": ev.trial_id,
+    }
+
+
+def results_frame(rec: Recommendation) -> pd.DataFrame:
+    return pd.DataFrame([evaluation_row(ev) for ev in rec.evaluations])
+
+
+def recommendation_json(rec: Recommendation) -> dict[str, Any]:
+    """The recommendation as JSON, with the derived fields (headline, vs_baseline) spelled out."""
+    data = rec.model_dump(mode="json")
+    data["headline"] = rec.headline
+    data["random_weights"] = rec.random_weights
+    data["cost_formula"] = COST_FORMULA
+    for ev_data, ev in zip(data["evaluations"], rec.evaluations, strict=True):
+        ev_data["vs_baseline"] = ev.vs_baseline
+    if data["winner"] is not None and rec.winner is not None:
+        data["winner"]["vs_baseline"] = rec.winner.vs_baseline
+    return data
+
+
+def parity_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """One row per variant (backend, precision, machine): the parity gate's evidence."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for trial in trials:
+        parity = trial.parity
+        key = (
+            trial.candidate.backend,
+            trial.precision or "fp32",
+            trial.machine.instance or trial.machine.label,
+        )
+        if parity is None or key in rows:
+            continue
+        rows[key] = {
+            "backend": key[0],
+            "precision": parity.precision or key[1],
+            "machine": key[2],
+            "verdict": parity.verdict,
+            "inputs": parity.inputs,
+            "top1_agreement": parity.top1_agreement,
+            "top5_overlap": parity.top5_overlap,
+            "cosine_min": parity.cosine_min,
+            "max_abs_err": parity.max_abs_err,
+            "reason": parity.reason or "; ".join(parity.notes) or "",
+        }
+    return sorted(rows.values(), key=lambda r: (r["verdict"] != "reference", r["backend"], r["precision"]))
+
+
+def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested dicts as dotted keys; lists of scalars joined; for the environment table."""
+    if isinstance(data, dict):
+        rows: list[tuple[str, str]] = []
+        for key, value in data.items():
+            rows.extend(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return rows
+    if isinstance(data, list) and all(not isinstance(v, dict | list) for v in data):
+        return [(prefix, ", ".join(str(v) for v in data))]
+    if isinstance(data, list):
+        return [(prefix, json.dumps(data))]
+    return [(prefix, "" if data is None else str(data))]
+
+
+def variant_rows(variants: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of variants.json (scalar fields only), whatever its exact schema."""
+    dicts = [v for v in variants if isinstance(v, dict)]
+    columns = list(dict.fromkeys(k for v in dicts for k, x in v.items() if not isinstance(x, dict | list)))
+    return columns, [[_cell(v.get(c)) for c in columns] for v in dicts]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fmt(value: float | None, spec: str = ".1f", prefix: str = "", suffix: str = "") -> str:
+    """Format a number for humans; '—' when missing."""
+    return "—" if value is None else f"{prefix}{value:{spec}}{suffix}"

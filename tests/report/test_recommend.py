@@ -1,0 +1,196 @@
+"""Recommendation: operating points, constraints, ranking, Pareto front, reasons, ties, all-rejected."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deploybench.config import Constraints
+from deploybench.pricing import PriceOverride
+from deploybench.recommend import pareto_front, recommend, select_point
+from deploybench.results import MachineInfo, TrialRecord
+from report.report_factory import C5_XLARGE, make_trial
+
+VS_BASELINE = re.compile(r"^\d+\.\dx throughput, [+-]\d+% p99, [+-]\d+% cost per 1M$")
+
+
+def _by_label(rec):
+    return {ev.label: ev for ev in rec.evaluations}
+
+
+def test_default_objective_picks_the_cheapest_per_million(cpu_trials: list[TrialRecord]):
+    rec = recommend(cpu_trials)
+    winner = rec.winner
+    assert winner is not None and winner.label == "openvino-int8 int8 w2t1 b4/2ms"
+    assert winner.rank == 1 and winner.pareto
+    assert winner.cost_per_1m == pytest.approx(0.204 / (winner.throughput_rps * 3600) * 1e6)
+    assert rec.headline.startswith("Recommended: openvino-int8 int8 w2t1 b4/2ms on ml.c5.xlarge: $0.")
+    assert VS_BASELINE.match(winner.vs_baseline), winner.vs_baseline
+    costs = [ev.cost_per_1m for ev in rec.evaluations if ev.eligible]
+    assert costs == sorted(costs)
+
+
+def test_every_loser_has_a_one_line_reason(cpu_trials: list[TrialRecord]):
+    evs = _by_label(recommend(cpu_trials))
+    assert evs["onnxruntime-int8-s8s8 int8 w1t2"].reason == "parity failed: top-1 agreement 0.61 < 0.75"
+    assert evs["compile fp32 w1t2"].reason.startswith("failed trial: server did not answer /ping")
+    assert evs["onnxruntime-int8 int8 w1t2"].reason.startswith("dominated by openvino-int8")
+    assert all(ev.reason and "\n" not in ev.reason for ev in evs.values())
+
+
+def test_pareto_member_that_lost_on_cost_says_by_how_much():
+    gpu = MachineInfo(label="ml.g4dn.xlarge", instance="ml.g4dn.xlarge", price_per_hour=0.7364)
+    cheap = make_trial("openvino-int8", "int8", capacity_rps=50)
+    fast = make_trial("tensorrt", "fp16", capacity_rps=100, machine=gpu)
+    rec = recommend([fast, cheap])
+    assert rec.winner.backend == "openvino-int8"
+    loser = rec.evaluations[1]
+    pct = (loser.cost_per_1m / rec.winner.cost_per_1m - 1) * 100
+    assert (
+        loser.reason
+        == f"more expensive than openvino-int8 int8 w1t2 by {pct:.0f}% per 1M (on the Pareto front)"
+    )
+    assert loser.cost_vs_winner == pytest.approx(0.7364 / 100 / (0.204 / 50), rel=1e-3)
+
+
+def test_baseline_is_eager_with_default_knobs(cpu_trials: list[TrialRecord]):
+    rec = recommend(cpu_trials)
+    eager = _by_label(rec)["eager fp32 w1t2"]
+    assert rec.baseline_key == eager.key
+    assert eager.vs_baseline == "1.0x throughput, +0% p99, +0% cost per 1M"
+    winner = rec.winner
+    assert winner.throughput_x == pytest.approx(winner.throughput_rps / eager.throughput_rps)
+    assert winner.cost_change_pct == pytest.approx((winner.cost_per_1m / eager.cost_per_1m - 1) * 100)
+
+
+def test_p99_budget_judges_each_trial_at_its_fastest_point_within_it(cpu_trials: list[TrialRecord]):
+    rec = recommend(cpu_trials, Constraints(p99_ms=60))
+    evs = _by_label(rec)
+    for ev in rec.evaluations:
+        if ev.eligible:
+            trial = cpu_trials[ev.trial_index]
+            within = [p.throughput_rps for p in trial.points if p.latency.p99_ms <= 60]
+            assert ev.p99_ms <= 60 and ev.throughput_rps == max(within)
+    assert re.match(r"SLO missed at every load \(best p99 [\d.]+ ms > 60 ms\)", evs["eager fp32 w1t2"].reason)
+    # eager missed the SLO, yet the comparison still uses it (at its peak) as the baseline
+    assert VS_BASELINE.match(rec.winner.vs_baseline)
+
+
+def test_min_throughput_filters(cpu_trials: list[TrialRecord]):
+    rec = recommend(cpu_trials, Constraints(min_throughput=80))
+    assert {ev.label for ev in rec.evaluations if ev.eligible} == {
+        "openvino-int8 int8 w2t1 b4/2ms",
+        "openvino-int8 int8 w1t2",
+    }
+    assert _by_label(rec)["openvino bf16 w1t2"].reason.startswith("below min throughput")
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"), [("throughput", "openvino-int8 int8 w2t1 b4/2ms"), ("p99", None)]
+)
+def test_objectives(cpu_trials: list[TrialRecord], objective: str, expected: str | None):
+    rec = recommend(cpu_trials, Constraints(objective=objective))
+    eligible = [ev for ev in rec.evaluations if ev.eligible]
+    if objective == "throughput":
+        assert rec.winner.label == expected
+        assert [e.throughput_rps for e in eligible] == sorted(
+            (e.throughput_rps for e in eligible), reverse=True
+        )
+    else:
+        assert rec.winner.p99_ms == min(e.p99_ms for e in eligible)
+
+
+def test_rejected_trial_is_never_recommended_even_if_fastest():
+    fast = make_trial("onnxruntime-int8-s8s8", "int8", capacity_rps=500)
+    rejected = fast.model_copy(update={"status": "rejected", "reason": "cosine 0.80 < 0.95"})
+    rec = recommend([make_trial("eager", capacity_rps=16), rejected])
+    assert rec.winner.backend == "eager"
+    assert _by_label(rec)["onnxruntime-int8-s8s8 int8 w1t2"].reason == "parity failed: cosine 0.80 < 0.95"
+
+
+def test_client_bound_measurement_is_not_an_operating_point():
+    bound = make_trial("openvino-int8", "int8", capacity_rps=900, client_bound=True)
+    rec = recommend([make_trial("eager", capacity_rps=16), bound])
+    assert rec.winner.backend == "eager"
+    assert _by_label(rec)["openvino-int8 int8 w1t2"].reason.startswith(
+        "client-bound measurement at every load"
+    )
+
+
+def test_select_point_skips_unusable_points():
+    trial = make_trial("eager", capacity_rps=20)
+    peak = trial.peak_index
+    points = list(trial.points)
+    points[peak] = points[peak].model_copy(update={"stable": False})
+    unstable_peak = trial.model_copy(update={"points": points})
+    index, why = select_point(unstable_peak, None)
+    assert why is None and index != peak and unstable_peak.points[index].stable
+    assert select_point(trial.model_copy(update={"points": []}), None) == (None, "no load points recorded")
+
+
+def test_ties_are_broken_deterministically():
+    a = make_trial("alpha", capacity_rps=40)
+    b = a.model_copy(
+        update={"trial_id": "b", "candidate": a.candidate.model_copy(update={"backend": "beta"})}
+    )
+    bigger = a.model_copy(
+        update={
+            "trial_id": "c",
+            "candidate": a.candidate.model_copy(update={"backend": "aardvark", "workers": 2}),
+        }
+    )
+    for order in ([a, b, bigger], [bigger, b, a]):
+        rec = recommend(order)
+        assert [ev.backend for ev in rec.evaluations] == ["alpha", "beta", "aardvark"]
+        assert "tied with alpha fp32 w1t2" in rec.evaluations[1].reason
+
+
+def test_all_rejected_study_gives_a_clear_message():
+    trials = [
+        make_trial("openvino-int8", "int8", status="rejected", reason="top-1 0.5 < 0.75"),
+        make_trial("compile", status="failed", reason="crashed under load"),
+    ]
+    rec = recommend(trials, Constraints(p99_ms=50))
+    assert rec.winner is None
+    assert rec.headline == (
+        "No candidate can be recommended: none of the 2 trials qualifies "
+        "(1 x failed trial; 1 x parity failed)."
+    )
+    assert recommend([]).headline == "No candidate can be recommended: the study has no trials."
+
+
+def test_pareto_front_members_are_not_dominated(cpu_trials: list[TrialRecord]):
+    rec = recommend(cpu_trials, Constraints(objective="p99"))
+    front = pareto_front(rec.evaluations)
+    assert {e.key for e in front} == {e.key for e in rec.evaluations if e.pareto}
+    for ev in rec.evaluations:
+        if ev.eligible and not ev.pareto:
+            assert ev.reason.startswith("dominated by")
+
+
+def test_price_given_at_report_time_wins_and_no_price_falls_back_to_throughput():
+    unpriced = MachineInfo(label="laptop")
+    trials = [
+        make_trial("eager", capacity_rps=16, machine=unpriced),
+        make_trial("openvino", "bf16", capacity_rps=47, machine=unpriced),
+    ]
+    rec = recommend(trials)
+    assert rec.objective_used == "throughput" and rec.notes and rec.winner.cost_per_1m is None
+    priced = recommend(trials, price=PriceOverride(usd_per_hour=0.3286, instance="inf1 (implied)"))
+    assert priced.objective_used == "cost"
+    assert priced.winner.price_source == "given at report time (inf1 (implied))"
+    assert priced.winner.cost_per_1m == pytest.approx(0.3286 / (priced.winner.throughput_rps * 3600) * 1e6)
+
+
+def test_capacity_plan_per_candidate(cpu_trials: list[TrialRecord]):
+    rec = recommend(cpu_trials, target_rps=1000, headroom=0.25)
+    for ev in rec.evaluations:
+        if ev.eligible:
+            assert ev.capacity.instances * ev.throughput_rps * 0.75 >= 1000
+            assert (ev.capacity.instances - 1) * ev.throughput_rps * 0.75 < 1000
+            assert ev.capacity.monthly_usd == pytest.approx(
+                ev.capacity.instances * C5_XLARGE.price_per_hour * 730
+            )
+        else:
+            assert ev.capacity is None
