@@ -10,7 +10,7 @@ import importlib
 
 from deploybench.cli.app import app, console
 
-_COMMAND_MODULES: tuple[str, ...] = ("serve", "variants", "report")
+_COMMAND_MODULES: tuple[str, ...] = ("serve", "variants", "load", "report")
 
 
 def _load_commands() -> None:

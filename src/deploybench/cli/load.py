@@ -1,0 +1,156 @@
+"""`deploybench load`: drive an endpoint, show a live line, print the verdict table, write JSON/CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from deploybench.cli.app import app, console, fail
+from deploybench.config import LoadConfig
+from deploybench.load import HttpTarget, LiveStats, LoadError, LoadReport, SageMakerTarget, Target, run_load
+from deploybench.load.result import write_csv
+from deploybench.payload import PayloadError, default_payload_path, read_payloads
+
+OPTION_NAMES = {
+    "concurrency": "--concurrency", "rate": "--rate", "arrival": "--arrival", "seed": "--seed",
+    "duration_s": "--duration", "max_requests": "--max-requests", "warmup_requests": "--warmup-requests",
+    "warmup_s": "--warmup", "window_s": "--window", "min_window_requests": "--min-window-requests",
+    "max_windows": "--max-windows", "sweep": "--sweep", "slo_p99_ms": "--slo-p99-ms",
+    "processes": "--processes", "request_timeout_s": "--timeout",
+}
+
+
+def _config(values: dict[str, object]) -> LoadConfig:
+    """Validate with pydantic; an error names the command-line option, not the field."""
+    try:
+        return LoadConfig(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise fail(f"{OPTION_NAMES.get(field, field)}: {first['msg']}") from exc
+
+
+def _target(url: str | None, payload: Path | None, content_type: str, accept: str | None,
+            sagemaker: str | None, endpoint_url: str | None, region: str | None) -> Target:
+    try:
+        bodies = read_payloads(payload or default_payload_path())
+    except PayloadError as exc:
+        raise fail(f"--payload: {exc}") from exc
+    try:
+        if sagemaker:
+            return SageMakerTarget(sagemaker, bodies, content_type, endpoint_url=endpoint_url or url,
+                                   region=region, accept=accept)
+        if not url:
+            raise fail("URL: give the endpoint URL (or --sagemaker NAME)")
+        return HttpTarget(url, bodies, content_type, accept)
+    except LoadError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _live_text(stats: LiveStats) -> Text:
+    return Text.from_markup(
+        f"[bold]{stats.label}[/] {stats.phase} {stats.elapsed_s:5.1f}s  "
+        f"[cyan]{stats.rate_rps:8.1f} req/s[/]  p50 {stats.p50_ms:7.2f} ms  p99 {stats.p99_ms:7.2f} ms  "
+        f"errors {stats.errors}  windows {stats.windows}"
+    )
+
+
+def _verdict(report: LoadReport, index: int) -> str:
+    point = report.points[index]
+    words = ["[green]stable[/]" if point.stable else "[yellow]unstable[/]"]
+    if point.client_bound:
+        words.append("[red]client-bound[/]")
+    if point.slo is not None:
+        slo = point.slo
+        words.append(f"SLO {'[green]met[/]' if slo.met else '[red]not met[/]'}"
+                     f" ({slo.overshoots}/{slo.requests} over, need {slo.required_requests})")
+    if index == report.peak_index:
+        words.append("[bold]peak[/]")
+    if index == report.slo_rate_index:
+        words.append("[bold]max rate within SLO[/]")
+    return ", ".join(words)
+
+
+def results_table(report: LoadReport) -> Table:
+    """One row per point with the stability verdict."""
+    table = Table(title=f"deploybench load: {report.target.get('url') or report.target.get('endpoint_name')}")
+    for column in ("point", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "verdict"):
+        table.add_column(column, justify="left" if column in ("point", "verdict") else "right")
+    for index, (point, detail) in enumerate(zip(report.points, report.details, strict=True)):
+        lat = point.latency
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(point.errors.items())) or "0"
+        table.add_row(detail.label, f"{point.throughput_rps:.1f}", f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}",
+                      f"{lat.p99_ms:.2f}", f"{lat.p999_ms:.2f}", f"{lat.max_ms:.2f}", errors,
+                      _verdict(report, index))
+    return table
+
+
+def _print_report(report: LoadReport) -> None:
+    console.print(results_table(report))
+    for point, detail in zip(report.points, report.details, strict=True):
+        cpu = f"{point.client_cpu_pct:.0f}%" if point.client_cpu_pct is not None else "n/a"
+        console.print(f"  {detail.label}: {detail.stop_reason}; {point.windows} window(s) merged of "
+                      f"{len(detail.windows)}; client CPU {cpu}; "
+                      + "; ".join(detail.client_bound_reasons))
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}")
+    if report.stopped_early:
+        console.print("[yellow]stopped early: partial results[/]")
+
+
+@app.command()
+def load(
+    url: Annotated[str | None, typer.Argument(help="e.g. http://127.0.0.1:8080/invocations")] = None,
+    payload: Annotated[Path | None, typer.Option(help="Body file, or a folder cycled in name order")] = None,
+    content_type: Annotated[str, typer.Option(help="Content-Type of every request")] = "image/jpeg",
+    accept: Annotated[str | None, typer.Option(help="Accept header")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Closed loop: requests in flight")] = None,
+    rate: Annotated[float | None, typer.Option(help="Open loop: requests per second")] = None,
+    arrival: Annotated[Literal["constant", "poisson"], typer.Option(help="Open-loop arrivals")] = "constant",
+    seed: Annotated[int, typer.Option(help="Seed for Poisson arrivals")] = 0,
+    sweep: Annotated[Literal["none", "concurrency", "rate"], typer.Option(help="Find the peak")] = "none",
+    slo_p99_ms: Annotated[float | None, typer.Option(help="p99 bound checked with early stopping")] = None,
+    duration: Annotated[float, typer.Option(help="Max seconds per point, warm-up included")] = 30.0,
+    max_requests: Annotated[int | None, typer.Option(help="Max requests per point")] = None,
+    processes: Annotated[int, typer.Option(help="Spread the load over this many processes")] = 1,
+    warmup: Annotated[float | None, typer.Option(help="Warm-up seconds (default 2)")] = None,
+    warmup_requests: Annotated[int | None, typer.Option(help="Warm-up requests (default 20)")] = None,
+    window: Annotated[float | None, typer.Option(help="Window seconds (default 5)")] = None,
+    min_window_requests: Annotated[int | None, typer.Option(help="Requests per window (default 50)")] = None,
+    max_windows: Annotated[int | None, typer.Option(help="Windows per point (default 10)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Per-request timeout, seconds (default 30)")] = None,
+    sagemaker: Annotated[str | None, typer.Option(help="SageMaker endpoint name (boto3 runtime)")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="SageMaker runtime endpoint URL")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region for --sagemaker")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the versioned JSON result")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per point")] = None,
+) -> None:
+    """Load-test an endpoint: closed or open loop, windows until stable, HDR percentiles."""
+    cfg = _config({
+        "concurrency": concurrency, "rate": rate, "arrival": arrival, "seed": seed, "sweep": sweep,
+        "slo_p99_ms": slo_p99_ms, "duration_s": duration, "max_requests": max_requests,
+        "processes": processes,
+        "warmup_s": warmup, "warmup_requests": warmup_requests, "window_s": window,
+        "min_window_requests": min_window_requests, "max_windows": max_windows, "request_timeout_s": timeout,
+    })
+    target = _target(url, payload, content_type, accept, sagemaker, endpoint_url, region)
+    try:
+        with Live(Text("starting..."), console=console, refresh_per_second=4, transient=True) as live:
+            report = run_load(target, cfg, on_progress=lambda stats: live.update(_live_text(stats)))
+    except LoadError as exc:
+        raise fail(str(exc)) from exc
+    except KeyboardInterrupt as exc:
+        raise fail("interrupted before any point was measured", code=130) from exc
+    _print_report(report)
+    if json_out:
+        json_out.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        console.print(f"wrote {json_out}")
+    if csv_out:
+        write_csv(report, csv_out)
+        console.print(f"wrote {csv_out}")

@@ -1,0 +1,57 @@
+"""Load generator: closed- and open-loop load against HTTP, SageMaker runtime or in-process targets.
+
+Public API (see each module): targets (HttpTarget, SageMakerTarget, InProcessTarget), run_load,
+run_points, sweep_concurrency, sweep_rate, measure_point, LoadReport, LiveStats, and the
+statistics helpers (merge_histograms, stats_from_histogram, early stopping).
+"""
+
+from deploybench.load.result import ClientEnvironment, LiveStats, LoadReport, PointDetail, WindowSummary
+from deploybench.load.runner import PointResult, measure_point
+from deploybench.load.stats import (
+    decode_histogram,
+    early_stopping_passes,
+    encode_histogram,
+    is_stable,
+    merge_histograms,
+    required_requests,
+    slo_verdict,
+    stats_from_histogram,
+)
+from deploybench.load.sweeps import peak_index, run_load, run_points, sweep_concurrency, sweep_rate
+from deploybench.load.targets import (
+    HttpTarget,
+    InProcessTarget,
+    LoadError,
+    SageMakerTarget,
+    Target,
+    TargetUnreachable,
+)
+
+__all__ = [
+    "ClientEnvironment",
+    "HttpTarget",
+    "InProcessTarget",
+    "LiveStats",
+    "LoadError",
+    "LoadReport",
+    "PointDetail",
+    "PointResult",
+    "SageMakerTarget",
+    "Target",
+    "TargetUnreachable",
+    "WindowSummary",
+    "decode_histogram",
+    "early_stopping_passes",
+    "encode_histogram",
+    "is_stable",
+    "measure_point",
+    "merge_histograms",
+    "peak_index",
+    "required_requests",
+    "run_load",
+    "run_points",
+    "slo_verdict",
+    "stats_from_histogram",
+    "sweep_concurrency",
+    "sweep_rate",
+]

@@ -1,0 +1,165 @@
+"""The load generator's result file (versioned JSON) and the live progress record."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from pydantic import Field
+
+from deploybench.config import LoadConfig, StrictModel
+from deploybench.results import LoadPoint
+
+LOAD_SCHEMA_VERSION = 1
+
+
+class WindowSummary(StrictModel):
+    """One measurement window, kept so a reader can see why a point was (un)stable."""
+
+    duration_s: float
+    ok: int
+    errors: int
+    throughput_rps: float
+    p99_ms: float
+
+
+class PointDetail(StrictModel):
+    """How one point was measured: its windows, warm-up and why it ended."""
+
+    label: str
+    windows: list[WindowSummary] = Field(default_factory=list)
+    merged_windows: int = 0
+    warmup_s: float = 0.0
+    warmup_requests: int = 0
+    stop_reason: str = ""
+    client_bound_reasons: list[str] = Field(default_factory=list)
+    processes: int = 1
+
+
+class ClientEnvironment(StrictModel):
+    """Facts about the machine that generated the load."""
+
+    hostname: str
+    platform: str
+    python: str
+    cpu_model: str | None = None
+    logical_cpus: int | None = None
+    load_average: list[float] | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class LoadReport(StrictModel):
+    """Everything one `deploybench load` run measured; points are LoadPoints (results.py)."""
+
+    schema_version: int = LOAD_SCHEMA_VERSION
+    settings: LoadConfig
+    target: dict[str, Any]
+    environment: ClientEnvironment
+    points: list[LoadPoint] = Field(default_factory=list)
+    details: list[PointDetail] = Field(default_factory=list)
+    peak_index: int | None = None
+    slo_rate_index: int | None = None
+    stopped_early: bool = False
+    notes: list[str] = Field(default_factory=list)
+    started_at: str = ""
+    finished_at: str = ""
+
+    @property
+    def peak(self) -> LoadPoint | None:
+        return self.points[self.peak_index] if self.peak_index is not None else None
+
+    def index_of_concurrency(self, concurrency: int) -> int | None:
+        """Index of the closed-loop point at this concurrency (the study wants c=16)."""
+        for index, point in enumerate(self.points):
+            if point.mode != "open" and point.concurrency == concurrency:
+                return index
+        return None
+
+
+@dataclass
+class LiveStats:
+    """What the live line shows, refreshed every tick while a point runs."""
+
+    label: str
+    phase: str  # "warm-up" | "measuring"
+    elapsed_s: float
+    rate_rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    windows: int
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return platform.processor() or None
+
+
+def client_environment() -> ClientEnvironment:
+    """Host facts recorded with every result, so numbers from two machines can be told apart."""
+    versions = {}
+    for package in ("deploybench", "aiohttp", "uvloop", "hdrhistogram", "boto3"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        load = [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        load = None
+    return ClientEnvironment(
+        hostname=socket.gethostname(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+        cpu_model=_cpu_model(),
+        logical_cpus=os.cpu_count(),
+        load_average=load,
+        versions=versions,
+    )
+
+
+CSV_COLUMNS = (
+    "label", "mode", "concurrency", "target_rate", "throughput_rps", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
+    "p999_ms", "mean_ms", "max_ms", "ok", "errors", "error_classes", "stable", "windows", "duration_s",
+    "client_bound", "client_cpu_pct", "late_send_fraction", "bytes_sent", "bytes_received", "slo_met",
+)
+
+
+def report_rows(report: LoadReport) -> list[dict[str, Any]]:
+    """One flat row per point, in CSV_COLUMNS order (pandas and spreadsheets read it)."""
+    rows = []
+    for point, detail in zip(report.points, report.details, strict=True):
+        lat = point.latency
+        rows.append({
+            "label": detail.label, "mode": point.mode, "concurrency": point.concurrency,
+            "target_rate": point.target_rate, "throughput_rps": round(point.throughput_rps, 3),
+            "p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms,
+            "p999_ms": lat.p999_ms, "mean_ms": round(lat.mean_ms, 4), "max_ms": lat.max_ms, "ok": point.ok,
+            "errors": point.error_count,
+            "error_classes": ";".join(f"{k}={v}" for k, v in sorted(point.errors.items())),
+            "stable": point.stable, "windows": point.windows, "duration_s": point.duration_s,
+            "client_bound": point.client_bound, "client_cpu_pct": point.client_cpu_pct,
+            "late_send_fraction": point.late_send_fraction, "bytes_sent": point.bytes_sent,
+            "bytes_received": point.bytes_received, "slo_met": point.slo.met if point.slo else None,
+        })
+    return rows
+
+
+def write_csv(report: LoadReport, path: str | os.PathLike[str]) -> None:
+    """Write report_rows as CSV."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(CSV_COLUMNS))
+        writer.writeheader()
+        writer.writerows(report_rows(report))

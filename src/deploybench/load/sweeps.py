@@ -1,0 +1,219 @@
+"""Public entry points: one point, given points, and the concurrency and rate sweeps.
+
+Concurrency sweep (Model Analyzer's rule): 1, 2, 4, ... until the best of the last 3 points is
+< 5% better than the best before them (so 4 points show the plateau), or p99 passes the SLO.
+Rate sweep: double the rate while p99 meets the SLO, then bisect (at most 5 steps).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+from deploybench.config import LoadConfig
+from deploybench.load.result import LoadReport, client_environment
+from deploybench.load.runner import PointResult, ProgressFn, measure_point
+from deploybench.load.targets import LoadError, Target
+from deploybench.results import LoadPoint
+
+MIN_GAIN = 0.05
+PLATEAU_POINTS = 4
+MAX_SWEEP_CONCURRENCY = 256
+MAX_ERROR_FRACTION = 0.5
+MAX_DOUBLINGS = 12
+MAX_BISECT_STEPS = 5
+DEFAULT_START_RATE = 10.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class _Session:
+    """Collects the points of one run into a LoadReport."""
+
+    def __init__(self, target: Target, cfg: LoadConfig, on_progress: ProgressFn | None,
+                 stop_event: threading.Event | None) -> None:
+        target.preflight()
+        self.target, self.cfg, self.on_progress, self.stop_event = target, cfg, on_progress, stop_event
+        self.results: list[PointResult] = []
+        self.started_at = _now()
+        self.notes: list[str] = []
+
+    @property
+    def stopped(self) -> bool:
+        return any(r.interrupted for r in self.results) or bool(self.stop_event and self.stop_event.is_set())
+
+    def measure(self, *, concurrency: int | None = None, rate: float | None = None) -> LoadPoint:
+        result = measure_point(self.target, self.cfg, concurrency=concurrency, rate=rate,
+                               on_progress=self.on_progress, stop_event=self.stop_event)
+        self.results.append(result)
+        self.notes.extend(result.notes)
+        return result.point
+
+    def report(self, order_by_concurrency: bool = False) -> LoadReport:
+        results = sorted(self.results, key=lambda r: r.point.concurrency or 0) if order_by_concurrency \
+            else self.results
+        points = [r.point for r in results]
+        report = LoadReport(
+            settings=self.cfg, target=self.target.describe(), environment=client_environment(),
+            points=points, details=[r.detail for r in results], peak_index=peak_index(points),
+            stopped_early=self.stopped, notes=self.notes, started_at=self.started_at, finished_at=_now(),
+        )
+        if points and report.peak_index is None:
+            report.notes.append("no stable, non-client-bound point: no peak is claimed")
+        return report
+
+
+def peak_index(points: list[LoadPoint]) -> int | None:
+    """Best throughput among stable points the client could drive."""
+    eligible = [i for i, p in enumerate(points) if p.stable and not p.client_bound]
+    return max(eligible, key=lambda i: points[i].throughput_rps) if eligible else None
+
+
+def _error_fraction(point: LoadPoint) -> float:
+    total = point.ok + point.error_count
+    return point.error_count / total if total else 1.0
+
+
+def plateau_reached(throughputs: list[float], min_gain: float = MIN_GAIN) -> bool:
+    """True when the last 3 points beat the best before them by less than min_gain."""
+    if len(throughputs) < PLATEAU_POINTS:
+        return False
+    before = max(throughputs[: -(PLATEAU_POINTS - 1)])
+    return max(throughputs[-(PLATEAU_POINTS - 1):]) < (1 + min_gain) * before
+
+
+def _sweep_stop_reason(points: list[LoadPoint], cfg: LoadConfig) -> str | None:
+    last = points[-1]
+    if cfg.slo_p99_ms is not None and last.latency.p99_ms > cfg.slo_p99_ms:
+        return f"p99 {last.latency.p99_ms:.1f} ms passed the SLO {cfg.slo_p99_ms:g} ms"
+    if _error_fraction(last) > MAX_ERROR_FRACTION:
+        return f"{_error_fraction(last):.0%} of requests failed"
+    if plateau_reached([p.throughput_rps for p in points]):
+        return f"throughput plateau (< {MIN_GAIN:.0%} gain over {PLATEAU_POINTS} points)"
+    return None
+
+
+def sweep_concurrency(
+    target: Target,
+    cfg: LoadConfig,
+    levels: list[int] | None = None,
+    *,
+    extra_levels: tuple[int, ...] | list[int] = (),
+    max_concurrency: int | None = None,
+    on_progress: ProgressFn | None = None,
+    stop_event: threading.Event | None = None,
+) -> LoadReport:
+    """Closed-loop points at 1, 2, 4, ... (or exactly `levels`), plus `extra_levels` (e.g. 16)."""
+    session = _Session(target, cfg, on_progress, stop_event)
+    cap = max_concurrency or cfg.concurrency or MAX_SWEEP_CONCURRENCY
+    planned = list(levels) if levels else None
+    level = 1
+    while not session.stopped:
+        current = planned.pop(0) if planned is not None else level
+        session.measure(concurrency=current)
+        if planned is not None:
+            if not planned:
+                break
+            continue
+        reason = _sweep_stop_reason([r.point for r in session.results], cfg)
+        if reason or level * 2 > cap:
+            session.notes.append(f"sweep stopped: {reason or f'reached the cap of {cap}'}")
+            break
+        level *= 2
+    done = {r.point.concurrency for r in session.results}
+    for extra in extra_levels:
+        if extra not in done and not session.stopped:
+            session.measure(concurrency=extra)
+    return session.report(order_by_concurrency=True)
+
+
+def run_points(
+    target: Target,
+    cfg: LoadConfig,
+    *,
+    concurrencies: list[int] | None = None,
+    rates: list[float] | None = None,
+    on_progress: ProgressFn | None = None,
+    stop_event: threading.Event | None = None,
+) -> LoadReport:
+    """Exactly these closed-loop concurrencies, then these open-loop rates; no search."""
+    session = _Session(target, cfg, on_progress, stop_event)
+    for concurrency in concurrencies or []:
+        if not session.stopped:
+            session.measure(concurrency=concurrency)
+    for rate in rates or []:
+        if not session.stopped:
+            session.measure(rate=rate)
+    return session.report()
+
+
+def _meets_slo(point: LoadPoint, cfg: LoadConfig) -> bool:
+    """p99 within the bound at (nearly) the asked rate, almost no errors.
+
+    A client-bound point still counts: a late client only adds latency measured from the schedule,
+    so the verdict errs on the safe side (the flag stays on the point for the reader).
+    """
+    assert cfg.slo_p99_ms is not None
+    delivered = point.throughput_rps >= 0.9 * (point.target_rate or 0.0)
+    return (point.latency.count > 0 and point.latency.p99_ms <= cfg.slo_p99_ms and delivered
+            and _error_fraction(point) <= 0.01)
+
+
+def sweep_rate(
+    target: Target,
+    cfg: LoadConfig,
+    *,
+    start_rate: float | None = None,
+    on_progress: ProgressFn | None = None,
+    stop_event: threading.Event | None = None,
+) -> LoadReport:
+    """Highest open-loop rate whose p99 meets cfg.slo_p99_ms: double until it fails, then bisect."""
+    if cfg.slo_p99_ms is None:
+        raise LoadError("--sweep rate needs --slo-p99-ms (the p99 bound the rate must meet)")
+    session = _Session(target, cfg, on_progress, stop_event)
+    best: tuple[float, int] | None = None  # (rate, result index)
+    low, high, rate = 0.0, None, start_rate or cfg.rate or DEFAULT_START_RATE
+    for _ in range(MAX_DOUBLINGS):
+        if session.stopped:
+            break
+        if _meets_slo(session.measure(rate=rate), cfg):
+            best, low, rate = (rate, len(session.results) - 1), rate, rate * 2
+        else:
+            high = rate
+            break
+    for _ in range(MAX_BISECT_STEPS if high is not None else 0):
+        rate = (low + high) / 2 if low > 0 else high / 2
+        if session.stopped or rate < 0.1:
+            break
+        if _meets_slo(session.measure(rate=rate), cfg):
+            best, low = (rate, len(session.results) - 1), rate
+        else:
+            high = rate
+    report = session.report()
+    report.slo_rate_index = best[1] if best else None
+    if best is None:
+        report.notes.append(f"no tested rate met p99 <= {cfg.slo_p99_ms:g} ms")
+    return report
+
+
+def run_load(
+    target: Target,
+    cfg: LoadConfig,
+    on_progress: ProgressFn | None = None,
+    stop_event: threading.Event | None = None,
+) -> LoadReport:
+    """Run what cfg asks for: one point (sweep none), a concurrency sweep or a rate sweep."""
+    if cfg.concurrency is not None and cfg.rate is not None and cfg.sweep != "concurrency":
+        raise LoadError("give --concurrency (closed loop) or --rate (open loop), not both")
+    if cfg.sweep == "concurrency":
+        if cfg.rate is not None:
+            raise LoadError("--sweep concurrency is closed loop: drop --rate")
+        return sweep_concurrency(target, cfg, on_progress=on_progress, stop_event=stop_event)
+    if cfg.sweep == "rate":
+        return sweep_rate(target, cfg, on_progress=on_progress, stop_event=stop_event)
+    if cfg.rate is not None:
+        return run_points(target, cfg, rates=[cfg.rate], on_progress=on_progress, stop_event=stop_event)
+    return run_points(target, cfg, concurrencies=[cfg.concurrency or 1], on_progress=on_progress,
+                      stop_event=stop_event)

@@ -1,0 +1,191 @@
+"""One load worker: an event loop (uvloop) that drives a target and streams raw time slices.
+
+A worker runs in a thread (one process) or in its own process (--processes P). It never decides
+when a point is done: every tick it sends the slice it recorded (encoded HDR histogram, counts,
+its own CPU time) to the parent, which builds windows and tells all workers when to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter, thread_time
+from typing import Any, Literal, Protocol
+
+from deploybench.load.shapes import (
+    LoopState,
+    Recorder,
+    arrival_offsets,
+    closed_client,
+    lag_sampler,
+    open_loop,
+)
+from deploybench.load.stats import encode_histogram
+from deploybench.load.targets import Target, TargetClient
+
+Sink = Callable[[dict[str, Any]], None]
+DRAIN_GRACE_S = 2.0
+
+
+class Flag(Protocol):
+    """threading.Event or multiprocessing.Event."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class _Box:
+    """Thread-mode stand-in for multiprocessing.Value."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+
+class StartGate:
+    """All workers connect first, then start sending at one shared monotonic epoch."""
+
+    def __init__(self, event: Flag, value: Any | None = None) -> None:
+        self.event = event
+        self.value = value if value is not None else _Box()
+
+    def open_at(self, epoch: float) -> None:
+        self.value.value = epoch
+        self.event.set()
+
+    def wait_epoch(self, timeout_s: float) -> float | None:
+        return float(self.value.value) if self.event.wait(timeout_s) else None
+
+
+@dataclass
+class WorkerPlan:
+    """What one worker does for one point (picklable)."""
+
+    worker_id: int
+    mode: Literal["closed", "open"]
+    concurrency: int  # closed: users of this worker; open: connection limit
+    rate: float | None
+    arrival: str
+    seed: int
+    phase: float
+    tick_s: float
+    max_requests: int | None
+    hard_stop_s: float  # safety net if the parent vanishes: stop this long after the epoch
+    timeout_s: float
+    start_timeout_s: float = 60.0
+
+
+def _slice(index: int, rec: Recorder, state: LoopState, duration: float, cpu: float, final: bool) -> dict:
+    return {
+        "type": "slice", "index": index, "final": final, "duration_s": duration, "cpu_s": cpu,
+        "hist": encode_histogram(rec.hist) if rec.ok else "", "ok": rec.ok, "errors": dict(rec.errors),
+        "bytes_sent": rec.bytes_sent, "bytes_received": rec.bytes_received,
+        "sends": rec.sends, "late_sends": rec.late_sends,
+        "lag_samples": state.lag_samples, "lag_late": state.lag_late,
+        "timing_sum": dict(rec.timing_sum), "timing_count": dict(rec.timing_count),
+    }
+
+
+class _Ticker:
+    """Cuts the recording into slices aligned to the shared epoch."""
+
+    def __init__(self, plan: WorkerPlan, rec: Recorder, state: LoopState, sink: Sink, epoch: float) -> None:
+        self.plan, self.rec, self.state, self.sink, self.epoch = plan, rec, state, sink, epoch
+        self.index = 0
+        self.last_flush = epoch
+        self.last_cpu = thread_time()
+
+    def flush(self, final: bool = False) -> None:
+        now, cpu = perf_counter(), thread_time()
+        message = _slice(self.index, self.rec, self.state, now - self.last_flush, cpu - self.last_cpu, final)
+        message["worker"] = self.plan.worker_id
+        self.sink(message)
+        self.rec.reset()
+        self.state.lag_samples = self.state.lag_late = 0
+        self.index += 1
+        self.last_flush, self.last_cpu = now, cpu
+
+    async def run(self, stop: Flag, work_done: Callable[[], bool]) -> None:
+        hard_stop = self.epoch + self.plan.hard_stop_s
+        while True:
+            delay = self.epoch + (self.index + 1) * self.plan.tick_s - perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if stop.is_set() or work_done() or perf_counter() >= hard_stop:
+                return
+            self.flush()
+
+
+async def _drain(tasks: set[asyncio.Task[Any]] | list[asyncio.Task[Any]], grace_s: float) -> None:
+    """Let requests in flight finish briefly, then cancel the rest."""
+    pending = [task for task in tasks if not task.done()]
+    if pending:
+        _, still = await asyncio.wait(pending, timeout=grace_s)
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+
+
+async def _drive(client: TargetClient, payloads: list[bytes], plan: WorkerPlan, epoch: float,
+                 sink: Sink, stop: Flag) -> None:
+    rec, state = Recorder(), LoopState(budget=plan.max_requests)
+    await asyncio.sleep(max(0.0, epoch - perf_counter()))
+    ticker = _Ticker(plan, rec, state, sink, epoch)
+    if plan.mode == "closed":
+        users = [asyncio.create_task(closed_client(client, payloads, plan.worker_id + i, rec, state))
+                 for i in range(plan.concurrency)]
+        helper = asyncio.create_task(lag_sampler(state))
+        await ticker.run(stop, lambda: all(task.done() for task in users))
+        state.running = False
+        await _drain(users, min(DRAIN_GRACE_S, plan.timeout_s))
+    else:
+        assert plan.rate is not None
+        offsets = arrival_offsets(plan.rate, plan.arrival, plan.seed, plan.phase)
+        helper = asyncio.create_task(open_loop(client, payloads, offsets, epoch, rec, state))
+        await ticker.run(stop, lambda: helper.done() and not helper.result())
+        state.running = False
+        await _drain([helper], 1.0)
+        await _drain(helper.result() if helper.done() and not helper.cancelled() else set(),
+                     min(DRAIN_GRACE_S, plan.timeout_s))
+    state.running = False
+    await _drain([helper], 0.1)
+    ticker.flush(final=True)
+
+
+async def _worker_main(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag) -> None:
+    client = await target.open(plan.concurrency, plan.timeout_s)
+    try:
+        sink({"type": "ready", "worker": plan.worker_id})
+        loop = asyncio.get_running_loop()
+        epoch = await loop.run_in_executor(None, gate.wait_epoch, plan.start_timeout_s)
+        if epoch is not None and not stop.is_set():
+            await _drive(client, target.payloads, plan, epoch, sink, stop)
+    finally:
+        await client.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency; keep working without it
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_worker(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag) -> None:
+    """Run one worker to completion; failures become an "error" message, never a silent hang."""
+    try:
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            runner.run(_worker_main(target, plan, sink, gate, stop))
+    except BaseException as exc:
+        sink({"type": "error", "worker": plan.worker_id, "message": f"{type(exc).__name__}: {exc}"})
+    finally:
+        sink({"type": "done", "worker": plan.worker_id})
+
+
+def process_entry(target: Target, plan: WorkerPlan, queue: Any, gate: StartGate, stop: Flag) -> None:
+    """Entry point of a worker process: Ctrl-C goes to the parent, which stops us via `stop`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run_worker(target, plan, queue.put, gate, stop)
