@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -194,7 +195,9 @@ def _load_efficientnet_lite0(spec: ModelSpec) -> LoadedModel:
 def _load_torchscript(spec: ModelSpec, path: Path) -> LoadedModel:
     _existing_file(path, "TorchScript file")
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "deprecated": still the format users have
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # corrupt zip, pickled nn.Module, state dict...
         raise ModelLoadError(f"{path}: not a TorchScript archive ({_first_line(exc)})") from exc
     if spec.weights not in ("auto", "pretrained"):

@@ -102,7 +102,9 @@ class TorchScriptBackend(_TorchBackend):
         module = _torch_module(model, ctx, self.name)
         cached = ctx.cache_dir / "frozen.pt" if ctx.cache_dir else None
         if cached is not None and cached.is_file():
-            frozen = torch.jit.load(str(cached), map_location=ctx.device)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                frozen = torch.jit.load(str(cached), map_location=ctx.device)
         else:
             frozen = self._trace_and_freeze(module, ctx)
             if cached is not None:

@@ -1,0 +1,90 @@
+"""evaluate_variants and the registry: unknown names, missing libraries and failing builds are results."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploybench.backends.base import (
+    _REGISTRY,
+    Availability,
+    Backend,
+    BuildContext,
+    UnknownBackendError,
+    Variant,
+    get_backend,
+    register,
+)
+from deploybench.backends.evaluate import evaluate_variants
+from deploybench.config import ModelSpec
+from deploybench.models import LoadedModel
+
+from .conftest import TINY
+
+
+class _AbsentLibraryBackend(Backend):
+    """Like a real optional backend: availability looks for its library's module."""
+
+    name = "test-absent-lib"
+    precision = "fp32"
+
+    def availability(self) -> Availability:
+        if importlib.util.find_spec("deploybench_surely_absent_runtime") is None:
+            return Availability(False, "pip install deploybench-surely-absent-runtime")
+        return Availability(True)
+
+    def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
+        import deploybench_surely_absent_runtime  # type: ignore[import-not-found]  # noqa: F401
+
+        raise AssertionError("unreachable")
+
+
+class _ExplodingBackend(Backend):
+    name = "test-exploding"
+    precision = "fp32"
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
+        raise RuntimeError("converter crashed on node 42")
+
+
+@pytest.fixture
+def extra_backends() -> Iterator[None]:
+    register(_AbsentLibraryBackend)
+    register(_ExplodingBackend)
+    yield
+    _REGISTRY.pop(_AbsentLibraryBackend.name)
+    _REGISTRY.pop(_ExplodingBackend.name)
+
+
+def test_unknown_backend_lists_known_ones() -> None:
+    with pytest.raises(UnknownBackendError, match=r"known backends: .*eager.*torchscript"):
+        get_backend("tensorflow-lite")
+    with pytest.raises(UnknownBackendError, match="'nope'"):
+        evaluate_variants(ModelSpec(source=TINY), ["eager", "nope"])
+
+
+def test_missing_library_and_failing_build_are_reported_not_raised(
+    extra_backends: None, tmp_path: Path
+) -> None:
+    report = evaluate_variants(
+        ModelSpec(source=TINY), ["test-absent-lib", "test-exploding", "eager-channels-last"],
+        batch_sizes=(1, 2), time_budget_s=1, cache_dir=tmp_path,
+    )  # fmt: skip
+    by_name = {v.backend: v for v in report.variants}
+    assert list(by_name) == ["eager", "test-absent-lib", "test-exploding", "eager-channels-last"]
+    absent = by_name["test-absent-lib"]
+    assert not absent.available and "pip install" in (absent.unavailable_reason or "")
+    assert "node 42" in (by_name["test-exploding"].error or "")
+    ok = by_name["eager-channels-last"]
+    assert ok.parity is not None and ok.parity.verdict == "passed" and ok.usable
+    assert [(t.batch, t.threads) for t in ok.timings] == [(1, 2), (2, 2)]
+    assert all(len(t.samples) >= 5 and t.p99_ms >= t.median_ms > 0 for t in ok.timings)
+    assert ok.speedup_vs_eager is not None and by_name["eager"].speedup_vs_eager == 1.0
+    assert report.weights == f"entry:{TINY}"
+    assert report.preprocessing is not None and report.preprocessing.median_us > 0
