@@ -1,0 +1,228 @@
+"""Served vs in-process throughput of the same variant, side by side in one run (not a test).
+
+For each backend and served configuration (batch 1 at low and high concurrency, dynamic batching
+at high concurrency): rounds of in-process img/s (decode + preprocess + predict, batch 1, T
+threads) immediately followed by the same variant behind `deploybench serve` under closed-loop
+load of the default JPEG; each ratio compares neighbours in time, so drift from other processes on
+the machine hurts less. Also prints serial vs overlapped preprocessing in-process.
+
+    .venv/bin/python bench/serve_overhead.py --backends openvino-int8,eager --duration 15
+
+The load client runs on the same 2 cores as the server: the served figure pays for it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp
+
+from deploybench.payload import default_payload_path, preprocess
+
+FALLBACK_BACKEND = "onnxruntime"
+# (label, workers, threads, max_batch_size, max_delay_ms, concurrency); threads=None: use --threads
+SERVED_CONFIGS = [
+    ("b1 c4", 1, None, 1, 0.0, 4),
+    ("b1 c16", 1, None, 1, 0.0, 16),
+    ("b8 c16", 1, None, 8, 5.0, 16),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def inprocess_rate(predict, body: bytes, duration_s: float) -> float:  # type: ignore[no-untyped-def]
+    """Images/s of decode + preprocess + predict(batch 1) in a tight loop (what a server must match)."""
+    for _ in range(3):
+        predict(preprocess(body)[None])
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < duration_s and count < 100_000:
+        predict(preprocess(body)[None])
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+async def closed_loop(url: str, body: bytes, concurrency: int, duration_s: float) -> tuple[float, int]:
+    """(ok responses/s, errors): `concurrency` clients each sending the next request on an answer."""
+    headers = {"Content-Type": "image/jpeg"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client(stop_at: float, counts: list[int]) -> None:
+            while time.perf_counter() < stop_at:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    counts[0 if response.status == 200 else 1] += 1
+
+        warm = [0, 0]
+        await asyncio.gather(*(client(time.perf_counter() + 2.0, warm) for _ in range(concurrency)))
+        counts = [0, 0]
+        start = time.perf_counter()
+        await asyncio.gather(*(client(start + duration_s, counts) for _ in range(concurrency)))
+        return counts[0] / (time.perf_counter() - start), counts[1]
+
+
+def load_rate(url: str, body: bytes, concurrency: int, duration_s: float) -> tuple[float, int, str]:
+    """Use the project's load generator when it is there, else the small aiohttp loop above."""
+    try:
+        from deploybench.config import LoadConfig
+        from deploybench.load import HttpTarget, run_load
+    except ImportError:
+        rate, errors = asyncio.run(closed_loop(url, body, concurrency, duration_s))
+        return rate, errors, "aiohttp loop"
+    cfg = LoadConfig(
+        concurrency=concurrency,
+        duration_s=duration_s,
+        warmup_s=2.0,
+        window_s=duration_s / 3,
+        min_window_requests=10,
+        max_windows=3,
+    )
+    point = run_load(HttpTarget(url, [body]), cfg).points[0]
+    return point.throughput_rps, point.error_count, "deploybench.load"
+
+
+def start_server(model: str, backend: str, cache_dir: Path, config: tuple, threads: int) -> tuple:  # type: ignore[type-arg]
+    _, workers, cfg_threads, batch, delay, _ = config
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "deploybench.cli",
+        "serve",
+        "--model",
+        model,
+        "--backend",
+        backend,
+        "--workers",
+        str(workers),
+        "--threads",
+        str(cfg_threads or threads),
+        "--max-batch-size",
+        str(batch),
+        "--max-delay-ms",
+        str(delay),
+        "--port",
+        str(port),
+        "--cache-dir",
+        str(cache_dir),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server for {backend} did not become ready")
+
+
+def stop_server(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def pick_backends(requested: list[str]) -> list[str]:
+    from deploybench.backends.base import available_backends
+
+    available = set(available_backends())
+    chosen = []
+    for name in requested:
+        if name in available:
+            chosen.append(name)
+            continue
+        fallback = FALLBACK_BACKEND if FALLBACK_BACKEND in available else "eager"
+        print(f"note: backend {name!r} is not available here; using {fallback!r} instead")
+        chosen.append(fallback)
+    return list(dict.fromkeys(chosen))
+
+
+def overlapped_rate(predict, body: bytes, duration_s: float) -> float:  # type: ignore[no-untyped-def]
+    """Images/s when the next image is decoded + preprocessed in a thread while predict runs
+    (what a front-process thread pool would buy): compared with the serial loop above."""
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(preprocess, body)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < duration_s and count < 100_000:
+            batch = ahead.result()[None]
+            ahead = pool.submit(preprocess, body)
+            predict(batch)
+            count += 1
+        return count / (time.perf_counter() - start)
+
+
+def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
+    """Per served config: server up, then rounds of [in-process, served] back to back; median ratio."""
+    from deploybench.backends.build import build_variant
+    from deploybench.config import ModelSpec
+
+    variant, _ = build_variant(
+        ModelSpec(source=args.model), backend, threads=args.threads, cache_dir=args.cache_dir
+    )
+    serial = inprocess_rate(variant.predict, body, args.duration)
+    overlap = overlapped_rate(variant.predict, body, args.duration)
+    print(
+        f"{backend}: in-process b1, {args.threads} threads: serial {serial:.1f} img/s, "
+        f"preprocess overlapped in a thread {overlap:.1f} img/s ({overlap / serial:.2f}x)"
+    )
+    for config in SERVED_CONFIGS:
+        proc, url = start_server(args.model, backend, args.cache_dir, config, args.threads)
+        ratios = []
+        try:
+            for _ in range(args.rounds):
+                inproc = inprocess_rate(variant.predict, body, args.duration)
+                rate, errors, client = load_rate(f"{url}/invocations", body, config[5], args.duration)
+                ratios.append(rate / inproc)
+                print(
+                    f"{backend}: served {config[0]:7s} {rate:6.1f} img/s vs in-process {inproc:6.1f} "
+                    f"-> ratio {rate / inproc:4.2f} (errors {errors}, client {client})",
+                    flush=True,
+                )
+        finally:
+            stop_server(proc)
+        print(f"{backend}: served {config[0]:7s} median ratio {statistics.median(ratios):.2f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="torchvision:resnet50")
+    parser.add_argument("--backends", default="openvino-int8,eager")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "deploybench-cache"
+    )
+    args = parser.parse_args()
+    body = default_payload_path().read_bytes()
+    print(
+        f"model {args.model}, {os.cpu_count()} cores, threads {args.threads}, {args.duration:g} s per point"
+    )
+    for backend in pick_backends(args.backends.split(",")):
+        bench_backend(args, backend, body)
+
+
+if __name__ == "__main__":
+    main()
