@@ -109,7 +109,7 @@ def p99_vs_throughput(rec: Recommendation, trials: Sequence[TrialRecord]) -> go.
             )
         )
     fig.update_xaxes(title="throughput (req/s)", rangemode="tozero")
-    fig.update_yaxes(title="p99 latency (ms, log scale)", type="log")
+    fig.update_yaxes(title="p99 latency (ms, log scale)", type="log", dtick="D2")
     return fig if fig.data else _empty(fig, "no load points recorded")
 
 
@@ -180,7 +180,7 @@ def pareto_scatter(rec: Recommendation) -> go.Figure:
     )
     scale = max((e.throughput_rps or 0 for e in rows), default=1) or 1
     colours = _colours(rec)
-    for ev in rows:
+    for ev in sorted(rows, key=lambda e: -(e.rank or 0)):  # the winner drawn last, on top
         symbol = "star" if ev.rank == 1 else ("circle" if ev.pareto else "circle-open")
         fig.add_trace(
             go.Scatter(
