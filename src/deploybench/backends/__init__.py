@@ -17,7 +17,15 @@ from deploybench.backends.base import (
     register,
 )
 
-_BACKEND_MODULES: tuple[str, ...] = ("eager", "torch_backends")  # one entry per backend module
+_BACKEND_MODULES: tuple[str, ...] = (  # one entry per backend module
+    "eager",
+    "torch_backends",
+    "onnxruntime_backend",
+    "onnxruntime_int8",
+    "openvino_backend",
+    "openvino_int8",
+    "tensorrt_backend",
+)
 
 
 def _load_all() -> None:

@@ -1,0 +1,121 @@
+"""ONNX Runtime fp32: the shared ONNX export run with every graph optimisation on.
+
+On a machine with a CUDA device and onnxruntime-gpu the session uses CUDAExecutionProvider (CPU
+as fallback for unsupported nodes); the TensorRT provider is left to the `tensorrt` backend, whose
+engine build is slow and fp16. The runtime is imported lazily so that a missing onnxruntime makes
+the backend unavailable instead of breaking `import deploybench.backends`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
+from deploybench.backends.cache import directory_bytes, library_versions
+from deploybench.backends.onnx_export import ensure_available, exported_onnx, library_importable
+from deploybench.models import LoadedModel
+
+ORT_INSTALL_HINT = "pip install onnxruntime==1.32.0"
+
+
+def ort_availability() -> Availability:
+    if not library_importable("onnxruntime"):
+        return Availability(False, ORT_INSTALL_HINT)
+    return Availability(True)
+
+
+def cuda_device_present() -> bool:
+    """A usable CUDA device, as torch sees it (torch is always installed)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def session_options(threads: int) -> Any:
+    """Graph optimisation ALL, `threads` intra-op threads, one inter-op thread (sequential execution).
+
+    A served worker runs one request at a time, so parallel execution across graph branches only
+    adds contention on a few cores; the intra-op pool is what uses the cores.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
+    return options
+
+
+def default_providers() -> list[str]:
+    """CUDA first when both the device and the provider exist, else the CPU alone."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_present():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OrtVariant(Variant):
+    """An onnxruntime InferenceSession behind predict(); run() is thread-safe, so no lock is needed."""
+
+    def __init__(
+        self, backend: str, precision: str, session: Any, artifact: Path, build_seconds: float
+    ) -> None:
+        self.backend = backend
+        self.precision = precision
+        self.session = session
+        self.build_seconds = build_seconds
+        self.artifact_bytes = directory_bytes(artifact)
+        self.device = (
+            "cuda"
+            if session.get_providers()[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+            else "cpu"
+        )
+        self.versions = {k: v for k, v in library_versions().items() if k in ("onnxruntime", "onnx", "torch")}
+        self.providers = list(session.get_providers())
+        model_input = session.get_inputs()[0]
+        self._input_name = model_input.name
+        batch_dim = model_input.shape[0]
+        self._fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._fixed_batch is None or len(batch) == self._fixed_batch:
+            return self._run(batch)
+        step = self._fixed_batch  # a user ONNX file with a static batch: run it in chunks of that size
+        return np.concatenate([self._run(batch[i : i + step]) for i in range(0, len(batch), step)])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self._input_name: batch})[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+def ort_session(path: Path, threads: int, providers: list[Any] | None = None) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        str(path), session_options(threads), providers=providers or default_providers()
+    )
+
+
+@register
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    precision = "fp32"
+    description = "ONNX Runtime fp32, graph optimisation ALL (CUDA provider when present)"
+
+    def availability(self) -> Availability:
+        return ort_availability()
+
+    def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
+        ensure_available(self)
+        start = time.perf_counter()
+        path = exported_onnx(model, ctx)
+        session = ort_session(path, ctx.threads)
+        return OrtVariant(self.name, "fp32", session, path, time.perf_counter() - start)
