@@ -105,3 +105,9 @@ def test_compare_command(tmp_path: Path):
     assert data["recommendation"]["machines"] == ["g4dn.xlarge", "ml.c5.xlarge"]
     assert data["recommendation"]["winner"]["machine"] == "g4dn.xlarge"
     assert (tmp_path / "merged" / "report.html").exists()
+
+
+def test_report_command_rejects_an_unknown_objective(study_dir: Path):
+    result = _run("report", study_dir, "--objective", "fast")
+    assert result.exit_code == 2
+    assert "--objective: Input should be 'cost', 'throughput' or 'p99'" in result.output

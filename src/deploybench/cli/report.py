@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
@@ -44,9 +45,13 @@ def _constraints(
     base: Constraints, p99_ms: float | None, min_throughput: float | None, objective: str | None
 ):
     given = {"p99_ms": p99_ms, "min_throughput": min_throughput, "objective": objective}
-    return Constraints.model_validate(
-        {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
-    )
+    try:
+        return Constraints.model_validate(
+            {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        problems = [f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()]
+        raise ValueError("; ".join(problems)) from exc
 
 
 def _money(value: float | None, spec: str = ".2f") -> str:

@@ -51,7 +51,17 @@ def _flags(point: LoadPoint) -> str:
 
 
 def _empty(fig: go.Figure, message: str) -> go.Figure:
-    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.add_annotation(
+        text=message,
+        showarrow=False,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        font={"size": 14, "color": "#616e7c"},
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
     return fig
 
 
@@ -215,12 +225,17 @@ def _breakdown(point: LoadPoint) -> dict[str, float]:
 
 
 def latency_breakdown(rec: Recommendation, trials: Sequence[TrialRecord]) -> go.Figure:
-    """Stacked mean latency per candidate at its operating point (peak when it has none)."""
+    """Stacked mean latency per candidate at its operating point ('(peak)': its busiest point when none)."""
     rows: list[tuple[str, dict[str, float]]] = []
     for ev, trial in _measured(rec, trials):
-        index = ev.point_index if ev.point_index is not None else trial.peak_index
-        if index is not None and trial.points[index].server_timing_ms:
-            rows.append((_name(ev, rec), _breakdown(trial.points[index])))
+        index, where = ev.point_index, ""
+        if index is None:  # no operating point: show its busiest point, and say so
+            index = trial.peak_index
+            if index is None:
+                index = max(range(len(trial.points)), key=lambda i: trial.points[i].throughput_rps)
+            where = " (peak)"
+        if trial.points[index].server_timing_ms:
+            rows.append((_name(ev, rec) + where, _breakdown(trial.points[index])))
     components = list(dict.fromkeys(name for _, parts in rows for name in parts))
     fig = go.Figure(layout=LAYOUT)
     for i, component in enumerate(components):
