@@ -57,31 +57,29 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+_COLUMNS = (
+    ("backend", "left"),
+    ("precision", "left"),
+    ("w/t/b/d", "left"),
+    ("parity", "left"),
+    ("peak req/s", "right"),
+    ("p50 ms", "right"),
+    ("p99 ms", "right"),
+    ("c16 req/s", "right"),
+    ("c16 p99 ms", "right"),
+    ("mem MB", "right"),
+    ("status", "left"),
+)
+
+
 def render_table(outcome: StudyOutcome) -> Table:
-    table = Table(title=f"Study results ({outcome.weights} weights)", show_lines=False)
-    for column in (
-        "backend",
-        "precision",
-        "w/t/b/d",
-        "parity",
-        "peak req/s",
-        "p50 ms",
-        "p99 ms",
-        "c16 req/s",
-        "c16 p99",
-        "mem MB",
-        "status",
-    ):
-        table.add_column(
-            column,
-            justify="right"
-            if column[0].isdigit() or "ms" in column or "/s" in column or column in ("mem MB", "c16 p99")
-            else "left",
-        )
+    """All candidates by peak throughput; w/t/b/d = workers / threads / max batch / max delay ms."""
+    table = Table(title=f"Study results ({outcome.weights} weights)")
+    for name, justify in _COLUMNS:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in sorted_rows(outcome.trials):
         knobs = f"{row['workers']}/{row['threads']}/{row['max_batch_size']}/{row['max_delay_ms']:g}"
-        status = row["status"] if not row["reason"] else f"{row['status']}: {row['reason']}"
-        peak_flag = "" if row["peak_stable"] in (None, True) else " (unstable)"
+        peak_flag = "" if row["peak_trusted"] or row["peak"]["rps"] is None else " ~"
         table.add_row(
             row["backend"],
             row["precision"] or "-",
@@ -93,9 +91,18 @@ def render_table(outcome: StudyOutcome) -> Table:
             _fmt(row["c16"]["rps"]),
             _fmt(row["c16"]["p99_ms"]),
             _fmt(row["peak_rss_mb"], 0),
-            status,
+            row["status"],
         )
     return table
+
+
+def print_reasons(outcome: StudyOutcome) -> None:
+    """Why each candidate that was not measured cleanly is so: one line each, under the table."""
+    rows = [row for row in sorted_rows(outcome.trials) if row["reason"]]
+    if any(not row["peak_trusted"] and row["peak"]["rps"] for row in sorted_rows(outcome.trials)):
+        console.print("  ~ best point measured, not a trusted peak (unstable or client-bound)")
+    for row in rows:
+        console.print(f"  [dim]{row['trial_id']}[/]: {row['status']}: {row['reason']}")
 
 
 def _install_sigint(stop: threading.Event) -> None:
@@ -110,16 +117,20 @@ def _install_sigint(stop: threading.Event) -> None:
 
 
 def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | None) -> None:
-    from deploybench.report import write_report
+    from deploybench.report import write_report  # plotly is heavy: import at the end only
+    from deploybench.report.tables import recommendation_json
 
     result = write_report(outcome.root, config.constraints)
-    console.print(result.recommendation_text)
+    recommendation = result.recommendation
+    if recommendation.random_weights:
+        console.print("[bold yellow]random weights: speed and cost are real, accuracy is not[/]")
+    console.print(f"[bold green]{recommendation.headline}[/]")
     console.print(f"report: [bold]{result.html_path}[/]")
     if json_out is not None:
         payload = {
             "study_dir": str(outcome.root),
             "rows": sorted_rows(outcome.trials),
-            "recommendation": result.recommendation_json,
+            "recommendation": recommendation_json(recommendation),
             "report": str(result.html_path),
         }
         json_out.write_text(json.dumps(payload, indent=2, default=str))
@@ -181,6 +192,7 @@ def run(
     except (StudyStoreError, ValueError) as exc:
         raise fail(str(exc)) from exc
     console.print(render_table(outcome))
+    print_reasons(outcome)
     console.print(
         f"study folder: [bold]{outcome.root}[/]"
         + (f" ({outcome.resumed} trials resumed from an earlier run)" if outcome.resumed else "")

@@ -16,7 +16,7 @@ from deploybench.payload import default_payload_path, read_payloads
 from deploybench.results import MachineInfo, TrialRecord
 from deploybench.study.environment import fingerprint
 from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail, start_server, stop_server
-from deploybench.study.measure import LiveUpdate, measure_candidate
+from deploybench.study.measure import LiveCallback, measure_candidate
 from deploybench.study.plan import PlannedTrial, plan_trials
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore
@@ -35,7 +35,7 @@ class StudyProgress:
     on_plan: Callable[[list[PlannedTrial], set[str]], None] = lambda trials, done: None
     on_trial_start: Callable[[PlannedTrial], None] = lambda trial: None
     on_trial_done: Callable[[TrialRecord], None] = lambda record: None
-    on_live: Callable[[LiveUpdate], None] = lambda update: None
+    on_live: LiveCallback = lambda update: None
 
 
 @dataclass
@@ -106,7 +106,7 @@ def run_served_trial(
     ctx: TrialContext,
     trial: PlannedTrial,
     parity: dict[str, object] | None,
-    on_live: Callable[[LiveUpdate], None],
+    on_live: LiveCallback,
 ) -> TrialRecord:
     """Start the server, run the load plan, stop it; any failure becomes a failed trial with its log tail."""
     started = now()

@@ -13,10 +13,18 @@ def _point_cells(point: LoadPoint | None) -> dict[str, float | None]:
     return {"rps": point.throughput_rps, "p50_ms": point.latency.p50_ms, "p99_ms": point.latency.p99_ms}
 
 
+def headline_point(trial: TrialRecord) -> LoadPoint | None:
+    """The trusted peak, else the best closed-loop point measured (shown flagged as untrusted)."""
+    if trial.peak is not None:
+        return trial.peak
+    closed = [p for p in trial.points if p.mode == "closed" and p.ok]
+    return max(closed, key=lambda p: p.throughput_rps, default=None)
+
+
 def trial_row(trial: TrialRecord) -> dict[str, Any]:
     """One candidate's headline numbers: peak, at concurrency 16, memory, status."""
     cand = trial.candidate
-    peak, c16 = trial.peak, trial.at_c16
+    peak, c16 = headline_point(trial), trial.at_c16
     return {
         "trial_id": trial.trial_id,
         "backend": cand.backend,
@@ -29,6 +37,7 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
         "peak_concurrency": peak.concurrency if peak else None,
         "peak": _point_cells(peak),
         "c16": _point_cells(c16),
+        "peak_trusted": trial.peak is not None,
         "peak_stable": peak.stable if peak else None,
         "peak_client_bound": peak.client_bound if peak else None,
         "peak_rss_mb": trial.peak_rss_mb,
