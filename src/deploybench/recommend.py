@@ -78,7 +78,12 @@ def select_point(trial: TrialRecord, p99_ms: float | None) -> tuple[int | None, 
     return max(meeting, key=lambda i: (trial.points[i].throughput_rps, -i)), None
 
 
-def _price(trial: TrialRecord, override: PriceOverride | None, catalogue: PriceCatalogue | None):
+PriceAndSource = tuple[float | None, str | None]
+
+
+def _price(
+    trial: TrialRecord, override: PriceOverride | None, catalogue: PriceCatalogue | None
+) -> PriceAndSource:
     """(USD per hour, where it came from): report-time override, recorded price, catalogue by instance."""
     if override is not None:
         return override.usd_per_hour, f"given at report time ({override.label})"
@@ -99,7 +104,7 @@ def _label(trial: TrialRecord) -> str:
     return f"{c.backend} {trial.precision or 'fp32'}{device} w{c.workers}t{c.threads}{batch}"
 
 
-def _evaluate(trial: TrialRecord, constraints: Constraints, price: tuple[float | None, str | None]):
+def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSource) -> Evaluation:
     c = trial.candidate
     usd, price_source = price
     machine = trial.machine.instance or trial.machine.label
