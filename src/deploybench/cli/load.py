@@ -16,6 +16,7 @@ from deploybench.config import LoadConfig
 from deploybench.load import HttpTarget, LiveStats, LoadError, LoadReport, SageMakerTarget, Target, run_load
 from deploybench.load.result import write_csv
 from deploybench.payload import PayloadError, default_payload_path, read_payloads
+from deploybench.results import LoadPoint
 
 OPTION_NAMES = {
     "concurrency": "--concurrency", "rate": "--rate", "arrival": "--arrival", "seed": "--seed",
@@ -67,25 +68,27 @@ def _verdict(report: LoadReport, index: int) -> str:
     if point.client_bound:
         words.append("[red]client-bound[/]")
     if point.slo is not None:
-        slo = point.slo
-        words.append(f"SLO {'[green]met[/]' if slo.met else '[red]not met[/]'}"
-                     f" ({slo.overshoots}/{slo.requests} over, need {slo.required_requests})")
+        words.append(f"SLO {'[green]met[/]' if point.slo.met else '[red]not met[/]'}")
     if index == report.peak_index:
         words.append("[bold]peak[/]")
     if index == report.slo_rate_index:
-        words.append("[bold]max rate within SLO[/]")
-    return ", ".join(words)
+        words.append("[bold]best rate in SLO[/]")
+    return " ".join(words)
+
+
+def _short(point: LoadPoint) -> str:
+    return f"r={point.target_rate:g}/s" if point.target_rate is not None else f"c={point.concurrency}"
 
 
 def results_table(report: LoadReport) -> Table:
     """One row per point with the stability verdict."""
     table = Table(title=f"deploybench load: {report.target.get('url') or report.target.get('endpoint_name')}")
-    for column in ("point", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "verdict"):
+    for column in ("point", "req/s", "p50", "p90", "p99", "p99.9", "max ms", "errors", "verdict"):
         table.add_column(column, justify="left" if column in ("point", "verdict") else "right")
-    for index, (point, detail) in enumerate(zip(report.points, report.details, strict=True)):
+    for index, point in enumerate(report.points):
         lat = point.latency
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(point.errors.items())) or "0"
-        table.add_row(detail.label, f"{point.throughput_rps:.1f}", f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}",
+        errors = " ".join(f"{k}:{v}" for k, v in sorted(point.errors.items())) or "0"
+        table.add_row(_short(point), f"{point.throughput_rps:.1f}", f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}",
                       f"{lat.p99_ms:.2f}", f"{lat.p999_ms:.2f}", f"{lat.max_ms:.2f}", errors,
                       _verdict(report, index))
     return table
@@ -95,9 +98,13 @@ def _print_report(report: LoadReport) -> None:
     console.print(results_table(report))
     for point, detail in zip(report.points, report.details, strict=True):
         cpu = f"{point.client_cpu_pct:.0f}%" if point.client_cpu_pct is not None else "n/a"
-        console.print(f"  {detail.label}: {detail.stop_reason}; {point.windows} window(s) merged of "
-                      f"{len(detail.windows)}; client CPU {cpu}; "
-                      + "; ".join(detail.client_bound_reasons))
+        line = (f"  {_short(point)}: {detail.stop_reason}; merged {point.windows} of {len(detail.windows)} "
+                f"complete window(s); client CPU {cpu}")
+        if point.slo is not None:
+            slo = point.slo
+            line += (f"; p{slo.percentile:g} <= {slo.bound_ms:g} ms: {slo.overshoots}/{slo.requests} over, "
+                     f"{slo.required_requests} requests needed at {slo.confidence:.0%} confidence")
+        console.print(line + "".join(f"; {reason}" for reason in detail.client_bound_reasons))
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
     if report.stopped_early:

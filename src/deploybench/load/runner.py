@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from deploybench.results import LoadPoint
 ProgressFn = Callable[[LiveStats], None]
 OPEN_LOOP_CONNECTIONS = 1024  # per worker: an open loop must not be throttled by the client
 READY_TIMEOUT_S = 60.0
+# fork on Linux: "spawn" re-imports the caller's __main__ (for the CLI that is every command, torch
+# included: seconds per worker). The child only runs asyncio + aiohttp, never the parent's threads.
+_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 STOP_TIMEOUT_S = 10.0
 
 
@@ -68,7 +72,7 @@ class WorkerPool:
         if self.use_processes and not target.multiprocess:
             raise LoadError(f"{target.kind} target cannot be spread over processes: use --processes 1")
         if self.use_processes:
-            ctx = multiprocessing.get_context("spawn")
+            ctx = multiprocessing.get_context(_START_METHOD)
             self.messages: Any = ctx.Queue()
             self.stop_flag: Any = ctx.Event()
             self.gate = StartGate(ctx.Event(), ctx.Value("d", 0.0))

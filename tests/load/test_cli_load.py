@@ -1,0 +1,80 @@
+"""`deploybench load` end to end: live run with JSON/CSV output, and bad input named clearly."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deploybench.cli import app
+
+from .conftest import free_port
+
+runner = CliRunner()
+QUICK = ["--duration", "3", "--window", "0.5", "--warmup", "0.2", "--min-window-requests", "10"]
+
+
+@pytest.mark.slow
+def test_load_command_writes_json_and_csv(server_url: str, tmp_path: Path) -> None:
+    out_json, out_csv = tmp_path / "load.json", tmp_path / "load.csv"
+    result = runner.invoke(app, ["load", f"{server_url}/sleep/5", "--concurrency", "2", *QUICK,
+                                 "--slo-p99-ms", "500", "--json", str(out_json), "--csv", str(out_csv)])
+    assert result.exit_code == 0, result.output
+    assert "req/s" in result.output and "c=2" in result.output
+    assert "stable" in result.output  # "stable" or "unstable": the verdict is always printed
+    data = json.loads(out_json.read_text())
+    assert data["schema_version"] == 1
+    assert data["settings"]["concurrency"] == 2
+    assert data["target"]["url"].endswith("/sleep/5")
+    assert data["environment"]["logical_cpus"] >= 1
+    point = data["points"][0]
+    assert point["ok"] > 0 and point["histogram"] and point["slo"]["bound_ms"] == 500
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 1 and int(rows[0]["ok"]) == point["ok"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "0"], "--rate"),
+        (["--duration", "-1"], "--duration"),
+        (["--concurrency", "0"], "--concurrency"),
+        (["--processes", "0"], "--processes"),
+    ],
+)
+def test_nonsense_arguments_name_the_option(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_bad_arrival_is_rejected_by_typer() -> None:
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--rate", "5", "--arrival", "bursty"])
+    assert result.exit_code == 2 and "--arrival" in result.output
+
+
+def test_empty_or_missing_payload_fails_before_any_load(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--payload", str(empty)])
+    assert result.exit_code == 2 and "empty payload" in result.output
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--payload", str(tmp_path / "nope.jpg")])
+    assert result.exit_code == 2 and "no such file" in result.output
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--payload", str(folder)])
+    assert result.exit_code == 2 and "no image files" in result.output
+
+
+def test_unreachable_url_is_one_clear_error() -> None:
+    result = runner.invoke(app, ["load", f"http://127.0.0.1:{free_port()}/invocations", "--duration", "5"])
+    assert result.exit_code == 2
+    assert "cannot connect" in result.output
+
+
+def test_both_closed_and_open_loop_is_refused() -> None:
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--rate", "5", "--concurrency", "2"])
+    assert result.exit_code == 2 and "not both" in result.output
