@@ -97,3 +97,18 @@ def test_plateau_rule() -> None:
     assert not plateau_reached([10, 20, 40, 60])
     assert plateau_reached([10, 20, 40, 41, 40, 41])
     assert plateau_reached([100, 101, 102, 103])
+
+
+def test_client_bound_rules() -> None:
+    from deploybench.load.health import judge_client
+    from deploybench.load.meter import Span, _closed_loop_lateness
+
+    assert not judge_client(50.0, 0.005, open_loop=True).client_bound
+    busy = judge_client(85.0, 0.0, open_loop=False)
+    assert busy.client_bound and "85% busy" in busy.reasons[0]
+    late = judge_client(10.0, 0.02, open_loop=True)
+    assert late.client_bound and "sends started more than 1 ms late" in late.reasons[0]
+    span = Span(lag_samples=100, lag_late=[30, 20, 10, 5, 0, 0, 0])
+    assert _closed_loop_lateness(span, p50_ms=0.8) == (0.30, 1.0)  # fast requests: 1 ms matters
+    assert _closed_loop_lateness(span, p50_ms=1600.0) == (0.05, 10.0)  # 1% of 1.6 s -> 10 ms bucket
+    assert _closed_loop_lateness(Span(), p50_ms=5.0) == (None, 1.0)

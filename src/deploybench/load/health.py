@@ -22,13 +22,18 @@ class ClientHealth:
         return bool(self.reasons)
 
 
-def judge_client(cpu_pct: float | None, late_fraction: float | None, open_loop: bool) -> ClientHealth:
-    """Apply both thresholds; say which one tripped so the user knows what to change."""
+def judge_client(
+    cpu_pct: float | None, late_fraction: float | None, open_loop: bool, late_ms: float = 1.0
+) -> ClientHealth:
+    """Apply both thresholds; say which one tripped so the user knows what to change.
+
+    late_fraction counts sends (open loop) or event-loop wake-ups (closed loop) later than late_ms.
+    """
     health = ClientHealth(cpu_pct=cpu_pct, late_fraction=late_fraction)
     if late_fraction is not None and late_fraction > MAX_LATE_FRACTION:
         what = "sends started" if open_loop else "event-loop wake-ups were"
         health.reasons.append(
-            f"{late_fraction:.1%} of {what} more than 1 ms late (limit {MAX_LATE_FRACTION:.0%})"
+            f"{late_fraction:.1%} of {what} more than {late_ms:g} ms late (limit {MAX_LATE_FRACTION:.0%})"
         )
     if cpu_pct is not None and cpu_pct > MAX_CPU_PCT:
         health.reasons.append(

@@ -16,6 +16,7 @@ from hdrh.histogram import HdrHistogram
 from deploybench.config import LoadConfig
 from deploybench.load.health import judge_client
 from deploybench.load.result import LiveStats, PointDetail, WindowSummary
+from deploybench.load.shapes import LAG_THRESHOLDS_MS
 from deploybench.load.stats import (
     add_into,
     decode_histogram,
@@ -43,7 +44,7 @@ class Span:
     sends: int = 0
     late_sends: int = 0
     lag_samples: int = 0
-    lag_late: int = 0
+    lag_late: list[int] = field(default_factory=lambda: [0] * len(LAG_THRESHOLDS_MS))
     timing_sum: dict[str, float] = field(default_factory=dict)
     timing_count: dict[str, int] = field(default_factory=dict)
     cpu_s: dict[int, float] = field(default_factory=dict)  # per worker
@@ -76,8 +77,9 @@ class Span:
         self.ok += counts["ok"]
         for name, value in counts["errors"].items():
             self.errors[name] = self.errors.get(name, 0) + value
-        for name in ("bytes_sent", "bytes_received", "sends", "late_sends", "lag_samples", "lag_late"):
+        for name in ("bytes_sent", "bytes_received", "sends", "late_sends", "lag_samples"):
             setattr(self, name, getattr(self, name) + counts[name])
+        self.lag_late = [a + b for a, b in zip(self.lag_late, counts["lag_late"], strict=True)]
         for name, value in timing_sum.items():
             self.timing_sum[name] = self.timing_sum.get(name, 0.0) + value
             self.timing_count[name] = self.timing_count.get(name, 0) + timing_count.get(name, 0)
@@ -213,16 +215,17 @@ def _point_from_span(span: Span, mode: str, concurrency: int | None, rate: float
                      stable: bool, windows: int, cfg: LoadConfig) -> LoadPoint:
     duration = span.duration_s
     cpu = max((100.0 * cpu_s / duration for cpu_s in span.cpu_s.values()), default=None) if duration else None
-    if mode == "open":
-        late = span.late_sends / span.sends if span.sends else None
-    else:
-        late = span.lag_late / span.lag_samples if span.lag_samples else None
-    health = judge_client(cpu, late, open_loop=mode == "open")
+    late = span.late_sends / span.sends if span.sends else None
+    latency = stats_from_histogram(span.hist)
+    lag_ms = 1.0
+    if mode != "open":
+        late, lag_ms = _closed_loop_lateness(span, latency.p50_ms)
+    health = judge_client(cpu, late, open_loop=mode == "open", late_ms=lag_ms)
     return LoadPoint(
         mode=mode, concurrency=concurrency, target_rate=rate, duration_s=round(duration, 4),
         ok=span.ok, errors=dict(span.errors),
         throughput_rps=span.ok / duration if duration > 0 else 0.0,
-        latency=stats_from_histogram(span.hist), stable=stable, windows=windows,
+        latency=latency, stable=stable, windows=windows,
         client_bound=health.client_bound and mode != "inprocess",
         client_cpu_pct=None if cpu is None else round(cpu, 1),
         late_send_fraction=None if late is None else round(late, 5),
@@ -234,9 +237,26 @@ def _point_from_span(span: Span, mode: str, concurrency: int | None, rate: float
     )
 
 
+def _closed_loop_lateness(span: Span, p50_ms: float) -> tuple[float | None, float]:
+    """Fraction of event-loop wake-ups late by more than max(1 ms, 1% of p50), and that bound.
+
+    A closed-loop client has no schedule; what hurts is loop lag that is large next to the latency
+    it measures (1 ms matters at a 1 ms p50, not at 1.6 s).
+    """
+    if not span.lag_samples:
+        return None, 1.0
+    bound = max(1.0, 0.01 * p50_ms)
+    index = max(i for i, threshold in enumerate(LAG_THRESHOLDS_MS) if threshold <= bound)
+    return span.lag_late[index] / span.lag_samples, float(LAG_THRESHOLDS_MS[index])
+
+
 def client_bound_reasons(point: LoadPoint) -> list[str]:
     """Re-derive the reasons for the detail record (the LoadPoint keeps only the flag)."""
-    return judge_client(point.client_cpu_pct, point.late_send_fraction, point.mode == "open").reasons
+    lag_ms = 1.0
+    if point.mode != "open":
+        bound = max(1.0, 0.01 * point.latency.p50_ms)
+        lag_ms = float(max(t for t in LAG_THRESHOLDS_MS if t <= bound))
+    return judge_client(point.client_cpu_pct, point.late_send_fraction, point.mode == "open", lag_ms).reasons
 
 
 __all__ = ["PointMeter", "Span", "client_bound_reasons", "decode_histogram"]

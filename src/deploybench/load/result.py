@@ -72,6 +72,12 @@ class LoadReport(StrictModel):
     def peak(self) -> LoadPoint | None:
         return self.points[self.peak_index] if self.peak_index is not None else None
 
+    def best_index(self, require_stable: bool = True, allow_client_bound: bool = False) -> int | None:
+        """Highest-throughput point under looser rules than peak_index (which is (True, False))."""
+        eligible = [i for i, p in enumerate(self.points)
+                    if (p.stable or not require_stable) and (allow_client_bound or not p.client_bound)]
+        return max(eligible, key=lambda i: self.points[i].throughput_rps) if eligible else None
+
     def index_of_concurrency(self, concurrency: int) -> int | None:
         """Index of the closed-loop point at this concurrency (the study wants c=16)."""
         for index, point in enumerate(self.points):

@@ -47,6 +47,9 @@ class Target(ABC):
 
     kind: str = "abstract"
     multiprocess: bool = True
+    # whose CPU time tells if the client is the bottleneck: the event-loop thread, or the whole
+    # process when the work happens in a thread pool (boto3 is CPU-heavy and holds the GIL)
+    cpu_scope: str = "thread"
 
     def __init__(self, payloads: list[bytes]) -> None:
         if not payloads or any(not body for body in payloads):
@@ -180,6 +183,7 @@ class SageMakerTarget(Target):
     """boto3 `sagemaker-runtime` invoke_endpoint in a thread pool (real AWS credential chain)."""
 
     kind = "sagemaker"
+    cpu_scope = "process"
 
     def __init__(
         self,

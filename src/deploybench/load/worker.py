@@ -11,7 +11,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from time import perf_counter, thread_time
+from time import perf_counter, process_time, thread_time
 from typing import Any, Literal, Protocol
 
 from deploybench.load.shapes import (
@@ -83,7 +83,7 @@ def _slice(index: int, rec: Recorder, state: LoopState, duration: float, cpu: fl
         "hist": encode_histogram(rec.hist) if rec.ok else "", "ok": rec.ok, "errors": dict(rec.errors),
         "bytes_sent": rec.bytes_sent, "bytes_received": rec.bytes_received,
         "sends": rec.sends, "late_sends": rec.late_sends,
-        "lag_samples": state.lag_samples, "lag_late": state.lag_late,
+        "lag_samples": state.lag_samples, "lag_late": list(state.lag_late),
         "timing_sum": dict(rec.timing_sum), "timing_count": dict(rec.timing_count),
     }
 
@@ -91,19 +91,22 @@ def _slice(index: int, rec: Recorder, state: LoopState, duration: float, cpu: fl
 class _Ticker:
     """Cuts the recording into slices aligned to the shared epoch."""
 
-    def __init__(self, plan: WorkerPlan, rec: Recorder, state: LoopState, sink: Sink, epoch: float) -> None:
+    def __init__(self, plan: WorkerPlan, rec: Recorder, state: LoopState, sink: Sink, epoch: float,
+                 cpu_clock: Callable[[], float]) -> None:
         self.plan, self.rec, self.state, self.sink, self.epoch = plan, rec, state, sink, epoch
+        self.cpu_clock = cpu_clock
         self.index = 0
         self.last_flush = epoch
-        self.last_cpu = thread_time()
+        self.last_cpu = cpu_clock()
 
     def flush(self, final: bool = False) -> None:
-        now, cpu = perf_counter(), thread_time()
+        now, cpu = perf_counter(), self.cpu_clock()
         message = _slice(self.index, self.rec, self.state, now - self.last_flush, cpu - self.last_cpu, final)
         message["worker"] = self.plan.worker_id
         self.sink(message)
         self.rec.reset()
-        self.state.lag_samples = self.state.lag_late = 0
+        self.state.lag_samples = 0
+        self.state.lag_late = [0] * len(self.state.lag_late)
         self.index += 1
         self.last_flush, self.last_cpu = now, cpu
 
@@ -128,11 +131,13 @@ async def _drain(tasks: set[asyncio.Task[Any]] | list[asyncio.Task[Any]], grace_
         await asyncio.gather(*still, return_exceptions=True)
 
 
-async def _drive(client: TargetClient, payloads: list[bytes], plan: WorkerPlan, epoch: float,
+async def _drive(target: Target, client: TargetClient, plan: WorkerPlan, epoch: float,
                  sink: Sink, stop: Flag) -> None:
     rec, state = Recorder(), LoopState(budget=plan.max_requests)
+    payloads = target.payloads
     await asyncio.sleep(max(0.0, epoch - perf_counter()))
-    ticker = _Ticker(plan, rec, state, sink, epoch)
+    cpu_clock = process_time if target.cpu_scope == "process" else thread_time
+    ticker = _Ticker(plan, rec, state, sink, epoch, cpu_clock)
     if plan.mode == "closed":
         users = [asyncio.create_task(closed_client(client, payloads, plan.worker_id + i, rec, state))
                  for i in range(plan.concurrency)]
@@ -161,7 +166,7 @@ async def _worker_main(target: Target, plan: WorkerPlan, sink: Sink, gate: Start
         loop = asyncio.get_running_loop()
         epoch = await loop.run_in_executor(None, gate.wait_epoch, plan.start_timeout_s)
         if epoch is not None and not stop.is_set():
-            await _drive(client, target.payloads, plan, epoch, sink, stop)
+            await _drive(target, client, plan, epoch, sink, stop)
     finally:
         await client.close()
 
