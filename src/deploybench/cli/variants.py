@@ -85,7 +85,8 @@ def detail_lines(report: VariantsReport) -> list[str]:
     lines = []
     for v in report.variants:
         if not v.available:
-            lines.append(f"{v.backend}: unavailable: {v.unavailable_reason}")
+            reason = (v.unavailable_reason or "").removeprefix("unavailable: ")
+            lines.append(f"{v.backend}: unavailable: {reason}")
         elif v.error:
             lines.append(f"{v.backend}: build failed: {v.error}")
         elif v.parity is not None and v.parity.verdict != "reference":
@@ -169,7 +170,8 @@ def variants(
     except (UnknownBackendError, ModelLoadError) as exc:
         raise fail(str(exc)) from None
     console.print(weights_banner(report.weights))
-    console.print(render_table(report, batch_sizes))
+    # a pipe or file gets Rich's 80 columns, which would squeeze the numbers into ellipses
+    console.print(render_table(report, batch_sizes), width=None if console.is_terminal else 140)
     for line in detail_lines(report):
         console.print(line, highlight=False)
     _footer(report)
