@@ -22,6 +22,7 @@ LATE_S = 0.001  # a send starting more than 1 ms after its schedule counts as la
 # that matters for the point: 1 ms, or 1% of its p50 when requests take much longer)
 LAG_THRESHOLDS_MS = (1, 2, 5, 10, 20, 50, 100)
 EARLY_FIRE_S = 0.0005  # timers have ~1 ms resolution: fire when this close to the schedule
+MAX_BACKLOG = 20_000  # open loop: requests in flight per worker before new ones count as dropped
 
 
 def parse_server_timing(header: str) -> list[tuple[str, float]]:
@@ -155,6 +156,9 @@ async def open_loop(
         rec.sends += 1
         if start - scheduled > LATE_S:
             rec.late_sends += 1
+        if len(inflight) >= MAX_BACKLOG:  # bounded memory against a dead-slow server
+            rec.record(0.0, "client_backlog", 0, 0, None)
+            continue
         payload = payloads[index % count]
         task = asyncio.create_task(_timed_send(client, payload, max(start, scheduled), rec))
         inflight.add(task)
