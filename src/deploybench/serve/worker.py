@@ -10,6 +10,7 @@ import ctypes
 import os
 import pickle
 import signal
+import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -116,3 +117,7 @@ def worker_main(index: int, conn: Connection, settings_json: str) -> None:
     info.update(pid=os.getpid(), worker=index, load_seconds=round(time.perf_counter() - start, 3))
     conn.send_bytes(pickle.dumps((READY, info)))
     _serve(conn, pipeline)
+    # The front has gone or asked us to stop: skip the slow interpreter teardown of torch/openvino.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -143,6 +143,7 @@ class WorkerPool:
         self.slots = [WorkerSlot(i) for i in range(settings.server.workers)]
         self.fatal: str | None = None
         self.all_started = False
+        self.stopping = False
         self._settings_json = settings.model_dump_json()
         self._started = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,6 +180,8 @@ class WorkerPool:
                 await slot.spawn(self._settings_json)
             except WorkerFailed as exc:
                 await slot.stop()
+                if self.stopping:
+                    return
                 if not self.all_started:
                     self.fatal = str(exc)
                     self._started.set()
@@ -206,6 +209,9 @@ class WorkerPool:
         exited = asyncio.ensure_future(slot.exited.wait())
         try:
             await asyncio.wait((getter, exited), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            getter.cancel()  # the pool is stopping; get_batch gives back what it took
+            raise
         finally:
             exited.cancel()
         if getter.done():
@@ -234,6 +240,7 @@ class WorkerPool:
                     pending.future.set_result(result)
 
     async def stop(self) -> None:
+        self.stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
