@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import os
 import socket
+import sys
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -252,6 +253,8 @@ def _load_onnx(spec: ModelSpec, path: Path) -> LoadedModel:
 
 def _load_entry_point(spec: ModelSpec) -> LoadedModel:
     module_name, _, function_name = spec.source.partition(":")
+    if os.getcwd() not in sys.path:  # like uvicorn's --app-dir default: modules next to the user resolve
+        sys.path.insert(0, os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:

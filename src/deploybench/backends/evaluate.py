@@ -8,6 +8,7 @@ others. Only variants that pass parity should ever be recommended.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from deploybench.results import ParityReport
 
 REFERENCE = "eager"
 PARITY_INPUTS = 32
+THREAD_ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "LD_PRELOAD")
 
 
 class VariantReport(StrictModel):
@@ -63,6 +65,17 @@ class VariantsReport(StrictModel):
     fingerprint: str
     preprocessing: PreprocessTiming | None = None
     variants: list[VariantReport] = Field(default_factory=list)
+    thread_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="OMP/MKL/KMP settings: libgomp's spin-wait makes torch collapse on busy cores",
+    )
+    load_average: list[float] = Field(default_factory=list, description="1-min load at start and at end")
+    cores: int | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Other work competed for the cores: timings (and ratios) are unreliable."""
+        return bool(self.cores and self.load_average and max(self.load_average) > self.cores + 0.5)
 
 
 def resolve_backends(names: Sequence[str] | None) -> list[str]:
@@ -207,6 +220,9 @@ def evaluate_variants(
         input_shape=model.input_shape,
         fingerprint=model.fingerprint,
         preprocessing=time_preprocessing(payload or default_payload_path().read_bytes()),
+        thread_env={k: v for k, v in os.environ.items() if k.startswith(THREAD_ENV_PREFIXES)},
+        load_average=[os.getloadavg()[0]],
+        cores=os.cpu_count(),
     )
     points = max(1, len(names) * len(batch_sizes) * len(threads))
     budget = min(10.0, max(0.5, time_budget_s / points))
@@ -219,4 +235,5 @@ def evaluate_variants(
     if on_step is not None:
         on_step(len(names), len(names))
     _add_speedups(report.variants)
+    report.load_average.append(os.getloadavg()[0])
     return report

@@ -14,6 +14,7 @@ from deploybench.backends.evaluate import VariantReport, VariantsReport, evaluat
 from deploybench.cli.app import app, console, fail
 from deploybench.config import ModelSpec
 from deploybench.models import ModelLoadError
+from deploybench.payload import PayloadError, read_payloads
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -110,6 +111,12 @@ def _footer(report: VariantsReport) -> None:
             f"median {pre.median_us:,.0f} µs (decode {pre.decode_us:,.0f}, "
             f"resize+crop {pre.resize_crop_us:,.0f}, normalise {pre.normalise_us:,.0f})"
         )
+    if report.busy:
+        console.print(
+            f"[bold yellow]busy machine:[/] load average {max(report.load_average):.1f} "
+            f"on {report.cores} cores; timings and ratios are unreliable "
+            "(torch's OpenMP spin-waits suffer most; OMP_WAIT_POLICY=PASSIVE helps)"
+        )
     if any(t.noisy for v in report.variants for t in v.timings):
         console.print("[yellow]~ noisy: interquartile range over 10% of the median (a busy machine?)[/]")
 
@@ -148,6 +155,9 @@ def variants(
         Path | None, typer.Option(help="artifact cache (default $DEPLOYBENCH_CACHE or ~/.cache/deploybench)")
     ] = None,
     calibration: Annotated[Path | None, typer.Option(help="folder of images for int8 calibration")] = None,
+    payload: Annotated[
+        Path | None, typer.Option(help="image whose preprocessing is timed (default: cat.jpg)")
+    ] = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write the full report (raw samples) here")
     ] = None,
@@ -158,6 +168,10 @@ def variants(
     if calibration is not None and not calibration.is_dir():
         raise fail(f"{calibration}: calibration folder not found")
     try:
+        body = read_payloads(payload)[0] if payload is not None else None
+    except PayloadError as exc:
+        raise fail(str(exc)) from None
+    try:
         report = _run_with_progress(
             ModelSpec(source=model, weights=weights),
             names,
@@ -166,6 +180,7 @@ def variants(
             time_budget_s=budget,
             cache_dir=cache_dir,
             calibration_dir=calibration,
+            payload=body,
         )
     except (UnknownBackendError, ModelLoadError) as exc:
         raise fail(str(exc)) from None
