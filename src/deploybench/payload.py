@@ -55,7 +55,8 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         if width * height > max_pixels:
             raise PayloadError(f"image declares {width}x{height} pixels, over the limit of {max_pixels}")
         image.draft("RGB", (RESIZE, RESIZE))  # JPEG: let libjpeg decode at a reduced scale
-        return image.convert("RGB")
+        image.load()  # decode here, so truncated data fails inside this try
+        return image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy RGB
     except PayloadError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
