@@ -124,8 +124,8 @@ def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | N
     recommendation = result.recommendation
     if recommendation.random_weights:
         console.print("[bold yellow]random weights: speed and cost are real, accuracy is not[/]")
-    console.print(f"[bold green]{recommendation.headline}[/]")
-    console.print(f"report: [bold]{result.html_path}[/]")
+    console.print(f"[bold green]{recommendation.headline}[/]", soft_wrap=True)
+    console.print(f"report: [bold]{result.html_path}[/]", soft_wrap=True)
     if json_out is not None:
         payload = {
             "study_dir": str(outcome.root),
@@ -195,6 +195,7 @@ def run(
     print_reasons(outcome)
     console.print(
         f"study folder: [bold]{outcome.root}[/]"
-        + (f" ({outcome.resumed} trials resumed from an earlier run)" if outcome.resumed else "")
+        + (f" ({outcome.resumed} trials resumed from an earlier run)" if outcome.resumed else ""),
+        soft_wrap=True,
     )
     _write_report(outcome, config, json_out)
