@@ -18,6 +18,8 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp  # imported before workers fork, so a child never needs the import lock
+
 Outcome = tuple[str | None, float, int, str | None]
 PREFLIGHT_TIMEOUT_S = 3.0
 
@@ -94,9 +96,6 @@ def _host_port(url: str) -> tuple[str, int]:
 
 class _HttpClient(TargetClient):
     def __init__(self, url: str, headers: dict[str, str], concurrency: int, timeout_s: float) -> None:
-        import aiohttp
-
-        self._aiohttp = aiohttp
         self._url = url
         self._headers = headers
         connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, use_dns_cache=True)
@@ -116,7 +115,7 @@ class _HttpClient(TargetClient):
                 status = resp.status
                 timing = resp.headers.get("Server-Timing")
         except self._errors as exc:
-            return _classify_http_exception(exc, self._aiohttp), perf_counter(), 0, None
+            return _classify_http_exception(exc), perf_counter(), 0, None
         if status >= 400:
             return f"http_{status}", end, len(body), timing
         return None, end, len(body), timing
@@ -125,7 +124,7 @@ class _HttpClient(TargetClient):
         await self._session.close()
 
 
-def _classify_http_exception(exc: BaseException, aiohttp: Any) -> str:
+def _classify_http_exception(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectionError | OSError):
@@ -195,6 +194,8 @@ class SageMakerTarget(Target):
         accept: str | None = None,
     ) -> None:
         super().__init__(payloads)
+        import boto3  # noqa: F401 - import once here, before workers fork (heavy, and takes the import lock)
+
         if not endpoint_name:
             raise LoadError("sagemaker: endpoint name must not be empty")
         if endpoint_url:

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from time import perf_counter, process_time, thread_time
 from typing import Any, Literal, Protocol
 
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a pinned dependency; keep working without it
+    uvloop = None
+
 from deploybench.load.shapes import (
     LoopState,
     Recorder,
@@ -172,11 +177,7 @@ async def _worker_main(target: Target, plan: WorkerPlan, sink: Sink, gate: Start
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a pinned dependency; keep working without it
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
 
 
 def run_worker(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag) -> None:
