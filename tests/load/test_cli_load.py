@@ -78,3 +78,8 @@ def test_unreachable_url_is_one_clear_error() -> None:
 def test_both_closed_and_open_loop_is_refused() -> None:
     result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--rate", "5", "--concurrency", "2"])
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_rate_sweep_needs_an_slo() -> None:
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--sweep", "rate"])
+    assert result.exit_code == 2 and "--slo-p99-ms" in result.output

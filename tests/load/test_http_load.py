@@ -170,3 +170,13 @@ def test_bad_targets_are_refused_before_any_load() -> None:
         HttpTarget("ftp://nowhere", [b"x"])
     with pytest.raises(LoadError, match="processes"):
         run_points(InProcessTarget(lambda b: b, [b"x"]), quick_cfg(processes=2), concurrencies=[2])
+
+
+def test_a_wrong_path_stops_after_the_warm_up(server_url: str, payloads: list[bytes]) -> None:
+    started = time.monotonic()
+    target = HttpTarget(f"{server_url}/no-such-route", payloads)
+    report = run_load(target, quick_cfg(concurrency=2, duration_s=20.0))
+    assert time.monotonic() - started < 8
+    point = report.points[0]
+    assert point.ok == 0 and set(point.errors) == {"http_404"}
+    assert report.details[0].stop_reason.startswith("every warm-up request failed (http_404")

@@ -149,6 +149,9 @@ class PointMeter:
             self.warmup.add_span(piece)
             self.warm = (self.warmup.duration_s >= self.cfg.warmup_s
                          and self.warmup.requests >= self.cfg.warmup_requests)
+            if self.warm and self.warmup.requests and not self.warmup.ok:
+                errors = ", ".join(f"{k} x{v}" for k, v in sorted(self.warmup.errors.items()))
+                self.stop_reason = f"every warm-up request failed ({errors})"  # no point measuring
         else:
             self.current.add_span(piece)
             if (self.current.duration_s >= self.cfg.window_s
