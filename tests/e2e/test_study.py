@@ -107,7 +107,9 @@ def test_a_server_that_cannot_start_is_recorded_as_failed_and_the_study_complete
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     trials = read_trials(out)
-    assert [t.status for t in trials] == ["failed"]
-    assert "server" in (trials[0].reason or "")
-    assert "weights file missing in the serving environment" in (trials[0].log_tail or "")
+    assert [t.trial_id for t in trials] == ["eager@cpu/w1t2/b1d0", "eager@cpu/w2t1/b1d0"]
+    for trial in trials:
+        assert trial.status == "failed"
+        assert "server" in (trial.reason or "")
+        assert "weights file missing in the serving environment" in (trial.log_tail or "")
     assert "No candidate can be recommended" in done.stdout
