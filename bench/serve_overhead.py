@@ -4,7 +4,10 @@ For each backend and served configuration (batch 1 at low and high concurrency, 
 at high concurrency): rounds of in-process img/s (decode + preprocess + predict, batch 1, T
 threads) immediately followed by the same variant behind `deploybench serve` under closed-loop
 load of the default JPEG; each ratio compares neighbours in time, so drift from other processes on
-the machine hurts less. Also prints serial vs overlapped preprocessing in-process.
+the machine hurts less. Because other processes share the 2 cores, it also prints CPU ms per image:
+the server's processes (front + workers, not the load client) per answered request vs the
+in-process loop's, whose ratio does not depend on how much CPU others took. Also prints serial vs
+overlapped (thread) preprocessing in-process.
 
     .venv/bin/python bench/serve_overhead.py --backends openvino-int8,eager --duration 15
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import socket
 import statistics
@@ -27,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 from deploybench.payload import default_payload_path, preprocess
 
@@ -45,15 +50,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def inprocess_rate(predict, body: bytes, duration_s: float) -> float:  # type: ignore[no-untyped-def]
-    """Images/s of decode + preprocess + predict(batch 1) in a tight loop (what a server must match)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU seconds of these processes and their children (all threads)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for member in [proc, *proc.children(recursive=True)]:
+                times = member.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def inprocess_rate(predict, body: bytes, duration_s: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(images/s, CPU ms per image) of decode + preprocess + predict(batch 1) in a tight loop."""
     for _ in range(3):
         predict(preprocess(body)[None])
+    me = psutil.Process()
+    cpu0 = sum(me.cpu_times()[:2])
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < duration_s and count < 100_000:
         predict(preprocess(body)[None])
         count += 1
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (sum(me.cpu_times()[:2]) - cpu0) * 1000 / count
 
 
 async def closed_loop(url: str, body: bytes, concurrency: int, duration_s: float) -> tuple[float, int]:
@@ -173,36 +194,57 @@ def overlapped_rate(predict, body: bytes, duration_s: float) -> float:  # type: 
         return count / (time.perf_counter() - start)
 
 
+def served_ok(url: str) -> int:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    match = re.search(r'deploybench_requests_total\{status="200"\} (\d+)', text)
+    return int(match.group(1)) if match else 0
+
+
+def served_point(proc: subprocess.Popen, url: str, body: bytes, concurrency: int, duration_s: float) -> tuple:  # type: ignore[type-arg]
+    """(ok/s as the client saw it, errors, client name, server CPU ms per answered request)."""
+    cpu0, ok0 = cpu_seconds([proc.pid]), served_ok(url)
+    rate, errors, client = load_rate(f"{url}/invocations", body, concurrency, duration_s)
+    answered = max(served_ok(url) - ok0, 1)
+    return rate, errors, client, (cpu_seconds([proc.pid]) - cpu0) * 1000 / answered
+
+
 def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
-    """Per served config: server up, then rounds of [in-process, served] back to back; median ratio."""
+    """Per served config: server up, then rounds of [in-process, served] back to back; median ratios."""
     from deploybench.backends.build import build_variant
     from deploybench.config import ModelSpec
 
     variant, _ = build_variant(
         ModelSpec(source=args.model), backend, threads=args.threads, cache_dir=args.cache_dir
     )
-    serial = inprocess_rate(variant.predict, body, args.duration)
+    serial, _ = inprocess_rate(variant.predict, body, args.duration)
     overlap = overlapped_rate(variant.predict, body, args.duration)
+    serial_again, _ = inprocess_rate(variant.predict, body, args.duration)
     print(
-        f"{backend}: in-process b1, {args.threads} threads: serial {serial:.1f} img/s, "
-        f"preprocess overlapped in a thread {overlap:.1f} img/s ({overlap / serial:.2f}x)"
+        f"{backend}: in-process b1, {args.threads} threads: serial {serial:.1f} / {serial_again:.1f} img/s, "
+        f"preprocess overlapped in a thread {overlap:.1f} img/s"
     )
     for config in SERVED_CONFIGS:
         proc, url = start_server(args.model, backend, args.cache_dir, config, args.threads)
-        ratios = []
+        ratios, cpu_ratios = [], []
         try:
             for _ in range(args.rounds):
-                inproc = inprocess_rate(variant.predict, body, args.duration)
-                rate, errors, client = load_rate(f"{url}/invocations", body, config[5], args.duration)
+                inproc, inproc_cpu = inprocess_rate(variant.predict, body, args.duration)
+                rate, errors, client, served_cpu = served_point(proc, url, body, config[5], args.duration)
                 ratios.append(rate / inproc)
+                cpu_ratios.append(inproc_cpu / served_cpu)
                 print(
-                    f"{backend}: served {config[0]:7s} {rate:6.1f} img/s vs in-process {inproc:6.1f} "
-                    f"-> ratio {rate / inproc:4.2f} (errors {errors}, client {client})",
+                    f"{backend}: served {config[0]:7s} {rate:6.1f} img/s vs in-process {inproc:6.1f} -> "
+                    f"{rate / inproc:4.2f}; CPU ms/img server {served_cpu:5.1f} vs in-process "
+                    f"{inproc_cpu:5.1f} -> {inproc_cpu / served_cpu:4.2f} (errors {errors}, client {client})",
                     flush=True,
                 )
         finally:
             stop_server(proc)
-        print(f"{backend}: served {config[0]:7s} median ratio {statistics.median(ratios):.2f}", flush=True)
+        print(
+            f"{backend}: served {config[0]:7s} MEDIAN throughput ratio {statistics.median(ratios):.2f}, "
+            f"CPU-efficiency ratio {statistics.median(cpu_ratios):.2f}",
+            flush=True,
+        )
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -29,6 +29,7 @@ from deploybench.serve.workers import WorkerPool
 
 ReadyHook = Callable[[dict[str, Any]], None]
 ZERO_TIMING = "queue;dur=0, decode;dur=0, preprocess;dur=0, infer;dur=0, encode;dur=0"
+NO_WORK = {"Server-Timing": ZERO_TIMING}
 
 
 class ServerStartError(RuntimeError):
@@ -45,7 +46,7 @@ class RequestRejected(Exception):
 
 def error_response(status: int, message: str) -> Response:
     body = json.dumps({"error": message, "status": status}).encode()
-    return Response(body, status, {"Server-Timing": ZERO_TIMING}, media_type="application/json")
+    return Response(body, status, NO_WORK, media_type="application/json")
 
 
 def server_timing(pending: Pending, result: WorkResult) -> str:
@@ -67,11 +68,14 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise RequestRejected(413, f"body of {int(declared)} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestRejected(413, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestRejected(413, f"body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestRejected(400, "client went away before sending the whole body") from None
     if size == 0:
         raise RequestRejected(400, "empty request body")
     return b"".join(chunks)
@@ -136,14 +140,19 @@ class Front:
 
     async def ping(self, _: Request) -> Response:
         if self.pool.is_ready:
-            return Response(b'{"status": "ready"}', 200, media_type="application/json")
-        return Response(b'{"status": "loading"}', 503, media_type="application/json")
+            return Response(b'{"status": "ready"}', 200, NO_WORK, media_type="application/json")
+        return Response(b'{"status": "loading"}', 503, NO_WORK, media_type="application/json")
 
     async def render_metrics(self, _: Request) -> Response:
-        return Response(self.metrics.render(), 200, media_type="text/plain; version=0.0.4")
+        return Response(self.metrics.render(), 200, NO_WORK, media_type="text/plain; version=0.0.4")
 
     async def invocations(self, request: Request) -> Response:
         return await self.invoke(request)
+
+
+def base_url(host: str, port: int) -> str:
+    """http://host:port, with IPv6 literals in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def create_app(front: Front, on_started: Callable[[], Any] | None = None) -> Starlette:
@@ -202,7 +211,7 @@ def run_server(settings: ServeSettings, on_ready: ReadyHook | None = None) -> No
         if on_ready is not None:
             on_ready(
                 {
-                    "url": f"http://{settings.server.host}:{settings.server.port}",
+                    "url": base_url(settings.server.host, settings.server.port),
                     "workers": front.pool.workers_info(),
                 }
             )
