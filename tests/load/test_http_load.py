@@ -120,7 +120,7 @@ def test_concurrency_sweep_stops_at_the_plateau(server_url: str, payloads: list[
     cfg = quick_cfg(sweep="concurrency", max_windows=3, duration_s=2.5, window_s=0.4)
     report = run_load(HttpTarget(f"{server_url}/serial/10", payloads), cfg)
     levels = [p.concurrency for p in report.points]
-    assert levels[:2] == [1, 2] and 4 <= len(levels) <= 6
+    assert levels[:2] == [1, 2] and 4 <= len(levels) <= 8  # stopped well before the cap (256)
     assert any("plateau" in note for note in report.notes)
 
 

@@ -64,13 +64,17 @@ def make_plans(cfg: LoadConfig, concurrency: int | None, rate: float | None) -> 
 
 
 class WorkerPool:
-    """Threads for one worker (cheap, works with in-process callables), spawned processes for more."""
+    """Worker processes, one worker in a thread only for in-process targets.
+
+    Even a single HTTP worker gets its own process: in a thread it would share the GIL with the
+    caller (the meter, Rich's refresh thread, a study's threads) and stall for milliseconds.
+    """
 
     def __init__(self, target: Target, plans: list[WorkerPlan]) -> None:
         self.target, self.plans = target, plans
-        self.use_processes = len(plans) > 1
-        if self.use_processes and not target.multiprocess:
+        if len(plans) > 1 and not target.multiprocess:
             raise LoadError(f"{target.kind} target cannot be spread over processes: use --processes 1")
+        self.use_processes = target.multiprocess
         if self.use_processes:
             ctx = multiprocessing.get_context(_START_METHOD)
             self.messages: Any = ctx.Queue()
