@@ -5,7 +5,7 @@
 1. Trivial endpoint (uvicorn + httptools + uvloop, raw ASGI), 21 KB POST body: wrk (1 thread), ours
    with 1 process and with 2 processes, same concurrency. Target: >= 5,000 req/s per process.
 2. The same endpoint with a fixed 10 ms service time: our p50 vs wrk's. Target: within 10%.
-The server is pinned to CPU 0 and the clients to the other CPUs when the machine has more than one.
+With --pin the server runs on CPU 0 and the clients on the other CPUs (good on a quiet machine).
 Needs `wrk` (Debian package `wrk`).
 """
 
@@ -92,11 +92,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18777)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="alternate runs; keep each client's best")
-    parser.add_argument("--no-pin", action="store_true", help="let the OS place server and clients")
+    parser.add_argument("--pin", action="store_true",
+                        help="server on CPU 0, clients on the others (only on a quiet machine: pinned "
+                             "processes cannot dodge other load)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
-    server_cpus, client_cpus = _cpus(not args.no_pin)
+    server_cpus, client_cpus = _cpus(args.pin)
     os.sched_setaffinity(0, client_cpus)  # our workers (threads and spawned processes) inherit this
     body = default_payload_path().read_bytes()
     results: dict[str, dict] = {}
