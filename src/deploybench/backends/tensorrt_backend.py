@@ -2,7 +2,7 @@
 
 Without a CUDA device the backend reports itself unavailable and never imports either library.
 Batch is dynamic from 1 to MAX_BATCH, tuned for OPT_BATCH (a server's usual dynamic-batching size);
-larger batches run in chunks. The ORT path keeps TensorRT's engine cache next to the ONNX export, so
+larger batches run in chunks. The ORT path keeps TensorRT's engine cache in the artifact cache, so
 a server worker reuses the engine instead of rebuilding it (minutes). The torch-tensorrt path
 rebuilds per process: its saved-program format with dynamic shapes is not worth trusting untested.
 """
