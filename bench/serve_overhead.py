@@ -258,6 +258,7 @@ def main() -> None:
         "--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "deploybench-cache"
     )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop our servers
     body = default_payload_path().read_bytes()
     print(
         f"model {args.model}, {os.cpu_count()} cores, threads {args.threads}, {args.duration:g} s per point"
