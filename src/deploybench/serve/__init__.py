@@ -1,4 +1,13 @@
 """The SageMaker-compatible inference server: one HTTP front process, N model worker processes.
 
-Kept import-light on purpose: worker processes are spawned and re-import this package.
+front (app.py, uvicorn + Starlette): HTTP, body limit, content negotiation, the request queue
+(batching.py) and one dispatcher per worker (workers.py). Workers (worker.py, spawned) build the
+variant once, warm it, then take whole batches of raw request bytes: decode + preprocess into one
+preallocated array, ONE predict call, encode each answer (handlers.py, vision.py, user.py for a
+user's inference.py). IPC is a socketpair per worker carrying small pickled tuples (protocol.py).
+
+Library entry point: settings.resolve_settings(...) -> ServeSettings; app.run_server(settings,
+on_ready) blocks until SIGTERM/SIGINT (drains first) and raises app.ServerStartError when a worker
+cannot load its model. Kept import-light on purpose: worker processes are spawned and re-import
+this package.
 """
