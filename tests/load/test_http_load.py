@@ -180,3 +180,22 @@ def test_a_wrong_path_stops_after_the_warm_up(server_url: str, payloads: list[by
     point = report.points[0]
     assert point.ok == 0 and set(point.errors) == {"http_404"}
     assert report.details[0].stop_reason.startswith("every warm-up request failed (http_404")
+
+
+def test_a_killed_worker_process_does_not_hang_the_point(server_url: str, payloads: list[bytes]) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    def kill_one_worker() -> None:
+        children = multiprocessing.active_children()
+        if children:
+            os.kill(children[0].pid or 0, signal.SIGKILL)
+
+    threading.Timer(2.0, kill_one_worker).start()
+    started = time.monotonic()
+    cfg = quick_cfg(concurrency=4, processes=2, duration_s=5.0, max_windows=100, stability_tolerance=1e-6)
+    report = run_load(HttpTarget(f"{server_url}/sleep/5", payloads), cfg)
+    assert time.monotonic() - started < 12
+    assert report.points[0].ok > 0
+    assert any("died" in note for note in report.notes)

@@ -197,6 +197,11 @@ def _pump(pool: WorkerPool, meter: PointMeter, on_progress: ProgressFn | None,
         if message is None:
             if not any(runner.is_alive() for runner in pool.runners):
                 break
+            for plan, runner in zip(pool.plans, pool.runners, strict=True):
+                code = getattr(runner, "exitcode", None)  # processes only; 0 = finished and said so
+                if code not in (None, 0) and plan.worker_id not in meter.done:
+                    pool.errors.append(f"worker {plan.worker_id} died (exit code {code})")
+                    meter.feed({"type": "done", "worker": plan.worker_id})
             continue
         if meter.feed(message) and on_progress is not None:
             on_progress(meter.live())
