@@ -40,6 +40,9 @@ class Evaluation(StrictModel):
     peak_throughput_rps: float | None = None
     peak_p99_ms: float | None = None
     point_index: int | None = None
+    client_bound: bool = Field(
+        False, description="judged at a point flagged client-bound (co-located client)"
+    )
     concurrency: int | None = None
     target_rate: float | None = None
     throughput_rps: float | None = None

@@ -30,14 +30,34 @@ from deploybench.pricing import (
 from deploybench.results import LoadPoint, TrialRecord
 
 MAX_ERROR_RATE = 0.01  # a point where more than 1% of requests failed is not an operating point
+MAX_CLIENT_CPU_PCT = 80.0  # above it the load generator itself was the limit (deploybench.load.health)
+CO_LOCATED_NOTE = (
+    "{n} candidate(s) judged at load points flagged client-bound only because the load generator's "
+    "event loop woke late while its own CPU stayed under 80%: client and server shared the cores. "
+    "Their latencies include client scheduling delay; run the client on other cores or another "
+    "machine for clean numbers."
+)
 
 __all__ = ["Evaluation", "Recommendation", "recommend", "select_point"]
 
 
-def _usable(point: LoadPoint) -> bool:
+def _co_located(point: LoadPoint) -> bool:
+    """Flagged client-bound by event-loop lag alone: the client was descheduled, not saturated."""
+    cpu = point.client_cpu_pct
+    return point.client_bound and cpu is not None and cpu <= MAX_CLIENT_CPU_PCT
+
+
+def _usable(point: LoadPoint, *, allow_co_located: bool = False) -> bool:
     total = point.ok + point.error_count
     errors_ok = total > 0 and point.error_count / total <= MAX_ERROR_RATE
-    return point.stable and not point.client_bound and errors_ok and point.throughput_rps > 0
+    client_ok = not point.client_bound or (allow_co_located and _co_located(point))
+    return point.stable and client_ok and errors_ok and point.throughput_rps > 0
+
+
+def _usable_indices(points: Sequence[LoadPoint]) -> list[int]:
+    """Clean points; failing those, points whose only flaw is a co-located client's lag (flagged)."""
+    clean = [i for i, p in enumerate(points) if _usable(p)]
+    return clean or [i for i, p in enumerate(points) if _usable(p, allow_co_located=True)]
 
 
 def _meets(point: LoadPoint, p99_ms: float) -> bool:
@@ -64,7 +84,7 @@ def select_point(trial: TrialRecord, p99_ms: float | None) -> tuple[int | None, 
     """(index of the operating point to judge, None) or (None, why there is none)."""
     if not trial.points:
         return None, "no load points recorded"
-    usable = [i for i, p in enumerate(trial.points) if _usable(p)]
+    usable = _usable_indices(trial.points)
     if not usable:
         return None, _unusable_reason(trial.points)
     if p99_ms is None:
@@ -156,6 +176,7 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
 
 def _fill_point(ev: Evaluation, point: LoadPoint, index: int, usd: float | None) -> None:
     ev.point_index = index
+    ev.client_bound = point.client_bound
     ev.concurrency = point.concurrency
     ev.target_rate = point.target_rate
     ev.throughput_rps = point.throughput_rps
@@ -289,6 +310,9 @@ def recommend(
     if target_rps is not None:
         for ev in ranked:
             ev.capacity = _capacity(ev, target_rps, headroom)
+    co_located = sum(e.client_bound for e in ranked)
+    if co_located:
+        notes.append(CO_LOCATED_NOTE.format(n=co_located))
     rest = [e for e in evaluations if not e.eligible]
     return Recommendation(
         constraints=constraints,

@@ -118,6 +118,30 @@ def test_client_bound_measurement_is_not_an_operating_point():
     )
 
 
+def _with_client(trial, cpu_pct: float):
+    points = [p.model_copy(update={"client_bound": True, "client_cpu_pct": cpu_pct}) for p in trial.points]
+    return trial.model_copy(update={"points": points})
+
+
+def test_a_lagging_but_idle_client_is_judged_with_a_flag_and_a_note():
+    """Client and server sharing 2 cores: the loop wakes late while the client is mostly idle."""
+    eager = _with_client(make_trial("eager", capacity_rps=16), cpu_pct=4.0)
+    fast = _with_client(make_trial("openvino-int8", "int8", capacity_rps=90), cpu_pct=6.0)
+    rec = recommend([eager, fast])
+    assert rec.winner.backend == "openvino-int8" and rec.winner.client_bound
+    assert any("client-bound" in note and "shared the cores" in note for note in rec.notes)
+
+
+def test_a_saturated_client_is_never_an_operating_point():
+    busy = _with_client(make_trial("openvino-int8", "int8", capacity_rps=900), cpu_pct=97.0)
+    rec = recommend([make_trial("eager", capacity_rps=16), busy])
+    assert rec.winner.backend == "eager" and not rec.winner.client_bound
+    assert not rec.notes or not any("client-bound" in note for note in rec.notes)
+    assert _by_label(rec)["openvino-int8 int8 w1t2"].reason.startswith(
+        "client-bound measurement at every load"
+    )
+
+
 def test_select_point_skips_unusable_points():
     trial = make_trial("eager", capacity_rps=20)
     peak = trial.peak_index

@@ -125,6 +125,8 @@ def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | N
     if recommendation.random_weights:
         console.print("[bold yellow]random weights: speed and cost are real, accuracy is not[/]")
     console.print(f"[bold green]{recommendation.headline}[/]", soft_wrap=True)
+    for note in recommendation.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     console.print(f"report: [bold]{result.html_path}[/]", soft_wrap=True)
     if json_out is not None:
         payload = {
