@@ -30,13 +30,21 @@ class ModelSpec(StrictModel):
 
 
 class ParityThresholds(StrictModel):
-    """Per-precision limits a variant must meet against eager fp32 before it may be ranked."""
+    """Per-precision limits a variant must meet against eager fp32 before it may be ranked.
+
+    `*_min_cosine` bounds the 10th percentile of the per-input centred cosine (the typical input);
+    `*_cosine_floor` bounds the worst input, so one catastrophic output still rejects. fp32 applies
+    its limit to every input. int8 is judged like a quantisation accuracy check: a few unusual
+    inputs (smooth synthetic fields) may drift, the bulk and the top-1 may not.
+    """
 
     fp32_min_cosine: float = 0.9999
     fp32_min_top1: float = 0.99
     reduced_min_cosine: float = 0.99
+    reduced_cosine_floor: float = 0.95
     reduced_min_top1: float = 0.90
     int8_min_cosine: float = 0.95
+    int8_cosine_floor: float = 0.80
     int8_min_top1: float = 0.75
 
 

@@ -95,6 +95,7 @@ class ParityReport(StrictModel):
     top1_agreement: float | None = None
     top5_overlap: float | None = None
     cosine_min: float | None = None
+    cosine_p10: float | None = Field(None, description="10th percentile of the per-input centred cosine")
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     reason: str | None = None
