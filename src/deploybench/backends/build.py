@@ -40,7 +40,7 @@ def build_variant(
     impl = get_backend(backend)
     availability = impl.availability()
     if not availability.ok:
-        raise BackendUnavailableError(f"backend {backend!r} unavailable: {availability.reason}")
+        raise BackendUnavailableError(f"backend {backend!r}: {availability.reason}")
     model = model or load_model(spec)
     device = device or impl.device
     options = {"input_shape": list(model.input_shape), "device": device, "calibration": str(calibration_dir)}
