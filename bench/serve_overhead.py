@@ -41,6 +41,7 @@ SERVED_CONFIGS = [
     ("b1 c4", 1, None, 1, 0.0, 4),
     ("b1 c16", 1, None, 1, 0.0, 16),
     ("b8 c16", 1, None, 8, 5.0, 16),
+    ("2w1t b1 c16", 2, 1, 1, 0.0, 16),  # two workers x 1 thread: one decodes while the other infers
 ]
 
 
@@ -223,7 +224,7 @@ def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
         f"{backend}: in-process b1, {args.threads} threads: serial {serial:.1f} / {serial_again:.1f} img/s, "
         f"preprocess overlapped in a thread {overlap:.1f} img/s"
     )
-    for config in SERVED_CONFIGS:
+    for config in [c for c in SERVED_CONFIGS if not args.only or c[0] in args.only.split(",")]:
         proc, url = start_server(args.model, backend, args.cache_dir, config, args.threads)
         ratios, cpu_ratios = [], []
         try:
@@ -233,7 +234,7 @@ def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
                 ratios.append(rate / inproc)
                 cpu_ratios.append(inproc_cpu / served_cpu)
                 print(
-                    f"{backend}: served {config[0]:7s} {rate:6.1f} img/s vs in-process {inproc:6.1f} -> "
+                    f"{backend}: served {config[0]:11s} {rate:6.1f} img/s vs in-process {inproc:6.1f} -> "
                     f"{rate / inproc:4.2f}; CPU ms/img server {served_cpu:5.1f} vs in-process "
                     f"{inproc_cpu:5.1f} -> {inproc_cpu / served_cpu:4.2f} (errors {errors}, client {client})",
                     flush=True,
@@ -241,7 +242,7 @@ def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
         finally:
             stop_server(proc)
         print(
-            f"{backend}: served {config[0]:7s} MEDIAN throughput ratio {statistics.median(ratios):.2f}, "
+            f"{backend}: served {config[0]:11s} MEDIAN throughput ratio {statistics.median(ratios):.2f}, "
             f"CPU-efficiency ratio {statistics.median(cpu_ratios):.2f}",
             flush=True,
         )
@@ -254,6 +255,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", default="", help="comma-separated served config labels (default: all)")
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "deploybench-cache"
     )
