@@ -33,9 +33,11 @@ class LoadPlan(StrictModel):
     include_concurrency: list[PositiveInt] = Field(
         default_factory=lambda: [16], description="always measured (16: the client the project grew from)"
     )
-    max_concurrency: int = Field(32, ge=1)
-    window_s: float = Field(3.0, gt=0)
-    min_window_requests: int = Field(30, ge=1)
+    max_concurrency: int = Field(16, ge=1, description="sweep cap; 16 is always measured anyway")
+    window_s: float = Field(
+        2.0, gt=0, description="shorter than the load generator's 5 s so the default study fits 10 minutes"
+    )
+    min_window_requests: int = Field(20, ge=1)
     max_windows: int = Field(6, ge=3)
     warmup_s: float = Field(1.0, ge=0)
     point_max_s: float = Field(30.0, gt=0, description="upper bound on one point's measuring time")
