@@ -17,23 +17,25 @@ The load client runs on the same 2 cores as the server: the served figure pays f
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import aiohttp
 import psutil
 
+from deploybench.config import LoadConfig, ModelSpec
+from deploybench.load import HttpTarget, run_load
 from deploybench.payload import default_payload_path, preprocess
+from deploybench.results import Candidate
+from deploybench.study.launcher import ServerProcess, stop_server
+from deploybench.study.launcher import start_server as launch_server
 
 FALLBACK_BACKEND = "onnxruntime"
 # (label, workers, threads, max_batch_size, max_delay_ms, concurrency); threads=None: use --threads
@@ -43,12 +45,6 @@ SERVED_CONFIGS = [
     ("b8 c16", 1, None, 8, 5.0, 16),
     ("2w1t b1 c16", 2, 1, 1, 0.0, 16),  # two workers x 1 thread: one decodes while the other infers
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -78,34 +74,8 @@ def inprocess_rate(predict, body: bytes, duration_s: float) -> tuple[float, floa
     return count / (time.perf_counter() - start), (sum(me.cpu_times()[:2]) - cpu0) * 1000 / count
 
 
-async def closed_loop(url: str, body: bytes, concurrency: int, duration_s: float) -> tuple[float, int]:
-    """(ok responses/s, errors): `concurrency` clients each sending the next request on an answer."""
-    headers = {"Content-Type": "image/jpeg"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client(stop_at: float, counts: list[int]) -> None:
-            while time.perf_counter() < stop_at:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    counts[0 if response.status == 200 else 1] += 1
-
-        warm = [0, 0]
-        await asyncio.gather(*(client(time.perf_counter() + 2.0, warm) for _ in range(concurrency)))
-        counts = [0, 0]
-        start = time.perf_counter()
-        await asyncio.gather(*(client(start + duration_s, counts) for _ in range(concurrency)))
-        return counts[0] / (time.perf_counter() - start), counts[1]
-
-
 def load_rate(url: str, body: bytes, concurrency: int, duration_s: float) -> tuple[float, int, str]:
-    """Use the project's load generator when it is there, else the small aiohttp loop above."""
-    try:
-        from deploybench.config import LoadConfig
-        from deploybench.load import HttpTarget, run_load
-    except ImportError:
-        rate, errors = asyncio.run(closed_loop(url, body, concurrency, duration_s))
-        return rate, errors, "aiohttp loop"
+    """One closed-loop point from the project's load generator: (ok responses/s, errors, client)."""
     cfg = LoadConfig(
         concurrency=concurrency,
         duration_s=duration_s,
@@ -118,52 +88,18 @@ def load_rate(url: str, body: bytes, concurrency: int, duration_s: float) -> tup
     return point.throughput_rps, point.error_count, "deploybench.load"
 
 
-def start_server(model: str, backend: str, cache_dir: Path, config: tuple, threads: int) -> tuple:  # type: ignore[type-arg]
+def start_server(model: str, backend: str, cache_dir: Path, config: tuple, threads: int) -> ServerProcess:  # type: ignore[type-arg]
+    """`deploybench serve` on a free loopback port, started and awaited exactly as a study does."""
     _, workers, cfg_threads, batch, delay, _ = config
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "deploybench.cli",
-        "serve",
-        "--model",
-        model,
-        "--backend",
-        backend,
-        "--workers",
-        str(workers),
-        "--threads",
-        str(cfg_threads or threads),
-        "--max-batch-size",
-        str(batch),
-        "--max-delay-ms",
-        str(delay),
-        "--port",
-        str(port),
-        "--cache-dir",
-        str(cache_dir),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"server for {backend} did not become ready")
-
-
-def stop_server(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    candidate = Candidate(
+        backend=backend,
+        workers=workers,
+        threads=cfg_threads or threads,
+        max_batch_size=batch,
+        max_delay_ms=delay,
+    )
+    log = Path(tempfile.mkstemp(prefix="serve-overhead-", suffix=".log")[1])
+    return launch_server(ModelSpec(source=model), candidate, log, cache_dir=cache_dir, timeout_s=600)
 
 
 def pick_backends(requested: list[str]) -> list[str]:
@@ -201,12 +137,13 @@ def served_ok(url: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def served_point(proc: subprocess.Popen, url: str, body: bytes, concurrency: int, duration_s: float) -> tuple:  # type: ignore[type-arg]
+def served_point(server: ServerProcess, body: bytes, concurrency: int, duration_s: float) -> tuple:  # type: ignore[type-arg]
     """(ok/s as the client saw it, errors, client name, server CPU ms per answered request)."""
-    cpu0, ok0 = cpu_seconds([proc.pid]), served_ok(url)
-    rate, errors, client = load_rate(f"{url}/invocations", body, concurrency, duration_s)
+    url, pid = server.base_url, server.proc.pid
+    cpu0, ok0 = cpu_seconds([pid]), served_ok(url)
+    rate, errors, client = load_rate(server.invocations_url, body, concurrency, duration_s)
     answered = max(served_ok(url) - ok0, 1)
-    return rate, errors, client, (cpu_seconds([proc.pid]) - cpu0) * 1000 / answered
+    return rate, errors, client, (cpu_seconds([pid]) - cpu0) * 1000 / answered
 
 
 def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
@@ -225,12 +162,12 @@ def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
         f"preprocess overlapped in a thread {overlap:.1f} img/s"
     )
     for config in [c for c in SERVED_CONFIGS if not args.only or c[0] in args.only.split(",")]:
-        proc, url = start_server(args.model, backend, args.cache_dir, config, args.threads)
+        server = start_server(args.model, backend, args.cache_dir, config, args.threads)
         ratios, cpu_ratios = [], []
         try:
             for _ in range(args.rounds):
                 inproc, inproc_cpu = inprocess_rate(variant.predict, body, args.duration)
-                rate, errors, client, served_cpu = served_point(proc, url, body, config[5], args.duration)
+                rate, errors, client, served_cpu = served_point(server, body, config[5], args.duration)
                 ratios.append(rate / inproc)
                 cpu_ratios.append(inproc_cpu / served_cpu)
                 print(
@@ -240,7 +177,7 @@ def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
                     flush=True,
                 )
         finally:
-            stop_server(proc)
+            stop_server(server)
         print(
             f"{backend}: served {config[0]:11s} MEDIAN throughput ratio {statistics.median(ratios):.2f}, "
             f"CPU-efficiency ratio {statistics.median(cpu_ratios):.2f}",

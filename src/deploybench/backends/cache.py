@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -28,16 +29,21 @@ def default_cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "deploybench"
 
 
-@cache
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that shape artifacts (read from metadata: nothing imported)."""
-    versions = {"deploybench": deploybench.__version__}
-    for name in TRACKED_LIBRARIES:
+def installed_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed versions read from package metadata (nothing imported); "absent" when missing."""
+    versions = {}
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
     return versions
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape artifacts: part of every cache key."""
+    return {"deploybench": deploybench.__version__, **installed_versions(TRACKED_LIBRARIES)}
 
 
 def cache_key(fingerprint: str, backend: str, options: dict[str, Any] | None = None) -> dict[str, Any]:

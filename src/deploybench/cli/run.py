@@ -117,22 +117,19 @@ def _install_sigint(stop: threading.Event) -> None:
 
 
 def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | None) -> None:
-    from deploybench.report import write_report  # plotly is heavy: import at the end only
+    """The recommendation and report, exactly as `deploybench report STUDY_DIR` prints and writes them."""
+    from deploybench.cli.report import print_recommendation  # plotly is heavy: import at the end only
+    from deploybench.report import write_report
     from deploybench.report.tables import recommendation_json
 
     result = write_report(outcome.root, config.constraints)
-    recommendation = result.recommendation
-    if recommendation.random_weights:
-        console.print("[bold yellow]random weights: speed and cost are real, accuracy is not[/]")
-    console.print(f"[bold green]{recommendation.headline}[/]", soft_wrap=True)
-    for note in recommendation.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    print_recommendation(result.recommendation)
     console.print(f"report: [bold]{result.html_path}[/]", soft_wrap=True)
     if json_out is not None:
         payload = {
             "study_dir": str(outcome.root),
             "rows": sorted_rows(outcome.trials),
-            "recommendation": recommendation_json(recommendation),
+            "recommendation": recommendation_json(result.recommendation),
             "report": str(result.html_path),
         }
         json_out.write_text(json.dumps(payload, indent=2, default=str))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 import deploybench
+from deploybench.backends.cache import installed_versions
 
 _LIBRARIES = (
     "torch",
@@ -46,16 +46,6 @@ def _cpu_info() -> tuple[str | None, list[str]]:
     return model, flags
 
 
-def _library_versions() -> dict[str, str]:
-    versions = {}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 def _gpu() -> str | None:
     try:
         import torch
@@ -87,7 +77,7 @@ def fingerprint() -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "gpu": _gpu(),
-        "libraries": _library_versions(),
+        "libraries": installed_versions(_LIBRARIES),
         "thread_settings": {name: os.environ.get(name) for name in _THREAD_VARIABLES},
         "deploybench": deploybench.__version__,
     }
