@@ -14,9 +14,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from deploybench.backends.evaluate import VariantsReport
+from deploybench.cli.variants import render_table
 from deploybench.results import TrialRecord
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.runner import StudyProgress
+from deploybench.study.variants_step import VariantsOutcome
 
 
 def describe_live(update: Any) -> str:
@@ -56,6 +59,7 @@ class RichStudyProgress(StudyProgress):
         )
         self.task: Any = None
         self.on_stage = self._stage
+        self.on_variants = self._variants
         self.on_plan = self._plan
         self.on_trial_start = self._start
         self.on_trial_done = self._done
@@ -70,6 +74,12 @@ class RichStudyProgress(StudyProgress):
 
     def _stage(self, message: str) -> None:
         self.progress.console.print(f"[cyan]•[/] {message}")
+
+    def _variants(self, outcome: VariantsOutcome) -> None:
+        """The in-process table of `deploybench variants`: what each backend does before serving."""
+        report = VariantsReport.model_validate(outcome.raw)
+        batch_sizes = tuple(sorted({t.batch for v in report.variants for t in v.timings})) or (1,)
+        self.progress.console.print(render_table(report, batch_sizes))
 
     def _plan(self, trials: list[PlannedTrial], done: set[str]) -> None:
         served = sum(1 for t in trials if t.action == "serve")

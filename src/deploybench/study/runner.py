@@ -32,6 +32,7 @@ class StudyProgress:
     """Callbacks the CLI uses to draw progress; the library itself prints nothing."""
 
     on_stage: Callable[[str], None] = lambda message: None
+    on_variants: Callable[[VariantsOutcome], None] = lambda outcome: None
     on_plan: Callable[[list[PlannedTrial], set[str]], None] = lambda trials, done: None
     on_trial_start: Callable[[PlannedTrial], None] = lambda trial: None
     on_trial_done: Callable[[TrialRecord], None] = lambda record: None
@@ -188,6 +189,7 @@ def run_study(
         store.write_json(ENVIRONMENT, env)
         machine = resolve_machine(config, env)
         variants = _variants(store, config, cache_dir, progress)
+        progress.on_variants(variants)
         ctx = TrialContext(
             config, store, machine, variants.weights, payloads, cache_dir, stop or threading.Event()
         )
