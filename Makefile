@@ -16,8 +16,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The reference machine (2 vCPU, Sapphire Rapids with AMX) is priced as an EC2 c7i.large;
+# on other hardware pass your own: make run RUN_ARGS='--instance NAME' (see `deploybench prices`).
+RUN_ARGS ?= --instance c7i.large
+
 run: $(STAMP)
-	$(BIN)/deploybench run
+	$(BIN)/deploybench run $(RUN_ARGS)
 
 # The report's browser test needs Debian's Chromium; install it where we may (root, as in CI).
 browser:

@@ -98,9 +98,9 @@ def render_table(outcome: StudyOutcome) -> Table:
 
 def print_reasons(outcome: StudyOutcome) -> None:
     """Why each candidate that was not measured cleanly is so: one line each, under the table."""
-    rows = [row for row in sorted_rows(outcome.trials) if row["reason"]]
+    rows = [row for row in sorted_rows(outcome.trials) if row["reason"] and row["status"] != "ok"]
     if any(not row["peak_trusted"] and row["peak"]["rps"] for row in sorted_rows(outcome.trials)):
-        console.print("  ~ best point measured, not a trusted peak (unstable or client-bound)")
+        console.print("  ~ best point measured, no trusted peak: unstable or client-bound (see the report)")
     for row in rows:
         console.print(f"  [dim]{row['trial_id']}[/]: {row['status']}: {row['reason']}")
 
