@@ -16,28 +16,19 @@ from rich.progress import (
 
 from deploybench.backends.evaluate import VariantsReport
 from deploybench.cli.variants import render_table
+from deploybench.load import LiveStats
 from deploybench.results import TrialRecord
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.runner import StudyProgress
 from deploybench.study.variants_step import VariantsOutcome
 
 
-def describe_live(update: Any) -> str:
-    """One line from the load generator's live statistics, whatever fields it carries."""
-    parts = []
-    for attr, label, unit in (
-        ("concurrency", "c", ""),
-        ("rate_rps", "", " req/s"),
-        ("p50_ms", "p50 ", " ms"),
-        ("p99_ms", "p99 ", " ms"),
-        ("errors", "errors ", ""),
-    ):
-        value = getattr(update, attr, None)
-        if value is not None:
-            parts.append(
-                f"{label}{value:,.1f}{unit}" if isinstance(value, float) else f"{label}{value}{unit}"
-            )
-    return "  ".join(parts)
+def describe_live(update: LiveStats) -> str:
+    """One line from the load generator's live statistics for the current point."""
+    return (
+        f"{update.label} {update.phase}: {update.rate_rps:,.1f} req/s  p50 {update.p50_ms:,.1f} ms  "
+        f"p99 {update.p99_ms:,.1f} ms  errors {update.errors}"
+    )
 
 
 class RichStudyProgress(StudyProgress):
@@ -101,6 +92,6 @@ class RichStudyProgress(StudyProgress):
         if self.task is not None:
             self.progress.advance(self.task)
 
-    def _live(self, update: Any) -> None:
+    def _live(self, update: LiveStats) -> None:
         if self.task is not None:
             self.progress.update(self.task, live=describe_live(update))

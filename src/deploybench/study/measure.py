@@ -25,7 +25,6 @@ class MeasureResult:
     peak_index: int | None = None
     c16_index: int | None = None
     slo_rate_index: int | None = None
-    notes: list[str] = field(default_factory=list)
 
     def verdict(self, crashed: bool) -> tuple[Literal["ok", "failed"], str | None]:
         """A trial fails when its server crashed or never answered a request successfully."""
@@ -69,9 +68,7 @@ def measure_candidate(
         on_progress=on_live,
         stop_event=stop,
     )
-    result = MeasureResult(
-        list(closed.points), closed.peak_index, closed.index_of_concurrency(16), notes=list(closed.notes)
-    )
+    result = MeasureResult(list(closed.points), closed.peak_index, closed.index_of_concurrency(16))
     slo = config.constraints.p99_ms
     if slo is not None and plan.rate_search and not stop.is_set():
         rated = sweep_rate(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +43,6 @@ class StudyProgress:
 class StudyOutcome:
     root: Path
     trials: list[TrialRecord]
-    planned: list[PlannedTrial] = field(default_factory=list)
     resumed: int = 0
     weights: str = "random"
 
@@ -211,6 +210,6 @@ def run_study(
                 raise KeyboardInterrupt  # a trial cut short by Ctrl-C is not recorded: it reruns on resume
             store.append_trial(record)
             progress.on_trial_done(record)
-        return StudyOutcome(root, store.trials(), planned, resumed=len(done), weights=variants.weights)
+        return StudyOutcome(root, store.trials(), resumed=len(done), weights=variants.weights)
     finally:
         store.release()
