@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
@@ -48,6 +48,58 @@ class ParityThresholds(StrictModel):
     int8_min_top1: float = 0.75
 
 
+class RuntimeKnobs(StrictModel):
+    """How one worker runs its model beyond the thread count: core placement, concurrency, waiting.
+
+    Every field is explicit and recorded with every trial, so a search can enumerate them; which
+    backend honours which knob is declared by the backend (Backend.runtime_knobs). Defaults are
+    what measured best on the 2-core reference machines (see bench/serve_overhead.py).
+    """
+
+    pin: bool = Field(
+        True, description="each worker gets its own cores (sched_setaffinity); its threads stay inside"
+    )
+    front: Literal["shared", "rest"] = Field(
+        "shared", description="HTTP front process: on every core, or only on cores no worker was given"
+    )
+    streams: int = Field(
+        1, ge=1, le=64, description="inferences in flight at once in one worker (OpenVINO NUM_STREAMS)"
+    )
+    overlap: bool = Field(False, description="decode the next batch while the current one infers")
+    inter_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime / torch inter-op threads")
+    spin: bool = Field(
+        False, description="idle runtime threads spin (ORT allow_spinning, OMP_WAIT_POLICY=ACTIVE)"
+    )
+    thread_pinning: bool = Field(
+        False, description="the runtime pins each of its threads to one core of the worker's cores"
+    )
+
+    def threads_per_stream(self, threads: int) -> int:
+        """Each of a worker's concurrent inferences gets an equal share of its threads."""
+        return max(1, threads // self.streams)
+
+    @property
+    def key_suffix(self) -> str:
+        """The knobs that differ from the defaults, in a fixed order ('' when all are defaults)."""
+        default = RuntimeKnobs()
+        tags = {
+            "pin": "" if self.pin else "nopin",
+            "front": f"front-{self.front}",
+            "streams": f"s{self.streams}",
+            "overlap": "ovl",
+            "inter_op_threads": f"io{self.inter_op_threads}",
+            "spin": "spin",
+            "thread_pinning": "tpin",
+        }
+        return "-".join(tag for name, tag in tags.items() if getattr(self, name) != getattr(default, name))
+
+
+def check_streams(threads: int, runtime: RuntimeKnobs) -> None:
+    """Each stream needs at least one of the worker's threads."""
+    if runtime.streams > threads:
+        raise ValueError(f"streams ({runtime.streams}) cannot exceed threads per worker ({threads})")
+
+
 class ServerConfig(StrictModel):
     """Knobs of one served endpoint (the things a study sweeps)."""
 
@@ -56,11 +108,17 @@ class ServerConfig(StrictModel):
     threads: int = Field(1, ge=1, le=256, description="intra-op threads per worker")
     max_batch_size: int = Field(1, ge=1, le=256)
     max_delay_ms: float = Field(2.0, ge=0, le=1000)
+    runtime: RuntimeKnobs = Field(default_factory=RuntimeKnobs)
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_mb: float = Field(6.0, gt=0)
     timeout_s: float = Field(60.0, gt=0)
     debug: bool = False
+
+    @model_validator(mode="after")
+    def _streams_fit(self) -> ServerConfig:
+        check_streams(self.threads, self.runtime)
+        return self
 
 
 class LoadConfig(StrictModel):

@@ -6,11 +6,11 @@ that merges (windows, processes, machines) can merge raw data, never averages of
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from deploybench.config import StrictModel
+from deploybench.config import RuntimeKnobs, StrictModel, check_streams
 
 SCHEMA_VERSION = 1
 
@@ -76,14 +76,26 @@ class Candidate(StrictModel):
     threads: int = 1
     max_batch_size: int = 1
     max_delay_ms: float = 0.0
+    runtime: RuntimeKnobs = Field(default_factory=RuntimeKnobs)
+
+    @model_validator(mode="after")
+    def _streams_fit(self) -> Candidate:
+        check_streams(self.threads, self.runtime)
+        return self
 
     @property
     def key(self) -> str:
-        """Stable identifier; a study resumes by skipping keys it already recorded."""
-        return (
+        """Stable identifier; a study resumes by skipping keys it already recorded.
+
+        Runtime knobs at their defaults add nothing, so keys of default candidates never change;
+        others add e.g. `/s2-ovl` (RuntimeKnobs.key_suffix).
+        """
+        base = (
             f"{self.backend}@{self.device}/w{self.workers}t{self.threads}"
             f"/b{self.max_batch_size}d{self.max_delay_ms:g}"
         )
+        suffix = self.runtime.key_suffix
+        return f"{base}/{suffix}" if suffix else base
 
 
 class ParityReport(StrictModel):
@@ -111,6 +123,11 @@ class MachineInfo(StrictModel):
     cpu_model: str | None = None
     cores: int | None = None
     gpu: str | None = None
+    cpu_vendor: str | None = Field(None, description="intel | amd | aws | ... as detected")
+    cpu_family: str | None = Field(None, description="microarchitecture, e.g. milan, sapphire-rapids")
+    memory_gib: float | None = None
+    price_source: str | None = Field(None, description="where the price came from, one line")
+    warnings: list[str] = Field(default_factory=list, description="e.g. instance vs detected CPU mismatch")
 
 
 class TrialRecord(StrictModel):
@@ -131,6 +148,10 @@ class TrialRecord(StrictModel):
     slo_rate_index: int | None = None
     peak_rss_mb: float | None = None
     server_cpu_pct: float | None = None
+    front_cpu_pct: float | None = Field(None, description="the HTTP front process alone (100 = one core)")
+    serving: dict[str, Any] | None = Field(
+        None, description="what the workers resolved and read back: cores, runtime settings, threads"
+    )
     machine: MachineInfo
     started_at: str
     finished_at: str

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from deploybench.config import RuntimeKnobs
+
 if TYPE_CHECKING:
     from deploybench.models import LoadedModel
 
@@ -39,10 +41,20 @@ class BuildContext:
     calibration: list[np.ndarray] = field(default_factory=list)  # preprocessed CHW images
     cache_dir: Path | None = None
     device: str = "cpu"
+    runtime: RuntimeKnobs = field(default_factory=RuntimeKnobs)  # streams, spin, pinning, inter-op
+
+
+# Knobs the server itself applies for every backend (placement, in-flight batches); a backend
+# lists in Backend.runtime_knobs the ones its runtime honours on top of these.
+SERVER_KNOBS = frozenset({"pin", "front", "streams", "overlap"})
 
 
 class Variant(abc.ABC):
-    """A built, runnable form of the model. predict() takes and returns plain numpy arrays."""
+    """A built, runnable form of the model. predict() takes and returns plain numpy arrays.
+
+    predict() may be called from RuntimeKnobs.streams threads at once (a worker's concurrent
+    inferences); a variant whose runtime cannot run calls in parallel serialises them itself.
+    """
 
     backend: str
     precision: str  # what the runtime actually runs, read back from it (fp32, bf16, fp16, int8)
@@ -55,6 +67,10 @@ class Variant(abc.ABC):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Run a float32 NCHW batch; return float32 logits of shape (N, classes)."""
 
+    def runtime_settings(self) -> dict[str, object]:
+        """Thread and stream settings as the runtime reports them (read back, not as requested)."""
+        return {}
+
 
 class Backend(abc.ABC):
     """Builds Variants of one kind (a runtime + precision)."""
@@ -63,6 +79,12 @@ class Backend(abc.ABC):
     precision: ClassVar[str]  # requested precision; the Variant reports the actual one
     description: ClassVar[str] = ""
     device: ClassVar[str] = "cpu"
+    runtime_knobs: ClassVar[frozenset[str]] = frozenset()  # RuntimeKnobs fields the runtime honours
+
+    @classmethod
+    def honoured_knobs(cls) -> frozenset[str]:
+        """Every RuntimeKnobs field that changes how this backend is served (a search varies only these)."""
+        return SERVER_KNOBS | cls.runtime_knobs
 
     @abc.abstractmethod
     def availability(self) -> Availability:
@@ -96,6 +118,12 @@ def get_backend(name: str) -> Backend:
         known = ", ".join(sorted(backends))
         raise UnknownBackendError(f"unknown backend {name!r}; known backends: {known}")
     return backends[name]()
+
+
+def honoured_knobs(name: str) -> frozenset[str]:
+    """The RuntimeKnobs fields that change how `name` is served (the server's own for unknown names)."""
+    cls = all_backends().get(name)
+    return cls.honoured_knobs() if cls is not None else SERVER_KNOBS
 
 
 def available_backends() -> list[str]:

@@ -10,7 +10,7 @@ import torch
 from deploybench.backends.base import BackendUnavailableError, BuildContext, Variant, get_backend
 from deploybench.backends.cache import default_cache_root, variant_cache_dir
 from deploybench.backends.calibration import calibration_images
-from deploybench.config import ModelSpec
+from deploybench.config import ModelSpec, RuntimeKnobs
 from deploybench.models import LoadedModel, load_model
 
 
@@ -29,14 +29,17 @@ def build_variant(
     model: LoadedModel | None = None,
     device: str | None = None,
     calibration_dir: Path | None = None,
+    runtime: RuntimeKnobs | None = None,
 ) -> tuple[Variant, LoadedModel]:
     """Load the model (unless given), then build the backend's variant with `threads` intra-op threads.
 
     cache_dir is the cache ROOT (default $DEPLOYBENCH_CACHE or ~/.cache/deploybench); the backend gets
     its own keyed sub-directory in ctx.cache_dir. Calibration images come from the payload photos (or
-    calibration_dir) and are made once per process.
+    calibration_dir) and are made once per process. `runtime` (streams, spinning, thread pinning,
+    inter-op threads) shapes how the runtime runs, never the cached artifact.
     """
-    torch.set_num_threads(threads)
+    runtime = runtime or RuntimeKnobs()
+    torch.set_num_threads(runtime.threads_per_stream(threads))
     impl = get_backend(backend)
     availability = impl.availability()
     if not availability.ok:
@@ -52,5 +55,6 @@ def build_variant(
             model.name, model.fingerprint, backend, options, cache_dir or default_cache_root()
         ),
         device=device,
+        runtime=runtime,
     )
     return impl.build(model, ctx), model

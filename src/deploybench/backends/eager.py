@@ -7,6 +7,7 @@ inference_mode, optionally in channels-last layout and under autocast, on the CP
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import numpy as np
@@ -14,6 +15,19 @@ import torch
 
 from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
 from deploybench.models import LoadedModel, OnnxModule
+
+TORCH_KNOBS = frozenset({"spin", "inter_op_threads", "thread_pinning"})  # via OpenMP env + inter-op pool
+OMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES")
+
+
+def apply_torch_threads(ctx: BuildContext) -> None:
+    """Intra-op threads per stream and the inter-op pool size, both explicit (torch's inter-op pool
+    defaults to one thread per core of the machine). The pool size can only change before its first
+    use in this process, so what torch really has is read back in runtime_settings()."""
+    torch.set_num_threads(ctx.runtime.threads_per_stream(ctx.threads))
+    if torch.get_num_interop_threads() != ctx.runtime.inter_op_threads:
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(ctx.runtime.inter_op_threads)
 
 
 class TorchModuleVariant(Variant):
@@ -58,19 +72,28 @@ class TorchModuleVariant(Variant):
             out = self.module(inputs)
         return out.float().cpu().numpy()
 
+    def runtime_settings(self) -> dict[str, object]:
+        settings: dict[str, object] = {
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
+        }
+        settings.update({name: os.environ.get(name) for name in OMP_VARIABLES})
+        return settings
+
 
 @register
 class EagerBackend(Backend):
     name = "eager"
     precision = "fp32"
     description = "PyTorch eager, fp32 (the reference)"
+    runtime_knobs = TORCH_KNOBS
 
     def availability(self) -> Availability:
         return Availability(True)
 
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         start = time.perf_counter()
-        torch.set_num_threads(ctx.threads)
+        apply_torch_threads(ctx)
         if isinstance(model.module, OnnxModule):  # ONNX sources: the reference is ONNX Runtime fp32
             model.module.set_threads(ctx.threads)
             variant = TorchModuleVariant(self.name, "fp32", model.module, time.perf_counter() - start)

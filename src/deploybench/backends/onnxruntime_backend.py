@@ -8,6 +8,7 @@ the backend unavailable instead of breaking `import deploybench.backends`.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
 from deploybench.backends.cache import directory_bytes, library_versions
 from deploybench.backends.onnx_export import ensure_available, exported_onnx, library_importable
+from deploybench.config import RuntimeKnobs
 from deploybench.models import LoadedModel
 
 ORT_INSTALL_HINT = "pip install onnxruntime==1.32.0"
@@ -35,21 +37,61 @@ def cuda_device_present() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def session_options(threads: int) -> Any:
-    """Graph optimisation ALL, `threads` intra-op threads, one inter-op thread (sequential execution).
+SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+AFFINITY_KEY = "session.intra_op_thread_affinities"
+ORT_KNOBS = frozenset({"spin", "inter_op_threads", "thread_pinning"})
 
-    A served worker runs one request at a time, so parallel execution across graph branches only
-    adds contention on a few cores; the intra-op pool is what uses the cores.
+
+def pool_affinities(intra_threads: int) -> str | None:
+    """ORT's affinity string for the intra-op pool: one 1-based logical processor per pool thread
+    (the calling thread is not pinned by ORT), taken from this process's own cores in order."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if intra_threads < 2 or len(cores) < intra_threads:
+        return None
+    return ";".join(str(core + 1) for core in cores[1:intra_threads])
+
+
+def session_options(threads: int, runtime: RuntimeKnobs | None = None) -> Any:
+    """Graph optimisation ALL and every threading setting explicit (ORT's defaults pin one thread
+    per physical core of the whole machine, which collides with other workers).
+
+    Intra-op threads: the worker's threads shared by its streams (concurrent run() calls). Inter-op:
+    sequential unless inter_op_threads > 1 (ORT_PARALLEL, which only pays on branchy graphs).
+    Spinning off by default: on a shared 2-core machine spinning pool threads starve the front.
     """
     import onnxruntime as ort
 
+    runtime = runtime or RuntimeKnobs()
+    intra = runtime.threads_per_stream(threads)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    parallel = runtime.inter_op_threads > 1
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = intra
+    options.inter_op_num_threads = runtime.inter_op_threads
+    for key in SPIN_KEYS:
+        options.add_session_config_entry(key, "1" if runtime.spin else "0")
+    affinities = pool_affinities(intra) if runtime.thread_pinning else None
+    if affinities:
+        options.add_session_config_entry(AFFINITY_KEY, affinities)
     options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
     return options
+
+
+def read_back_options(session: Any) -> dict[str, object]:
+    """The session's threading settings as ONNX Runtime holds them."""
+    options = session.get_session_options()
+    settings: dict[str, object] = {
+        "intra_op_num_threads": options.intra_op_num_threads,
+        "inter_op_num_threads": options.inter_op_num_threads,
+        "execution_mode": str(options.execution_mode).rsplit(".", 1)[-1],
+    }
+    for key in (*SPIN_KEYS, AFFINITY_KEY):
+        try:
+            settings[key] = options.get_session_config_entry(key)
+        except RuntimeError:  # not set: ORT's default applies
+            settings[key] = None
+    return settings
 
 
 def default_providers() -> list[str]:
@@ -95,12 +137,17 @@ class OrtVariant(Variant):
         out = self.session.run(None, {self._input_name: batch})[0]
         return np.asarray(out, dtype=np.float32)
 
+    def runtime_settings(self) -> dict[str, object]:
+        return read_back_options(self.session)
 
-def ort_session(path: Path, threads: int, providers: list[Any] | None = None) -> Any:
+
+def ort_session(
+    path: Path, threads: int, providers: list[Any] | None = None, runtime: RuntimeKnobs | None = None
+) -> Any:
     import onnxruntime as ort
 
     return ort.InferenceSession(
-        str(path), session_options(threads), providers=providers or default_providers()
+        str(path), session_options(threads, runtime), providers=providers or default_providers()
     )
 
 
@@ -109,6 +156,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precision = "fp32"
     description = "ONNX Runtime fp32, graph optimisation ALL (CUDA provider when present)"
+    runtime_knobs = ORT_KNOBS
 
     def availability(self) -> Availability:
         return ort_availability()
@@ -117,5 +165,5 @@ class OnnxRuntimeBackend(Backend):
         ensure_available(self)
         start = time.perf_counter()
         path = exported_onnx(model, ctx)
-        session = ort_session(path, ctx.threads)
+        session = ort_session(path, ctx.threads, runtime=ctx.runtime)
         return OrtVariant(self.name, "fp32", session, path, time.perf_counter() - start)

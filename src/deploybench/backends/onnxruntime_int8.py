@@ -26,7 +26,7 @@ from deploybench.backends.onnx_export import (
     require_calibration,
     write_atomically,
 )
-from deploybench.backends.onnxruntime_backend import OrtVariant, ort_availability, ort_session
+from deploybench.backends.onnxruntime_backend import ORT_KNOBS, OrtVariant, ort_availability, ort_session
 from deploybench.models import LoadedModel
 
 INT8_FILE = "model.int8.onnx"
@@ -106,6 +106,7 @@ class OnnxRuntimeInt8Backend(Backend):
     name = "onnxruntime-int8"
     precision = "int8"
     description = "ONNX Runtime int8 (static QDQ, per-channel, u8 activations / s8 weights)"
+    runtime_knobs = ORT_KNOBS
 
     def availability(self) -> Availability:
         return ort_availability()
@@ -120,6 +121,6 @@ class OnnxRuntimeInt8Backend(Backend):
         if not target.exists():
             write_atomically(target, lambda tmp: quantize_qdq(fp32, tmp, images))
         # QDQ int8 kernels are CPU ones; the CUDA provider would run most of the graph dequantised.
-        session = ort_session(target, ctx.threads, providers=["CPUExecutionProvider"])
+        session = ort_session(target, ctx.threads, providers=["CPUExecutionProvider"], runtime=ctx.runtime)
         precision = quantized_precision(target)
         return OrtVariant(self.name, precision, session, target, time.perf_counter() - start)

@@ -4,11 +4,14 @@ The model comes from the shared ONNX export (one export feeds ONNX Runtime and O
 quantises the same graph), converted once to OpenVINO IR (.xml/.bin) and cached; compiled blobs go
 to the same cache (CACHE_DIR), so a server worker's start is a load, not a compile.
 
-Why PERFORMANCE_HINT=LATENCY: predict() is one synchronous request at a time (a server worker
-serves one batch, then the next). LATENCY gives one stream that uses all INFERENCE_NUM_THREADS
-threads for that request; THROUGHPUT splits the cores into several streams, which only pays off
-with several requests in flight at once, and would leave cores idle at batch 1 here. Throughput on
-a machine comes from running more workers, each with its own threads, which the study sweeps.
+Streams (RuntimeKnobs.streams): with one stream, PERFORMANCE_HINT=LATENCY runs each request on all
+INFERENCE_NUM_THREADS threads. With S > 1 streams, THROUGHPUT mode splits the threads into S
+streams and the variant keeps S infer requests, so S predict() calls from S threads run at once
+(infer() releases the GIL): OpenVINO's own concurrency in one process, the alternative to S worker
+processes. Every setting is explicit (NUM_STREAMS, INFERENCE_NUM_THREADS, ENABLE_CPU_PINNING) and
+read back from the compiled model: OpenVINO's default pinning put the threads of two 1-thread
+processes on the same core here, so pinning is a knob (RuntimeKnobs.thread_pinning), and the
+server gives each worker its own cores first (serve/placement.py).
 
 Precision is read back from the compiled model, never assumed: OpenVINO silently turns a default
 fp32 model into bf16 on CPUs with AVX512-BF16/AMX, and refuses bf16 on CPUs without it.
@@ -17,7 +20,7 @@ fp32 model into bf16 on CPUs with AVX512-BF16/AMX, and refuses bf16 on CPUs with
 from __future__ import annotations
 
 import os
-import threading
+import queue
 import time
 from collections import Counter
 from functools import cache
@@ -29,6 +32,7 @@ import numpy as np
 from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
 from deploybench.backends.cache import library_versions
 from deploybench.backends.onnx_export import artifact_dir, ensure_available, exported_onnx, library_importable
+from deploybench.config import RuntimeKnobs
 from deploybench.models import LoadedModel
 
 OV_INSTALL_HINT = "pip install openvino==2026.4.1"
@@ -68,10 +72,24 @@ def fp32_ir(model: LoadedModel, ctx: BuildContext) -> Path:
     return xml
 
 
-def compile_config(threads: int, precision_hint: str | None, cache_dir: Path) -> dict[str, Any]:
+READ_BACK = (
+    "PERFORMANCE_HINT",
+    "NUM_STREAMS",
+    "INFERENCE_NUM_THREADS",
+    "ENABLE_CPU_PINNING",
+    "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+)
+
+
+def compile_config(
+    threads: int, precision_hint: str | None, cache_dir: Path, runtime: RuntimeKnobs | None = None
+) -> dict[str, Any]:
+    runtime = runtime or RuntimeKnobs()
     config: dict[str, Any] = {
-        "PERFORMANCE_HINT": "LATENCY",
+        "PERFORMANCE_HINT": "LATENCY" if runtime.streams == 1 else "THROUGHPUT",
+        "NUM_STREAMS": runtime.streams,
         "INFERENCE_NUM_THREADS": threads,
+        "ENABLE_CPU_PINNING": runtime.thread_pinning,
         "CACHE_DIR": str(cache_dir),
     }
     if precision_hint is not None:
@@ -94,9 +112,10 @@ def runtime_precision(compiled: Any) -> str:
 
 
 class OpenVinoVariant(Variant):
-    """A compiled OpenVINO model with one reusable infer request (guarded: requests are not thread-safe)."""
+    """A compiled OpenVINO model with one infer request per stream; a call borrows a free one
+    (a request is not thread-safe, the compiled model runs several at once)."""
 
-    def __init__(self, backend: str, compiled: Any, xml: Path, build_seconds: float) -> None:
+    def __init__(self, backend: str, compiled: Any, xml: Path, build_seconds: float, streams: int) -> None:
         self.backend = backend
         self.compiled = compiled
         self.precision = runtime_precision(compiled)
@@ -106,27 +125,39 @@ class OpenVinoVariant(Variant):
         self.versions = {
             k: v for k, v in library_versions().items() if k in ("openvino", "nncf", "onnx", "torch")
         }
-        self._request = compiled.create_infer_request()
-        self._lock = threading.Lock()
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(streams):
+            self._requests.put(compiled.create_infer_request())
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        with self._lock:
-            result = self._request.infer({0: batch}, share_inputs=True, share_outputs=False)
+        request = self._requests.get()
+        try:
+            result = request.infer({0: batch}, share_inputs=True, share_outputs=False)
+        finally:
+            self._requests.put(request)
         return np.asarray(result[0], dtype=np.float32)
+
+    def runtime_settings(self) -> dict[str, object]:
+        return {name: str(self.compiled.get_property(name)) for name in READ_BACK}
 
 
 def compile_ir(
     backend: str, xml: Path, ctx: BuildContext, precision_hint: str | None, start: float
 ) -> Variant:
     """Compile IR for the CPU (through the blob cache next to it) and wrap it as a Variant."""
-    config = compile_config(ctx.threads, precision_hint, xml.parent / "compiled")
+    config = compile_config(ctx.threads, precision_hint, xml.parent / "compiled", ctx.runtime)
     compiled = ov_core().compile_model(str(xml), "CPU", config)
-    return OpenVinoVariant(backend, compiled, xml, time.perf_counter() - start)
+    return OpenVinoVariant(backend, compiled, xml, time.perf_counter() - start, ctx.runtime.streams)
+
+
+OV_KNOBS = frozenset({"thread_pinning"})  # OpenVINO's TBB threads have no spin or inter-op setting
 
 
 class _OpenVinoFloat(Backend):
     """fp32 IR compiled with an explicit INFERENCE_PRECISION_HINT."""
+
+    runtime_knobs = OV_KNOBS
 
     precision_hint: str
 

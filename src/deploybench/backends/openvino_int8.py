@@ -27,6 +27,7 @@ from deploybench.backends.onnx_export import (
 )
 from deploybench.backends.openvino_backend import (
     IR_FILE,
+    OV_KNOBS,
     compile_ir,
     fp32_ir,
     ov_availability,
@@ -65,6 +66,7 @@ class OpenVinoInt8Backend(Backend):
     name = "openvino-int8"
     precision = "int8"
     description = "OpenVINO CPU int8 (NNCF post-training quantisation on the calibration photos)"
+    runtime_knobs = OV_KNOBS
 
     def availability(self) -> Availability:
         base = ov_availability()

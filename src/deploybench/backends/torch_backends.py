@@ -25,7 +25,7 @@ from deploybench.backends.base import (
     register,
 )
 from deploybench.backends.cache import directory_bytes
-from deploybench.backends.eager import TorchModuleVariant
+from deploybench.backends.eager import TORCH_KNOBS, TorchModuleVariant, apply_torch_threads
 from deploybench.models import LoadedModel
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -37,7 +37,7 @@ def _torch_module(model: LoadedModel, ctx: BuildContext, backend: str) -> torch.
         raise BackendUnavailableError(f"{backend} needs a torch model; {model.name} is an ONNX file")
     if ctx.device.startswith("cuda") and not torch.cuda.is_available():
         raise BackendUnavailableError(f"{backend}: no CUDA device")
-    torch.set_num_threads(ctx.threads)
+    apply_torch_threads(ctx)
     return copy.deepcopy(model.module).to(ctx.device).eval()
 
 
@@ -53,6 +53,8 @@ def _read_back_precision(variant: TorchModuleVariant, example: np.ndarray) -> To
 
 
 class _TorchBackend(Backend):
+    runtime_knobs = TORCH_KNOBS
+
     def availability(self) -> Availability:
         return Availability(True)
 
@@ -151,6 +153,7 @@ class InductorBackend(Backend):
     name = "inductor"
     precision = "fp32"
     description = "torch.compile (inductor) with freezing: weights folded as constants"
+    runtime_knobs = TORCH_KNOBS
 
     def availability(self) -> Availability:
         if _cxx_compiler() is None:

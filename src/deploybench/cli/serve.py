@@ -48,6 +48,12 @@ def _model_source(flag: str | None, folder: Path | None) -> str:
     return DEFAULT_SOURCE
 
 
+def _given(**flags: Any) -> dict[str, Any] | None:
+    """The runtime knobs the user gave (the rest keep their defaults), or None for none."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    return given or None
+
+
 def _ready_hook(settings: ServeSettings, json_path: Path | None) -> Any:
     def on_ready(info: dict[str, Any]) -> None:
         first = info["workers"][0] if info["workers"] else {}
@@ -56,7 +62,9 @@ def _ready_hook(settings: ServeSettings, json_path: Path | None) -> Any:
             f"(handler={first.get('handler')}, model={first.get('model')}, backend={first.get('backend')}, "
             f"precision={first.get('precision')}, weights={first.get('weights')}, "
             f"workers={settings.server.workers}, threads={settings.server.threads}, "
-            f"max_batch_size={settings.server.max_batch_size})",
+            f"max_batch_size={settings.server.max_batch_size}, "
+            f"runtime={settings.server.runtime.key_suffix or 'defaults'}, "
+            f"placement={info.get('placement', {}).get('note')})",
             soft_wrap=True,
         )
         sys.stdout.flush()
@@ -87,6 +95,28 @@ def serve(
     max_delay_ms: Annotated[
         float | None, typer.Option(help="dynamic batching: longest wait after the first")
     ] = None,
+    streams: Annotated[
+        int | None, typer.Option(help="inferences in flight at once per worker (OpenVINO NUM_STREAMS)")
+    ] = None,
+    overlap: Annotated[
+        bool | None, typer.Option("--overlap/--no-overlap", help="decode the next batch while one infers")
+    ] = None,
+    pin: Annotated[
+        bool | None, typer.Option("--pin/--no-pin", help="each worker on its own cores (default on)")
+    ] = None,
+    front: Annotated[
+        str | None, typer.Option(help="front process cores: shared (all) | rest (those no worker has)")
+    ] = None,
+    inter_op_threads: Annotated[
+        int | None, typer.Option(help="ONNX Runtime / torch inter-op threads (default 1)")
+    ] = None,
+    spin: Annotated[
+        bool | None, typer.Option("--spin/--no-spin", help="idle runtime threads spin (default off)")
+    ] = None,
+    thread_pinning: Annotated[
+        bool | None,
+        typer.Option("--thread-pinning/--no-thread-pinning", help="runtime pins its threads to cores"),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080) [env SAGEMAKER_BIND_TO_PORT]")] = None,
     max_body_mb: Annotated[
@@ -110,6 +140,15 @@ def serve(
         "threads": threads,
         "max_batch_size": max_batch_size,
         "max_delay_ms": max_delay_ms,
+        "runtime": _given(
+            streams=streams,
+            overlap=overlap,
+            pin=pin,
+            front=front,
+            inter_op_threads=inter_op_threads,
+            spin=spin,
+            thread_pinning=thread_pinning,
+        ),
         "host": host,
         "port": port,
         "max_body_mb": max_body_mb,

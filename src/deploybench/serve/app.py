@@ -213,6 +213,7 @@ def run_server(settings: ServeSettings, on_ready: ReadyHook | None = None) -> No
                 {
                     "url": base_url(settings.server.host, settings.server.port),
                     "workers": front.pool.workers_info(),
+                    "placement": front.pool.placement.describe(),
                 }
             )
 

@@ -34,9 +34,9 @@ class WorkResult(NamedTuple):
 # Message kinds, worker -> front.
 READY = "ready"  # payload: dict describing the loaded variant
 FAILED = "failed"  # payload: one-line reason the model could not be loaded
-RESULTS = "results"  # payload: list[WorkResult]
+RESULTS = "results"  # payload: (batch id, list[WorkResult]); answers may come in any order
 # Front -> worker.
-BATCH = "batch"  # payload: list[WorkItem]
+BATCH = "batch"  # payload: (batch id, list[WorkItem]); several may be in flight (serve/inflight.py)
 
 _HEADER = struct.Struct("!i")
 _BIG_HEADER = struct.Struct("!Q")

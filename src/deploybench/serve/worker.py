@@ -15,10 +15,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from deploybench.serve.protocol import BATCH, FAILED, READY, RESULTS
+from deploybench.serve import inflight, placement
+from deploybench.serve.protocol import FAILED, READY
 from deploybench.serve.settings import ServeSettings
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -38,10 +38,15 @@ def _build_vision_model(settings: ServeSettings) -> Any:
     from deploybench.backends.build import build_variant, example_batch
     from deploybench.serve.handlers import VisionModel
 
+    server = settings.server
     variant, loaded = build_variant(
-        settings.model, settings.server.backend, threads=settings.server.threads, cache_dir=settings.cache_dir
+        settings.model,
+        server.backend,
+        threads=server.threads,
+        cache_dir=settings.cache_dir,
+        runtime=server.runtime,
     )
-    for size in (1, 1, settings.server.max_batch_size):
+    for size in (1, 1, server.max_batch_size):
         variant.predict(example_batch(loaded, size))
     info = {
         "model": loaded.name,
@@ -49,6 +54,7 @@ def _build_vision_model(settings: ServeSettings) -> Any:
         "precision": variant.precision,
         "weights": loaded.weights,
         "build_seconds": round(variant.build_seconds, 3),
+        "runtime_settings": variant.runtime_settings(),
     }
     return VisionModel(variant, loaded.labels, loaded.input_shape, settings.top_k, info)
 
@@ -91,36 +97,34 @@ def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, 
     return pipeline, {**info, "handler": path.name}
 
 
-def _serve(conn: Connection, pipeline: Any) -> None:
-    while True:
-        try:
-            kind, payload = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return  # the front closed the connection: shut down
-        if kind == BATCH:
-            conn.send_bytes(pickle.dumps((RESULTS, pipeline.run(payload)), protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def worker_main(index: int, conn: Connection, settings_json: str) -> None:
-    """Process entry point: report READY (with what was loaded) or FAILED (with why), then serve."""
+def worker_main(
+    index: int, conn: Connection, settings_json: str, cores: tuple[int, ...] | None = None
+) -> None:
+    """Process entry point: take our cores, report READY (with what was loaded and how it runs) or
+    FAILED (with why), then serve. Cores and thread settings come first: runtimes read them once."""
     _die_with_parent()
     _isolate_signals()
     settings = ServeSettings.model_validate_json(settings_json)
-    for var in THREAD_ENV_VARS:
-        os.environ[var] = str(settings.server.threads)
-    # A worker shares the cores with the HTTP front (and, in a study, the load client): spinning
-    # OpenMP threads then steal their CPU and eager PyTorch served 0.4 instead of 5.8 req/s under
-    # contention here. Passive waiting unless the user chose otherwise.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    pinned = placement.apply_cores(cores)
+    os.environ.update(placement.worker_environment(settings.server.threads, settings.server.runtime))
     start = time.perf_counter()
     try:
         pipeline, info = build_pipeline(settings, index)
     except Exception as exc:
         conn.send_bytes(pickle.dumps((FAILED, f"{type(exc).__name__}: {exc}")))
         return
-    info.update(pid=os.getpid(), worker=index, load_seconds=round(time.perf_counter() - start, 3))
+    depth = inflight.inflight_depth(settings.server, settings.handler_path is None)
+    pipelines = inflight.replicate(pipeline, depth, settings.server.runtime.streams)
+    info.update(
+        pid=os.getpid(),
+        worker=index,
+        load_seconds=round(time.perf_counter() - start, 3),
+        cores=sorted(os.sched_getaffinity(0)) if pinned else None,
+        inflight=len(pipelines),
+        threads_allowed=placement.thread_affinities(),
+    )
     conn.send_bytes(pickle.dumps((READY, info)))
-    _serve(conn, pipeline)
+    inflight.serve_batches(conn, pipelines)
     # The front has gone or asked us to stop: skip the slow interpreter teardown of torch/openvino.
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,9 +1,11 @@
 """The front side of the worker processes: spawn, supervise, restart, and feed them batches.
 
-Each worker has one supervisor task: spawn -> wait for READY -> loop { take a batch from the shared
-queue, send it, await the results }. One batch in flight per worker, so the queue (and its wait
-time) stays in the front where it is measured. A worker that dies fails its in-flight requests with
-a 500 and is restarted; requests it never received go back to the head of the queue.
+Each worker has one supervisor task: spawn (on the cores the placement plan gives it) -> wait for
+READY -> run `inflight` dispatch loops { take a batch from the shared queue, send it, await the
+results }. A worker holds at most `inflight` batches (1 unless it runs several streams or overlaps
+decoding, serve/inflight.py), so the queue (and its wait time) stays in the front where it is
+measured. A worker that dies fails its in-flight requests with a 500 and is restarted; requests it
+never received go back to the head of the queue.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploybench.serve.batching import Pending, RequestQueue
+from deploybench.serve.inflight import BatchChannel
 from deploybench.serve.metrics import ServerMetrics
-from deploybench.serve.protocol import BATCH, READY, RESULTS, WorkResult, encode_frame, read_frame
+from deploybench.serve.placement import apply_cores, available_cores, plan_cores
+from deploybench.serve.protocol import READY, RESULTS, WorkResult, read_frame
 from deploybench.serve.settings import ServeSettings
 from deploybench.serve.worker import worker_main
 
@@ -59,6 +63,8 @@ class WorkerSlot:
     ready: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    cores: tuple[int, ...] | None = None
+    channel: BatchChannel | None = None
 
     async def spawn(self, settings_json: str) -> dict[str, Any]:
         """Start the process and wait for READY; raises WorkerFailed on FAILED or death."""
@@ -66,7 +72,7 @@ class WorkerSlot:
         parent, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
             target=worker_main,
-            args=(self.index, child, settings_json),
+            args=(self.index, child, settings_json, self.cores),
             name=f"deploybench-worker-{self.index}",
         )
         self.process.start()
@@ -85,6 +91,7 @@ class WorkerSlot:
         if kind != READY:
             raise WorkerFailed(f"worker {self.index} could not load the model: {payload}")
         self.info = payload
+        self.channel = BatchChannel(self.reader, self.writer)
         return payload
 
     def _on_exit(self) -> None:
@@ -99,12 +106,13 @@ class WorkerSlot:
 
     async def run_batch(self, batch: list[Pending], hard_timeout_s: float) -> list[WorkResult]:
         """Send one batch and await its results; WorkerDied if the process goes or hangs."""
-        assert self.writer is not None and self.reader is not None
+        assert self.channel is not None
         try:
-            self.writer.write(encode_frame((BATCH, [p.item for p in batch])))
-            await self.writer.drain()
             async with asyncio.timeout(hard_timeout_s):
-                kind, results = await read_frame(self.reader)
+                kind, results = await self.channel.call([p.item for p in batch])
+        except asyncio.CancelledError:
+            fail_batch(batch, 500, "worker restarted while handling the request")
+            raise
         except TimeoutError as exc:
             fail_batch(batch, 504, "worker did not answer in time; restarting it")
             raise WorkerDied(f"worker {self.index} hung for {hard_timeout_s:.0f}s") from exc
@@ -118,7 +126,9 @@ class WorkerSlot:
     async def stop(self) -> None:
         """Close our end (the worker exits on EOF), then wait briefly, then kill."""
         self.ready = False
-        if self.writer is not None:
+        if self.channel is not None:
+            self.channel.close()
+        elif self.writer is not None:
             self.writer.close()
         if self.process is None:
             return
@@ -140,7 +150,9 @@ class WorkerPool:
         self.settings = settings
         self.queue = queue
         self.metrics = metrics
-        self.slots = [WorkerSlot(i) for i in range(settings.server.workers)]
+        server = settings.server
+        self.placement = plan_cores(available_cores(), server.workers, server.threads, server.runtime)
+        self.slots = [WorkerSlot(i, cores=self.placement.for_worker(i)) for i in range(server.workers)]
         self.fatal: str | None = None
         self.all_started = False
         self.stopping = False
@@ -158,6 +170,7 @@ class WorkerPool:
         return self.all_started and self.ready_count > 0
 
     def start(self) -> None:
+        apply_cores(self.placement.front)  # the front itself: every core, or those no worker has
         self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in self.slots]
 
     async def wait_started(self) -> None:
@@ -193,7 +206,7 @@ class WorkerPool:
             failures = 0
             self._mark_ready(slot)
             try:
-                await self._dispatch(slot)
+                await self._dispatch_all(slot)
             except WorkerDied as exc:
                 log.error("%s; restarting it", exc)
             slot.ready = False
@@ -224,6 +237,18 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await getter
         raise WorkerDied(f"worker {slot.index} exited (code {slot.process.exitcode})")
+
+    async def _dispatch_all(self, slot: WorkerSlot) -> None:
+        """One dispatch loop per batch the worker may hold; the first WorkerDied stops them all."""
+        loops = [asyncio.create_task(self._dispatch(slot)) for _ in range(int(slot.info.get("inflight", 1)))]
+        try:
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        for task in done:
+            task.result()
 
     async def _dispatch(self, slot: WorkerSlot) -> None:
         loop = asyncio.get_running_loop()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from deploybench.config import ModelSpec
+from deploybench.config import ModelSpec, RuntimeKnobs
 from deploybench.results import Candidate
 
 LOOPBACK = "127.0.0.1"
@@ -66,6 +66,19 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text[-lines:])
 
 
+def runtime_flags(knobs: RuntimeKnobs) -> list[str]:
+    """Every runtime knob as an explicit `deploybench serve` flag, so the command alone reproduces it."""
+    return [
+        f"--streams={knobs.streams}",
+        "--overlap" if knobs.overlap else "--no-overlap",
+        "--pin" if knobs.pin else "--no-pin",
+        f"--front={knobs.front}",
+        f"--inter-op-threads={knobs.inter_op_threads}",
+        "--spin" if knobs.spin else "--no-spin",
+        "--thread-pinning" if knobs.thread_pinning else "--no-thread-pinning",
+    ]
+
+
 def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: Path | None) -> list[str]:
     """The exact `deploybench serve` command line a user could run to reproduce the trial."""
     cmd = [
@@ -87,6 +100,7 @@ def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: P
         str(candidate.max_batch_size),
         "--max-delay-ms",
         f"{candidate.max_delay_ms:g}",
+        *runtime_flags(candidate.runtime),
         "--host",
         LOOPBACK,
         "--port",

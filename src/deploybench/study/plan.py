@@ -5,7 +5,9 @@ Pruning rules (each pruned candidate is recorded with its reason, never silently
 - eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process;
 - the knob grid is swept only on the `tune_top` fastest served backends; others get default knobs;
 - workers x threads never exceeds the usable cores unless `oversubscribe` is set;
-- batching knobs only where in-process timing showed batching gains at least `batching_gain`.
+- batching knobs only where in-process timing showed batching gains at least `batching_gain`;
+- runtime knobs (streams, overlap, placement, spinning, ...) only those the backend honours, and
+  never more streams than threads per worker.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
+from deploybench.backends.base import SERVER_KNOBS
 from deploybench.results import Candidate
 from deploybench.study.spec import KnobGrid, StudyConfig
 
@@ -30,6 +33,7 @@ class VariantSummary:
     precision: str | None = None
     device: str = "cpu"
     images_per_s: dict[int, float] = field(default_factory=dict)  # batch size -> in-process images/s
+    knobs: frozenset[str] = SERVER_KNOBS  # RuntimeKnobs fields this backend honours
 
     @property
     def speed(self) -> float:
@@ -62,12 +66,13 @@ def knob_candidates(
     """Every combination of the grid that fits the machine (and batches only where batching pays)."""
     batching_pays = summary.batching_gain() >= min_batching_gain
     batch_sizes = [b for b in grid.max_batch_size if b == 1 or batching_pays]
+    runtimes = grid.runtime_options(summary.knobs)
     found: list[Candidate] = []
     for workers, batch in itertools.product(grid.workers, batch_sizes):
         threads_options = grid.threads or [max(1, cores // workers)]
         delays = grid.max_delay_ms if batch > 1 else [0.0]
-        for threads, delay in itertools.product(threads_options, delays):
-            if workers * threads > cores and not oversubscribe:
+        for threads, delay, runtime in itertools.product(threads_options, delays, runtimes):
+            if (workers * threads > cores and not oversubscribe) or runtime.streams > threads:
                 continue
             found.append(
                 Candidate(
@@ -77,6 +82,7 @@ def knob_candidates(
                     threads=threads,
                     max_batch_size=batch,
                     max_delay_ms=delay,
+                    runtime=runtime,
                 )
             )
     return found

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError
 
-from deploybench.config import Constraints, ModelSpec, ParityThresholds, StrictModel
+from deploybench.config import Constraints, ModelSpec, ParityThresholds, RuntimeKnobs, StrictModel
 
 
 class StudyFileError(ValueError):
@@ -16,12 +17,35 @@ class StudyFileError(ValueError):
 
 
 class KnobGrid(StrictModel):
-    """Server knobs swept for the backends being tuned; pruned against the machine's cores."""
+    """Server knobs swept for the backends being tuned; pruned against the machine's cores.
+
+    The runtime lists (streams ... thread_pinning) are RuntimeKnobs fields: a backend is swept only
+    over the ones it honours (Backend.runtime_knobs), the others stay at their defaults.
+    """
 
     workers: list[PositiveInt] = Field(default_factory=lambda: [1, 2], min_length=1)
     threads: list[PositiveInt] | None = Field(None, description="per worker; None: cores // workers")
     max_batch_size: list[PositiveInt] = Field(default_factory=lambda: [1, 4], min_length=1)
     max_delay_ms: list[NonNegativeFloat] = Field(default_factory=lambda: [2.0], min_length=1)
+    streams: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
+    overlap: list[bool] = Field(default_factory=lambda: [False], min_length=1)
+    pin: list[bool] = Field(default_factory=lambda: [True], min_length=1)
+    front: list[Literal["shared", "rest"]] = Field(default_factory=lambda: ["shared"], min_length=1)
+    inter_op_threads: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
+    spin: list[bool] = Field(default_factory=lambda: [False], min_length=1)
+    thread_pinning: list[bool] = Field(default_factory=lambda: [False], min_length=1)
+
+    def runtime_options(self, honoured: frozenset[str]) -> list[RuntimeKnobs]:
+        """Every combination of the runtime lists, knobs the backend ignores held at their default."""
+        default = RuntimeKnobs()
+        axes = {
+            name: list(dict.fromkeys(getattr(self, name))) if name in honoured else [getattr(default, name)]
+            for name in RuntimeKnobs.model_fields
+        }
+        return [
+            RuntimeKnobs(**dict(zip(axes, values, strict=True)))
+            for values in itertools.product(*axes.values())
+        ]
 
 
 class LoadPlan(StrictModel):

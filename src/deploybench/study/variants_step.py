@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploybench.backends.base import honoured_knobs
 from deploybench.backends.evaluate import VariantsReport, evaluate_variants
 from deploybench.results import ParityReport
 from deploybench.study.plan import VariantSummary
@@ -40,7 +41,13 @@ def _summary(variant: Any) -> VariantSummary:
             images_per_s=images_per_s,
         )
     return VariantSummary(
-        variant.backend, "passed", None, variant.precision, getattr(variant, "device", "cpu"), images_per_s
+        variant.backend,
+        "passed",
+        None,
+        variant.precision,
+        getattr(variant, "device", "cpu"),
+        images_per_s,
+        honoured_knobs(variant.backend),
     )
 
 
