@@ -35,6 +35,8 @@ CATALOGUE_COLUMNS = (
     "vcpus",
     "memory_gib",
     "accelerator",
+    "cpu_vendor",
+    "cpu_family",
     "source",
     "date",
 )
@@ -77,8 +79,15 @@ class PriceEntry(StrictModel):
     vcpus: int | None = None
     memory_gib: float | None = None
     accelerator: str | None = None
+    cpu_vendor: str | None = Field(None, description="intel | amd | aws")
+    cpu_family: str | None = Field(None, description="microarchitecture code(s), 'a|b' when either")
     source: str = ""
     date: dt.date | None = None
+
+    @property
+    def cpu_families(self) -> frozenset[str]:
+        """The CPU families the instance may run on (empty: unknown)."""
+        return frozenset(f.strip().lower() for f in (self.cpu_family or "").split("|") if f.strip())
 
     @property
     def key(self) -> tuple[str, str]:
@@ -118,12 +127,23 @@ class PriceCatalogue(StrictModel):
         return matches[0]
 
     def search(self, text: str | None = None) -> list[PriceEntry]:
-        """Entries whose provider, service, instance, region or accelerator contain `text`."""
+        """Entries whose provider, service, instance, region, accelerator or CPU contain `text`."""
         needle = (text or "").lower()
         rows = [
             e
             for e in self.entries
-            if needle in " ".join([e.provider, e.service, e.instance, e.region, e.accelerator or ""]).lower()
+            if needle
+            in " ".join(
+                [
+                    e.provider,
+                    e.service,
+                    e.instance,
+                    e.region,
+                    e.accelerator or "",
+                    e.cpu_vendor or "",
+                    e.cpu_family or "",
+                ]
+            ).lower()
         ]
         return sorted(rows, key=lambda e: (e.provider, e.service, e.usd_per_hour, e.instance))
 

@@ -25,17 +25,37 @@ ISSUE_PRICES = {
     "g5.xlarge": 1.006, "g6.xlarge": 0.8048, "inf1.xlarge": 0.228, "inf2.xlarge": 0.7582,
     "p3.2xlarge": 3.06, "n2-standard-4": 0.194236, "g2-standard-4": 0.706832, "a2-highgpu-1g": 3.673385,
     "Standard_D4s_v5": 0.192,
-    "c7i.large": 0.08925,  # not in the issue: half of c7i.xlarge, the size `make run` prices this machine as
+    "c7i.large": 0.08925,
 }  # fmt: skip
-HEADER = ",".join(CATALOGUE_COLUMNS)
+# Current 2-vCPU families of each CPU the shared machines have had, on-demand us-east-1 (Price List API).
+TWO_VCPU_FAMILIES = {
+    "c6a.large": ("amd", "milan", 0.0765), "c7a.large": ("amd", "genoa", 0.10264),
+    "c8a.large": ("amd", "turin", 0.10777), "c7i.large": ("intel", "sapphire-rapids", 0.08925),
+    "i7ie.large": ("intel", "emerald-rapids", 0.2599), "c8i.large": ("intel", "granite-rapids", 0.09371),
+    "c7g.large": ("aws", "neoverse-v1", 0.0725), "c8g.large": ("aws", "neoverse-v2", 0.07976),
+}  # fmt: skip
+# The columns of a user price file written before cpu_vendor / cpu_family existed: still valid.
+HEADER = "provider,service,instance,region,usd_per_hour,vcpus,memory_gib,accelerator,source,date"
 
 
-def test_bundled_catalogue_holds_exactly_the_issue_figures_and_c7i_large():
+def test_bundled_catalogue_keeps_the_issue_figures_and_names_every_rows_cpu_and_source():
     catalogue = load_catalogue()
-    assert {e.instance: e.usd_per_hour for e in catalogue.entries} == ISSUE_PRICES
+    prices = {e.instance: e.usd_per_hour for e in catalogue.entries}
+    assert {name: prices[name] for name in ISSUE_PRICES} == ISSUE_PRICES
     assert catalogue.versions and catalogue.versions[0].startswith("prices.csv 2026")
     for entry in catalogue.entries:
         assert entry.vcpus and entry.memory_gib and entry.source.startswith("https://") and entry.date
+        assert entry.cpu_vendor and entry.cpu_families, entry.instance
+    for name, (vendor, family, price) in TWO_VCPU_FAMILIES.items():
+        entry = catalogue.lookup(name)
+        assert (entry.cpu_vendor, entry.cpu_family, entry.usd_per_hour, entry.vcpus) == (
+            vendor,
+            family,
+            price,
+            2,
+        )
+    assert catalogue.lookup("c5.xlarge").cpu_families == {"skylake", "cascade-lake"}
+    assert set(CATALOGUE_COLUMNS) >= {"cpu_vendor", "cpu_family"}
     assert catalogue.lookup("ml.g4dn.xlarge").accelerator.startswith("1x NVIDIA T4")
     assert catalogue.lookup("a2-highgpu-1g").vcpus == 12
     assert catalogue.lookup("standard_d4s_v5").region == "eastus"  # case-insensitive
@@ -114,7 +134,7 @@ def test_user_file_overrides_and_adds_entries(tmp_path: Path):
     catalogue = load_catalogue([path])
     assert catalogue.lookup("ml.c5.xlarge").usd_per_hour == 0.15
     assert catalogue.lookup("rack-a").source == str(path)
-    assert len(catalogue.entries) == len(ISSUE_PRICES) + 1
+    assert len(catalogue.entries) == len(load_catalogue().entries) + 1
     assert catalogue.files == [str(bundled_catalogue_path()), str(path)]
     assert price_override("rack-a", None, [path]).usd_per_hour == 0.05
 
@@ -135,4 +155,9 @@ def test_search_filters_on_provider_instance_and_accelerator():
         "ml.inf2.xlarge",
     }
     assert {e.provider for e in catalogue.search("gcp")} == {"gcp"}
-    assert len(catalogue.search(None)) == len(ISSUE_PRICES)
+    assert len(catalogue.search(None)) == len(catalogue.entries)
+    assert {e.instance for e in catalogue.search("milan") if e.vcpus == 2} == {
+        "c6a.large",
+        "m6a.large",
+        "r6a.large",
+    }

@@ -200,6 +200,7 @@ def prices(
         "vCPUs",
         "GiB",
         "accelerator",
+        "CPU",
         "date",
     ):
         numeric = name in ("$ / hour", "vCPUs", "GiB")
@@ -214,6 +215,7 @@ def prices(
             str(e.vcpus or "—"),
             f"{e.memory_gib:g}" if e.memory_gib else "—",
             e.accelerator or "—",
+            f"{e.cpu_vendor} {e.cpu_family}" if e.cpu_family else "—",
             str(e.date or "—"),
         )
     console.print(table)

@@ -35,6 +35,8 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("backends"):
         overrides["backends"] = [b.strip() for b in options["backends"].split(",") if b.strip()]
     machine = {k: options[k] for k in ("instance", "price_per_hour") if options.get(k) is not None}
+    if options.get("unpriced"):
+        machine["unpriced"] = True
     if machine:
         overrides["machine"] = machine
     constraints = {
@@ -124,12 +126,15 @@ def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | N
 
     result = write_report(outcome.root, config.constraints)
     print_recommendation(result.recommendation)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     console.print(f"report: [bold]{result.html_path}[/]", soft_wrap=True)
     if json_out is not None:
         payload = {
             "study_dir": str(outcome.root),
             "rows": sorted_rows(outcome.trials),
             "recommendation": recommendation_json(result.recommendation),
+            "warnings": result.warnings,
             "report": str(result.html_path),
         }
         json_out.write_text(json.dumps(payload, indent=2, default=str))
@@ -146,6 +151,9 @@ def run(
     payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
     instance: Annotated[str | None, typer.Option(help="instance name from the price catalogue")] = None,
     price_per_hour: Annotated[float | None, typer.Option(help="USD per hour of this machine")] = None,
+    unpriced: Annotated[
+        bool, typer.Option("--unpriced", help="no catalogue entry matches this CPU: rank without a cost")
+    ] = False,
     p99_ms: Annotated[float | None, typer.Option(help="constraint: p99 latency bound (ms)")] = None,
     min_throughput: Annotated[float | None, typer.Option(help="constraint: minimum req/s")] = None,
     objective: Annotated[str | None, typer.Option(help="cost | throughput | p99")] = None,
@@ -168,6 +176,7 @@ def run(
         "backends": backends,
         "instance": instance,
         "price_per_hour": price_per_hour,
+        "unpriced": unpriced,
         "p99_ms": p99_ms,
         "min_throughput": min_throughput,
         "objective": objective,

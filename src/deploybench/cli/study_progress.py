@@ -17,7 +17,7 @@ from rich.progress import (
 from deploybench.backends.evaluate import VariantsReport
 from deploybench.cli.variants import render_table
 from deploybench.load import LiveStats
-from deploybench.results import TrialRecord
+from deploybench.results import MachineInfo, TrialRecord
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.runner import StudyProgress
 from deploybench.study.variants_step import VariantsOutcome
@@ -50,6 +50,7 @@ class RichStudyProgress(StudyProgress):
         )
         self.task: Any = None
         self.on_stage = self._stage
+        self.on_machine = self._machine
         self.on_variants = self._variants
         self.on_plan = self._plan
         self.on_trial_start = self._start
@@ -65,6 +66,18 @@ class RichStudyProgress(StudyProgress):
 
     def _stage(self, message: str) -> None:
         self.progress.console.print(f"[cyan]•[/] {message}")
+
+    def _machine(self, machine: MachineInfo) -> None:
+        """What the measurements will be priced as, and why; a mismatch is shown before anything runs."""
+        price = f"${machine.price_per_hour:g}/h" if machine.price_per_hour is not None else "no price"
+        self.progress.console.print(
+            f"[cyan]•[/] machine: {machine.cpu_model} ({machine.cpu_family or 'unknown family'}), "
+            f"{machine.cores} vCPUs, {machine.memory_gib} GiB; priced as {machine.instance or machine.label} "
+            f"at {price} ({machine.price_source})",
+            soft_wrap=True,
+        )
+        for warning in machine.warnings:
+            self.progress.console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
 
     def _variants(self, outcome: VariantsOutcome) -> None:
         """The in-process table of `deploybench variants`: what each backend does before serving."""

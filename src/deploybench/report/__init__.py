@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 
 from deploybench.config import Constraints, StrictModel
 from deploybench.evaluation import Recommendation
+from deploybench.machine import machine_warnings, override_warnings
 from deploybench.pricing import PriceOverride, load_catalogue
 from deploybench.recommend import recommend
 from deploybench.report.study import StudyData, StudyReadError, load_study
@@ -75,12 +76,12 @@ def write_outputs(
     from deploybench.report.tables import recommendation_json, results_frame
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    warnings = [w for s in studies for w in s.warnings]
+    warnings = [*machine_warnings(trials), *(w for s in studies for w in s.warnings)]
     title = _title(trials, len(rec.machines), compare)
     paths = {"html": out_dir / HTML_NAME, "markdown": out_dir / MARKDOWN_NAME, "csv": out_dir / CSV_NAME}
     context = ReportContext(title, rec, trials, studies, warnings)
     paths["html"].write_text(render_html(context), encoding="utf-8")
-    paths["markdown"].write_text(render_markdown(title, rec, trials), encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(title, rec, trials, warnings), encoding="utf-8")
     results_frame(rec).to_csv(paths["csv"], index=False)
     if json_path is not None:
         paths["json"] = json_path
@@ -112,12 +113,14 @@ def write_report(
     study = load_study(Path(study_dir))
     if isinstance(price_override, int | float):
         price_override = PriceOverride(usd_per_hour=float(price_override))
+    catalogue = load_catalogue(prices_files)
     rec = recommend(
         study.trials,
         constraints or study_constraints(study),
         price=price_override,
-        catalogue=load_catalogue(prices_files),
+        catalogue=catalogue,
         target_rps=target_rps,
         headroom=headroom,
     )
+    study.warnings.extend(override_warnings(price_override, study.trials, catalogue))
     return write_outputs(study.root, rec, study.trials, [study], json_path=json_path)

@@ -86,9 +86,12 @@ def _capacity(rec: Recommendation) -> list[str]:
     return lines
 
 
-def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecord]) -> str:
+def render_markdown(
+    title: str, rec: Recommendation, trials: Sequence[TrialRecord], warnings: Sequence[str] = ()
+) -> str:
     c = rec.constraints
     lines = [f"# {title}", "", f"**{rec.headline}**", ""]
+    lines += [line for w in warnings for line in (f"> **Warning:** {_escape(w)}", "")]
     if rec.random_weights:
         lines += [
             "> **Warning: random weights.** Timings and cost are valid; predictions and parity top-1 "

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from pathlib import Path
 from typing import Any
-
-import psutil
 
 import deploybench
 from deploybench.backends.cache import installed_versions
+from deploybench.hardware import MachineProfile, detect_machine
 
 _LIBRARIES = (
     "torch",
@@ -27,56 +25,26 @@ _LIBRARIES = (
     "hdrhistogram",
 )
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
-_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def _cpu_info() -> tuple[str | None, list[str]]:
-    """CPU model name and its flags, from /proc/cpuinfo where Linux provides it."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return platform.processor() or None, []
-    model, flags = None, []
-    for line in cpuinfo.read_text().splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key == "flags" and not flags:
-            flags = value.split()
-    return model, flags
-
-
-def _gpu() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (affinity), which is what the serving knobs are pruned against."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def fingerprint() -> dict[str, Any]:
+def fingerprint(machine: MachineProfile | None = None) -> dict[str, Any]:
     """Machine and software facts that decide whether two measurements are comparable."""
-    model, flags = _cpu_info()
+    machine = machine or detect_machine()
+    cpu = machine.cpu
     return {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu_model": model,
-        "cpu_flags": [flag for flag in _INTERESTING_FLAGS if flag in flags],
-        "cores": usable_cores(),
-        "logical_cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpu": _gpu(),
+        "cpu_model": cpu.model_name,
+        "cpu_vendor": cpu.vendor,
+        "cpu_family": cpu.family,
+        "cpu_generation": cpu.generation,
+        "cpu_ids": {"vendor_id": cpu.vendor_id, "family": cpu.family_id, "model": cpu.model_id},
+        "cpu_flags": cpu.flags,
+        "cores": machine.cores,
+        "logical_cpus": machine.logical_cpus,
+        "memory_gib": machine.memory_gib,
+        "gpu": machine.gpu,
         "libraries": installed_versions(_LIBRARIES),
         "thread_settings": {name: os.environ.get(name) for name in _THREAD_VARIABLES},
         "deploybench": deploybench.__version__,

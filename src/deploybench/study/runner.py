@@ -6,12 +6,15 @@ in-process variant evaluation is kept in variants.json and reused.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deploybench.hardware import detect_machine
+from deploybench.machine import resolve_machine
 from deploybench.payload import default_payload_path, read_payloads
 from deploybench.results import MachineInfo, TrialRecord
 from deploybench.study.environment import fingerprint
@@ -32,6 +35,7 @@ class StudyProgress:
     """Callbacks the CLI uses to draw progress; the library itself prints nothing."""
 
     on_stage: Callable[[str], None] = lambda message: None
+    on_machine: Callable[[MachineInfo], None] = lambda machine: None
     on_variants: Callable[[VariantsOutcome], None] = lambda outcome: None
     on_plan: Callable[[list[PlannedTrial], set[str]], None] = lambda trials, done: None
     on_trial_start: Callable[[PlannedTrial], None] = lambda trial: None
@@ -58,25 +62,6 @@ class TrialContext:
     payloads: list[bytes]
     cache_dir: Path | None
     stop: threading.Event
-
-
-def resolve_machine(config: StudyConfig, env: dict[str, object]) -> MachineInfo:
-    """Label and price the machine: explicit price wins, else the catalogue's price for the instance."""
-    from deploybench.pricing import resolve_price
-
-    spec = config.machine
-    price = spec.price_per_hour
-    if price is None and spec.instance:
-        price = resolve_price(spec.instance)
-    label = spec.label or spec.instance or str(env.get("hostname", "local"))
-    return MachineInfo(
-        label=label,
-        instance=spec.instance,
-        price_per_hour=price,
-        cpu_model=env.get("cpu_model"),
-        cores=env.get("cores"),
-        gpu=env.get("gpu"),
-    )  # type: ignore[arg-type]
 
 
 def _base_record(ctx: TrialContext, trial: PlannedTrial, started: str) -> dict[str, object]:
@@ -184,15 +169,17 @@ def run_study(
     store.acquire(dump_study_config(config), fresh=fresh)
     try:
         payloads = _payloads(config)  # a bad payload is an error before anything is built
-        env = fingerprint()
+        profile = detect_machine()
+        machine = resolve_machine(config.machine, profile, socket.gethostname())  # before measuring
+        progress.on_machine(machine)
+        env = fingerprint(profile)
         store.write_json(ENVIRONMENT, env)
-        machine = resolve_machine(config, env)
         variants = _variants(store, config, cache_dir, progress)
         progress.on_variants(variants)
         ctx = TrialContext(
             config, store, machine, variants.weights, payloads, cache_dir, stop or threading.Event()
         )
-        planned = plan_trials(config, variants.summaries, int(env["cores"]))  # type: ignore[call-overload]
+        planned = plan_trials(config, variants.summaries, profile.cores)
         done = store.trial_ids()
         progress.on_plan(planned, done)
         for trial in planned:

@@ -69,11 +69,13 @@ class LoadPlan(StrictModel):
 
 
 class MachineSpec(StrictModel):
-    """The machine the study runs on and its price (from the catalogue or given)."""
+    """The machine the study runs on and its price: given, or the catalogue entry matching the
+    detected CPU family and vCPUs (deploybench.machine)."""
 
     label: str | None = None
     instance: str | None = None
     price_per_hour: float | None = Field(None, gt=0)
+    unpriced: bool = Field(False, description="run without a price when no catalogue entry matches")
 
 
 class StudyConfig(StrictModel):
