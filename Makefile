@@ -16,9 +16,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-# The reference machine (2 vCPU, Sapphire Rapids with AMX) is priced as an EC2 c7i.large;
-# on other hardware pass your own: make run RUN_ARGS='--instance NAME' (see `deploybench prices`).
-RUN_ARGS ?= --instance c7i.large
+# The study detects this machine's CPU family and vCPUs and prices it as the cheapest catalogue entry
+# that matches (an AMD EPYC Milan with 2 vCPUs: EC2 c6a.large); when none matches it stops before
+# measuring and asks for one. To choose: make run RUN_ARGS='--instance NAME' (see `deploybench prices`)
+# or RUN_ARGS='--price-per-hour X'.
+RUN_ARGS ?=
 
 run: $(STAMP)
 	$(BIN)/deploybench run $(RUN_ARGS)
