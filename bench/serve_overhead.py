@@ -1,17 +1,23 @@
 """Served vs in-process throughput of the same variant, side by side in one run (not a test).
 
-For each backend and served configuration (batch 1 at low and high concurrency, dynamic batching
-at high concurrency): rounds of in-process img/s (decode + preprocess + predict, batch 1, T
-threads) immediately followed by the same variant behind `deploybench serve` under closed-loop
-load of the default JPEG; each ratio compares neighbours in time, so drift from other processes on
-the machine hurts less. Because other processes share the 2 cores, it also prints CPU ms per image:
-the server's processes (front + workers, not the load client) per answered request vs the
-in-process loop's, whose ratio does not depend on how much CPU others took. Also prints serial vs
-overlapped (thread) preprocessing in-process.
+For each backend: the variant is built here, then for each served configuration `deploybench serve`
+is started exactly as a study starts it, and rounds of three neighbouring measurements are taken:
+the in-process pipeline (decode + preprocess + predict, batch 1, --threads threads, serial), the
+project's load generator (closed loop, --concurrency clients) and wrk (1 thread, the same number of
+connections) against the same server. Each ratio compares neighbours in time, so drift from other
+processes on the machine hurts less; medians are printed at the end.
 
-    .venv/bin/python bench/serve_overhead.py --backends openvino-int8,eager --duration 15
+Because the load client shares the cores with the server, every served point also shows where the
+machine's CPU went during it: the server's front process and its workers (CPU ms per answered
+request and % of the machine), the load client, and everything else on the machine (other users).
+Decode and preprocess ms per request come from the server's Server-Timing header.
 
-The load client runs on the same 2 cores as the server: the served figure pays for it too.
+Configurations are WxT[+knob...]: W workers x T threads, knobs ovl (overlap decode), sN (N streams),
+nopin, rest (front on the cores no worker has), spin, tpin (runtime thread pinning), ioN (inter-op
+threads), bN (max batch N, 5 ms delay). Run under the CPU lock:
+
+    flock /tmp/deploybench-cpu.lock .venv/bin/python bench/serve_overhead.py \\
+        --backends openvino-int8 --configs 1x2,1x2+ovl,2x1,2x1+nopin --duration 8 --rounds 2
 """
 
 from __future__ import annotations
@@ -19,116 +25,99 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from deploybench.config import LoadConfig, ModelSpec
+from deploybench.config import LoadConfig, ModelSpec, RuntimeKnobs
 from deploybench.load import HttpTarget, run_load
 from deploybench.payload import default_payload_path, preprocess
 from deploybench.results import Candidate
 from deploybench.study.launcher import ServerProcess, stop_server
 from deploybench.study.launcher import start_server as launch_server
 
-FALLBACK_BACKEND = "onnxruntime"
-# (label, workers, threads, max_batch_size, max_delay_ms, concurrency); threads=None: use --threads
-SERVED_CONFIGS = [
-    ("b1 c4", 1, None, 1, 0.0, 4),
-    ("b1 c16", 1, None, 1, 0.0, 16),
-    ("b8 c16", 1, None, 8, 5.0, 16),
-    ("2w1t b1 c16", 2, 1, 1, 0.0, 16),  # two workers x 1 thread: one decodes while the other infers
-]
+WRK_SCRIPT = (
+    'local f = io.open(os.getenv("WRK_BODY"), "rb")\nwrk.method = "POST"\nwrk.body = f:read("*all")\n'
+)
+WRK_SCRIPT += 'f:close()\nwrk.headers["Content-Type"] = "image/jpeg"\n'
+KNOB_PATTERNS = {
+    r"ovl": {"overlap": True},
+    r"nopin": {"pin": False},
+    r"rest": {"front": "rest"},
+    r"spin": {"spin": True},
+    r"tpin": {"thread_pinning": True},
+}
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """user + system CPU seconds of these processes and their children (all threads)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            for member in [proc, *proc.children(recursive=True)]:
-                times = member.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def inprocess_rate(predict, body: bytes, duration_s: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(images/s, CPU ms per image) of decode + preprocess + predict(batch 1) in a tight loop."""
-    for _ in range(3):
-        predict(preprocess(body)[None])
-    me = psutil.Process()
-    cpu0 = sum(me.cpu_times()[:2])
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < duration_s and count < 100_000:
-        predict(preprocess(body)[None])
-        count += 1
-    return count / (time.perf_counter() - start), (sum(me.cpu_times()[:2]) - cpu0) * 1000 / count
-
-
-def load_rate(url: str, body: bytes, concurrency: int, duration_s: float) -> tuple[float, int, str]:
-    """One closed-loop point from the project's load generator: (ok responses/s, errors, client)."""
-    cfg = LoadConfig(
-        concurrency=concurrency,
-        duration_s=duration_s,
-        warmup_s=2.0,
-        window_s=duration_s / 3,
-        min_window_requests=10,
-        max_windows=3,
-    )
-    point = run_load(HttpTarget(url, [body]), cfg).points[0]
-    return point.throughput_rps, point.error_count, "deploybench.load"
-
-
-def start_server(model: str, backend: str, cache_dir: Path, config: tuple, threads: int) -> ServerProcess:  # type: ignore[type-arg]
-    """`deploybench serve` on a free loopback port, started and awaited exactly as a study does."""
-    _, workers, cfg_threads, batch, delay, _ = config
-    candidate = Candidate(
-        backend=backend,
+def parse_config(text: str) -> Candidate:
+    """'1x2+s2+ovl' -> the candidate it names (backend filled in later)."""
+    head, *knobs = text.split("+")
+    workers, threads = (int(part) for part in head.split("x"))
+    runtime: dict[str, object] = {}
+    batch, delay = 1, 0.0
+    for knob in knobs:
+        if knob in KNOB_PATTERNS:
+            runtime.update(KNOB_PATTERNS[knob])
+        elif match := re.fullmatch(r"(s|io|b)(\d+)", knob):
+            kind, value = match.group(1), int(match.group(2))
+            if kind == "b":
+                batch, delay = value, 5.0
+            else:
+                runtime["streams" if kind == "s" else "inter_op_threads"] = value
+        else:
+            raise SystemExit(f"unknown knob {knob!r} in {text!r}")
+    return Candidate(
+        backend="-",
         workers=workers,
-        threads=cfg_threads or threads,
+        threads=threads,
         max_batch_size=batch,
         max_delay_ms=delay,
+        runtime=RuntimeKnobs(**runtime),
     )
-    log = Path(tempfile.mkstemp(prefix="serve-overhead-", suffix=".log")[1])
-    return launch_server(ModelSpec(source=model), candidate, log, cache_dir=cache_dir, timeout_s=600)
 
 
-def pick_backends(requested: list[str]) -> list[str]:
-    from deploybench.backends.base import available_backends
+@dataclass
+class CpuSnapshot:
+    """CPU seconds of the server's front and workers, of the whole machine, and the answered count."""
 
-    available = set(available_backends())
-    chosen = []
-    for name in requested:
-        if name in available:
-            chosen.append(name)
+    front: float
+    workers: float
+    machine: float
+    answered: int
+    at: float = field(default_factory=time.perf_counter)
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def snapshot(server: ServerProcess) -> CpuSnapshot:
+    front = psutil.Process(server.proc.pid)
+    workers = 0.0
+    for child in front.children(recursive=True):
+        try:
+            workers += _cpu(child)
+        except psutil.NoSuchProcess:
             continue
-        fallback = FALLBACK_BACKEND if FALLBACK_BACKEND in available else "eager"
-        print(f"note: backend {name!r} is not available here; using {fallback!r} instead")
-        chosen.append(fallback)
-    return list(dict.fromkeys(chosen))
-
-
-def overlapped_rate(predict, body: bytes, duration_s: float) -> float:  # type: ignore[no-untyped-def]
-    """Images/s when the next image is decoded + preprocessed in a thread while predict runs
-    (what a front-process thread pool would buy): compared with the serial loop above."""
-    with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(preprocess, body)
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < duration_s and count < 100_000:
-            batch = ahead.result()[None]
-            ahead = pool.submit(preprocess, body)
-            predict(batch)
-            count += 1
-        return count / (time.perf_counter() - start)
+    machine = psutil.cpu_times()
+    busy = (
+        machine.user
+        + machine.system
+        + machine.nice
+        + getattr(machine, "irq", 0)
+        + getattr(machine, "softirq", 0)
+    )
+    return CpuSnapshot(_cpu(front), workers, busy, served_ok(server.base_url))
 
 
 def served_ok(url: str) -> int:
@@ -137,73 +126,166 @@ def served_ok(url: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def served_point(server: ServerProcess, body: bytes, concurrency: int, duration_s: float) -> tuple:  # type: ignore[type-arg]
-    """(ok/s as the client saw it, errors, client name, server CPU ms per answered request)."""
-    url, pid = server.base_url, server.proc.pid
-    cpu0, ok0 = cpu_seconds([pid]), served_ok(url)
-    rate, errors, client = load_rate(server.invocations_url, body, concurrency, duration_s)
-    answered = max(served_ok(url) - ok0, 1)
-    return rate, errors, client, (cpu_seconds([pid]) - cpu0) * 1000 / answered
+@dataclass
+class Served:
+    """One served point and where the machine's CPU went while it ran (% of all cores)."""
+
+    client: str
+    rps: float
+    errors: int
+    front_ms: float
+    workers_ms: float
+    front_pct: float
+    workers_pct: float
+    client_pct: float
+    others_pct: float
+    prep_ms: float | None = None
 
 
-def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> None:
-    """Per served config: server up, then rounds of [in-process, served] back to back; median ratios."""
+def account(before: CpuSnapshot, after: CpuSnapshot, client_cpu_s: float, point: tuple) -> Served:  # type: ignore[type-arg]
+    """Turn two snapshots around a point into per-request and per-machine CPU shares."""
+    client, rps, errors, prep_ms = point
+    wall = (after.at - before.at) * (os.cpu_count() or 1)
+    answered = max(after.answered - before.answered, 1)
+    front, workers = after.front - before.front, after.workers - before.workers
+    others = max(after.machine - before.machine - front - workers - client_cpu_s, 0.0)
+    return Served(
+        client, rps, errors, front * 1000 / answered, workers * 1000 / answered,
+        100 * front / wall, 100 * workers / wall, 100 * client_cpu_s / wall, 100 * others / wall, prep_ms,
+    )  # fmt: skip
+
+
+def ours(server: ServerProcess, body: bytes, concurrency: int, duration_s: float) -> Served:
+    cfg = LoadConfig(
+        concurrency=concurrency, duration_s=duration_s, warmup_s=1.0, window_s=duration_s / 3,
+        min_window_requests=10, max_windows=3,
+    )  # fmt: skip
+    before = snapshot(server)
+    point = run_load(HttpTarget(server.invocations_url, [body]), cfg).points[0]
+    after = snapshot(server)
+    timing = point.server_timing_ms
+    prep = timing.get("decode", 0.0) + timing.get("preprocess", 0.0) if timing else None
+    client_s = (point.client_cpu_pct or 0.0) / 100 * (after.at - before.at)
+    return account(
+        before, after, client_s, ("deploybench.load", point.throughput_rps, point.error_count, prep)
+    )
+
+
+def wrk(server: ServerProcess, body_path: Path, concurrency: int, duration_s: float, script: Path) -> Served:
+    """wrk, 1 thread, `concurrency` connections; its CPU comes from wait4's rusage."""
+    env = {**os.environ, "WRK_BODY": str(body_path)}
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{duration_s:g}s",
+        "-s",
+        str(script),
+        server.invocations_url,
+    ]
+    subprocess.run([*command[:3], "-d1s", *command[4:]], env=env, capture_output=True, check=False)  # warm
+    before = snapshot(server)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, _, usage = os.wait4(proc.pid, 0)
+    after = snapshot(server)
+    text = proc.stdout.read().decode() if proc.stdout else ""
+    rps = float(m.group(1)) if (m := re.search(r"Requests/sec:\s+([\d.]+)", text)) else 0.0
+    errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0
+    return account(before, after, usage.ru_utime + usage.ru_stime, ("wrk", rps, errors, None))
+
+
+def inprocess_rate(predict, body: bytes, duration_s: float) -> float:  # type: ignore[no-untyped-def]
+    """Images/s of decode + preprocess + predict(batch 1) in a tight serial loop."""
+    for _ in range(3):
+        predict(preprocess(body)[None])
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < duration_s and count < 100_000:
+        predict(preprocess(body)[None])
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def show(label: str, inproc: float, point: Served) -> None:
+    prep = f", decode+prep {point.prep_ms:.2f} ms" if point.prep_ms is not None else ""
+    print(
+        f"  {label:16s} {point.client:16s} {point.rps:7.1f} req/s vs in-process {inproc:6.1f} -> "
+        f"{point.rps / inproc:4.2f} | CPU ms/req front {point.front_ms:5.2f} "
+        f"workers {point.workers_ms:6.2f}{prep}"
+        f" | machine: front {point.front_pct:4.1f}% workers {point.workers_pct:4.1f}% client "
+        f"{point.client_pct:4.1f}% others {point.others_pct:4.1f}% | errors {point.errors}",
+        flush=True,
+    )
+
+
+def bench_config(args: argparse.Namespace, variant, backend: str, text: str, body: bytes) -> dict:  # type: ignore[no-untyped-def]
+    candidate = parse_config(text).model_copy(update={"backend": backend})
+    log = Path(tempfile.mkstemp(prefix="serve-overhead-", suffix=".log")[1])
+    server = launch_server(
+        ModelSpec(source=args.model), candidate, log, cache_dir=args.cache_dir, timeout_s=600
+    )
+    results: dict[str, list[float]] = {"inproc": [], "deploybench.load": [], "wrk": []}
+    try:
+        for _ in range(args.rounds):
+            inproc = inprocess_rate(variant.predict, body, args.duration)
+            results["inproc"].append(inproc)
+            points = [ours(server, body, args.concurrency, args.duration)]
+            if args.wrk:
+                points.append(wrk(server, args.payload, args.concurrency, args.duration, args.wrk_script))
+            for point in points:
+                results[point.client].append(point.rps / inproc)
+                show(text, inproc, point)
+    finally:
+        stop_server(server)
+    return {name: statistics.median(values) for name, values in results.items() if values}
+
+
+def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> dict[str, dict]:  # type: ignore[type-arg]
     from deploybench.backends.build import build_variant
-    from deploybench.config import ModelSpec
 
     variant, _ = build_variant(
         ModelSpec(source=args.model), backend, threads=args.threads, cache_dir=args.cache_dir
     )
-    serial, _ = inprocess_rate(variant.predict, body, args.duration)
-    overlap = overlapped_rate(variant.predict, body, args.duration)
-    serial_again, _ = inprocess_rate(variant.predict, body, args.duration)
     print(
-        f"{backend}: in-process b1, {args.threads} threads: serial {serial:.1f} / {serial_again:.1f} img/s, "
-        f"preprocess overlapped in a thread {overlap:.1f} img/s"
+        f"{backend} ({variant.precision}), in-process reference: {args.threads} threads, serial", flush=True
     )
-    for config in [c for c in SERVED_CONFIGS if not args.only or c[0] in args.only.split(",")]:
-        server = start_server(args.model, backend, args.cache_dir, config, args.threads)
-        ratios, cpu_ratios = [], []
-        try:
-            for _ in range(args.rounds):
-                inproc, inproc_cpu = inprocess_rate(variant.predict, body, args.duration)
-                rate, errors, client, served_cpu = served_point(server, body, config[5], args.duration)
-                ratios.append(rate / inproc)
-                cpu_ratios.append(inproc_cpu / served_cpu)
-                print(
-                    f"{backend}: served {config[0]:11s} {rate:6.1f} img/s vs in-process {inproc:6.1f} -> "
-                    f"{rate / inproc:4.2f}; CPU ms/img server {served_cpu:5.1f} vs in-process "
-                    f"{inproc_cpu:5.1f} -> {inproc_cpu / served_cpu:4.2f} (errors {errors}, client {client})",
-                    flush=True,
-                )
-        finally:
-            stop_server(server)
-        print(
-            f"{backend}: served {config[0]:11s} MEDIAN throughput ratio {statistics.median(ratios):.2f}, "
-            f"CPU-efficiency ratio {statistics.median(cpu_ratios):.2f}",
-            flush=True,
-        )
+    return {text: bench_config(args, variant, backend, text, body) for text in args.configs.split(",")}
+
+
+def summary(backend: str, medians: dict[str, dict]) -> None:  # type: ignore[type-arg]
+    print(f"\n{backend}: median served / in-process ratios (batch 1 unless bN)")
+    print(f"  {'config':16s} {'deploybench.load':>17s} {'wrk':>8s} {'in-process img/s':>17s}")
+    for text, row in medians.items():
+        wrk_ratio = f"{row['wrk']:8.2f}" if "wrk" in row else f"{'-':>8s}"
+        print(f"  {text:16s} {row['deploybench.load']:17.2f} {wrk_ratio} {row['inproc']:17.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="torchvision:resnet50")
-    parser.add_argument("--backends", default="openvino-int8,eager")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--backends", default="openvino-int8")
+    parser.add_argument("--configs", default="1x2,1x2+ovl,2x1,2x1+nopin")
+    parser.add_argument("--threads", type=int, default=2, help="threads of the in-process reference")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", default="", help="comma-separated served config labels (default: all)")
+    parser.add_argument(
+        "--no-wrk", dest="wrk", action="store_false", help="only the project's load generator"
+    )
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "deploybench-cache"
     )
     args = parser.parse_args()
+    if args.wrk and shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (or pass --no-wrk)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop our servers
-    body = default_payload_path().read_bytes()
-    print(
-        f"model {args.model}, {os.cpu_count()} cores, threads {args.threads}, {args.duration:g} s per point"
-    )
-    for backend in pick_backends(args.backends.split(",")):
-        bench_backend(args, backend, body)
+    args.payload = default_payload_path()
+    body = args.payload.read_bytes()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    args.wrk_script = Path(script.name)
+    print(f"model {args.model}, {os.cpu_count()} cores, c{args.concurrency}, {args.duration:g} s per point")
+    for backend in args.backends.split(","):
+        summary(backend, bench_backend(args, backend, body))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -117,6 +119,7 @@ class ServerProcess:
     port: int
     log_path: Path
     command: list[str]
+    ready_info: dict[str, Any] | None = None  # what the workers resolved: cores, runtime settings
 
     @property
     def base_url(self) -> str:
@@ -140,7 +143,9 @@ def start_server(
 ) -> ServerProcess:
     """Launch the server and wait until /ping is 200; raise ServerStartError with the log tail if not."""
     port = free_port()
-    command = serve_command(spec, candidate, port, cache_dir)
+    ready_path = log_path.with_suffix(".ready.json")
+    ready_path.unlink(missing_ok=True)
+    command = [*serve_command(spec, candidate, port, cache_dir), "--json", str(ready_path)]
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             command,
@@ -157,10 +162,23 @@ def start_server(
                 f"server exited with code {proc.returncode} before ready", log_tail(log_path)
             )
         if _ping(server.base_url):
+            server.ready_info = _read_ready(ready_path, deadline=min(deadline, time.monotonic() + 10))
             return server
         time.sleep(0.25)
     stop_server(server)
     raise ServerStartError(f"server not ready after {timeout_s:.0f} s", log_tail(log_path))
+
+
+def _read_ready(path: Path, deadline: float) -> dict[str, Any] | None:
+    """The server's ready description (written just after /ping turns 200), without the pids."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            info = json.loads(path.read_text())
+            for worker in info.get("workers", []):
+                worker.pop("pid", None)
+            return {key: info.get(key) for key in ("placement", "workers")}
+        time.sleep(0.1)
+    return None
 
 
 def stop_server(server: ServerProcess, grace_s: float = 15.0) -> None:
@@ -185,6 +203,7 @@ class ResourceMonitor:
     peak_rss_bytes: int = 0
     peak_worker_rss_bytes: int = 0
     cpu_samples: list[float] = field(default_factory=list)
+    front_samples: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -209,19 +228,30 @@ class ResourceMonitor:
                 tree = self._tree()
             except psutil.Error:
                 return
-            total_cpu, total_rss = 0.0, 0
+            total_cpu, total_rss, front_cpu = 0.0, 0, 0.0
             for proc in tree:
                 known = procs.setdefault(proc.pid, proc)
                 with contextlib.suppress(psutil.Error):
-                    total_cpu += known.cpu_percent(None)
+                    cpu = known.cpu_percent(None)
+                    total_cpu += cpu
+                    front_cpu += cpu if proc.pid == self.pid else 0.0
                     rss = known.memory_info().rss
                     total_rss += rss
                     self.peak_worker_rss_bytes = max(self.peak_worker_rss_bytes, rss)
             self.peak_rss_bytes = max(self.peak_rss_bytes, total_rss)
             self.cpu_samples.append(total_cpu)
+            self.front_samples.append(front_cpu)
 
     @property
     def cpu_pct(self) -> float | None:
         """Mean CPU use of the server tree (100 = one core busy); first sample primes psutil, so drop it."""
-        samples = self.cpu_samples[1:]
-        return sum(samples) / len(samples) if samples else None
+        return _mean(self.cpu_samples[1:])
+
+    @property
+    def front_cpu_pct(self) -> float | None:
+        """Mean CPU use of the HTTP front process alone (the tree's root)."""
+        return _mean(self.front_samples[1:])
+
+
+def _mean(samples: list[float]) -> float | None:
+    return sum(samples) / len(samples) if samples else None

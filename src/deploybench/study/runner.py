@@ -132,6 +132,8 @@ def run_served_trial(
         slo_rate_index=measured.slo_rate_index,
         peak_rss_mb=monitor.peak_rss_bytes / 2**20 or None,
         server_cpu_pct=monitor.cpu_pct,
+        front_cpu_pct=monitor.front_cpu_pct,
+        serving=server.ready_info,
         finished_at=now(),
         log_tail=log_tail(log_path) if status == "failed" else None,
     )
