@@ -81,6 +81,10 @@ def test_killed_study_resumes_without_repeating_or_losing_trials(tmp_path: Path)
         assert sum(p.ok for p in trial.points) > 0
         assert trial.peak_rss_mb and trial.peak_rss_mb > 50
         assert trial.machine.price_per_hour == 0.17 and trial.weights == "random"
+        assert trial.machine.price_source == "given: --price-per-hour" and trial.machine.cores
+        workers = (trial.serving or {}).get("workers", [])
+        assert len(workers) == trial.candidate.workers and workers[0]["runtime_settings"], trial.serving
+        assert trial.front_cpu_pct is not None
     for name in (
         "study.yaml",
         "environment.json",

@@ -50,3 +50,31 @@ def test_tuning_applies_to_the_fastest_served_backend_only() -> None:
     assert by_backend["eager"] == 1 and by_backend["onnxruntime"] == 1
     assert by_backend["openvino-int8"] > 1
     assert trials[0].candidate.backend == "eager"  # the baseline is measured first
+
+
+def test_runtime_knobs_are_swept_only_where_the_backend_honours_them() -> None:
+    from deploybench.backends.base import honoured_knobs
+
+    grid = KnobGrid(workers=[1, 2], max_batch_size=[1], streams=[1, 2], spin=[False, True])
+    openvino = VariantSummary("openvino-int8", "passed", knobs=honoured_knobs("openvino-int8"))
+    ort = VariantSummary("onnxruntime", "passed", knobs=honoured_knobs("onnxruntime"))
+    ov_found = knob_candidates(openvino, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
+    assert {(c.workers, c.threads, c.runtime.streams, c.runtime.spin) for c in ov_found} == {
+        (1, 2, 1, False),
+        (1, 2, 2, False),
+        (2, 1, 1, False),  # two 1-thread workers cannot run two streams each
+    }
+    ort_found = knob_candidates(ort, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
+    assert {c.runtime.spin for c in ort_found} == {False, True} and len(ort_found) == 6
+    assert len({c.key for c in ort_found}) == len(ort_found)
+
+
+def test_candidate_keys_of_default_knobs_are_unchanged_and_others_name_their_knobs() -> None:
+    from deploybench.config import RuntimeKnobs
+    from deploybench.results import Candidate
+
+    assert Candidate(backend="eager", threads=2).key == "eager@cpu/w1t2/b1d0"
+    tuned = Candidate(backend="openvino-int8", threads=2, runtime=RuntimeKnobs(streams=2, overlap=True))
+    assert tuned.key == "openvino-int8@cpu/w1t2/b1d0/s2-ovl"
+    unpinned = Candidate(backend="onnxruntime", workers=2, runtime=RuntimeKnobs(pin=False, front="rest"))
+    assert unpinned.key == "onnxruntime@cpu/w2t1/b1d0/nopin-front-rest"
