@@ -194,23 +194,26 @@ def wrk(server: ServerProcess, body_path: Path, concurrency: int, duration_s: fl
     return account(before, after, usage.ru_utime + usage.ru_stime, ("wrk", rps, errors, None))
 
 
-def inprocess_rate(predict, body: bytes, duration_s: float) -> float:  # type: ignore[no-untyped-def]
-    """Images/s of decode + preprocess + predict(batch 1) in a tight serial loop."""
+def inprocess_rate(predict, body: bytes, duration_s: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(images/s, CPU ms per image) of decode + preprocess + predict(batch 1) in a tight serial loop."""
     for _ in range(3):
         predict(preprocess(body)[None])
+    me = psutil.Process()
+    cpu0 = _cpu(me)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < duration_s and count < 100_000:
         predict(preprocess(body)[None])
         count += 1
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (_cpu(me) - cpu0) * 1000 / max(count, 1)
 
 
-def show(label: str, inproc: float, point: Served) -> None:
+def show(label: str, inproc: tuple[float, float], point: Served) -> None:
     prep = f", decode+prep {point.prep_ms:.2f} ms" if point.prep_ms is not None else ""
+    rate, cpu_ms = inproc
     print(
-        f"  {label:16s} {point.client:16s} {point.rps:7.1f} req/s vs in-process {inproc:6.1f} -> "
-        f"{point.rps / inproc:4.2f} | CPU ms/req front {point.front_ms:5.2f} "
-        f"workers {point.workers_ms:6.2f}{prep}"
+        f"  {label:16s} {point.client:16s} {point.rps:7.1f} req/s vs in-process {rate:6.1f} -> "
+        f"{point.rps / rate:4.2f} | CPU ms/req front {point.front_ms:5.2f} "
+        f"workers {point.workers_ms:6.2f} vs in-process {cpu_ms:6.2f}{prep}"
         f" | machine: front {point.front_pct:4.1f}% workers {point.workers_pct:4.1f}% client "
         f"{point.client_pct:4.1f}% others {point.others_pct:4.1f}% | errors {point.errors}",
         flush=True,
@@ -223,16 +226,17 @@ def bench_config(args: argparse.Namespace, variant, backend: str, text: str, bod
     server = launch_server(
         ModelSpec(source=args.model), candidate, log, cache_dir=args.cache_dir, timeout_s=600
     )
-    results: dict[str, list[float]] = {"inproc": [], "deploybench.load": [], "wrk": []}
+    results: dict[str, list[float]] = {"inproc": [], "deploybench.load": [], "wrk": [], "cpu": []}
     try:
         for _ in range(args.rounds):
             inproc = inprocess_rate(variant.predict, body, args.duration)
-            results["inproc"].append(inproc)
+            results["inproc"].append(inproc[0])
             points = [ours(server, body, args.concurrency, args.duration)]
             if args.wrk:
                 points.append(wrk(server, args.payload, args.concurrency, args.duration, args.wrk_script))
             for point in points:
-                results[point.client].append(point.rps / inproc)
+                results[point.client].append(point.rps / inproc[0])
+                results["cpu"].append(inproc[1] / (point.front_ms + point.workers_ms))
                 show(text, inproc, point)
     finally:
         stop_server(server)
@@ -253,10 +257,17 @@ def bench_backend(args: argparse.Namespace, backend: str, body: bytes) -> dict[s
 
 def summary(backend: str, medians: dict[str, dict]) -> None:  # type: ignore[type-arg]
     print(f"\n{backend}: median served / in-process ratios (batch 1 unless bN)")
-    print(f"  {'config':16s} {'deploybench.load':>17s} {'wrk':>8s} {'in-process img/s':>17s}")
+    print("  (CPU efficiency: in-process CPU ms per image / server CPU ms per answered request)")
+    print(
+        f"  {'config':16s} {'deploybench.load':>17s} {'wrk':>8s} {'CPU efficiency':>15s} "
+        f"{'in-process img/s':>17s}"
+    )
     for text, row in medians.items():
         wrk_ratio = f"{row['wrk']:8.2f}" if "wrk" in row else f"{'-':>8s}"
-        print(f"  {text:16s} {row['deploybench.load']:17.2f} {wrk_ratio} {row['inproc']:17.1f}")
+        print(
+            f"  {text:16s} {row['deploybench.load']:17.2f} {wrk_ratio} {row['cpu']:15.2f} "
+            f"{row['inproc']:17.1f}"
+        )
 
 
 def main() -> None:
