@@ -121,7 +121,8 @@ def _label(trial: TrialRecord) -> str:
     c = trial.candidate
     batch = f" b{c.max_batch_size}/{c.max_delay_ms:g}ms" if c.max_batch_size > 1 else ""
     device = "" if c.device == "cpu" else f" {c.device}"
-    return f"{c.backend} {trial.precision or 'fp32'}{device} w{c.workers}t{c.threads}{batch}"
+    runtime = f" {c.runtime.key_suffix}" if c.runtime.key_suffix else ""  # e.g. s2-ovl: streams, overlap
+    return f"{c.backend} {trial.precision or 'fp32'}{device} w{c.workers}t{c.threads}{batch}{runtime}"
 
 
 def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSource) -> Evaluation:

@@ -75,12 +75,14 @@ _COLUMNS = (
 
 
 def render_table(outcome: StudyOutcome) -> Table:
-    """All candidates by peak throughput; w/t/b/d = workers / threads / max batch / max delay ms."""
+    """All candidates by peak throughput; w/t/b/d = workers / threads / max batch / max delay ms, then
+    the runtime knobs that differ from the defaults (Candidate.key's suffix, e.g. s2-ovl)."""
     table = Table(title=f"Study results ({outcome.weights} weights)")
     for name, justify in _COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in sorted_rows(outcome.trials):
         knobs = f"{row['workers']}/{row['threads']}/{row['max_batch_size']}/{row['max_delay_ms']:g}"
+        knobs += f" {row['runtime']}" if row["runtime"] else ""
         peak_flag = "" if row["peak_trusted"] or row["peak"]["rps"] is None else " ~"
         table.add_row(
             row["backend"],
