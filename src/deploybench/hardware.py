@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
 import psutil
@@ -19,7 +20,12 @@ from pydantic import Field
 from deploybench.config import StrictModel
 
 CPUINFO = Path("/proc/cpuinfo")
-INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+INTERESTING_FLAGS = (
+    "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
+)  # fmt: skip
+# Instructions with an 8-bit multiply-accumulate that does not saturate (VNNI, AMX): without one,
+# x86 int8 kernels use VPMADDUBSW, whose 16-bit intermediate sums saturate.
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 # (vendor_id, cpu family, models) -> (family code, generation as vendors name it). Sources: AMD and
 # Intel model numbers as Linux reports them (arch/x86/include/asm/intel-family.h; AMD's processor
@@ -151,10 +157,17 @@ def parse_cpuinfo(text: str) -> CpuProfile:
     )
 
 
+@cache
 def detect_cpu() -> CpuProfile:
+    """This machine's CPU (read once per process: it does not change under us)."""
     if not CPUINFO.exists():
         return CpuProfile(model_name=platform.processor() or None)
     return parse_cpuinfo(CPUINFO.read_text(errors="replace"))
+
+
+def has_int8_dot_product() -> bool:
+    """True when the CPU has VNNI or AMX int8: u8 x s8 products then cannot saturate."""
+    return any(flag in detect_cpu().flags for flag in INT8_DOT_FLAGS)
 
 
 def usable_cores() -> int:
