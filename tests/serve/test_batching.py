@@ -113,3 +113,13 @@ def test_discarded_requests_leave_the_queue_and_free_their_place() -> None:
         return ids(await queue.get_batch(4, 0.0))
 
     assert run(scenario()) == [1, 2]
+
+
+def test_drain_takes_every_waiting_request() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        queue = RequestQueue(4)
+        for rid in range(3):
+            queue.put(pending(rid))
+        return ids(queue.drain()), len(queue)
+
+    assert run(scenario()) == ([0, 1, 2], 0)

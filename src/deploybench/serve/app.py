@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,7 +28,7 @@ from starlette.routing import Route
 
 from deploybench.serve import vision
 from deploybench.serve.batching import Pending, QueueFull, RequestQueue
-from deploybench.serve.errors import JSON, ServeError, error_body
+from deploybench.serve.errors import JSON, LOADING_RETRY_MS, ServeError, error_body, retry_after
 from deploybench.serve.metrics import ServerMetrics
 from deploybench.serve.protocol import WorkItem, WorkResult
 from deploybench.serve.settings import ServeSettings
@@ -39,7 +38,6 @@ ReadyHook = Callable[[dict[str, Any]], None]
 ZERO_TIMING = "queue;dur=0, decode;dur=0, preprocess;dur=0, infer;dur=0, encode;dur=0"
 NO_WORK = {"Server-Timing": ZERO_TIMING}
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first"; only /metrics ever shows it
-LOADING_RETRY_MS = 1000  # Retry-After while no worker is ready (loading, or restarting)
 CLOSE = {"Connection": "close"}  # after 408/413 the rest of the body may still be on its way
 # Response headers a handler may not set: the front owns framing and the content type.
 RESERVED_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding", "connection"})
@@ -47,13 +45,6 @@ RESERVED_HEADERS = frozenset({"content-length", "content-type", "transfer-encodi
 
 class ServerStartError(RuntimeError):
     """The server could not start serving (a worker failed to load its model)."""
-
-
-def retry_after(milliseconds: float) -> dict[str, str]:
-    """Retry-After in whole seconds as RFC 9110 defines it (at least 1), plus Retry-After-Ms with the
-    estimate itself (the millisecond convention of Azure OpenAI / the OpenAI clients)."""
-    ms = max(1, math.ceil(milliseconds))
-    return {"Retry-After": str(max(1, math.ceil(ms / 1000))), "Retry-After-Ms": str(ms)}
 
 
 def error_response(exc: ServeError) -> Response:

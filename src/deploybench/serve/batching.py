@@ -57,6 +57,13 @@ class RequestQueue:
         self._items.append(pending)
         self._nonempty.set()
 
+    def drain(self) -> list[Pending]:
+        """Take every waiting request out (the last ready worker died: nobody will serve them soon)."""
+        taken = list(self._items)
+        self._items.clear()
+        self._nonempty.clear()
+        return taken
+
     def discard(self, pending: Pending) -> None:
         """Take out a request that timed out or lost its client (O(queue length), which is bounded)."""
         with contextlib.suppress(ValueError):  # already taken by a worker, or never queued

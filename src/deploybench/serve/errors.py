@@ -10,12 +10,14 @@ message naming only the exception's class; with --debug the body adds the detail
 from __future__ import annotations
 
 import json
+import math
 import traceback
 from typing import Any
 
 from deploybench.serve.protocol import NO_TIMINGS, WorkResult
 
 JSON = "application/json"
+LOADING_RETRY_MS = 1000  # Retry-After while no worker is ready (loading, or restarting after a crash)
 
 
 class ServeError(Exception):
@@ -37,6 +39,13 @@ class ServeError(Exception):
         self.status_code = status_code
         self.detail = detail
         self.headers = headers or {}
+
+
+def retry_after(milliseconds: float) -> dict[str, str]:
+    """Retry-After in whole seconds as RFC 9110 defines it (at least 1), plus Retry-After-Ms with the
+    estimate itself (the millisecond convention of Azure OpenAI / the OpenAI clients)."""
+    ms = max(1, math.ceil(milliseconds))
+    return {"Retry-After": str(max(1, math.ceil(ms / 1000))), "Retry-After-Ms": str(ms)}
 
 
 def declared_status(exc: BaseException) -> int | None:
@@ -93,6 +102,6 @@ def error_result(rid: int, exc: BaseException, debug: bool, timings: tuple = NO_
     return WorkResult(rid, status, body, JSON, timings)
 
 
-def status_result(rid: int, status: int, message: str) -> WorkResult:
+def status_result(rid: int, status: int, message: str, headers: dict[str, str] | None = None) -> WorkResult:
     """The front's answer for a request its worker never answered (it died, or hung)."""
-    return WorkResult(rid, status, error_body(status, message), JSON, NO_TIMINGS)
+    return WorkResult(rid, status, error_body(status, message), JSON, NO_TIMINGS, headers)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploybench.serve.batching import Pending, RequestQueue
-from deploybench.serve.errors import status_result
+from deploybench.serve.errors import LOADING_RETRY_MS, retry_after, status_result
 from deploybench.serve.metrics import ServerMetrics
 from deploybench.serve.protocol import BATCH, READY, RESULTS, WorkResult, encode_frame, read_frame
 from deploybench.serve.settings import ServeSettings
@@ -48,10 +48,12 @@ def restart_delay(crashes: int) -> float:
     return min(RESTART_BACKOFF_BASE_S * 2 ** (crashes - 1), RESTART_BACKOFF_CAP_S)
 
 
-def fail_batch(batch: list[Pending], status: int, message: str) -> None:
+def fail_batch(
+    batch: list[Pending], status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
     for pending in batch:
         if pending.live:
-            pending.future.set_result(status_result(pending.item.rid, status, message))
+            pending.future.set_result(status_result(pending.item.rid, status, message, headers))
 
 
 @dataclass
@@ -220,6 +222,9 @@ class WorkerPool:
         except WorkerDied as exc:
             reason = str(exc)
         slot.ready = False
+        if self.ready_count == 0:  # nobody left to serve the queue: answer it now, not after a restart
+            retry = retry_after(LOADING_RETRY_MS)
+            fail_batch(self.queue.drain(), 503, "the worker crashed and is restarting", retry)
         await slot.stop()
         return reason
 
