@@ -135,9 +135,8 @@ class Front:
 
     def admit(self) -> None:
         """Refuse at once what cannot be served soon: failed model, no worker ready, full queue."""
-        failed = self.pool.failed
-        if failed is not None:
-            raise ServeError(f"the model failed and is not served: {failed}", 503)
+        if self.pool.failed is not None:  # the reason (it may name files) is for /ping and the log only
+            raise ServeError("the model failed and is not served; /ping says why", 503)
         if not self.pool.is_ready:
             raise ServeError("no worker is ready yet", 503, headers=retry_after(LOADING_RETRY_MS))
         if self.queue.full:
