@@ -279,7 +279,8 @@ class WorkerPool:
             self.metrics.batch_size.observe(len(batch))
             results = await slot.run_batch(batch, hard_timeout)
             per_request = (loop.time() - now) / len(batch)
-            self.service_s += SERVICE_EWMA_WEIGHT * (per_request - self.service_s)
+            weight = SERVICE_EWMA_WEIGHT if self.service_s else 1.0  # the first batch sets it
+            self.service_s += weight * (per_request - self.service_s)
             for pending, result in zip(batch, results, strict=True):
                 if pending.live:
                     pending.future.set_result(result)
