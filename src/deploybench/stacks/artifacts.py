@@ -1,4 +1,4 @@
-"""A variant as a file another serving stack can load: the ONNX file, a TorchScript archive, a pickled module.
+"""A variant as a file another serving stack loads: the ONNX file, the frozen TorchScript, a pickled module.
 
 TorchServe and Triton do not run deploybench's Variant objects; they load a model file. The variant is
 built (or read back from the artifact cache) exactly as deploybench's server builds it, and the file
@@ -46,18 +46,18 @@ def model_artifact(spec: ModelSpec, backend: str, cache_dir: Path | None) -> Mod
         "input_shape": loaded.input_shape,
         "weights": loaded.weights,
     }
-    onnx_path = getattr(variant, "artifact_path", None)
-    if onnx_path is not None and Path(onnx_path).suffix == ".onnx":
-        return ModelArtifact("onnx", Path(onnx_path), **facts)  # type: ignore[arg-type]
+    path = getattr(variant, "artifact_path", None)
+    if path is not None and Path(path).suffix in (".onnx", ".pt"):
+        kind: ArtifactKind = "onnx" if Path(path).suffix == ".onnx" else "torchscript"
+        return ModelArtifact(kind, Path(path), **facts)  # type: ignore[arg-type]
     module = getattr(variant, "module", None)
-    if not isinstance(module, torch.nn.Module):
-        raise ValueError(f"backend {backend!r} builds no ONNX file or torch module another stack could load")
-    kind: ArtifactKind = "torchscript" if isinstance(module, torch.jit.ScriptModule) else "torch-module"
+    if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
+        raise ValueError(f"backend {backend!r} builds no model file another stack could load")
+    kind = "torch-module"
     folder = variant_cache_dir(
         loaded.name, loaded.fingerprint, f"stack-{backend}", {"kind": kind}, cache_dir or default_cache_root()
     )
     target = folder / f"model{SUFFIXES[kind]}"
     if not target.exists():
-        save = torch.jit.save if kind == "torchscript" else torch.save
-        write_atomically(target, lambda tmp: save(module, str(tmp)))
+        write_atomically(target, lambda tmp: torch.save(module, str(tmp)))
     return ModelArtifact(kind, target, **facts)  # type: ignore[arg-type]

@@ -79,6 +79,16 @@ class StackServer:
     ports: dict[str, int]
     settings: dict[str, Any]
     workdir: Path
+    log_start: int = 0  # the log's size at launch: what came before belongs to earlier runs
+
+    def new_log(self) -> str:
+        """What this run of the stack has logged so far."""
+        try:
+            with self.process.log_path.open("rb") as log:
+                log.seek(self.log_start)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     @property
     def pid(self) -> int:
@@ -211,10 +221,11 @@ class Stack(abc.ABC):
             ) from exc
         ports = allocate_ports(self.port_names)
         command, env = self.command(launch, ports, prepared)
+        log_start = launch.log_path.stat().st_size if launch.log_path.exists() else 0
         proc = launch_process(command, launch.log_path, cwd=launch.workdir, env=env)
         process = ServerProcess(proc, ports[self.port_names[0]], launch.log_path, command)
         settings = self.settings(launch.candidate)
-        server = StackServer(self, process, self.endpoint(ports), ports, settings, launch.workdir)
+        server = StackServer(self, process, self.endpoint(ports), ports, settings, launch.workdir, log_start)
         wait_ready(process, lambda: self.is_ready(server), launch.timeout_s, self.name)
         return server
 

@@ -45,6 +45,7 @@ from deploybench.stacks.base import (
     thread_env,
 )
 from deploybench.stacks.torchserve_handler import META_FILE
+from deploybench.study.launcher import ServerStartError, log_tail
 
 MODEL_NAME = "model"
 INSTALL = (
@@ -54,6 +55,7 @@ INSTALL = (
 HANDLER = Path(__file__).with_name("torchserve_handler.py")
 JOB_QUEUE_SIZE = 100  # TorchServe's default, written out: it bounds the requests waiting per model
 ARCHIVE_TIMEOUT_S = 300
+WORKER_DIED = "Backend worker process died"
 
 
 @cache
@@ -152,6 +154,14 @@ def build_mar(artifact: ModelArtifact, cache_root: Path, on_message: Any) -> Pat
     return target
 
 
+def _fail_on_dying_workers(server: StackServer) -> None:
+    """TorchServe restarts a worker that cannot load the model forever; two deaths each is a failed start."""
+    deaths = server.new_log().count(WORKER_DIED)
+    if deaths >= 2 * int(server.settings["SAGEMAKER_MODEL_SERVER_WORKERS"]):
+        message = f"torchserve: model workers died {deaths} times loading the model"
+        raise ServerStartError(message, log_tail(server.process.log_path, 60))
+
+
 @register
 class TorchServeStack(Stack):
     name = "torchserve"
@@ -228,6 +238,7 @@ class TorchServeStack(Stack):
         return dict(json.loads(body)[0])
 
     def is_ready(self, server: StackServer) -> bool:
+        _fail_on_dying_workers(server)
         if http_get(loopback_url(server.ports["inference"], "/ping"), timeout_s=2)[0] != 200:
             return False
         workers = self._describe(server).get("workers", [])

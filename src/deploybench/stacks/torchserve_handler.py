@@ -32,8 +32,8 @@ def _torch_runner(path: str, threads: int) -> Callable[[np.ndarray], np.ndarray]
     import torch
 
     torch.set_num_threads(threads)
-    if path.endswith(".pt"):
-        module = torch.jit.load(path, map_location="cpu")
+    if path.endswith(".pt"):  # frozen TorchScript, optimised here as the torchscript backend does
+        module = torch.jit.optimize_for_inference(torch.jit.load(path, map_location="cpu"))
     else:
         module = torch.load(path, map_location="cpu", weights_only=False)  # our own pickled module
     module.eval()

@@ -80,7 +80,7 @@ class TritonStack(Stack):
         knobs = self.settings(launch.candidate)
         command = [
             str(prepared["python"]), str(APP), "--onnx", str(prepared["onnx"]), "--model-name", MODEL_NAME,
-            "--http-port", str(ports["http"]), "--workspace", str(launch.workdir / "pytriton"),
+            "--http-port", str(ports["http"]),
             "--instances", str(knobs["instance_count"]), "--threads", str(knobs["intra_op_num_threads"]),
             "--max-batch-size", str(knobs["max_batch_size"]),
             "--max-queue-delay-us", str(knobs["max_queue_delay_microseconds"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 INPUT, OUTPUT = "image", "logits"
 # Token-protected as PyTriton does by default, except statistics: deploybench reads the batch sizes.
 PROTECTED = ["shared-memory", "model-repository", "trace", "logging"]
+LOAD_ATTEMPTS = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,7 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--onnx", required=True)
     parser.add_argument("--model-name", default="model")
     parser.add_argument("--http-port", type=int, required=True)
-    parser.add_argument("--workspace", required=True)
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-batch-size", type=int, default=1)
@@ -61,27 +62,21 @@ def make_callable(onnx_path: str, threads: int, input_shape: tuple[int, ...]) ->
     return infer
 
 
-def main(argv: list[str] | None = None) -> None:
+def serve_once(args: argparse.Namespace, callables: list[Any]) -> None:
+    """Start Triton, load the model, serve until SIGTERM (PyTriton removes its workspace on the way out)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    shape = tuple(int(d) for d in args.input_shape.split(","))
     config = TritonConfig(
         http_address="127.0.0.1", http_port=args.http_port, allow_grpc=False, allow_metrics=False,
         exit_timeout_secs=5,
     )  # fmt: skip
-    callables = [make_callable(args.onnx, args.threads, shape) for _ in range(args.instances)]
     model_config = ModelConfig(
         max_batch_size=args.max_batch_size,
         batcher=DynamicBatcher(max_queue_delay_microseconds=args.max_queue_delay_us),
     )
-    with Triton(
-        config=config,
-        workspace=args.workspace,
-        security_config=TritonSecurityConfig(restricted_endpoints=PROTECTED),
-    ) as triton:
+    security = TritonSecurityConfig(restricted_endpoints=PROTECTED)
+    with Triton(config=config, security_config=security) as triton:
         triton.bind(
             model_name=args.model_name,
             infer_func=callables,
@@ -92,6 +87,30 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"pytriton: serving {args.model_name} on 127.0.0.1:{args.http_port}", flush=True)
         triton.serve()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # Triton.serve() stops cleanly on it
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve; retry a failed model load: PyTriton's stub gives its handshake 1 s, which a busy 2-core
+    machine sometimes misses ("Timeout occurred while waiting for config file")."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
+    shape = tuple(int(d) for d in args.input_shape.split(","))
+    callables = [make_callable(args.onnx, args.threads, shape) for _ in range(args.instances)]
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        try:
+            serve_once(args, callables)
+            return
+        except KeyboardInterrupt:
+            return
+        except Exception as exc:  # PyTriton and tritonclient raise many types; the message is what counts
+            if attempt == LOAD_ATTEMPTS:
+                raise
+            print(f"pytriton: attempt {attempt} failed ({type(exc).__name__}: {exc}); retrying", flush=True)
 
 
 if __name__ == "__main__":

@@ -147,9 +147,14 @@ def wait_ready(server: ServerProcess, is_ready: Callable[[], bool], timeout_s: f
             raise ServerStartError(
                 f"{name} exited with code {server.proc.returncode} before ready", log_tail(server.log_path)
             )
-        with contextlib.suppress(OSError, ValueError):
+        try:
             if is_ready():
                 return
+        except (OSError, ValueError):
+            pass  # not answering yet
+        except ServerStartError:
+            stop_server(server)  # is_ready saw it fail for good (e.g. workers dying in a loop)
+            raise
         time.sleep(0.25)
     stop_server(server)
     raise ServerStartError(f"{name} not ready after {timeout_s:.0f} s", log_tail(server.log_path))
