@@ -216,9 +216,10 @@ class Stack(abc.ABC):
         try:
             prepared = self.prepare(launch)
         except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
-            raise ServerStartError(
-                f"{self.name}: preparing the model failed: {exc}", log_tail(launch.log_path)
-            ) from exc
+            message = f"{self.name}: preparing the model failed: {type(exc).__name__}: {exc}"
+            with launch.log_path.open("a") as log:  # the trial's log says why, like a server's would
+                log.write(message + "\n")
+            raise ServerStartError(message, log_tail(launch.log_path)) from exc
         ports = allocate_ports(self.port_names)
         command, env = self.command(launch, ports, prepared)
         log_start = launch.log_path.stat().st_size if launch.log_path.exists() else 0
@@ -250,10 +251,13 @@ def register(cls: type[Stack]) -> type[Stack]:
 
 
 def all_stacks() -> dict[str, type[Stack]]:
-    from deploybench.stacks import _load_all
+    """Every registered stack, in the package's module order (deploybench's reference first)."""
+    from deploybench.stacks import _STACK_MODULES, _load_all
 
     _load_all()
-    return dict(_REGISTRY)
+    order = {f"deploybench.stacks.{module}": i for i, module in enumerate(_STACK_MODULES)}
+    ranked = sorted(_REGISTRY.items(), key=lambda item: order.get(item[1].__module__, len(order)))
+    return dict(ranked)
 
 
 def get_stack(name: str) -> Stack:
