@@ -1,4 +1,4 @@
-"""Pure parts of the stacks: knob mapping (ms canonical), config files, the KServe v2 body, the plan, install checks."""
+"""Pure parts of the stacks: knob mapping (ms canonical), config files, KServe v2 bodies, plan, installs."""
 
 from __future__ import annotations
 
