@@ -114,3 +114,16 @@ def test_all_expands_to_the_installed_stacks_and_unknown_names_are_refused() -> 
         resolve_stacks(["jboss"])
     with pytest.raises(ValueError, match="unknown stack"):
         StudyConfig(stacks=["jboss"])
+
+
+def test_stacks_command_lists_every_stack_as_json(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from deploybench.cli import app
+
+    out = tmp_path / "stacks.json"
+    result = CliRunner().invoke(app, ["stacks", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {row["stack"]: row for row in json.loads(out.read_text())}
+    assert list(rows) == ["deploybench", "torchserve", "triton", "litserve"]
+    assert rows["triton"]["protocol"] == "kserve-v2" and rows["deploybench"]["backends"] == "any"
