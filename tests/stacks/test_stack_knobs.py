@@ -85,7 +85,7 @@ def test_each_extra_stack_serves_the_fastest_backend_it_runs_and_unavailable_one
     }
     triton = next(t for t in trials if t.candidate.stack == "triton")
     assert triton.action == "skipped" and "install with" in (triton.reason or "")
-    assert triton.candidate.key.startswith("triton:") and "torchserve:" not in served.__repr__()
+    assert triton.candidate.key.startswith("triton:")
     assert len({t.candidate.key for t in trials}) == len(trials)
 
 
@@ -127,3 +127,21 @@ def test_stacks_command_lists_every_stack_as_json(tmp_path: Path) -> None:
     rows = {row["stack"]: row for row in json.loads(out.read_text())}
     assert list(rows) == ["deploybench", "torchserve", "triton", "litserve"]
     assert rows["triton"]["protocol"] == "kserve-v2" and rows["deploybench"]["backends"] == "any"
+
+
+def test_a_backend_only_another_stack_was_given_is_served_by_deploybench_too() -> None:
+    summaries = [
+        VariantSummary("eager", "passed", precision="fp32", images_per_s={1: 16.0}),
+        VariantSummary("openvino-int8", "passed", precision="int8", images_per_s={1: 90.0}),
+        VariantSummary("onnxruntime-int8", "passed", precision="int8", images_per_s={1: 70.0}),
+    ]
+    offers = [StackOffer("deploybench"), StackOffer("triton", backends=frozenset({"onnxruntime-int8"}))]
+    trials = plan_trials(StudyConfig(serve_top=1, tune_top=0), summaries, cores=2, stacks=offers)
+    served = {(t.candidate.stack, t.candidate.backend) for t in trials if t.action == "serve"}
+    assert served == {
+        ("deploybench", "eager"),
+        ("deploybench", "openvino-int8"),
+        ("deploybench", "onnxruntime-int8"),
+        ("triton", "onnxruntime-int8"),
+    }
+    assert not [t for t in trials if t.action == "skipped"]

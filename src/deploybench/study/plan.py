@@ -6,7 +6,7 @@ Pruning rules (each pruned candidate is recorded with its reason, never silently
 - the knob grid is swept only on the `tune_top` fastest served backends; others get default knobs;
 - workers x threads never exceeds the usable cores unless `oversubscribe` is set;
 - batching knobs only where in-process timing showed batching gains at least `batching_gain`;
-- every other serving stack gets one candidate: the fastest served backend it can run, default knobs
+- every other serving stack gets one candidate: the fastest verified backend it can run, default knobs
   (deploybench's server serves that backend too, so the two are compared like for like).
 """
 
@@ -110,10 +110,10 @@ def _served_backends(passed: list[VariantSummary], serve_top: int | None) -> lis
 
 
 def stack_trials(
-    served: list[VariantSummary], offers: Sequence[StackOffer], cores: int
+    passed: list[VariantSummary], offers: Sequence[StackOffer], cores: int
 ) -> list[PlannedTrial]:
-    """One trial per stack other than deploybench's: the fastest served backend it runs, default knobs."""
-    fastest = sorted(served, key=lambda s: (-s.speed, s.backend))
+    """One trial per stack other than deploybench's: the fastest verified backend it runs, default knobs."""
+    fastest = sorted(passed, key=lambda s: (-s.speed, s.backend))
     trials = []
     for offer in offers:
         if offer.name == DEFAULT_STACK:
@@ -125,7 +125,7 @@ def stack_trials(
             trials.append(PlannedTrial(candidate, "skipped", offer.unavailable, shown.precision))
         elif pick is None:
             runs = ", ".join(sorted(offer.backends or ())) or "nothing"
-            reason = f"{offer.name} runs {runs}; no such backend passed and was served here"
+            reason = f"{offer.name} runs {runs}; none of them passed here"
             trials.append(PlannedTrial(candidate, "skipped", reason, shown.precision))
         else:
             trials.append(PlannedTrial(candidate, "serve", precision=pick.precision))
@@ -146,10 +146,14 @@ def plan_trials(
     passed = [s for s in summaries if s.state == "passed"]
     served = _served_backends(passed, config.serve_top)
     tuned = {s.backend for s in sorted(served, key=lambda s: -s.speed)[: config.tune_top]}
+    picks = stack_trials(passed, stacks, cores)
+    # a backend only another stack was given is served by deploybench too: the comparison is like for like
+    picked = {t.candidate.backend for t in picks if t.action == "serve"}
+    served += [s for s in passed if s.backend in picked and s not in served]
     trials = _deploybench_trials(config, served, tuned, cores)
     if all(offer.name != DEFAULT_STACK for offer in stacks):
         trials = []  # the user chose other stacks only; the variants are still recorded below
-    trials += stack_trials(served, stacks, cores)
+    trials += picks
     served_names = {s.backend for s in served}
     for summary in passed:
         if summary.backend not in served_names:
