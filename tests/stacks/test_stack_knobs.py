@@ -145,3 +145,8 @@ def test_a_backend_only_another_stack_was_given_is_served_by_deploybench_too() -
         ("triton", "onnxruntime-int8"),
     }
     assert not [t for t in trials if t.action == "skipped"]
+
+
+def test_a_zero_delay_never_reaches_torchserve_as_its_100_ms_default() -> None:
+    unbatched = Candidate(backend="onnxruntime", max_batch_size=1, max_delay_ms=0.0)
+    assert get_stack("torchserve").settings(unbatched)["SAGEMAKER_TS_MAX_BATCH_DELAY"] == 1

@@ -3,7 +3,7 @@
 Knobs use the SageMaker PyTorch container's environment names, so the seed's container is reproducible:
 SAGEMAKER_MODEL_SERVER_WORKERS -> default_workers_per_model and the model's min/max workers;
 SAGEMAKER_TS_BATCH_SIZE -> batchSize; SAGEMAKER_TS_MAX_BATCH_DELAY -> maxBatchDelay (integer ms, rounded
-up so a delay never turns into 0); OMP_NUM_THREADS per worker (TorchServe sets none). The files are
+up, at least 1: TorchServe reads 0 as its 100 ms default); OMP_NUM_THREADS per worker (TorchServe sets none). The files are
 written to the trial's folder: config.properties (`torchserve --start --ts-config config.properties`
 reproduces the trial) and sagemaker.env (for `docker run --env-file` with the real container).
 
@@ -81,7 +81,11 @@ def java_binary() -> str | None:
 
 
 def delay_ms(candidate: Candidate) -> int:
-    return math.ceil(candidate.max_delay_ms)
+    """Whole ms, rounded up, at least 1: TorchServe reads maxBatchDelay 0 as unset (its 100 ms default).
+
+    At batch size 1 the delay never applies (a batch of one is full at once).
+    """
+    return max(1, math.ceil(candidate.max_delay_ms))
 
 
 def config_properties(settings: dict[str, Any], ports: dict[str, int], store: Path) -> str:
