@@ -4,8 +4,7 @@ Knobs use the SageMaker PyTorch container's environment names, so the seed's con
 SAGEMAKER_MODEL_SERVER_WORKERS -> default_workers_per_model and the model's min/max workers;
 SAGEMAKER_TS_BATCH_SIZE -> batchSize; SAGEMAKER_TS_MAX_BATCH_DELAY -> maxBatchDelay (integer ms, rounded
 up, at least 1: TorchServe reads 0 as its 100 ms default); OMP_NUM_THREADS per worker (TorchServe sets
-none). The files are
-written to the trial's folder: config.properties (`torchserve --start --ts-config config.properties`
+none). The trial's folder keeps config.properties (`torchserve --start --ts-config config.properties`
 reproduces the trial) and sagemaker.env (for `docker run --env-file` with the real container).
 
 The JVM is started directly with the command `torchserve --start --foreground` builds: that launcher
