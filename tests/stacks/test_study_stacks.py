@@ -67,7 +67,7 @@ def test_a_quick_study_with_two_stacks_ranks_both(tmp_path: Path) -> None:
     }
     unjudged = {s: ev["reason"] for s, ev in judged.items() if ev["rank"] is None}
     if unjudged and all(MEASUREMENT_QUALITY in r for r in unjudged.values()):
-        # both trials ran and were recorded; only the load-point judgement (client lag on 2 shared cores) is out
+        # both trials ran and were recorded; only the load-point judgement (client lag, shared cores) is out
         pytest.skip(f"the machine was too busy to judge the load points: {unjudged}")
     assert not unjudged, unjudged
     summary = (out / "summary.md").read_text()
