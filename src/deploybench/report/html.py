@@ -106,6 +106,7 @@ def render_html(ctx: ReportContext) -> str:
         rec=rec,
         winner=rec.winner,
         rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
+        stack_groups=tables.stack_comparison(rec),
         plots=plots,
         parity=tables.parity_rows(ctx.trials),
         prices=_prices_used(rec),
