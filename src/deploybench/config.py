@@ -6,6 +6,7 @@ library versions) is an explicit step recorded with every trial.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,11 +23,19 @@ class ModelSpec(StrictModel):
 
     source: str = Field(
         "torchvision:resnet50",
-        description="torchvision:<name> | efficientnet-lite0 | FILE.pt (TorchScript) | FILE.onnx"
+        description="torchvision:<name> | efficientnet-lite0/1/2 | FILE.pt (TorchScript) | FILE.onnx"
         " | module:function",
     )
     weights: str = Field("auto", description="auto | pretrained | random | path to a state dict")
     input_shape: tuple[int, int, int] = (3, 224, 224)
+    calibration_data: Path | None = Field(
+        None, description="folder of images for int8 calibration; None: the bundled calibration photos"
+    )
+
+
+def is_random_weights(weights: str) -> bool:
+    """Random weights, with or without re-estimated BatchNorm statistics: predictions mean nothing."""
+    return weights.startswith("random")
 
 
 class ParityThresholds(StrictModel):
@@ -46,6 +55,10 @@ class ParityThresholds(StrictModel):
     int8_min_cosine: float = 0.95
     int8_cosine_floor: float = 0.80
     int8_min_top1: float = 0.75
+    fp32_max_rel_err: float = 1e-3
+    reduced_max_rel_err: float = 0.2
+    int8_max_rel_err: float = 0.5
+    min_input_variation: float = 1e-3
 
 
 class ServerConfig(StrictModel):
@@ -90,3 +103,9 @@ class Constraints(StrictModel):
     p99_ms: float | None = Field(None, gt=0)
     min_throughput: float | None = Field(None, gt=0)
     objective: Literal["cost", "throughput", "p99"] = "cost"
+    max_accuracy_drop: float | None = Field(
+        None, ge=0, description="percentage points of top-1 a variant may lose against eager fp32"
+    )
+    reject_significant_drop: bool = Field(
+        False, description="also exclude variants whose top-1 drop is significant (McNemar, p < 0.05)"
+    )
