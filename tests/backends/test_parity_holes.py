@@ -140,7 +140,11 @@ def odd_batch_backend() -> Iterator[None]:
 
 def test_parity_covers_every_batch_size_up_to_the_largest(odd_batch_backend: None, tmp_path: Path) -> None:
     report = evaluate_variants(
-        ModelSpec(source=TINY), ["test-odd-batches"], batch_sizes=(1, 8), time_budget_s=0.5, cache_dir=tmp_path
+        ModelSpec(source=TINY),
+        ["test-odd-batches"],
+        batch_sizes=(1, 8),
+        time_budget_s=0.5,
+        cache_dir=tmp_path,
     )
     parity = report.variants[1].parity
     assert parity is not None and parity.verdict == "rejected"

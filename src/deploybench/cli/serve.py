@@ -96,6 +96,9 @@ def serve(
         float | None, typer.Option(help="request timeout [env SAGEMAKER_MODEL_SERVER_TIMEOUT]")
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="variant artifact cache")] = None,
+    calibration_data: Annotated[
+        Path | None, typer.Option(help="folder of images int8 backends calibrate on (as in variants/run)")
+    ] = None,
     top_k: Annotated[int, typer.Option(help="labels in a JSON answer")] = 5,
     debug: Annotated[bool, typer.Option("--debug", help="tracebacks in error bodies, access log")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the ready description here")] = None,
@@ -118,7 +121,9 @@ def serve(
     }
     try:
         with _model_folder(model_path) as folder:
-            spec = ModelSpec(source=_model_source(model, folder), weights=weights)
+            spec = ModelSpec(
+                source=_model_source(model, folder), weights=weights, calibration_data=calibration_data
+            )
             settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir)
             settings = settings.model_copy(update={"top_k": top_k})
             if settings.handler_path is not None:

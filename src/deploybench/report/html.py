@@ -108,6 +108,7 @@ def render_html(ctx: ReportContext) -> str:
         rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
         plots=plots,
         parity=tables.parity_rows(ctx.trials),
+        accuracy=tables.accuracy_rows(ctx.trials, rec),
         prices=_prices_used(rec),
         studies=_study_sections(ctx.studies),
         warnings=ctx.warnings,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from deploybench.payload import default_payload_path, read_payloads
-from deploybench.results import MachineInfo, TrialRecord
+from deploybench.results import AccuracyReport, MachineInfo, TrialRecord
 from deploybench.study.environment import fingerprint
 from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail, start_server, stop_server
 from deploybench.study.measure import LiveCallback, measure_candidate
@@ -58,6 +58,7 @@ class TrialContext:
     payloads: list[bytes]
     cache_dir: Path | None
     stop: threading.Event
+    accuracy: dict[str, AccuracyReport] = field(default_factory=dict)
 
 
 def resolve_machine(config: StudyConfig, env: dict[str, object]) -> MachineInfo:
@@ -88,6 +89,7 @@ def _base_record(ctx: TrialContext, trial: PlannedTrial, started: str) -> dict[s
         "precision": trial.precision,
         "machine": ctx.machine,
         "started_at": started,
+        "accuracy": ctx.accuracy.get(trial.candidate.backend),
     }
 
 
@@ -190,7 +192,14 @@ def run_study(
         variants = _variants(store, config, cache_dir, progress)
         progress.on_variants(variants)
         ctx = TrialContext(
-            config, store, machine, variants.weights, payloads, cache_dir, stop or threading.Event()
+            config,
+            store,
+            machine,
+            variants.weights,
+            payloads,
+            cache_dir,
+            stop or threading.Event(),
+            variants.accuracy,
         )
         planned = plan_trials(config, variants.summaries, int(env["cores"]))  # type: ignore[call-overload]
         done = store.trial_ids()
