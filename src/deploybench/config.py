@@ -41,10 +41,20 @@ def is_random_weights(weights: str) -> bool:
 class ParityThresholds(StrictModel):
     """Per-precision limits a variant must meet against eager fp32 before it may be ranked.
 
-    `*_min_cosine` bounds the 10th percentile of the per-input centred cosine (the typical input);
-    `*_cosine_floor` bounds the worst input, so one catastrophic output still rejects. fp32 applies
-    its limit to every input. int8 is judged like a quantisation accuracy check: a few unusual
-    inputs (smooth synthetic fields) may drift, the bulk and the top-1 may not.
+    `*_min_cosine` bounds the 10th percentile of the per-input cosine of the input-dependent logits
+    (the typical input), `*_cosine_floor` the worst input; fp32 applies its limit to every input.
+    `*_max_rel_err` bounds the largest logit error over the input's logit range (cosine is blind to
+    scale). Set from correct builds of pretrained networks (bench/parity_thresholds.py: 32 parity
+    inputs at batch sizes 1..8, AMD EPYC without native bf16, 2026-12-01), with margin:
+      fp32 (ORT, OpenVINO, TorchScript), EfficientNet-Lite0: cosine 1 - 1e-11, max_rel_err 1.2e-6,
+        top-1 100%  -> cosine 0.9999, max_rel_err 1e-3, top-1 99%;
+      bf16 (eager autocast), Lite0: top-1 95.0%, cosine p10 0.998 / worst 0.989, max_rel_err 0.061
+        -> 0.99 / 0.95, 0.2, top-1 90%;
+      int8, Lite0: onnxruntime-int8 top-1 81.7%, cosine p10 0.875 / worst 0.847, max_rel_err 0.23;
+        openvino-int8 78.3%, 0.894 / 0.874, 0.25  -> 0.80 / 0.65, 0.5, top-1 70%.
+    min_input_variation: below it the reference's outputs barely depend on the input and nothing
+    can be verified (measured: Lite0 0.77, random ResNet50 with BatchNorm re-estimated 0.41, random
+    ResNet50 untouched 0.096).
     """
 
     fp32_min_cosine: float = 0.9999
@@ -52,9 +62,9 @@ class ParityThresholds(StrictModel):
     reduced_min_cosine: float = 0.99
     reduced_cosine_floor: float = 0.95
     reduced_min_top1: float = 0.90
-    int8_min_cosine: float = 0.95
-    int8_cosine_floor: float = 0.80
-    int8_min_top1: float = 0.75
+    int8_min_cosine: float = 0.80
+    int8_cosine_floor: float = 0.65
+    int8_min_top1: float = 0.70
     fp32_max_rel_err: float = 1e-3
     reduced_max_rel_err: float = 0.2
     int8_max_rel_err: float = 0.5
