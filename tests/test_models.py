@@ -42,7 +42,9 @@ def test_torchvision_auto_without_cached_weights_is_random(
     model = load_model(ModelSpec(source="torchvision:mobilenet_v3_small"), tmp_path / "cache")
     assert model.weights == RANDOM_BN_WEIGHTS  # random, BatchNorm statistics re-estimated (and said so)
     assert model.labels is not None and len(model.labels) == 1000
-    again = load_model(ModelSpec(source="torchvision:mobilenet_v3_small", weights="random"), tmp_path / "cache")
+    again = load_model(
+        ModelSpec(source="torchvision:mobilenet_v3_small", weights="random"), tmp_path / "cache"
+    )
     assert again.fingerprint == model.fingerprint  # seeded: random weights are reproducible
 
 
@@ -64,7 +66,9 @@ def test_efficientnet_lite1_and_lite2_load_offline_at_their_own_input_size(sourc
     assert model.weights == "pretrained" and model.input_shape == (3, size, size)
     image = preprocess(default_payload_path().read_bytes())  # 224 is fine too: the net pools globally
     assert model.labels is not None and model.labels[int(logits_for(model, image[None]).argmax())] in {
-        "Egyptian cat", "tabby", "tiger cat"
+        "Egyptian cat",
+        "tabby",
+        "tiger cat",
     }
 
 
