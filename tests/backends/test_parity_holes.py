@@ -149,3 +149,18 @@ def test_parity_covers_every_batch_size_up_to_the_largest(odd_batch_backend: Non
     parity = report.variants[1].parity
     assert parity is not None and parity.verdict == "rejected"
     assert "batch size 3" in (parity.reason or "")
+
+
+def test_batches_larger_than_the_parity_set_are_verified_too(tiny: LoadedModel) -> None:
+    class WrongAbove8(Variant):
+        backend, precision, versions = "big-batches", "fp32", {}
+
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            out = TorchModuleVariant("eager", "fp32", tiny.module, 0.0).predict(batch)
+            return out[::-1].copy() if len(out) > 8 else out
+
+    inputs = parity_inputs(count=8)
+    reference = TorchModuleVariant("eager", "fp32", tiny.module, 0.0).predict(inputs)
+    report = check_parity(WrongAbove8(), inputs, reference, batch_sizes=range(1, 13))
+    assert report.verdict == "rejected" and report.batch_sizes == list(range(1, 13))
+    assert "batch size 9, 10, 11, 12" in (report.reason or "")

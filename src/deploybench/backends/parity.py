@@ -222,13 +222,14 @@ def run_at_batch_sizes(
     variant: Variant, inputs: np.ndarray, sizes: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(outputs, input row of each output, batch size of each output): every input once in chunks of
-    the largest size, then one batch of each smaller size."""
-    largest = max(sizes)
-    outputs = [predict_in_chunks(variant, inputs, largest)]
+    the largest size (at most the number of inputs), then one batch of each other size (inputs repeated
+    when the batch is larger than the set)."""
+    main = min(max(sizes), len(inputs))
+    outputs = [predict_in_chunks(variant, inputs, main)]
     rows = [np.arange(len(inputs))]
-    chunk_sizes = [min(largest, len(inputs) - start) for start in range(0, len(inputs), largest)]
+    chunk_sizes = [min(main, len(inputs) - start) for start in range(0, len(inputs), main)]
     row_sizes = [np.repeat(chunk_sizes, chunk_sizes)]
-    for size, picked in batch_rows(len(inputs), sorted(set(sizes) - {largest})):
+    for size, picked in batch_rows(len(inputs), sorted(set(sizes) - {main})):
         outputs.append(variant.predict(inputs[picked]))
         rows.append(np.array(picked))
         row_sizes.append(np.full(size, size))
