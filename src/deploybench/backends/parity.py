@@ -197,7 +197,8 @@ def _apply_limits(
     min_cosine, cosine_floor, min_top1, max_rel = precision_limits(report.precision, thresholds)
     notes = [
         f"{report.precision} limits: input-dependent cosine p10 >= {min_cosine} and worst input >="
-        f" {cosine_floor}, max_rel_err <= {max_rel}, top-1 agreement >= {min_top1}; max_abs_err not gated",
+        f" {cosine_floor}, max_rel_err <= {max_rel}, top-1 agreement >= {min_top1}",
+        "max_abs_err is reported only: it has no scale of its own",
     ]
     flat = flat_logits_reason(reference)
     if flat:
