@@ -39,7 +39,8 @@ def _with_accuracy(trials: list[TrialRecord]) -> list[TrialRecord]:
 def test_the_paired_reports_say_what_users_need() -> None:
     small, large = REPORTS["onnxruntime-int8"], REPORTS["openvino-int8"]
     assert small.drop_pp is not None and round(small.drop_pp, 1) == 0.4 and not small.significant
-    assert small.summary.startswith("loses 0.4 pp [") and "not significant at n=500" in small.summary
+    assert small.summary.startswith("loses 0.4 pp (drop +0.4 pp, 95% CI [")
+    assert "not significant at n=500" in small.summary
     assert large.significant and large.p_value is not None and large.p_value < 1e-5
     assert large.drop_low_pp is not None and 2 < large.drop_low_pp < 4 < (large.drop_high_pp or 0)
 

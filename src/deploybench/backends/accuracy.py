@@ -150,13 +150,14 @@ def compare(reference: Outcome, variant: Outcome, data: str, alpha: float = 1 - 
 
 
 def verdict_sentence(report: AccuracyReport) -> str:
-    """'loses 0.4 pp [-1.2, +2.0], not significant at n=500 (McNemar p=0.62)'."""
+    """'loses 0.4 pp (drop +0.4 pp, 95% CI [-1.2, +2.0]), not significant at n=500 (McNemar p=0.62; ...)'."""
     if report.drop_pp is None:
         return f"top-1 {report.top1:.1%}, top-5 {report.top5:.1%} at n={report.n} (the reference)"
     verb = "loses" if report.drop_pp > 0 else "gains" if report.drop_pp < 0 else "changes"
     significance = "significant" if report.significant else "not significant"
     return (
-        f"{verb} {abs(report.drop_pp):.1f} pp [{report.drop_low_pp:+.1f}, {report.drop_high_pp:+.1f}], "
+        f"{verb} {abs(report.drop_pp):.1f} pp (drop {report.drop_pp:+.1f} pp, 95% CI "
+        f"[{report.drop_low_pp:+.1f}, {report.drop_high_pp:+.1f}]), "
         f"{significance} at n={report.n} (McNemar p={report.p_value:.2g}; {report.only_reference_right} "
         f"images only eager got right, {report.only_variant_right} only this variant)"
     )
