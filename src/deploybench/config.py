@@ -50,8 +50,9 @@ class ParityThresholds(StrictModel):
         top-1 100%  -> cosine 0.9999, max_rel_err 1e-3, top-1 99%;
       bf16 (eager autocast), Lite0: top-1 95.0%, cosine p10 0.998 / worst 0.989, max_rel_err 0.061
         -> 0.99 / 0.95, 0.2, top-1 90%;
-      int8, Lite0: onnxruntime-int8 top-1 81.7%, cosine p10 0.875 / worst 0.847, max_rel_err 0.23;
-        openvino-int8 78.3%, 0.894 / 0.874, 0.25  -> 0.80 / 0.65, 0.5, top-1 70%.
+      int8: Lite0 onnxruntime-int8 top-1 81.7%, cosine p10 0.875 / worst 0.847, max_rel_err 0.23;
+        Lite0 openvino-int8 78.3%, 0.894 / 0.874, 0.25; Lite1 onnxruntime-int8 71.7%, 0.666 / 0.535,
+        0.40; Lite1 openvino-int8 91.7%, 0.883 / 0.873, 0.26  -> 0.55 / 0.40, 0.6, top-1 60%.
     min_input_variation: below it the reference's outputs barely depend on the input and nothing
     can be verified (measured: Lite0 0.77, random ResNet50 with BatchNorm re-estimated 0.41, random
     ResNet50 untouched 0.096).
@@ -62,12 +63,12 @@ class ParityThresholds(StrictModel):
     reduced_min_cosine: float = 0.99
     reduced_cosine_floor: float = 0.95
     reduced_min_top1: float = 0.90
-    int8_min_cosine: float = 0.80
-    int8_cosine_floor: float = 0.65
-    int8_min_top1: float = 0.70
+    int8_min_cosine: float = 0.55
+    int8_cosine_floor: float = 0.40
+    int8_min_top1: float = 0.60
     fp32_max_rel_err: float = 1e-3
     reduced_max_rel_err: float = 0.2
-    int8_max_rel_err: float = 0.5
+    int8_max_rel_err: float = 0.6
     min_input_variation: float = 1e-3
 
 

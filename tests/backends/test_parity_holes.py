@@ -77,12 +77,12 @@ def test_parity_inputs_are_never_calibration_images() -> None:
 
 
 def _few_class_case() -> tuple[np.ndarray, np.ndarray]:
-    """10 classes, class 0 wins for 60% of inputs; the variant flips the 40% of top-1 answers that are
+    """10 classes, class 0 wins for half the inputs; the variant flips the other half's top-1 answers,
     close calls (margin 0.05), so its logits stay close (high cosine) while its answers do not."""
     rng = np.random.default_rng(3)
     reference = rng.normal(0, 1, (40, 10)).astype(np.float32)
-    reference[:24, 0] += 4.0
-    rows = np.arange(24, 40)
+    reference[:20, 0] += 4.0
+    rows = np.arange(20, 40)
     order = np.argsort(-reference[rows], axis=1)
     first, second = order[:, 0], order[:, 1]
     reference[rows, second] = reference[rows, first] - 0.05
@@ -93,7 +93,7 @@ def _few_class_case() -> tuple[np.ndarray, np.ndarray]:
 
 def test_few_class_classifiers_have_their_top1_gated() -> None:
     reference, output = _few_class_case()
-    assert (reference.argmax(1) == output.argmax(1)).mean() == pytest.approx(0.6)
+    assert (reference.argmax(1) == output.argmax(1)).mean() == pytest.approx(0.5)
     report = compare_logits(reference, output, "int8", ParityThresholds())
     assert report.verdict == "rejected" and "top-1" in (report.reason or "")
     binary = reference[:, :2]
