@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from deploybench.payload import default_payload_path, read_payloads
-from deploybench.results import MachineInfo, StackRecord, TrialRecord
+from deploybench.results import AccuracyReport, MachineInfo, StackRecord, TrialRecord
 from deploybench.stacks import StackLaunch, all_stacks, get_stack, resolve_stacks
 from deploybench.study.environment import fingerprint
 from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail
@@ -59,6 +59,7 @@ class TrialContext:
     payloads: list[bytes]
     cache_dir: Path | None
     stop: threading.Event
+    accuracy: dict[str, AccuracyReport] = field(default_factory=dict)
 
 
 def resolve_machine(config: StudyConfig, env: dict[str, object]) -> MachineInfo:
@@ -89,6 +90,7 @@ def _base_record(ctx: TrialContext, trial: PlannedTrial, started: str) -> dict[s
         "precision": trial.precision,
         "machine": ctx.machine,
         "started_at": started,
+        "accuracy": ctx.accuracy.get(trial.candidate.backend),
     }
 
 
@@ -216,7 +218,14 @@ def run_study(
         variants = _variants(store, config, cache_dir, progress)
         progress.on_variants(variants)
         ctx = TrialContext(
-            config, store, machine, variants.weights, payloads, cache_dir, stop or threading.Event()
+            config,
+            store,
+            machine,
+            variants.weights,
+            payloads,
+            cache_dir,
+            stop or threading.Event(),
+            variants.accuracy,
         )
         offers = stack_offers(config.stacks)
         planned = plan_trials(config, variants.summaries, int(env["cores"]), offers)  # type: ignore[call-overload]
