@@ -67,10 +67,17 @@ class LoadPoint(StrictModel):
         return sum(self.errors.values())
 
 
+DEFAULT_STACK = "deploybench"
+
+
 class Candidate(StrictModel):
-    """One deployment candidate: a backend and the server knobs it is served with."""
+    """One deployment candidate: a backend, the serving stack in front of it, and the knobs it is served with.
+
+    The knobs are canonical (delays in ms); each stack maps them to its own names and units.
+    """
 
     backend: str
+    stack: str = DEFAULT_STACK
     device: str = "cpu"
     workers: int = 1
     threads: int = 1
@@ -87,31 +94,62 @@ class Candidate(StrictModel):
     def key(self) -> str:
         """Stable identifier; a study resumes by skipping keys it already recorded.
 
+        deploybench's own server keeps the bare key (older studies resume); other stacks prefix theirs.
         Runtime knobs at their defaults add nothing, so keys of default candidates never change;
         others add e.g. `/s2-ovl` (RuntimeKnobs.key_suffix).
         """
-        base = (
+        key = (
             f"{self.backend}@{self.device}/w{self.workers}t{self.threads}"
             f"/b{self.max_batch_size}d{self.max_delay_ms:g}"
         )
         suffix = self.runtime.key_suffix
-        return f"{base}/{suffix}" if suffix else base
+        key = f"{key}/{suffix}" if suffix else key
+        return key if self.stack == DEFAULT_STACK else f"{self.stack}:{key}"
 
 
 class ParityReport(StrictModel):
-    """How a variant's outputs compare with eager fp32 on fresh inputs."""
+    """How a variant's outputs compare with eager fp32 on fresh inputs (see backends/parity.py)."""
 
     verdict: Literal["passed", "rejected", "reference"]
     precision: str
     inputs: int = 0
+    batch_sizes: list[int] = Field(default_factory=list, description="every batch size verified")
     top1_agreement: float | None = None
     top5_overlap: float | None = None
-    cosine_min: float | None = None
-    cosine_p10: float | None = Field(None, description="10th percentile of the per-input centred cosine")
-    max_abs_err: float | None = None
-    max_rel_err: float | None = None
+    cosine_min: float | None = Field(None, description="worst input's input-dependent cosine")
+    cosine_p10: float | None = Field(None, description="10th percentile of the input-dependent cosine")
+    max_abs_err: float | None = Field(None, description="largest logit error; reported, not gated")
+    max_rel_err: float | None = Field(
+        None, description="largest logit error (row mean error removed) over that input's logit range; gated"
+    )
+    input_variation: float | None = Field(
+        None, description="fraction of the reference's logit variance that differs between inputs"
+    )
     reason: str | None = None
     notes: list[str] = Field(default_factory=list)
+
+
+class AccuracyReport(StrictModel):
+    """Labelled accuracy of one variant and, for all but the reference, its top-1 drop against eager.
+
+    drop_pp > 0 means the variant gets fewer images right. The interval is a 95% confidence interval
+    for paired proportions (Newcombe); p_value is McNemar's exact test on the disagreements.
+    """
+
+    n: int
+    top1: float
+    top5: float
+    data: str = Field("", description="what the images were and where they came from")
+    reference_top1: float | None = None
+    reference_top5: float | None = None
+    drop_pp: float | None = Field(None, description="eager top-1 minus this top-1, percentage points")
+    drop_low_pp: float | None = None
+    drop_high_pp: float | None = None
+    only_reference_right: int | None = Field(None, description="images eager got right and this one wrong")
+    only_variant_right: int | None = None
+    p_value: float | None = Field(None, description="McNemar's exact test, two-sided")
+    significant: bool | None = Field(None, description="p_value < 0.05")
+    summary: str = ""
 
 
 class MachineInfo(StrictModel):
@@ -130,6 +168,17 @@ class MachineInfo(StrictModel):
     warnings: list[str] = Field(default_factory=list, description="e.g. instance vs detected CPU mismatch")
 
 
+class StackRecord(StrictModel):
+    """How the serving stack ran a trial: protocol measured, knobs in its own terms, what it reported."""
+
+    name: str
+    protocol: str = Field(description="what the load generator spoke, e.g. sagemaker-http, kserve-v2")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the stack's own knob names/units")
+    reported: dict[str, Any] = Field(
+        default_factory=dict, description="what the stack said about itself (workers, batch sizes formed)"
+    )
+
+
 class TrialRecord(StrictModel):
     """One line of trials.jsonl: a candidate built, verified, served and load-tested."""
 
@@ -142,15 +191,16 @@ class TrialRecord(StrictModel):
     reason: str | None = Field(None, description="why failed/rejected/skipped, one line")
     precision: str | None = None
     parity: ParityReport | None = None
+    accuracy: AccuracyReport | None = None
     points: list[LoadPoint] = Field(default_factory=list)
     peak_index: int | None = None
     c16_index: int | None = None
     slo_rate_index: int | None = None
     peak_rss_mb: float | None = None
     server_cpu_pct: float | None = None
-    front_cpu_pct: float | None = Field(None, description="the HTTP front process alone (100 = one core)")
-    serving: dict[str, Any] | None = Field(
-        None, description="what the workers resolved and read back: cores, runtime settings, threads"
+    stack: StackRecord | None = None
+    front_cpu_pct: float | None = Field(
+        None, description="the stack's root process alone, deploybench's HTTP front (100 = one core)"
     )
     machine: MachineInfo
     started_at: str

@@ -50,9 +50,14 @@ def wait_for_trials(out: Path, proc: subprocess.Popen[bytes], count: int, timeou
     raise AssertionError(f"no {count} trial(s) recorded within {timeout_s} s")
 
 
+ACCURACY = ("--eval-data", "bundled", "--max-accuracy-drop", "5")  # scored on the shipped labelled set
+
+
 def test_killed_study_resumes_without_repeating_or_losing_trials(tmp_path: Path) -> None:
     out, cache = tmp_path / "study", tmp_path / "cache"
-    first = subprocess.Popen(study_command(out, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        study_command(out, cache, *ACCURACY), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_trials(out, first, 1, timeout_s=400)
     finally:
@@ -62,7 +67,7 @@ def test_killed_study_resumes_without_repeating_or_losing_trials(tmp_path: Path)
     assert before, "the first run recorded nothing"
 
     done = subprocess.run(
-        [*study_command(out, cache), "--json", str(tmp_path / "run.json")],
+        [*study_command(out, cache, *ACCURACY), "--json", str(tmp_path / "run.json")],
         capture_output=True,
         text=True,
         timeout=600,
@@ -80,10 +85,11 @@ def test_killed_study_resumes_without_repeating_or_losing_trials(tmp_path: Path)
         assert {p.concurrency for p in trial.points} >= {1, 2, 4}
         assert sum(p.ok for p in trial.points) > 0
         assert trial.peak_rss_mb and trial.peak_rss_mb > 50
-        assert trial.machine.price_per_hour == 0.17 and trial.weights == "random"
+        assert trial.machine.price_per_hour == 0.17 and trial.weights.startswith("random")
+        assert trial.accuracy is not None and trial.accuracy.n == 80
         assert trial.machine.price_source == "given: --price-per-hour" and trial.machine.cores
-        workers = (trial.serving or {}).get("workers", [])
-        assert len(workers) == trial.candidate.workers and workers[0]["runtime_settings"], trial.serving
+        workers = (trial.stack.reported if trial.stack else {}).get("workers", [])
+        assert len(workers) == trial.candidate.workers and workers[0]["runtime_settings"], trial.stack
         assert trial.front_cpu_pct is not None
     for name in (
         "study.yaml",
@@ -94,6 +100,7 @@ def test_killed_study_resumes_without_repeating_or_losing_trials(tmp_path: Path)
         "results.csv",
     ):
         assert (out / name).exists(), name
+    assert "## Accuracy on labelled data" in (out / "summary.md").read_text()
     summary = json.loads((tmp_path / "run.json").read_text())
     assert len(summary["rows"]) == 3 and summary["report"].endswith("report.html")
 

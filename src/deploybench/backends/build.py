@@ -34,9 +34,10 @@ def build_variant(
     """Load the model (unless given), then build the backend's variant with `threads` intra-op threads.
 
     cache_dir is the cache ROOT (default $DEPLOYBENCH_CACHE or ~/.cache/deploybench); the backend gets
-    its own keyed sub-directory in ctx.cache_dir. Calibration images come from the payload photos (or
-    calibration_dir) and are made once per process. `runtime` (streams, spinning, thread pinning,
-    inter-op threads) shapes how the runtime runs, never the cached artifact.
+    its own keyed sub-directory in ctx.cache_dir. Calibration images come from the bundled calibration
+    photos (or calibration_dir, else spec.calibration_data) and are made once per process. `runtime`
+    (streams, spinning, thread pinning, inter-op threads) shapes how the runtime runs, never the
+    cached artifact.
     """
     runtime = runtime or RuntimeKnobs()
     torch.set_num_threads(runtime.threads_per_stream(threads))
@@ -44,8 +45,9 @@ def build_variant(
     availability = impl.availability()
     if not availability.ok:
         raise BackendUnavailableError(f"backend {backend!r}: {availability.reason}")
-    model = model or load_model(spec)
+    model = model or load_model(spec, cache_dir)
     device = device or impl.device
+    calibration_dir = calibration_dir or spec.calibration_data
     options = {"input_shape": list(model.input_shape), "device": device, "calibration": str(calibration_dir)}
     ctx = BuildContext(
         threads=threads,

@@ -120,6 +120,7 @@ class TorchScriptBackend(_TorchBackend):
         _read_back_precision(variant, ctx.example)  # also runs the JIT's profiling pass once
         variant.build_seconds = time.perf_counter() - start
         variant.artifact_bytes = directory_bytes(cached) if cached is not None else None
+        variant.artifact_path = cached  # the frozen module, reloadable (optimised ones are not): for stacks
         return variant
 
     @staticmethod
@@ -154,6 +155,7 @@ class InductorBackend(Backend):
     precision = "fp32"
     description = "torch.compile (inductor) with freezing: weights folded as constants"
     runtime_knobs = TORCH_KNOBS
+    rebuilt_per_process = True  # compiled in every process: server workers verify their own build
 
     def availability(self) -> Availability:
         if _cxx_compiler() is None:

@@ -29,23 +29,24 @@ from deploybench.study.summary import sorted_rows
 def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     """Only the flags the user gave, nested like the study file, so they overlay it."""
     overrides: dict[str, Any] = {}
-    model = {k: options[k] for k in ("source", "weights") if options.get(k) is not None}
+    model = {k: options[k] for k in ("source", "weights", "calibration_data") if options.get(k) is not None}
     if model:
         overrides["model"] = model
-    if options.get("backends"):
-        overrides["backends"] = [b.strip() for b in options["backends"].split(",") if b.strip()]
+    for key in ("backends", "stacks"):
+        if options.get(key):
+            overrides[key] = [name.strip() for name in options[key].split(",") if name.strip()]
     machine = {k: options[k] for k in ("instance", "price_per_hour") if options.get(k) is not None}
     if options.get("unpriced"):
         machine["unpriced"] = True
     if machine:
         overrides["machine"] = machine
-    constraints = {
-        k: options[k] for k in ("p99_ms", "min_throughput", "objective") if options.get(k) is not None
-    }
+    names = ("p99_ms", "min_throughput", "objective", "max_accuracy_drop", "reject_significant_drop")
+    constraints = {k: options[k] for k in names if options.get(k) is not None}
     if constraints:
         overrides["constraints"] = constraints
-    if options.get("payload") is not None:
-        overrides["payload"] = str(options["payload"])
+    for key in ("payload", "eval_data"):
+        if options.get(key) is not None:
+            overrides[key] = str(options[key])
     return overrides
 
 
@@ -61,6 +62,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 _COLUMNS = (
     ("backend", "left"),
+    ("stack", "left"),
     ("precision", "left"),
     ("w/t/b/d", "left"),
     ("parity", "left"),
@@ -86,6 +88,7 @@ def render_table(outcome: StudyOutcome) -> Table:
         peak_flag = "" if row["peak_trusted"] or row["peak"]["rps"] is None else " ~"
         table.add_row(
             row["backend"],
+            row["stack"],
             row["precision"] or "-",
             knobs,
             row["parity"] or "-",
@@ -150,6 +153,10 @@ def run(
     ] = None,
     weights: Annotated[str | None, typer.Option(help="auto | pretrained | random | FILE")] = None,
     backends: Annotated[str | None, typer.Option(help="comma-separated backends (default: all here)")] = None,
+    stacks: Annotated[
+        str | None,
+        typer.Option(help="stacks: deploybench,torchserve,triton,litserve (any of them) or all"),
+    ] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
     instance: Annotated[str | None, typer.Option(help="instance name from the price catalogue")] = None,
     price_per_hour: Annotated[float | None, typer.Option(help="USD per hour of this machine")] = None,
@@ -159,6 +166,21 @@ def run(
     p99_ms: Annotated[float | None, typer.Option(help="constraint: p99 latency bound (ms)")] = None,
     min_throughput: Annotated[float | None, typer.Option(help="constraint: minimum req/s")] = None,
     objective: Annotated[str | None, typer.Option(help="cost | throughput | p99")] = None,
+    eval_data: Annotated[
+        str | None, typer.Option(help="labelled images (ImageFolder or CSV) scored per variant; 'bundled'")
+    ] = None,
+    calibration_data: Annotated[
+        Path | None, typer.Option(help="folder of images for int8 calibration")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None, typer.Option(help="constraint: top-1 percentage points a variant may lose vs eager")
+    ] = None,
+    reject_significant_drop: Annotated[
+        bool | None,
+        typer.Option(
+            "--reject-significant-drop", help="constraint: exclude significant top-1 drops (McNemar)"
+        ),
+    ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="about 2 minutes: fewer candidates, shorter windows")
     ] = False,
@@ -176,6 +198,7 @@ def run(
         "source": model,
         "weights": weights,
         "backends": backends,
+        "stacks": stacks,
         "instance": instance,
         "price_per_hour": price_per_hour,
         "unpriced": unpriced,
@@ -183,6 +206,10 @@ def run(
         "min_throughput": min_throughput,
         "objective": objective,
         "payload": payload,
+        "eval_data": eval_data,
+        "calibration_data": str(calibration_data) if calibration_data else None,
+        "max_accuracy_drop": max_accuracy_drop,
+        "reject_significant_drop": reject_significant_drop,
     }
     try:
         overrides = _cli_overrides(options)

@@ -67,6 +67,62 @@ def _parity(trials: Sequence[TrialRecord]) -> list[str]:
     return lines
 
 
+def _stacks(rec: Recommendation) -> list[str]:
+    """Serving stacks side by side on each backend more than one of them served."""
+    groups = tables.stack_comparison(rec)
+    if not groups:
+        return []
+    lines = ["", "## Serving stacks side by side", ""]
+    for group in groups:
+        lines += [
+            f"**{group['backend']}**",
+            "",
+            "| stack | protocol | candidate | peak req/s | p99 at peak ms | $ / 1M | peak MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in group["rows"]:
+            flag = "" if row["peak_trusted"] else " ~"
+            cells = [
+                row["stack"],
+                row["protocol"],
+                row["candidate"],
+                fmt(row["peak_rps"]) + flag,
+                fmt(row["peak_p99_ms"]),
+                fmt(row["cost_per_1m_usd"], ".2f", "$"),
+                fmt(row["peak_rss_mb"], ".0f"),
+            ]
+            lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+        lines.append("")
+    lines.append("~ no trusted peak: the best point measured (unstable or client-bound).")
+    return lines
+
+
+def _accuracy(rec: Recommendation, trials: Sequence[TrialRecord]) -> list[str]:
+    rows = tables.accuracy_rows(trials, rec)
+    if not rows:
+        return []
+    head = (
+        "| backend | precision | n | top-1 | top-5 | drop pp | 95% CI pp | McNemar p | verdict | excluded |"
+    )
+    lines = [
+        "",
+        "## Accuracy on labelled data",
+        "",
+        f"Images: {rows[0]['data']}",
+        "",
+        head,
+        "|" + "---|" * 10,
+    ]
+    for r in rows:
+        cells = [
+            r["backend"], r["precision"], str(r["n"]), fmt(r["top1"], ".1%"), fmt(r["top5"], ".1%"),
+            fmt(r["drop_pp"], "+.1f"), r["interval"] or "—", fmt(r["p_value"], ".2g"), r["verdict"],
+            r["excluded"] or "—",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(_escape(str(c)) for c in cells) + " |")
+    return lines
+
+
 def _capacity(rec: Recommendation) -> list[str]:
     if rec.target_rps is None:
         return []
@@ -102,7 +158,9 @@ def render_markdown(
         f"- Weights: {', '.join(rec.weights) or '—'}",
         f"- Machines: {', '.join(rec.machines) or '—'}",
         f"- Constraints: p99 <= {fmt(c.p99_ms, 'g', '', ' ms')}, throughput >= "
-        f"{fmt(c.min_throughput, 'g', '', ' req/s')}; objective {c.objective} "
+        f"{fmt(c.min_throughput, 'g', '', ' req/s')}, "
+        f"top-1 drop <= {fmt(c.max_accuracy_drop, 'g', '', ' pp')}"
+        f"{' and not significant' if c.reject_significant_drop else ''}; objective {c.objective} "
         f"(ranked by {rec.objective_used})",
         f"- Cost formula: {tables.COST_FORMULA}",
         *[f"- Note: {n}" for n in rec.notes],
@@ -112,12 +170,14 @@ def render_markdown(
         *_ranking(rec),
         "",
         "◆ on the Pareto front (cost per 1M, p99, throughput). "
-        "Baseline: eager PyTorch fp32, 1 worker, batch 1.",
+        "Baseline: eager PyTorch fp32 on deploybench's server, 1 worker, batch 1.",
+        *_stacks(rec),
         *_capacity(rec),
         "",
         "## Parity against eager fp32",
         "",
         *_parity(trials),
+        *_accuracy(rec, trials),
         "",
     ]
     return "\n".join(lines)

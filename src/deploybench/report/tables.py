@@ -28,6 +28,8 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "model": ev.model,
         "weights": ev.weights,
         "backend": ev.backend,
+        "stack": ev.stack,
+        "protocol": ev.protocol,
         "precision": ev.precision,
         "device": ev.device,
         "workers": ev.workers,
@@ -55,6 +57,7 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "cost_change_pct": ev.cost_change_pct,
         "peak_rss_mb": ev.peak_rss_mb,
         "server_cpu_pct": ev.server_cpu_pct,
+        "accuracy_drop_pp": ev.accuracy_drop_pp,
         "instances_needed": plan.instances if plan else None,
         "monthly_usd": plan.monthly_usd if plan else None,
         "reason": ev.reason,
@@ -106,6 +109,35 @@ def parity_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: (r["verdict"] != "reference", r["backend"], r["precision"]))
 
 
+def accuracy_rows(trials: Sequence[TrialRecord], rec: Recommendation) -> list[dict[str, Any]]:
+    """One row per variant scored on labelled data, and whether the recommendation excluded it for it."""
+    excluded = {
+        (ev.backend, ev.precision): ev.reason for ev in rec.evaluations if ev.reason.startswith("accuracy:")
+    }
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for trial in trials:
+        key = (trial.candidate.backend, trial.precision or "fp32")
+        acc = trial.accuracy
+        if acc is None or key in rows:
+            continue
+        rows[key] = {
+            "backend": key[0],
+            "precision": key[1],
+            "n": acc.n,
+            "top1": acc.top1,
+            "top5": acc.top5,
+            "drop_pp": acc.drop_pp,
+            "interval": None if acc.drop_pp is None else f"[{acc.drop_low_pp:+.1f}, {acc.drop_high_pp:+.1f}]",
+            "p_value": acc.p_value,
+            "verdict": "reference"
+            if acc.drop_pp is None
+            else ("significant" if acc.significant else "not significant"),
+            "excluded": excluded.get(key, "").removeprefix("accuracy: "),
+            "data": acc.data,
+        }
+    return sorted(rows.values(), key=lambda r: (r["drop_pp"] is not None, r["backend"], r["precision"]))
+
+
 def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Nested dicts as dotted keys; lists of scalars joined; for the environment table."""
     if isinstance(data, dict):
@@ -138,3 +170,45 @@ def _cell(value: Any) -> str:
 def fmt(value: float | None, spec: str = ".1f", prefix: str = "", suffix: str = "") -> str:
     """Format a number for humans; '—' when missing."""
     return "—" if value is None else f"{prefix}{value:{spec}}{suffix}"
+
+
+def stack_comparison(rec: Recommendation) -> list[dict[str, Any]]:
+    """Per backend served by more than one stack: each stack's best trial side by side (peak, p99, memory).
+
+    Ordered by the best peak throughput, so the first group is the best backend the stacks share.
+    """
+    best: dict[str, dict[str, Evaluation]] = {}
+    for ev in rec.evaluations:
+        if ev.status != "ok" or (ev.peak_throughput_rps or ev.throughput_rps) is None:
+            continue
+        per_stack = best.setdefault(ev.backend, {})
+        held = per_stack.get(ev.stack)
+        if held is None or _headline_rps(ev) > _headline_rps(held):
+            per_stack[ev.stack] = ev
+    groups = []
+    for backend, per_stack in best.items():
+        if len(per_stack) < 2:
+            continue
+        rows = sorted(per_stack.values(), key=lambda e: -_headline_rps(e))
+        groups.append({"backend": backend, "rows": [_stack_row(ev) for ev in rows]})
+    return sorted(groups, key=lambda g: -(g["rows"][0]["peak_rps"] or 0.0))
+
+
+def _headline_rps(ev: Evaluation) -> float:
+    return ev.peak_throughput_rps or ev.throughput_rps or 0.0
+
+
+def _stack_row(ev: Evaluation) -> dict[str, Any]:
+    trusted = ev.peak_throughput_rps is not None
+    return {
+        "stack": ev.stack,
+        "protocol": ev.protocol or "",
+        "candidate": ev.label,
+        "peak_rps": ev.peak_throughput_rps if trusted else ev.throughput_rps,
+        "peak_p99_ms": ev.peak_p99_ms if trusted else ev.p99_ms,
+        "peak_trusted": trusted,
+        "rank": ev.rank,
+        "cost_per_1m_usd": ev.cost_per_1m,
+        "peak_rss_mb": ev.peak_rss_mb,
+        "server_cpu_pct": ev.server_cpu_pct,
+    }

@@ -71,13 +71,22 @@ def _receive(conn: Connection) -> tuple[int, list[Any]] | None:
             return payload
 
 
-def serve_batches(conn: Connection, pipelines: list[Any]) -> None:
+def answer_frame(pipeline: Any, batch_id: int, items: list[Any], debug: bool) -> bytes:
+    """The batch's answers, pickled with its id. Should the pipeline fail as a whole (or a result
+    not pickle), every request of the batch gets that error: exceptions never end a worker."""
+    from deploybench.serve.errors import error_result
+
+    try:
+        return pickle.dumps((RESULTS, (batch_id, pipeline.run(items))), pickle.HIGHEST_PROTOCOL)
+    except (Exception, SystemExit) as exc:
+        return pickle.dumps((RESULTS, (batch_id, [error_result(item.rid, exc, debug) for item in items])))
+
+
+def serve_batches(conn: Connection, pipelines: list[Any], debug: bool = False) -> None:
     """Answer batches until the front goes: inline with one pipeline, else on a thread each."""
     if len(pipelines) == 1:
         while (message := _receive(conn)) is not None:
-            batch_id, items = message
-            results = pipelines[0].run(items)
-            conn.send_bytes(pickle.dumps((RESULTS, (batch_id, results)), pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(answer_frame(pipelines[0], *message, debug))
         return
     free: queue.SimpleQueue[Any] = queue.SimpleQueue()
     for pipeline in pipelines:
@@ -87,10 +96,9 @@ def serve_batches(conn: Connection, pipelines: list[Any]) -> None:
     def run(batch_id: int, items: list[Any]) -> None:
         pipeline = free.get()  # the front sends at most len(pipelines) batches, so one is free
         try:
-            results = pipeline.run(items)
+            frame = answer_frame(pipeline, batch_id, items, debug)
         finally:
             free.put(pipeline)
-        frame = pickle.dumps((RESULTS, (batch_id, results)), pickle.HIGHEST_PROTOCOL)
         with send_lock, contextlib.suppress(OSError):
             conn.send_bytes(frame)
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from deploybench.hardware import detect_machine
 from deploybench.machine import resolve_machine
 from deploybench.payload import default_payload_path, read_payloads
-from deploybench.results import MachineInfo, TrialRecord
+from deploybench.results import AccuracyReport, MachineInfo, StackRecord, TrialRecord
+from deploybench.stacks import StackLaunch, all_stacks, get_stack, resolve_stacks
 from deploybench.study.environment import fingerprint
-from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail, start_server, stop_server
+from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail
 from deploybench.study.measure import LiveCallback, measure_candidate
-from deploybench.study.plan import PlannedTrial, plan_trials
+from deploybench.study.plan import PlannedTrial, StackOffer, plan_trials
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore
 from deploybench.study.variants_step import VariantsOutcome, evaluate_study_variants, summaries_from_json
@@ -62,6 +63,7 @@ class TrialContext:
     payloads: list[bytes]
     cache_dir: Path | None
     stop: threading.Event
+    accuracy: dict[str, AccuracyReport] = field(default_factory=dict)
 
 
 def _base_record(ctx: TrialContext, trial: PlannedTrial, started: str) -> dict[str, object]:
@@ -73,6 +75,7 @@ def _base_record(ctx: TrialContext, trial: PlannedTrial, started: str) -> dict[s
         "precision": trial.precision,
         "machine": ctx.machine,
         "started_at": started,
+        "accuracy": ctx.accuracy.get(trial.candidate.backend),
     }
 
 
@@ -87,39 +90,52 @@ def _unserved_record(ctx: TrialContext, trial: PlannedTrial, parity: dict[str, o
     )
 
 
+def _stack_launch(ctx: TrialContext, trial: PlannedTrial, on_message: Callable[[str], None]) -> StackLaunch:
+    key = trial.candidate.key
+    return StackLaunch(
+        model=ctx.config.model,
+        candidate=trial.candidate,
+        workdir=ctx.store.stack_dir(key),
+        log_path=ctx.store.log_path(key),
+        cache_dir=ctx.cache_dir,
+        timeout_s=ctx.config.startup_timeout_s,
+        on_message=on_message,
+    )
+
+
 def run_served_trial(
     ctx: TrialContext,
     trial: PlannedTrial,
     parity: dict[str, object] | None,
     on_live: LiveCallback,
+    on_message: Callable[[str], None] = lambda message: None,
 ) -> TrialRecord:
-    """Start the server, run the load plan, stop it; any failure becomes a failed trial with its log tail."""
+    """Start the candidate's stack, run the load plan, stop it; a failure is a failed trial with its log."""
     started = now()
     base = _base_record(ctx, trial, started)
-    log_path = ctx.store.log_path(trial.candidate.key)
+    stack = get_stack(trial.candidate.stack)
+    launch = _stack_launch(ctx, trial, on_message)
+    record = StackRecord(name=stack.name, protocol=stack.protocol, settings=stack.settings(trial.candidate))
     try:
-        server = start_server(
-            ctx.config.model,
-            trial.candidate,
-            log_path,
-            cache_dir=ctx.cache_dir,
-            timeout_s=ctx.config.startup_timeout_s,
-        )
+        server = stack.start(launch)
     except ServerStartError as exc:
         return TrialRecord(
             **base,
             status="failed",
-            reason=f"server did not start: {exc}",
+            reason=f"{stack.name} did not start: {exc}",
             parity=parity,  # type: ignore[arg-type]
+            stack=record,
             finished_at=now(),
             log_tail=exc.log_tail,
         )
     try:
-        with ResourceMonitor(server.proc.pid) as monitor:
-            measured = measure_candidate(server.invocations_url, ctx.payloads, ctx.config, ctx.stop, on_live)
-        crashed = server.proc.poll() is not None
+        with ResourceMonitor(server.pid) as monitor:
+            target = server.target(ctx.payloads, ctx.config.content_type)
+            measured = measure_candidate(target, ctx.config, ctx.stop, on_live)
+        crashed = not server.alive()
+        record.reported = {} if crashed else server.reported()
     finally:
-        stop_server(server)
+        server.stop()
     status, reason = measured.verdict(crashed)
     return TrialRecord(
         **base,
@@ -133,9 +149,9 @@ def run_served_trial(
         peak_rss_mb=monitor.peak_rss_bytes / 2**20 or None,
         server_cpu_pct=monitor.cpu_pct,
         front_cpu_pct=monitor.front_cpu_pct,
-        serving=server.ready_info,
+        stack=record,
         finished_at=now(),
-        log_tail=log_tail(log_path) if status == "failed" else None,
+        log_tail=log_tail(launch.log_path) if status == "failed" else None,
     )
 
 
@@ -150,6 +166,17 @@ def _variants(
     outcome = evaluate_study_variants(config, cache_dir, progress.on_stage)
     store.write_json(VARIANTS, outcome.raw)
     return outcome
+
+
+def stack_offers(names: list[str]) -> list[StackOffer]:
+    """Resolve the study's stacks on this machine: `all` expanded, each one's availability and backends."""
+    stacks = all_stacks()
+    offers = []
+    for name in resolve_stacks(names):
+        stack = stacks[name]()
+        availability = stack.availability()
+        offers.append(StackOffer(name, None if availability.ok else availability.reason, stack.backends))
+    return offers
 
 
 def _payloads(config: StudyConfig) -> list[bytes]:
@@ -179,9 +206,17 @@ def run_study(
         variants = _variants(store, config, cache_dir, progress)
         progress.on_variants(variants)
         ctx = TrialContext(
-            config, store, machine, variants.weights, payloads, cache_dir, stop or threading.Event()
+            config,
+            store,
+            machine,
+            variants.weights,
+            payloads,
+            cache_dir,
+            stop or threading.Event(),
+            variants.accuracy,
         )
-        planned = plan_trials(config, variants.summaries, profile.cores)
+        offers = stack_offers(config.stacks)
+        planned = plan_trials(config, variants.summaries, profile.cores, offers)
         done = store.trial_ids()
         progress.on_plan(planned, done)
         for trial in planned:
@@ -192,7 +227,7 @@ def run_study(
             progress.on_trial_start(trial)
             parity = variants.parity.get(trial.candidate.backend)
             if trial.action == "serve":
-                record = run_served_trial(ctx, trial, parity, progress.on_live)
+                record = run_served_trial(ctx, trial, parity, progress.on_live, progress.on_stage)
             else:
                 record = _unserved_record(ctx, trial, parity)
             if ctx.stop.is_set():

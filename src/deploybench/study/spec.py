@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError
+from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator
 
 from deploybench.config import Constraints, ModelSpec, ParityThresholds, RuntimeKnobs, StrictModel
 
@@ -84,8 +84,17 @@ class StudyConfig(StrictModel):
     name: str = "default"
     model: ModelSpec = Field(default_factory=ModelSpec)
     payload: Path | None = Field(None, description="file or folder of request bodies; None: bundled cat.jpg")
+    eval_data: str | None = Field(
+        None,
+        description="labelled images (ImageFolder or CSV) scored per variant; 'bundled': the shipped set",
+    )
     content_type: str = "image/jpeg"
     backends: list[str] | None = Field(None, description="None: every backend available here")
+    stacks: list[str] = Field(
+        default_factory=lambda: ["deploybench"],
+        min_length=1,
+        description="serving stacks: deploybench, torchserve, triton, litserve, or all (every installed one)",
+    )
     serve_top: int | None = Field(
         4, ge=0, description="serve eager plus the N fastest verified backends in-process; None: all"
     )
@@ -100,6 +109,17 @@ class StudyConfig(StrictModel):
     parity: ParityThresholds = Field(default_factory=ParityThresholds)
     machine: MachineSpec = Field(default_factory=MachineSpec)
     startup_timeout_s: float = Field(600.0, gt=0)
+
+    @field_validator("stacks")
+    @classmethod
+    def _known_stacks(cls, names: list[str]) -> list[str]:
+        from deploybench.stacks import ALL, all_stacks
+
+        known = all_stacks()
+        unknown = [name for name in names if name != ALL and name not in known]
+        if unknown:
+            raise ValueError(f"unknown stack(s) {', '.join(unknown)}; known: {', '.join(known)}, or {ALL}")
+        return names
 
 
 def quick_overrides() -> dict[str, Any]:

@@ -28,6 +28,8 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
     return {
         "trial_id": trial.trial_id,
         "backend": cand.backend,
+        "stack": cand.stack,
+        "protocol": trial.stack.protocol if trial.stack else None,
         "precision": trial.precision,
         "workers": cand.workers,
         "threads": cand.threads,
