@@ -6,6 +6,7 @@ library versions) is an explicit step recorded with every trial.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,10 +24,21 @@ class ModelSpec(StrictModel):
     source: str = Field(
         "torchvision:resnet50",
         description="torchvision:<name> | efficientnet-lite0 | FILE.pt (TorchScript) | FILE.onnx"
-        " | module:function",
+        " | module:function | a SageMaker model.tar.gz or model folder (code/inference.py)",
     )
     weights: str = Field("auto", description="auto | pretrained | random | path to a state dict")
-    input_shape: tuple[int, int, int] = (3, 224, 224)
+    input_shape: tuple[int, int, int] = Field(
+        (3, 224, 224), description="SageMaker sources with a payload: read from what input_fn returns"
+    )
+    payload: Path | None = Field(
+        None,
+        description="SageMaker sources: request bodies (file or folder) the handler's input_fn reads; they "
+        "give the input shape, check predict_fn and come first among the parity inputs",
+    )
+    content_type: str = Field(
+        "image/jpeg",
+        description="SageMaker sources: the Content-Type of those bodies (and of calibration photos)",
+    )
 
 
 class ParityThresholds(StrictModel):

@@ -8,6 +8,7 @@ synthetic inputs are smooth, low-frequency colour fields, and only parity uses t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -42,6 +43,7 @@ SKIMAGE_PHOTOS = (
     "page.png",
 )
 DEFAULT_CALIBRATION_COUNT = 100
+Preprocess = Callable[[Image.Image], np.ndarray]  # one photo -> the model's CHW float32 input
 CALIBRATION_SEED = 0
 PARITY_SEED = 1  # a different seed: parity inputs are fresh, never the images int8 was calibrated on
 
@@ -106,8 +108,17 @@ def smooth_noise_image(rng: np.random.Generator, size: int = CROP) -> Image.Imag
     return image.filter(ImageFilter.GaussianBlur(size / 32))
 
 
+def _converter(input_shape: tuple[int, int, int], preprocess: Preprocess | None) -> Preprocess:
+    """The model's own photo -> input function (a SageMaker input_fn), else the reference one."""
+    return preprocess or (lambda image: to_model_input(image, input_shape))
+
+
 def augmented_arrays(
-    count: int, seed: int, input_shape: tuple[int, int, int], folder: Path | None = None
+    count: int,
+    seed: int,
+    input_shape: tuple[int, int, int],
+    folder: Path | None = None,
+    preprocess: Preprocess | None = None,
 ) -> list[np.ndarray]:
     """`count` preprocessed CHW images: every source photo once, then random augmentations of them."""
     sources = _source_images(folder)
@@ -115,31 +126,41 @@ def augmented_arrays(
     images = list(sources[:count])
     while len(images) < count:
         images.append(augment(sources[int(rng.integers(len(sources)))], rng))
-    return [to_model_input(image, input_shape) for image in images]
+    convert = _converter(input_shape, preprocess)
+    return [convert(image) for image in images]
 
 
 @cache
 def _calibration_cached(
-    count: int, input_shape: tuple[int, int, int], folder: Path | None
+    count: int, input_shape: tuple[int, int, int], folder: Path | None, preprocess: Preprocess | None
 ) -> tuple[np.ndarray, ...]:
-    return tuple(augmented_arrays(count, CALIBRATION_SEED, input_shape, folder))
+    return tuple(augmented_arrays(count, CALIBRATION_SEED, input_shape, folder, preprocess))
 
 
 def calibration_images(
     input_shape: tuple[int, int, int] = (3, CROP, CROP),
     count: int = DEFAULT_CALIBRATION_COUNT,
     folder: Path | None = None,
+    preprocess: Preprocess | None = None,
 ) -> list[np.ndarray]:
-    """Calibration set for int8 backends (memoised per process: every backend sees the same images)."""
-    return list(_calibration_cached(count, tuple(input_shape), folder))
+    """Calibration set for int8 backends (memoised per process: every backend sees the same images).
+
+    `preprocess` is how a photo becomes this model's input when that is not the reference
+    preprocessing: a SageMaker handler's own input_fn, so int8 scales fit what it feeds the network.
+    """
+    return list(_calibration_cached(count, tuple(input_shape), folder, preprocess))
 
 
 def parity_inputs(
-    input_shape: tuple[int, int, int] = (3, CROP, CROP), count: int = 32, folder: Path | None = None
+    input_shape: tuple[int, int, int] = (3, CROP, CROP),
+    count: int = 32,
+    folder: Path | None = None,
+    preprocess: Preprocess | None = None,
 ) -> np.ndarray:
     """Fresh NCHW inputs for parity: photos and their augmentations, plus ~1/8 smooth colour fields."""
     rng = np.random.default_rng(PARITY_SEED)
     fields = max(1, count // 8)
-    photos = augmented_arrays(count - fields, PARITY_SEED, input_shape, folder)
-    synthetic = [to_model_input(smooth_noise_image(rng), input_shape) for _ in range(fields)]
+    photos = augmented_arrays(count - fields, PARITY_SEED, input_shape, folder, preprocess)
+    convert = _converter(input_shape, preprocess)
+    synthetic = [convert(smooth_noise_image(rng)) for _ in range(fields)]
     return np.stack(photos + synthetic).astype(np.float32)
