@@ -72,6 +72,7 @@ class OrtVariant(Variant):
         self.session = session
         self.build_seconds = build_seconds
         self.artifact_bytes = directory_bytes(artifact)
+        self.artifact_path = artifact
         self.device = (
             "cuda"
             if session.get_providers()[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")

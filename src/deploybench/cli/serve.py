@@ -48,6 +48,17 @@ def _model_source(flag: str | None, folder: Path | None) -> str:
     return DEFAULT_SOURCE
 
 
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """'3,224,224' -> (3, 224, 224); anything else is a clear error."""
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise fail(f"--input-shape takes C,H,W (three positive integers), got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
 def _ready_hook(settings: ServeSettings, json_path: Path | None) -> Any:
     def on_ready(info: dict[str, Any]) -> None:
         first = info["workers"][0] if info["workers"] else {}
@@ -80,12 +91,18 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="model worker processes [env SAGEMAKER_MODEL_SERVER_WORKERS]")
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="intra-op threads per worker")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="intra-op threads per worker [env OMP_NUM_THREADS]")
+    ] = None,
     max_batch_size: Annotated[
-        int | None, typer.Option(help="dynamic batching: most requests per predict call")
+        int | None,
+        typer.Option(help="dynamic batching: most requests per batch [env SAGEMAKER_TS_BATCH_SIZE]"),
     ] = None,
     max_delay_ms: Annotated[
-        float | None, typer.Option(help="dynamic batching: longest wait after the first")
+        float | None,
+        typer.Option(
+            help="dynamic batching: longest wait after the first [env SAGEMAKER_TS_MAX_BATCH_DELAY]"
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080) [env SAGEMAKER_BIND_TO_PORT]")] = None,
@@ -97,6 +114,14 @@ def serve(
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="variant artifact cache")] = None,
     top_k: Annotated[int, typer.Option(help="labels in a JSON answer")] = 5,
+    payload: Annotated[
+        Path | None,
+        typer.Option(help="sample request bodies your input_fn reads (checks predict_fn, with --backend)"),
+    ] = None,
+    content_type: Annotated[str, typer.Option(help="Content-Type of the --payload bodies")] = "image/jpeg",
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W model input when there is no --payload (default 3,224,224)")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="tracebacks in error bodies, access log")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the ready description here")] = None,
 ) -> None:
@@ -118,7 +143,13 @@ def serve(
     }
     try:
         with _model_folder(model_path) as folder:
-            spec = ModelSpec(source=_model_source(model, folder), weights=weights)
+            spec = ModelSpec(
+                source=_model_source(model, folder),
+                weights=weights,
+                payload=payload,
+                content_type=content_type,
+                **({"input_shape": parse_shape(input_shape)} if input_shape else {}),
+            )
             settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir)
             settings = settings.model_copy(update={"top_k": top_k})
             if settings.handler_path is not None:

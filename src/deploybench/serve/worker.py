@@ -80,8 +80,11 @@ def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, 
     model_dir = str(settings.model_dir)
     context = HandlerContext(model_dir, index, {"model_dir": model_dir, "gpu_id": None, "worker": index})
     if callable(getattr(module, "model_fn", None)):
+        from deploybench.serve.variant_handler import behind_handler
+
         model = bind(module.model_fn, 1, context)(model_dir)
-        info: dict[str, Any] = {"model": f"model_fn from {path.name}"}
+        module, model, served = behind_handler(settings, module, model, context)  # --backend other than eager
+        info: dict[str, Any] = {"model": f"model_fn from {path.name}", **served}
         shape = settings.model.input_shape
     else:
         model = _build_vision_model(settings)
