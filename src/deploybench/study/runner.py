@@ -18,7 +18,7 @@ from deploybench.study.environment import fingerprint
 from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail, start_server, stop_server
 from deploybench.study.measure import LiveCallback, measure_candidate
 from deploybench.study.plan import PlannedTrial, plan_trials
-from deploybench.study.spec import StudyConfig, dump_study_config
+from deploybench.study.spec import StudyConfig, dump_study_config, study_model_spec
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore
 from deploybench.study.variants_step import VariantsOutcome, evaluate_study_variants, summaries_from_json
 
@@ -114,7 +114,7 @@ def run_served_trial(
     log_path = ctx.store.log_path(trial.candidate.key)
     try:
         server = start_server(
-            ctx.config.model,
+            study_model_spec(ctx.config),
             trial.candidate,
             log_path,
             cache_dir=ctx.cache_dir,
@@ -166,7 +166,7 @@ def _variants(
 
 
 def _payloads(config: StudyConfig) -> list[bytes]:
-    return read_payloads(config.payload or default_payload_path())
+    return read_payloads(config.payload or default_payload_path(), config.content_type)
 
 
 def run_study(

@@ -13,7 +13,7 @@ from typing import Any
 from deploybench.backends.evaluate import VariantsReport, evaluate_variants
 from deploybench.results import ParityReport
 from deploybench.study.plan import VariantSummary
-from deploybench.study.spec import StudyConfig
+from deploybench.study.spec import StudyConfig, study_model_spec
 
 
 @dataclass
@@ -59,7 +59,7 @@ def evaluate_study_variants(
     config: StudyConfig, cache_dir: Path | None, on_stage: Callable[[str], None]
 ) -> VariantsOutcome:
     report = evaluate_variants(
-        config.model,
+        study_model_spec(config),
         config.backends,
         batch_sizes=tuple(config.variant_batch_sizes),
         thresholds=config.parity,
