@@ -34,7 +34,7 @@ from torch import nn
 from deploybench.config import ModelSpec
 from deploybench.handler_check import HandlerCheck, check_predict_fn, values
 from deploybench.models import LoadedModel, ModelLoadError, _first_line, _hash_state
-from deploybench.payload import read_payloads
+from deploybench.payload import default_payload_path, read_payloads
 from deploybench.serve.archive import ArchiveError, is_archive, safe_extract
 
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
@@ -229,21 +229,20 @@ class HandlerPreprocess:
         return model_input(self.input_fn(buffer.getvalue(), self.content_type), "calibration photo")
 
 
-def _samples(spec: ModelSpec, input_fn: Callable[..., Any]) -> tuple[Any, np.ndarray]:
+def _samples(payload: Path, spec: ModelSpec, input_fn: Callable[..., Any]) -> tuple[Any, np.ndarray]:
     """(the first request as input_fn returned it, every request as model input (N, C, H, W))."""
-    assert spec.payload is not None
     try:
-        bodies = read_payloads(spec.payload, spec.content_type)
+        bodies = read_payloads(payload, spec.content_type)
         raw = [input_fn(request_body(body, spec.content_type), spec.content_type) for body in bodies]
     except ModelLoadError:
         raise
     except Exception as exc:  # the user's input_fn, or an unreadable payload
-        raise ModelLoadError(f"{spec.payload}: input_fn on the payload failed: {_first_line(exc)}") from exc
-    inputs = [model_input(data, f"{spec.payload}") for data in raw]
+        raise ModelLoadError(f"{payload}: input_fn on the payload failed: {_first_line(exc)}") from exc
+    inputs = [model_input(data, str(payload)) for data in raw]
     shapes = sorted({x.shape for x in inputs})
     if len(shapes) > 1:
         raise ModelLoadError(
-            f"{spec.payload}: input_fn returns several shapes {shapes}: the backends need one fixed "
+            f"{payload}: input_fn returns several shapes {shapes}: the backends need one fixed "
             "input shape (resize or crop in input_fn)"
         )
     return raw[0], np.stack(inputs)
@@ -268,8 +267,10 @@ def describe_network(spec: ModelSpec, handler: UserHandler, obj: object) -> Load
     """model_fn's value as a LoadedModel: input shape, sample inputs, preprocessing, predict_fn check."""
     network = network_of(obj, spec.source)
     input_fn = handler.function("input_fn", 2) or _default_input_fn(spec)
-    if spec.payload is not None:
-        first, samples = _samples(spec, input_fn)
+    # no payload: image handlers read the bundled photo (as the study does), others get --input-shape
+    payload = spec.payload or (default_payload_path() if is_image_type(spec.content_type) else None)
+    if payload is not None:
+        first, samples = _samples(payload, spec, input_fn)
     else:
         samples = None
         first = torch.from_numpy(np.random.default_rng(0).standard_normal((1, *spec.input_shape), np.float32))
