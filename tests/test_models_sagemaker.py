@@ -125,6 +125,7 @@ def test_predict_fn_rule(predict_fn, replaceable, returns, batch_axis, why) -> N
         assert getattr(wrapped, "shape", None) == ((1, 4) if batch_axis else (4,))
 
 
+@pytest.mark.slow
 def test_a_predict_fn_that_does_more_limits_the_study_to_eager(tmp_path: Path, photos: Path) -> None:
     archive = example_archive(tmp_path, MODEL_FN, INPUT_FN, SOFTMAX_PREDICT_FN, OUTPUT_FN, name="softmax")
     report = evaluate_variants(
