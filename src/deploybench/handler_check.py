@@ -166,7 +166,8 @@ def check_predict_fn(
     if broken is not None:
         return HandlerCheck(program, False, f"predict_fn {broken}")
     with torch.no_grad():
-        direct = values(network(torch.from_numpy(as_batch(data))))
+        device = next((p.device for p in network.parameters()), torch.device("cpu"))
+        direct = values(network(torch.from_numpy(as_batch(data)).to(device)))  # where model_fn put it
     got = values(result)
     if direct is None or got is None or not same_values(got, direct):
         return HandlerCheck(program, False, "predict_fn changes the model's output (softmax, top-k, ...)")

@@ -275,7 +275,8 @@ def describe_network(spec: ModelSpec, handler: UserHandler, obj: object) -> Load
         samples = None
         first = torch.from_numpy(np.random.default_rng(0).standard_normal((1, *spec.input_shape), np.float32))
     shape = tuple(samples.shape[1:]) if samples is not None else tuple(spec.input_shape)
-    check = _check(handler, network, first)
+    check = _check(handler, network, first)  # on the device model_fn chose, as its predict_fn runs
+    network.to("cpu")  # the backends place it themselves (BuildContext.device)
     preprocess = HandlerPreprocess(input_fn, spec.content_type) if is_image_type(spec.content_type) else None
     weights = f"model_fn:{Path(spec.source).name}"
     loaded = LoadedModel(network, spec, shape, weights, None, _fingerprint(network, handler))  # type: ignore[arg-type]
