@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sagemaker_examples import (
+from sagemaker_archives import (
     DICT_MODEL_FN,
     INPUT_FN,
     MODEL_FN,

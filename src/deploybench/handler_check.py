@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploybench.serve.toolkit import default_predict_fn  # what the server runs without a predict_fn
+
 Returns = Literal["tensor", "ndarray", "list"]
 REL_TOLERANCE = 1e-4
 ABS_TOLERANCE = 1e-5
@@ -65,13 +67,6 @@ class HandlerCheck:
         if self.returns == "tensor":
             return torch.from_numpy(np.ascontiguousarray(out))
         return out.tolist() if self.returns == "list" else out
-
-
-def toolkit_predict_fn(data: Any, model: nn.Module) -> Any:
-    """The SageMaker PyTorch toolkit's default_predict_fn: eval mode, no gradients, model(data)."""
-    with torch.no_grad():
-        model.eval()
-        return model(data)
 
 
 class RecordingModel(nn.Module):
@@ -156,7 +151,7 @@ def check_predict_fn(
     label = "predict_fn" if predict_fn is not None else "no predict_fn (the toolkit default)"
     stub = RecordingModel(copy.deepcopy(network))
     try:
-        result = (predict_fn or toolkit_predict_fn)(data, stub)
+        result = (predict_fn or default_predict_fn)(data, stub)
     except Exception as exc:  # the user's code: any failure means we cannot vouch for the substitution
         return HandlerCheck(program, False, f"{label} raised {type(exc).__name__} on the sample input")
     expected = values(data)

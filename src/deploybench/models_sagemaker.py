@@ -36,10 +36,9 @@ from deploybench.handler_check import HandlerCheck, check_predict_fn, values
 from deploybench.models import LoadedModel, ModelLoadError, _first_line, _hash_state
 from deploybench.payload import default_payload_path, read_payloads
 from deploybench.serve.archive import ArchiveError, is_archive, safe_extract
+from deploybench.serve.toolkit import default_input_fn, text_body
 
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
-DEFAULT_PROGRAM = "inference.py"
-TORCH_FILES = ("model.pt",)  # the PyTorch toolkit's default model_fn: TorchScript model.pt
 PHOTO_FORMATS = {"image/png": "PNG"}  # other image content types get JPEG
 IMAGE_CONTENT_TYPES = ("image/", "application/x-image", "application/octet-stream")
 
@@ -58,8 +57,13 @@ def is_image_type(content_type: str) -> bool:
 
 def program_name() -> str:
     """SAGEMAKER_PROGRAM (with or without .py), else inference.py: the file the server imports."""
-    name = os.environ.get("SAGEMAKER_PROGRAM", "").strip() or DEFAULT_PROGRAM
-    return name if name.endswith(".py") else f"{name}.py"
+    from deploybench.serve.settings import SettingsError
+    from deploybench.serve.settings import program_name as serve_program_name
+
+    try:
+        return serve_program_name(os.environ)[0]
+    except SettingsError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 @cache
@@ -118,10 +122,9 @@ def _forget_other_handlers(code_dir: Path) -> None:
 
 def handler_context(model_dir: Path, worker: int = 0) -> Any:
     """The `context` handler functions may take, as the server builds it."""
-    from deploybench.serve.handlers import HandlerContext
+    from deploybench.serve.context import HandlerContext
 
-    info = {"model_dir": str(model_dir), "gpu_id": None, "worker": worker}
-    return HandlerContext(str(model_dir), worker, info)
+    return HandlerContext(str(model_dir), worker, 1)
 
 
 def open_handler(model_dir: Path, source: str) -> UserHandler:
@@ -143,18 +146,11 @@ def open_handler(model_dir: Path, source: str) -> UserHandler:
     return UserHandler(module, model_dir, handler_context(model_dir), program)
 
 
-def _default_model_fn(model_dir: Path) -> Any:
-    """The PyTorch toolkit's default: TorchScript model.pt at the folder's root."""
-    path = next((model_dir / name for name in TORCH_FILES if (model_dir / name).is_file()), None)
-    if path is None:
-        raise ModelLoadError(f"{model_dir}: no model_fn in the handler and no TorchScript model.pt")
-    return torch.jit.load(str(path), map_location="cpu")
-
-
 def run_model_fn(handler: UserHandler, source: str) -> Any:
-    model_fn = handler.function("model_fn", 1)
-    if model_fn is None:
-        return _default_model_fn(handler.model_dir)
+    """The handler's model_fn, else the PyTorch toolkit's default (TorchScript model.pt), as served."""
+    from deploybench.serve.toolkit import default_model_fn
+
+    model_fn = handler.function("model_fn", 1) or default_model_fn
     try:
         return model_fn(str(handler.model_dir))
     except Exception as exc:  # the user's code
@@ -199,13 +195,6 @@ def model_input(data: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def request_body(body: bytes, content_type: str) -> bytes | str:
-    """As the SageMaker toolkits hand bodies to input_fn: JSON and CSV as str, everything else bytes."""
-    if content_type.split(";", 1)[0].strip().lower() in ("application/json", "text/csv"):
-        return body.decode("utf-8")
-    return body
-
-
 class HandlerPreprocess:
     """A photo through the user's input_fn, encoded as their clients send it (int8 calibration, parity)."""
 
@@ -233,7 +222,7 @@ def _samples(payload: Path, spec: ModelSpec, input_fn: Callable[..., Any]) -> tu
     """(the first request as input_fn returned it, every request as model input (N, C, H, W))."""
     try:
         bodies = read_payloads(payload, spec.content_type)
-        raw = [input_fn(request_body(body, spec.content_type), spec.content_type) for body in bodies]
+        raw = [input_fn(text_body(body, spec.content_type), spec.content_type) for body in bodies]
     except ModelLoadError:
         raise
     except Exception as exc:  # the user's input_fn, or an unreadable payload
@@ -248,13 +237,6 @@ def _samples(payload: Path, spec: ModelSpec, input_fn: Callable[..., Any]) -> tu
     return raw[0], np.stack(inputs)
 
 
-def _default_input_fn(spec: ModelSpec) -> Callable[[Any, str], Any]:
-    """The server's own input_fn for handlers that define none."""
-    from deploybench.serve.user import DefaultFunctions
-
-    return DefaultFunctions(spec.input_shape, 5).input_fn
-
-
 def _fingerprint(network: nn.Module, handler: UserHandler) -> str:
     """Weights and handler code, never the folder's path: the study and each worker agree on it."""
     digest = hashlib.sha256()
@@ -266,7 +248,7 @@ def _fingerprint(network: nn.Module, handler: UserHandler) -> str:
 def describe_network(spec: ModelSpec, handler: UserHandler, obj: object) -> LoadedModel:
     """model_fn's value as a LoadedModel: input shape, sample inputs, preprocessing, predict_fn check."""
     network = network_of(obj, spec.source)
-    input_fn = handler.function("input_fn", 2) or _default_input_fn(spec)
+    input_fn = handler.function("input_fn", 2) or default_input_fn  # the server's default too
     # no payload: image handlers read the bundled photo (as the study does), others get --input-shape
     payload = spec.payload or (default_payload_path() if is_image_type(spec.content_type) else None)
     if payload is not None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from report.report_factory import make_trial, write_study
-from sagemaker_examples import example_archive, sample_photos
+from sagemaker_archives import example_archive, sample_photos
 
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec

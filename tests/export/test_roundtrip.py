@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e.serve_support import Server, request, start_server
-from sagemaker_examples import example_archive, sample_photos
+from sagemaker_archives import example_archive, sample_photos
 
 from deploybench.results import TrialRecord
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sagemaker_examples import (
+from sagemaker_archives import (
     INPUT_FN,
     MODEL_FN,
     OUTPUT_FN,
@@ -21,7 +21,7 @@ from deploybench.config import ModelSpec, ServerConfig
 from deploybench.models_sagemaker import open_handler, run_model_fn
 from deploybench.serve.protocol import WorkItem
 from deploybench.serve.settings import ServeSettings
-from deploybench.serve.user import DefaultFunctions, UserPipeline
+from deploybench.serve.user import UserPipeline, resolve_functions
 from deploybench.serve.variant_handler import VariantRefusedError, behind_handler
 
 pytestmark = pytest.mark.slow  # builds an ONNX export of the example network
@@ -36,16 +36,17 @@ def _prepared(folder: Path, photos: Path, backend: str, cache: Path):  # type: i
     )
     handler = open_handler(folder, str(folder))
     model = run_model_fn(handler, str(folder))
-    return behind_handler(settings, handler.module, model, handler.context), handler
+    functions = resolve_functions(handler.module, handler.context)
+    return behind_handler(settings, handler.module, functions, model, handler.context), handler
 
 
 def test_the_variant_answers_through_the_users_own_functions(tmp_path: Path) -> None:
     photos = sample_photos(tmp_path / "photos")
     folder = write_model_folder(tmp_path / "m", MODEL_FN, INPUT_FN, PREDICT_FN, OUTPUT_FN)
-    (module, model, info), handler = _prepared(folder, photos, "onnxruntime", tmp_path / "cache")
+    (functions, model, info), handler = _prepared(folder, photos, "onnxruntime", tmp_path / "cache")
     assert info["backend"] == "onnxruntime" and "only calls the model" in info["predict_fn"]
-    assert module.input_fn is handler.module.input_fn and module.output_fn is handler.module.output_fn
-    pipeline = UserPipeline(module, model, handler.context, DefaultFunctions((3, 64, 64), 5), False)
+    assert functions.input_fn is handler.module.input_fn and functions.output_fn is handler.module.output_fn
+    pipeline = UserPipeline(functions, model, handler.context, "application/json", False)
     body = (photos / "a_cat.jpg").read_bytes()
     [result] = pipeline.run([WorkItem(0, "image/jpeg", "application/json", body)])
     assert result.status == 200, result.body
@@ -58,5 +59,8 @@ def test_a_predict_fn_that_does_more_refuses_the_variant(tmp_path: Path) -> None
     folder = write_model_folder(tmp_path / "m", MODEL_FN, INPUT_FN, SOFTMAX_PREDICT_FN, OUTPUT_FN)
     with pytest.raises(VariantRefusedError, match=r"predict_fn changes the model.s output.*--backend eager"):
         _prepared(folder, photos, "onnxruntime", tmp_path / "cache")
-    (module, _, info), handler = _prepared(folder, photos, "eager", tmp_path / "cache")
-    assert module is handler.module and info["predict_fn"] == "yours (the handler as is)"
+    (functions, _, info), handler = _prepared(folder, photos, "eager", tmp_path / "cache")
+    assert (
+        functions.predict_fn is handler.module.predict_fn
+        and info["predict_fn"] == "yours (the handler as is)"
+    )

@@ -1,10 +1,11 @@
 """A backend's variant served behind the user's own SageMaker handler: their input_fn / output_fn stay.
 
-worker.build_pipeline calls `behind_handler` once the handler's model_fn has run. Backend eager
-serves the handler exactly as SageMaker would. Any other backend builds its variant from the network
-model_fn returned, through the very LoadedModel the study built (models_sagemaker.describe_network:
-same input shape, calibration and fingerprint, so the same cached artifact), and the variant's
-predict takes predict_fn's place when handler_check allows it. When it does not (predict_fn does
+worker.build_pipeline calls `behind_handler` once the handler's model_fn (or the toolkit's default)
+has run. Backend eager serves the handler exactly as SageMaker would. Any other backend builds its
+variant from the network model_fn returned, through the very LoadedModel the study built
+(models_sagemaker.describe_network: same input shape, calibration and fingerprint, so the same
+cached artifact), and the variant's predict takes predict_fn's place in the HandlerFunctions when
+handler_check allows it. When it does not (predict_fn does
 more than call the model, transform_fn, a model_fn value that is no nn.Module), the worker refuses
 to start and says why: a variant is never served silently in place of code it would skip.
 """
@@ -20,9 +21,9 @@ import numpy as np
 from deploybench.config import ModelSpec
 from deploybench.handler_check import HandlerCheck, as_batch
 from deploybench.serve.settings import ServeSettings
+from deploybench.serve.user import HandlerFunctions
 
 REFERENCE = "eager"
-KEPT_FUNCTIONS = ("input_fn", "output_fn")
 
 
 class VariantRefusedError(ValueError):
@@ -41,35 +42,30 @@ class VariantPredictFn:
         return self.check.wrap(self.variant.predict(as_batch(data)))
 
 
-def _spec(settings: ServeSettings) -> ModelSpec:
-    """The study passes the archive as --model (so the artifact cache keys match); else the folder."""
-    spec: ModelSpec | None = settings.model
-    model_dir = settings.model_dir or Path()
+def names_another_network(settings: ServeSettings) -> bool:
+    """--model names a network other than the handler's own (the archive itself, as a study passes it
+    for artifact cache keys, is the handler's own)."""
     from deploybench.models_sagemaker import is_sagemaker_source
 
-    if spec is None or not is_sagemaker_source(spec.source):
+    return settings.model is not None and not is_sagemaker_source(settings.model.source)
+
+
+def _spec(settings: ServeSettings) -> ModelSpec:
+    """The archive as the study named it (so the artifact cache keys match); else the model folder."""
+    spec: ModelSpec | None = settings.model
+    if spec is None or names_another_network(settings):
         base = spec.model_dump() if spec is not None else {}
-        spec = ModelSpec(**{**base, "source": str(model_dir)})
+        spec = ModelSpec(**{**base, "source": str(settings.model_dir or Path())})
     return spec
 
 
-def handler_with_variant(module: ModuleType, predict_fn: VariantPredictFn) -> ModuleType:
-    """A module holding the user's input_fn / output_fn (when defined) and the variant's predict_fn."""
-    overlay = ModuleType(f"{module.__name__}+{predict_fn.variant.backend}")
-    for name in KEPT_FUNCTIONS:
-        if callable(getattr(module, name, None)):
-            setattr(overlay, name, getattr(module, name))
-    overlay.predict_fn = predict_fn  # type: ignore[attr-defined]
-    return overlay
-
-
 def behind_handler(
-    settings: ServeSettings, module: ModuleType, model: Any, context: Any
-) -> tuple[ModuleType, Any, dict[str, Any]]:
-    """(handler module, model, worker info) to serve: unchanged for eager, else the variant inside."""
+    settings: ServeSettings, module: ModuleType, functions: HandlerFunctions, model: Any, context: Any
+) -> tuple[HandlerFunctions, Any, dict[str, Any]]:
+    """(handler functions, model, worker info) to serve: as they are for eager, else the variant inside."""
     backend = settings.server.backend
     if backend == REFERENCE:
-        return module, model, {"backend": REFERENCE, "predict_fn": "yours (the handler as is)"}
+        return functions, model, {"backend": REFERENCE, "predict_fn": "yours (the handler as is)"}
     from deploybench.backends.build import build_variant
     from deploybench.models_sagemaker import UserHandler, describe_network
 
@@ -95,4 +91,4 @@ def behind_handler(
         "build_seconds": round(variant.build_seconds, 3),
         "predict_fn": f"the {variant.backend} variant ({loaded.handler.reason})",
     }
-    return handler_with_variant(module, VariantPredictFn(variant, loaded.handler)), variant, info
+    return functions.replace(predict_fn=VariantPredictFn(variant, loaded.handler)), variant, info
