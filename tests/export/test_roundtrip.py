@@ -29,7 +29,7 @@ QUICK_STUDY = {
     "variant_batch_sizes": [1],
     "timing_budget_s": 0.3,
     "load": {
-        "concurrency_levels": [1, 2],
+        "concurrency_levels": [1],
         "include_concurrency": [],
         "window_s": 0.5,
         "min_window_requests": 5,
