@@ -104,8 +104,17 @@ def main() -> None:
         f"  study variant now: {medians['study variant']:,.1f} req/s; exported now: {exported:,.1f} req/s; "
         f"exported/variant {exported / medians['study variant']:.3f}"
     )
-    ok = abs(exported / (recorded or medians["study variant"]) - 1) <= TOLERANCE
-    print(f"  within {TOLERANCE:.0%} of the trial's throughput: {'yes' if ok else 'NO'}")
+    for what, reference in (
+        ("the trial's recorded", recorded),
+        ("the variant served now", medians["study variant"]),
+    ):
+        if reference:
+            ratio = exported / reference
+            verdict = "yes" if abs(ratio - 1) <= TOLERANCE else "NO"
+            print(f"  within {TOLERANCE:.0%} of {what} throughput: {verdict} ({ratio:.3f})")
+    print(
+        "  (the recorded figure was taken at another time: on a shared machine, side by side is the fair one)"
+    )
     if args.json:
         args.json.write_text(
             json.dumps(
