@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
+from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
 from deploybench.study.runner import StudyOutcome, run_study
 from deploybench.study.spec import (
@@ -45,6 +46,10 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("payload", "eval_data"):
         if options.get(key) is not None:
             overrides[key] = str(options[key])
+    if options.get("content_type") is not None:
+        overrides["content_type"] = options["content_type"]
+    if options.get("input_shape") is not None:
+        overrides.setdefault("model", {})["input_shape"] = parse_shape(options["input_shape"])
     return overrides
 
 
@@ -151,6 +156,12 @@ def run(
         typer.Option(help="stacks: deploybench,torchserve,triton,litserve (any of them) or all"),
     ] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
+    content_type: Annotated[
+        str | None, typer.Option(help="Content-Type of the payload bodies (default image/jpeg)")
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W model input (SageMaker archives: read from input_fn)")
+    ] = None,
     instance: Annotated[str | None, typer.Option(help="instance name from the price catalogue")] = None,
     price_per_hour: Annotated[float | None, typer.Option(help="USD per hour of this machine")] = None,
     p99_ms: Annotated[float | None, typer.Option(help="constraint: p99 latency bound (ms)")] = None,
@@ -199,6 +210,8 @@ def run(
         "calibration_data": str(calibration_data) if calibration_data else None,
         "max_accuracy_drop": max_accuracy_drop,
         "reject_significant_drop": reject_significant_drop,
+        "content_type": content_type,
+        "input_shape": input_shape,
     }
     try:
         overrides = _cli_overrides(options)

@@ -67,6 +67,19 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text[-lines:])
 
 
+def sagemaker_args(spec: ModelSpec) -> list[str]:
+    """A SageMaker archive or folder is served with its own handler (the positional argument); --model
+    names it too so the worker's artifact cache keys match the study's, and the payload lets the
+    worker check predict_fn and calibrate exactly as the study did."""
+    from deploybench.models_sagemaker import is_sagemaker_source
+
+    if not is_sagemaker_source(spec.source):
+        return []
+    args = [spec.source, "--content-type", spec.content_type]
+    args += ["--input-shape", ",".join(map(str, spec.input_shape))]
+    return args + (["--payload", str(spec.payload)] if spec.payload is not None else [])
+
+
 def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: Path | None) -> list[str]:
     """The exact `deploybench serve` command line a user could run to reproduce the trial."""
     cmd = [
@@ -74,6 +87,7 @@ def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: P
         "-m",
         "deploybench.cli",
         "serve",
+        *sagemaker_args(spec),
         "--model",
         spec.source,
         "--weights",
