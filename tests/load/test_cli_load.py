@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,9 @@ def test_load_command_writes_json_and_csv(server_url: str, tmp_path: Path) -> No
                                  "--slo-p99-ms", "500", "--json", str(out_json), "--csv", str(out_csv)])
     assert result.exit_code == 0, result.output
     assert "req/s" in result.output and "c=2" in result.output
-    assert "stable" in result.output  # "stable" or "unstable": the verdict is always printed
     data = json.loads(out_json.read_text())
+    verdict = "stable" if data["points"][0]["stable"] else "unstable"
+    assert re.search(rf"(?<![a-z]){verdict}\b", result.output), result.output  # the JSON's verdict, printed
     assert data["schema_version"] == 1
     assert data["settings"]["concurrency"] == 2
     assert data["target"]["url"].endswith("/sleep/5")
