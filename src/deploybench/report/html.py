@@ -106,6 +106,8 @@ def render_html(ctx: ReportContext) -> str:
         rec=rec,
         winner=rec.winner,
         rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
+        interval_method=next((ev.throughput_ci.method for ev in rec.evaluations if ev.throughput_ci),
+                             "none recorded"),
         plots=plots,
         parity=tables.parity_rows(ctx.trials),
         prices=_prices_used(rec),
