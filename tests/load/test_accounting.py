@@ -11,6 +11,7 @@ import time
 import pytest
 
 from deploybench.load import HttpTarget, run_load
+from deploybench.results import LoadPoint
 
 from .conftest import quick_cfg
 
@@ -58,9 +59,8 @@ def test_a_frozen_client_shows_in_the_open_loop_latency(server_url: str, payload
     assert point.client_bound and any("late" in flag for flag in point.flags), point.flags
 
 
-def test_requests_in_flight_at_the_end_are_waited_for(server_url: str, payloads: list[bytes]) -> None:
-    # Each reply takes 1.5 s and the point measures for 1 s: every request is still in flight when
-    # measuring stops. They must be waited for (up to the timeout), not dropped.
+def _one_second_at_20_per_s(url: str, payloads: list[bytes], timeout_s: float) -> LoadPoint:
+    """An open-loop point that measures for 1 s: ~20 requests, all still in flight at its end here."""
     cfg = quick_cfg(
         rate=20.0,
         warmup_requests=0,
@@ -69,9 +69,15 @@ def test_requests_in_flight_at_the_end_are_waited_for(server_url: str, payloads:
         min_window_requests=5,
         max_windows=2,
         duration_s=1.0,
-        request_timeout_s=5.0,
+        request_timeout_s=timeout_s,
     )
-    point = run_load(HttpTarget(f"{server_url}/sleep/1500", payloads), cfg).points[0]
+    return run_load(HttpTarget(url, payloads), cfg).points[0]
+
+
+def test_requests_in_flight_at_the_end_are_waited_for(server_url: str, payloads: list[bytes]) -> None:
+    # Each reply takes 1.5 s and the point measures for 1 s: every request is still in flight when
+    # measuring stops. They must be waited for (up to the timeout), not dropped.
+    point = _one_second_at_20_per_s(f"{server_url}/sleep/1500", payloads, timeout_s=5.0)
     counts = point.accounting
     assert counts.issued == counts.completed + counts.errors + counts.timed_out
     assert counts.issued >= 12 and counts.completed == counts.issued
@@ -82,17 +88,7 @@ def test_requests_in_flight_at_the_end_are_waited_for(server_url: str, payloads:
 def test_requests_still_unanswered_at_the_timeout_count_as_timed_out(
     server_url: str, payloads: list[bytes]
 ) -> None:
-    cfg = quick_cfg(
-        rate=20.0,
-        warmup_requests=0,
-        warmup_s=0.0,
-        window_s=0.5,
-        min_window_requests=5,
-        max_windows=2,
-        duration_s=1.0,
-        request_timeout_s=0.8,
-    )
-    point = run_load(HttpTarget(f"{server_url}/sleep/3000", payloads), cfg).points[0]
+    point = _one_second_at_20_per_s(f"{server_url}/sleep/3000", payloads, timeout_s=0.8)
     counts = point.accounting
     assert counts.issued >= 12 and counts.timed_out == counts.issued and counts.completed == 0
     assert point.errors.get("timeout") == counts.timed_out

@@ -36,6 +36,12 @@ def test_load_command_writes_json_and_csv(server_url: str, tmp_path: Path) -> No
     assert point["ok"] > 0 and point["histogram"] and point["slo"]["bound_ms"] == 500
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 1 and int(rows[0]["ok"]) == point["ok"]
+    # the figures come with their intervals and the request accounting, in the table and the CSV
+    assert "req/s (95% CI)" in result.output and "issued=ok+err+timeout" in result.output
+    assert "p99 LoadGen" in result.output and "load client" in result.output
+    low, high = float(rows[0]["throughput_low"]), float(rows[0]["throughput_high"])
+    assert low <= float(rows[0]["throughput_rps"]) <= high
+    assert int(rows[0]["issued"]) == point["accounting"]["issued"]
 
 
 @pytest.mark.parametrize(

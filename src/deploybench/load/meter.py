@@ -65,8 +65,10 @@ class PointMeter:
             self.pending.setdefault(message["index"], {})[worker] = message
         elif kind in ("done", "died"):
             self.done.add(worker)
-        if kind == "died" and self.invalid_reason is None:
-            self.invalidate(message["message"])
+        if kind in ("died", "error") and self.invalid_reason is None:
+            text = message["message"]
+            # its share of the load stopped: what the others measured is not the point asked for
+            self.invalidate(text if kind == "died" else f"load worker {worker} failed: {text}")
         advanced = 0
         while self._complete(self.next_index):
             self._process(Slice.merge(list(self.pending.pop(self.next_index).values())))

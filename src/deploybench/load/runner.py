@@ -142,7 +142,7 @@ class WorkerPool:
         deadline = perf_counter() + wait_s
         while not self.channel.all_ended() and perf_counter() < deadline:
             for message in self.receive(min(IDLE_WAKE_S, max(0.01, deadline - perf_counter()))):
-                if meter is not None and message["type"] in ("slice", "done", "died"):
+                if meter is not None and message["type"] in ("slice", "done", "died", "error"):
                     meter.feed(message)
         for runner in self.runners:
             runner.join(timeout=max(0.1, deadline - perf_counter()))

@@ -144,7 +144,7 @@ def stats_from_counts(counts: np.ndarray) -> LatencyStats:
         return LatencyStats()
     p50, p90, p95, p99, p999 = value_at_percentiles(counts, [50, 90, 95, 99, 99.9])
     _, highest, median = bucket_values()
-    mean_us = float(np.dot(counts.astype(np.float64), median)) / count
+    mean_us = float((counts * median).sum()) / count  # integer sum: no BLAS (see _no_blas in intervals)
     return LatencyStats(
         count=count,
         mean_ms=mean_us / 1000.0,
