@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -118,9 +119,14 @@ def print_reasons(outcome: StudyOutcome) -> None:
         console.print(f"  {len(flagged)} of {points} load points flagged" + ":" * bool(flagged))
     for trial_id, item in flagged:
         console.print(f"    [dim]{trial_id}[/] {item['point']}: {'; '.join(item['flags'])}")
-    shares = [row["study_cpu_pct"] for row in all_rows if row["study_cpu_pct"] is not None]
+    _print_share(all_rows, "client_cpu_pct", "the load client used")
+    _print_share(all_rows, "study_cpu_pct", "the study process itself used")
+
+
+def _print_share(rows: list[dict[str, Any]], key: str, who: str) -> None:
+    shares = [row[key] for row in rows if row[key] is not None]
     if shares:
-        console.print(f"  the study process itself used {sum(shares) / len(shares):.2f}% of the machine "
+        console.print(f"  {who} {sum(shares) / len(shares):.2f}% of the machine's {os.cpu_count()} cores "
                       f"while points ran (worst trial {max(shares):.2f}%)")
 
 

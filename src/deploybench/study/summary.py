@@ -30,11 +30,20 @@ def flagged_points(trial: TrialRecord) -> list[dict[str, Any]]:
             for p in trial.points if not p.trusted]
 
 
+def _mean_client(trial: TrialRecord, name: str) -> float | None:
+    values = [getattr(p.client, name) for p in trial.points
+              if p.client is not None and getattr(p.client, name) is not None]
+    return sum(values) / len(values) if values else None
+
+
 def study_cpu_pct(trial: TrialRecord) -> float | None:
     """The study process's own CPU while this trial's points ran, % of the machine (their mean)."""
-    shares = [p.client.controller_cpu_pct for p in trial.points
-              if p.client is not None and p.client.controller_cpu_pct is not None]
-    return sum(shares) / len(shares) if shares else None
+    return _mean_client(trial, "controller_cpu_pct")
+
+
+def client_cpu_pct(trial: TrialRecord) -> float | None:
+    """The load workers' CPU while this trial's points ran, % of the machine (their mean)."""
+    return _mean_client(trial, "cpu_pct_of_machine")
 
 
 def headline_point(trial: TrialRecord) -> LoadPoint | None:
@@ -67,6 +76,7 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
         "points": len(trial.points),
         "flagged": flagged_points(trial),
         "study_cpu_pct": study_cpu_pct(trial),
+        "client_cpu_pct": client_cpu_pct(trial),
         "peak_rss_mb": trial.peak_rss_mb,
         "server_cpu_pct": trial.server_cpu_pct,
         "status": trial.status,
