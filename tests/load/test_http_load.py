@@ -204,3 +204,12 @@ def test_a_wrong_path_stops_after_the_warm_up(server_url: str, payloads: list[by
     point = report.points[0]
     assert point.ok == 0 and set(point.errors) == {"http_404"}
     assert report.details[0].stop_reason.startswith("every warm-up request failed (http_404")
+
+
+def test_windows_hold_enough_requests_for_the_stability_rule(server_url: str, payloads: list[bytes]) -> None:
+    # With 5 requests a window, one request more or less moves its throughput by 20%: a 10% max/min
+    # rule would judge the rounding, not the server. Windows hold at least 40 requests (10% / 4).
+    cfg = quick_cfg(concurrency=1, min_window_requests=5, window_s=0.1, max_windows=3, duration_s=6.0)
+    report = run_load(HttpTarget(f"{server_url}/sleep/5", payloads), cfg)
+    windows = report.details[0].windows
+    assert windows and all(w.ok + w.errors >= 40 for w in windows)

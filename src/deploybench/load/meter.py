@@ -2,8 +2,9 @@
 
 Slices with the same index (same span of time since the shared epoch) are merged across workers by
 adding counts; windows are built from merged slices until they last at least window_s AND hold
-min_window_requests (with an SLO: at least a third of the requests a verdict needs, so the three
-windows a stable point reports can decide it). The point ends when the last 3 windows agree by
+min_window_requests, never fewer than the stability rule can resolve (40 at a 10% tolerance), and
+with an SLO at least a third of the requests a verdict needs, so the three windows a stable point
+reports can decide it. The point ends when the last 3 windows agree by
 perf_analyzer's rule, when an SLO verdict is plainly missed, after max_windows, at the duration
 bound, when the workers run out of requests, or when a worker dies (the point is then invalid).
 Replies that arrive after the end (requests in flight) form the tail: counted, never dropped.
@@ -23,6 +24,16 @@ from deploybench.load.stats import dense as dense_counts
 from deploybench.results import LoadPoint
 
 LIVE_SLICES = 4
+# A window's throughput moves by 1/n when one request more or less lands in it (at saturation a
+# closed loop completes them like a clock). For max/min within the tolerance to say anything about
+# the server, one request must move it by at most a quarter of the tolerance: 40 requests at 10%.
+STABILITY_RESOLUTION = 4
+MAX_RESOLUTION_REQUESTS = 200  # a near-zero tolerance (never stop early) must not ask for millions
+
+
+def resolution_floor(tolerance: float) -> int:
+    """Fewest requests a window needs for the stability rule to see its tolerance."""
+    return min(math.ceil(STABILITY_RESOLUTION / tolerance), MAX_RESOLUTION_REQUESTS)
 
 
 def window_summary(span: Span) -> WindowSummary:
@@ -49,7 +60,7 @@ class PointMeter:
         self.recent: list[Slice] = []
         self.stop_reason = ""
         self.invalid_reason: str | None = None
-        self.min_window_requests = cfg.min_window_requests
+        self.min_window_requests = max(cfg.min_window_requests, resolution_floor(cfg.stability_tolerance))
         if cfg.slo_p99_ms is not None:
             self.min_window_requests = max(self.min_window_requests,
                                            math.ceil(required_requests(0) / STABLE_WINDOWS))
