@@ -53,14 +53,29 @@ def md1_sojourn_ms(rate: float, service_s: float, quantile: float) -> float:
 
 def run_ours(url: str, body: bytes, rate: float, duration_s: float, seed: int) -> dict[str, float]:
     """Our open loop: Poisson schedule, every window kept (no early stop), latency from the schedule."""
-    cfg = LoadConfig(rate=rate, arrival="poisson", seed=seed, warmup_s=2.0, warmup_requests=0, window_s=5.0,
-                     min_window_requests=1, max_windows=1000, stability_tolerance=1e-6,
-                     duration_s=duration_s + 2.0, request_timeout_s=10.0)
+    cfg = LoadConfig(
+        rate=rate,
+        arrival="poisson",
+        seed=seed,
+        warmup_s=2.0,
+        warmup_requests=0,
+        window_s=5.0,
+        min_window_requests=1,
+        max_windows=1000,
+        stability_tolerance=1e-6,
+        duration_s=duration_s + 2.0,
+        request_timeout_s=10.0,
+    )
     point = run_load(HttpTarget(url, [body]), cfg).points[0]
     lateness = point.client.send_lateness if point.client else None
-    return {"p50_ms": point.latency.p50_ms, "p99_ms": point.latency.p99_ms, "mean_ms": point.latency.mean_ms,
-            "rps": point.throughput_rps, "requests": point.latency.count,
-            "lateness_p99_ms": lateness.p99_ms if lateness else float("nan")}
+    return {
+        "p50_ms": point.latency.p50_ms,
+        "p99_ms": point.latency.p99_ms,
+        "mean_ms": point.latency.mean_ms,
+        "rps": point.throughput_rps,
+        "requests": point.latency.count,
+        "lateness_p99_ms": lateness.p99_ms if lateness else float("nan"),
+    }
 
 
 class _AiohttpSut:
@@ -132,8 +147,10 @@ def run_loadgen(url: str, body: bytes, rate: float, duration_s: float, seed: int
             lg.DestroySUT(sut)
             sut_impl.close()
         summary = (Path(out) / "mlperf_log_summary.txt").read_text(encoding="utf-8")
-    row = {name: int(re.search(pattern, summary).group(1)) / 1e6  # type: ignore[union-attr]
-           for name, pattern in SUMMARY_FIELDS.items()}
+    row = {
+        name: int(re.search(pattern, summary).group(1)) / 1e6  # type: ignore[union-attr]
+        for name, pattern in SUMMARY_FIELDS.items()
+    }
     completed = re.search(r"Completed samples per second\s*:\s*([\d.]+)", summary)
     row["rps"] = float(completed.group(1)) if completed else float("nan")
     return row
