@@ -168,7 +168,9 @@ def load(
     warmup: Annotated[float | None, typer.Option(help="Warm-up seconds (default 2)")] = None,
     warmup_requests: Annotated[int | None, typer.Option(help="Warm-up requests (default 20)")] = None,
     window: Annotated[float | None, typer.Option(help="Window seconds (default 5)")] = None,
-    min_window_requests: Annotated[int | None, typer.Option(help="Requests per window (default 50)")] = None,
+    min_window_requests: Annotated[
+        int | None, typer.Option(help="Requests per window (default 50; at least 4 / stability tolerance)")
+    ] = None,
     max_windows: Annotated[int | None, typer.Option(help="Windows per point (default 10)")] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-request timeout, seconds (default 30)")] = None,
     sagemaker: Annotated[str | None, typer.Option(help="SageMaker endpoint name (boto3 runtime)")] = None,
