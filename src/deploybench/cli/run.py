@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.table import Table
 from deploybench.cli.app import app, console, fail
 from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
+from deploybench.results import Interval, with_interval
 from deploybench.study.runner import StudyOutcome, run_study
 from deploybench.study.spec import (
     StudyConfig,
@@ -63,15 +65,21 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _with_ci(value: float | None, ends: list[float] | None) -> str:
+    interval = None if ends is None else Interval(low=ends[0], high=ends[1], method="")
+    return with_interval(value, interval, missing="-")
+
+
 _COLUMNS = (
     ("backend", "left"),
     ("stack", "left"),
     ("precision", "left"),
     ("w/t/b/d", "left"),
     ("parity", "left"),
-    ("peak req/s", "right"),
+    ("peak req/s (95% CI)", "right"),
     ("p50 ms", "right"),
-    ("p99 ms", "right"),
+    ("p99 ms (95% CI)", "right"),
+    ("p99 LoadGen", "right"),
     ("c16 req/s", "right"),
     ("c16 p99 ms", "right"),
     ("mem MB", "right"),
@@ -93,9 +101,10 @@ def render_table(outcome: StudyOutcome) -> Table:
             row["precision"] or "-",
             knobs,
             row["parity"] or "-",
-            _fmt(row["peak"]["rps"]) + peak_flag,
+            _with_ci(row["peak"]["rps"], row["peak"]["rps_ci"]) + peak_flag,
             _fmt(row["peak"]["p50_ms"]),
-            _fmt(row["peak"]["p99_ms"]),
+            _with_ci(row["peak"]["p99_ms"], row["peak"]["p99_ci"]),
+            _fmt(row["peak"]["p99_loadgen_ms"]),
             _fmt(row["c16"]["rps"]),
             _fmt(row["c16"]["p99_ms"]),
             _fmt(row["peak_rss_mb"], 0),
@@ -105,12 +114,28 @@ def render_table(outcome: StudyOutcome) -> Table:
 
 
 def print_reasons(outcome: StudyOutcome) -> None:
-    """Why each candidate that was not measured cleanly is so: one line each, under the table."""
-    rows = [row for row in sorted_rows(outcome.trials) if row["reason"] and row["status"] != "ok"]
-    if any(not row["peak_trusted"] and row["peak"]["rps"] for row in sorted_rows(outcome.trials)):
-        console.print("  ~ best point measured, no trusted peak: unstable or client-bound (see the report)")
+    """Why each candidate or point that was not measured cleanly is so: one line each, under the table."""
+    all_rows = sorted_rows(outcome.trials)
+    rows = [row for row in all_rows if row["reason"] and row["status"] != "ok"]
+    if any(not row["peak_trusted"] and row["peak"]["rps"] for row in all_rows):
+        console.print("  ~ best point measured, no trusted peak (see the flags below)")
     for row in rows:
         console.print(f"  [dim]{row['trial_id']}[/]: {row['status']}: {row['reason']}")
+    points = sum(row["points"] for row in all_rows)
+    flagged = [(row["trial_id"], item) for row in all_rows for item in row["flagged"]]
+    if points:
+        console.print(f"  {len(flagged)} of {points} load points flagged" + ":" * bool(flagged))
+    for trial_id, item in flagged:
+        console.print(f"    [dim]{trial_id}[/] {item['point']}: {'; '.join(item['flags'])}")
+    _print_share(all_rows, "client_cpu_pct", "the load client used")
+    _print_share(all_rows, "study_cpu_pct", "the study process itself used")
+
+
+def _print_share(rows: list[dict[str, Any]], key: str, who: str) -> None:
+    shares = [row[key] for row in rows if row[key] is not None]
+    if shares:
+        console.print(f"  {who} {sum(shares) / len(shares):.2f}% of the machine's {os.cpu_count()} cores "
+                      f"while points ran (worst trial {max(shares):.2f}%)")
 
 
 def _install_sigint(stop: threading.Event) -> None:

@@ -120,7 +120,7 @@ def quick_overrides() -> dict[str, Any]:
             "concurrency_levels": [1, 4],
             "window_s": 1.5,
             "min_window_requests": 10,
-            "max_windows": 4,
+            "max_windows": 6,  # as many chances as the full study to find 3 agreeing windows
             "warmup_s": 0.5,
         },
     }
