@@ -41,7 +41,7 @@ import psutil
 from deploybench.config import LoadConfig, ModelSpec, RuntimeKnobs
 from deploybench.load import HttpTarget, run_load
 from deploybench.payload import default_payload_path, preprocess
-from deploybench.results import Candidate
+from deploybench.results import Candidate, LoadPoint
 from deploybench.study.launcher import ServerProcess, stop_server
 from deploybench.study.launcher import start_server as launch_server
 
@@ -155,13 +155,41 @@ def account(before: CpuSnapshot, after: CpuSnapshot, client_cpu_s: float, point:
     )  # fmt: skip
 
 
-def ours(server: ServerProcess, body: bytes, concurrency: int, duration_s: float) -> Served:
+def load_point(
+    url: str, bodies: list[bytes], concurrency: int, duration_s: float, content_type: str = "image/jpeg"
+) -> LoadPoint:
+    """One closed-loop point from the project's load generator (three windows, 2 s warm-up)."""
     cfg = LoadConfig(
-        concurrency=concurrency, duration_s=duration_s, warmup_s=1.0, window_s=duration_s / 3,
+        concurrency=concurrency, duration_s=duration_s, warmup_s=2.0, window_s=duration_s / 3,
         min_window_requests=10, max_windows=3,
     )  # fmt: skip
+    return run_load(HttpTarget(url, bodies, content_type=content_type), cfg).points[0]
+
+
+def load_rate(
+    url: str, body: bytes | list[bytes], concurrency: int, duration_s: float, content_type: str = "image/jpeg"
+) -> tuple[float, int, str]:
+    """(ok responses/s, errors, client) of one closed-loop point (bench/export_roundtrip.py)."""
+    bodies = body if isinstance(body, list) else [body]
+    point = load_point(url, bodies, concurrency, duration_s, content_type)
+    return point.throughput_rps, point.error_count, "deploybench.load"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU seconds of these processes and their children (bench/stacks.py)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            total += sum(_cpu(member) for member in [proc, *proc.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def ours(server: ServerProcess, body: bytes, concurrency: int, duration_s: float) -> Served:
     before = snapshot(server)
-    point = run_load(HttpTarget(server.invocations_url, [body]), cfg).points[0]
+    point = load_point(server.invocations_url, [body], concurrency, duration_s)
     after = snapshot(server)
     timing = point.server_timing_ms
     prep = timing.get("decode", 0.0) + timing.get("preprocess", 0.0) if timing else None

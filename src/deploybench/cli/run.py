@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -13,7 +14,9 @@ import typer
 from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
+from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
+from deploybench.results import Interval, with_interval
 from deploybench.study.runner import StudyOutcome, run_study
 from deploybench.study.spec import (
     StudyConfig,
@@ -35,9 +38,8 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("backends", "stacks"):
         if options.get(key):
             overrides[key] = [name.strip() for name in options[key].split(",") if name.strip()]
-    machine = {k: options[k] for k in ("instance", "price_per_hour") if options.get(k) is not None}
-    if options.get("unpriced"):
-        machine["unpriced"] = True
+    given_machine = ("instance", "price_per_hour", "unpriced")
+    machine = {k: options[k] for k in given_machine if options.get(k) is not None}
     if machine:
         overrides["machine"] = machine
     names = ("p99_ms", "min_throughput", "objective", "max_accuracy_drop", "reject_significant_drop")
@@ -47,6 +49,10 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("payload", "eval_data"):
         if options.get(key) is not None:
             overrides[key] = str(options[key])
+    if options.get("content_type") is not None:
+        overrides["content_type"] = options["content_type"]
+    if options.get("input_shape") is not None:
+        overrides.setdefault("model", {})["input_shape"] = parse_shape(options["input_shape"])
     return overrides
 
 
@@ -60,15 +66,21 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _with_ci(value: float | None, ends: list[float] | None) -> str:
+    interval = None if ends is None else Interval(low=ends[0], high=ends[1], method="")
+    return with_interval(value, interval, missing="-")
+
+
 _COLUMNS = (
     ("backend", "left"),
     ("stack", "left"),
     ("precision", "left"),
     ("w/t/b/d", "left"),
     ("parity", "left"),
-    ("peak req/s", "right"),
+    ("peak req/s (95% CI)", "right"),
     ("p50 ms", "right"),
-    ("p99 ms", "right"),
+    ("p99 ms (95% CI)", "right"),
+    ("p99 LoadGen", "right"),
     ("c16 req/s", "right"),
     ("c16 p99 ms", "right"),
     ("mem MB", "right"),
@@ -92,9 +104,10 @@ def render_table(outcome: StudyOutcome) -> Table:
             row["precision"] or "-",
             knobs,
             row["parity"] or "-",
-            _fmt(row["peak"]["rps"]) + peak_flag,
+            _with_ci(row["peak"]["rps"], row["peak"]["rps_ci"]) + peak_flag,
             _fmt(row["peak"]["p50_ms"]),
-            _fmt(row["peak"]["p99_ms"]),
+            _with_ci(row["peak"]["p99_ms"], row["peak"]["p99_ci"]),
+            _fmt(row["peak"]["p99_loadgen_ms"]),
             _fmt(row["c16"]["rps"]),
             _fmt(row["c16"]["p99_ms"]),
             _fmt(row["peak_rss_mb"], 0),
@@ -104,12 +117,28 @@ def render_table(outcome: StudyOutcome) -> Table:
 
 
 def print_reasons(outcome: StudyOutcome) -> None:
-    """Why each candidate that was not measured cleanly is so: one line each, under the table."""
-    rows = [row for row in sorted_rows(outcome.trials) if row["reason"] and row["status"] != "ok"]
-    if any(not row["peak_trusted"] and row["peak"]["rps"] for row in sorted_rows(outcome.trials)):
-        console.print("  ~ best point measured, no trusted peak: unstable or client-bound (see the report)")
+    """Why each candidate or point that was not measured cleanly is so: one line each, under the table."""
+    all_rows = sorted_rows(outcome.trials)
+    rows = [row for row in all_rows if row["reason"] and row["status"] != "ok"]
+    if any(not row["peak_trusted"] and row["peak"]["rps"] for row in all_rows):
+        console.print("  ~ best point measured, no trusted peak (see the flags below)")
     for row in rows:
         console.print(f"  [dim]{row['trial_id']}[/]: {row['status']}: {row['reason']}")
+    points = sum(row["points"] for row in all_rows)
+    flagged = [(row["trial_id"], item) for row in all_rows for item in row["flagged"]]
+    if points:
+        console.print(f"  {len(flagged)} of {points} load points flagged" + ":" * bool(flagged))
+    for trial_id, item in flagged:
+        console.print(f"    [dim]{trial_id}[/] {item['point']}: {'; '.join(item['flags'])}")
+    _print_share(all_rows, "client_cpu_pct", "the load client used")
+    _print_share(all_rows, "study_cpu_pct", "the study process itself used")
+
+
+def _print_share(rows: list[dict[str, Any]], key: str, who: str) -> None:
+    shares = [row[key] for row in rows if row[key] is not None]
+    if shares:
+        console.print(f"  {who} {sum(shares) / len(shares):.2f}% of the machine's {os.cpu_count()} cores "
+                      f"while points ran (worst trial {max(shares):.2f}%)")
 
 
 def _install_sigint(stop: threading.Event) -> None:
@@ -158,6 +187,12 @@ def run(
         typer.Option(help="stacks: deploybench,torchserve,triton,litserve (any of them) or all"),
     ] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
+    content_type: Annotated[
+        str | None, typer.Option(help="Content-Type of the payload bodies (default image/jpeg)")
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W model input (SageMaker archives: read from input_fn)")
+    ] = None,
     instance: Annotated[str | None, typer.Option(help="instance name from the price catalogue")] = None,
     price_per_hour: Annotated[float | None, typer.Option(help="USD per hour of this machine")] = None,
     unpriced: Annotated[
@@ -201,7 +236,7 @@ def run(
         "stacks": stacks,
         "instance": instance,
         "price_per_hour": price_per_hour,
-        "unpriced": unpriced,
+        "unpriced": unpriced or None,  # a flag left off is not an override
         "p99_ms": p99_ms,
         "min_throughput": min_throughput,
         "objective": objective,
@@ -210,6 +245,8 @@ def run(
         "calibration_data": str(calibration_data) if calibration_data else None,
         "max_accuracy_drop": max_accuracy_drop,
         "reject_significant_drop": reject_significant_drop,
+        "content_type": content_type,
+        "input_shape": input_shape,
     }
     try:
         overrides = _cli_overrides(options)

@@ -1,7 +1,12 @@
-"""Rich progress for a study: candidates done / left with an ETA, and the current trial's live numbers."""
+"""Rich progress for a study: candidates done / left with an ETA, and the current trial's live numbers.
+
+The display shares the cores with the server under test, so it draws only when there is news (a
+stage, a trial started or done, a live update at most once a second): no refresh thread.
+"""
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any
 
 from rich.console import Console
@@ -47,8 +52,10 @@ class RichStudyProgress(StudyProgress):
             TextColumn("{task.fields[live]}"),
             console=console,
             transient=False,
+            auto_refresh=False,
         )
         self.task: Any = None
+        self.last_draw = 0.0
         self.on_stage = self._stage
         self.on_machine = self._machine
         self.on_variants = self._variants
@@ -63,6 +70,10 @@ class RichStudyProgress(StudyProgress):
 
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
+
+    def _draw(self) -> None:
+        self.last_draw = monotonic()
+        self.progress.refresh()
 
     def _stage(self, message: str) -> None:
         self.progress.console.print(f"[cyan]•[/] {message}")
@@ -93,10 +104,12 @@ class RichStudyProgress(StudyProgress):
         )
         self.task = self.progress.add_task("candidates", total=len(trials), live="")
         self.progress.update(self.task, completed=sum(1 for t in trials if t.candidate.key in done))
+        self._draw()
 
     def _start(self, trial: PlannedTrial) -> None:
         if self.task is not None:
             self.progress.update(self.task, description=trial.candidate.key, live="")
+            self._draw()
 
     def _done(self, record: TrialRecord) -> None:
         peak = record.peak
@@ -104,7 +117,12 @@ class RichStudyProgress(StudyProgress):
         self.progress.console.print(f"  {record.status:>8}  {record.trial_id}  {summary}")
         if self.task is not None:
             self.progress.advance(self.task)
+            self._draw()
 
     def _live(self, update: LiveStats) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, live=describe_live(update))
+        """Keep the newest numbers; draw them at most once a second."""
+        if self.task is None:
+            return
+        self.progress.update(self.task, live=describe_live(update))
+        if monotonic() - self.last_draw >= 1.0:
+            self._draw()

@@ -22,7 +22,7 @@ from deploybench.study.environment import fingerprint
 from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail
 from deploybench.study.measure import LiveCallback, measure_candidate
 from deploybench.study.plan import PlannedTrial, StackOffer, plan_trials
-from deploybench.study.spec import StudyConfig, dump_study_config
+from deploybench.study.spec import StudyConfig, dump_study_config, study_model_spec
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore
 from deploybench.study.variants_step import VariantsOutcome, evaluate_study_variants, summaries_from_json
 
@@ -93,7 +93,7 @@ def _unserved_record(ctx: TrialContext, trial: PlannedTrial, parity: dict[str, o
 def _stack_launch(ctx: TrialContext, trial: PlannedTrial, on_message: Callable[[str], None]) -> StackLaunch:
     key = trial.candidate.key
     return StackLaunch(
-        model=ctx.config.model,
+        model=study_model_spec(ctx.config),
         candidate=trial.candidate,
         workdir=ctx.store.stack_dir(key),
         log_path=ctx.store.log_path(key),
@@ -180,7 +180,7 @@ def stack_offers(names: list[str]) -> list[StackOffer]:
 
 
 def _payloads(config: StudyConfig) -> list[bytes]:
-    return read_payloads(config.payload or default_payload_path())
+    return read_payloads(config.payload or default_payload_path(), config.content_type)
 
 
 def run_study(

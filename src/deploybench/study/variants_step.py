@@ -15,7 +15,7 @@ from deploybench.backends.evaluate import VariantsReport, evaluate_variants
 from deploybench.backends.parity import served_batch_sizes
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
-from deploybench.study.spec import StudyConfig
+from deploybench.study.spec import StudyConfig, study_model_spec
 
 
 @dataclass
@@ -79,7 +79,7 @@ def evaluate_study_variants(
     config: StudyConfig, cache_dir: Path | None, on_stage: Callable[[str], None]
 ) -> VariantsOutcome:
     report = evaluate_variants(
-        config.model,
+        study_model_spec(config),
         config.backends,
         batch_sizes=tuple(config.variant_batch_sizes),
         thresholds=config.parity,
