@@ -111,6 +111,9 @@ class MachineInfo(StrictModel):
     cpu_model: str | None = None
     cores: int | None = None
     gpu: str | None = None
+    node_id: str | None = Field(None, description="the Ray node a cluster trial ran on")
+    node_address: str | None = Field(None, description="that node's address on the cluster network")
+    hostname: str | None = None
 
 
 class TrialRecord(StrictModel):

@@ -44,6 +44,8 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
         overrides["constraints"] = constraints
     if options.get("payload") is not None:
         overrides["payload"] = str(options["payload"])
+    if options.get("cluster") is not None:
+        overrides["cluster"] = {"address": options["cluster"]}
     return overrides
 
 
@@ -75,12 +77,15 @@ _COLUMNS = (
 def render_table(outcome: StudyOutcome) -> Table:
     """All candidates by peak throughput; w/t/b/d = workers / threads / max batch / max delay ms."""
     table = Table(title=f"Study results ({outcome.weights} weights)")
-    for name, justify in _COLUMNS:
+    rows = sorted_rows(outcome.trials)
+    machines = len({row["machine"] for row in rows}) > 1  # a cluster study: say where each ran
+    for name, justify in (("machine", "left"),) * machines + _COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in sorted_rows(outcome.trials):
+    for row in rows:
         knobs = f"{row['workers']}/{row['threads']}/{row['max_batch_size']}/{row['max_delay_ms']:g}"
         peak_flag = "" if row["peak_trusted"] or row["peak"]["rps"] is None else " ~"
         table.add_row(
+            *[row["machine"]] * machines,
             row["backend"],
             row["precision"] or "-",
             knobs,
@@ -160,6 +165,10 @@ def run(
         Path | None, typer.Option(help="artifact cache (default: ~/.cache/deploybench)")
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results table as JSON")] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="run on a Ray cluster: auto | HOST:PORT | ray://HOST:10001 (see the README)"),
+    ] = None,
 ) -> None:
     """Build, verify, serve and load-test every candidate; record, rank and report them."""
     options = {
@@ -172,6 +181,7 @@ def run(
         "min_throughput": min_throughput,
         "objective": objective,
         "payload": payload,
+        "cluster": cluster,
     }
     try:
         overrides = _cli_overrides(options)
@@ -192,6 +202,10 @@ def run(
         raise fail(str(exc)) from exc
     console.print(render_table(outcome))
     print_reasons(outcome)
+    for line in outcome.unfinished:
+        console.print(f"  [yellow]{line}[/]", soft_wrap=True)
+    if outcome.unfinished:
+        console.print("[yellow]rerun the same command to run what did not finish[/]")
     console.print(
         f"study folder: [bold]{outcome.root}[/]"
         + (f" ({outcome.resumed} trials resumed from an earlier run)" if outcome.resumed else ""),

@@ -1,30 +1,35 @@
 """Execute a study: evaluate variants, plan candidates, serve and load-test each, record every trial.
 
-Interrupted studies resume: finished trials are read back from trials.jsonl and never repeated; the
-in-process variant evaluation is kept in variants.json and reused.
+Where the work runs is the executor's business (study/executors: this machine, or a Ray cluster of
+several machine types); this module decides what to measure and keeps the study folder.
+Interrupted studies resume: finished trials are read back from trials.jsonl and never repeated; each
+machine's in-process variant evaluation is kept (variants.json) and reused.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deploybench.payload import default_payload_path, read_payloads
 from deploybench.results import MachineInfo, TrialRecord
-from deploybench.study.environment import fingerprint
-from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail, start_server, stop_server
-from deploybench.study.measure import LiveCallback, measure_candidate
-from deploybench.study.plan import PlannedTrial, plan_trials
+from deploybench.study.executors import (
+    Executor,
+    ExecutorError,
+    MachineTarget,
+    PrepareRequest,
+    TrialEvents,
+    executor_for,
+)
+from deploybench.study.measure import LiveCallback
+from deploybench.study.plan import plan_trials
 from deploybench.study.spec import StudyConfig, dump_study_config
-from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore
-from deploybench.study.variants_step import VariantsOutcome, evaluate_study_variants, summaries_from_json
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, machine_file
+from deploybench.study.trial import TrialContext, TrialJob, unserved_record
+from deploybench.study.variants_step import VariantsOutcome, summaries_from_json
 
 
 @dataclass
@@ -33,8 +38,8 @@ class StudyProgress:
 
     on_stage: Callable[[str], None] = lambda message: None
     on_variants: Callable[[VariantsOutcome], None] = lambda outcome: None
-    on_plan: Callable[[list[PlannedTrial], set[str]], None] = lambda trials, done: None
-    on_trial_start: Callable[[PlannedTrial], None] = lambda trial: None
+    on_plan: Callable[[list[TrialJob], set[str]], None] = lambda jobs, done: None
+    on_trial_start: Callable[[TrialJob, str | None], None] = lambda job, node: None
     on_trial_done: Callable[[TrialRecord], None] = lambda record: None
     on_live: LiveCallback = lambda update: None
 
@@ -45,128 +50,70 @@ class StudyOutcome:
     trials: list[TrialRecord]
     resumed: int = 0
     weights: str = "random"
+    unfinished: list[str] = field(default_factory=list)  # what did not run and why; a rerun resumes it
 
 
 @dataclass
-class TrialContext:
-    """Fixed inputs every trial of one study shares."""
+class ReadyMachine:
+    """A machine with its fingerprint and variants: what the plan needs."""
 
-    config: StudyConfig
-    store: StudyStore
-    machine: MachineInfo
-    weights: str
-    payloads: list[bytes]
-    cache_dir: Path | None
-    stop: threading.Event
-
-
-def resolve_machine(config: StudyConfig, env: dict[str, object]) -> MachineInfo:
-    """Label and price the machine: explicit price wins, else the catalogue's price for the instance."""
-    from deploybench.pricing import resolve_price
-
-    spec = config.machine
-    price = spec.price_per_hour
-    if price is None and spec.instance:
-        price = resolve_price(spec.instance)
-    label = spec.label or spec.instance or str(env.get("hostname", "local"))
-    return MachineInfo(
-        label=label,
-        instance=spec.instance,
-        price_per_hour=price,
-        cpu_model=env.get("cpu_model"),
-        cores=env.get("cores"),
-        gpu=env.get("gpu"),
-    )  # type: ignore[arg-type]
-
-
-def _base_record(ctx: TrialContext, trial: PlannedTrial, started: str) -> dict[str, object]:
-    return {
-        "trial_id": trial.candidate.key,
-        "model": ctx.config.model.source,
-        "weights": ctx.weights,
-        "candidate": trial.candidate,
-        "precision": trial.precision,
-        "machine": ctx.machine,
-        "started_at": started,
-    }
-
-
-def _unserved_record(ctx: TrialContext, trial: PlannedTrial, parity: dict[str, object] | None) -> TrialRecord:
-    started = now()
-    return TrialRecord(
-        **_base_record(ctx, trial, started),
-        status=trial.action,
-        reason=trial.reason,  # type: ignore[arg-type]
-        parity=parity,
-        finished_at=started,
-    )
-
-
-def run_served_trial(
-    ctx: TrialContext,
-    trial: PlannedTrial,
-    parity: dict[str, object] | None,
-    on_live: LiveCallback,
-) -> TrialRecord:
-    """Start the server, run the load plan, stop it; any failure becomes a failed trial with its log tail."""
-    started = now()
-    base = _base_record(ctx, trial, started)
-    log_path = ctx.store.log_path(trial.candidate.key)
-    try:
-        server = start_server(
-            ctx.config.model,
-            trial.candidate,
-            log_path,
-            cache_dir=ctx.cache_dir,
-            timeout_s=ctx.config.startup_timeout_s,
-        )
-    except ServerStartError as exc:
-        return TrialRecord(
-            **base,
-            status="failed",
-            reason=f"server did not start: {exc}",
-            parity=parity,  # type: ignore[arg-type]
-            finished_at=now(),
-            log_tail=exc.log_tail,
-        )
-    try:
-        with ResourceMonitor(server.proc.pid) as monitor:
-            measured = measure_candidate(server.invocations_url, ctx.payloads, ctx.config, ctx.stop, on_live)
-        crashed = server.proc.poll() is not None
-    finally:
-        stop_server(server)
-    status, reason = measured.verdict(crashed)
-    return TrialRecord(
-        **base,
-        status=status,
-        reason=reason,
-        parity=parity,
-        points=measured.points,  # type: ignore[arg-type]
-        peak_index=measured.peak_index,
-        c16_index=measured.c16_index,
-        slo_rate_index=measured.slo_rate_index,
-        peak_rss_mb=monitor.peak_rss_bytes / 2**20 or None,
-        server_cpu_pct=monitor.cpu_pct,
-        finished_at=now(),
-        log_tail=log_tail(log_path) if status == "failed" else None,
-    )
-
-
-def _variants(
-    store: StudyStore, config: StudyConfig, cache_dir: Path | None, progress: StudyProgress
-) -> VariantsOutcome:
-    cached = store.read_json(VARIANTS)
-    if cached is not None:
-        progress.on_stage("variants: reusing the in-process evaluation in variants.json")
-        return summaries_from_json(cached)
-    progress.on_stage("variants: building, verifying and timing every backend in-process")
-    outcome = evaluate_study_variants(config, cache_dir, progress.on_stage)
-    store.write_json(VARIANTS, outcome.raw)
-    return outcome
+    target: MachineTarget
+    info: MachineInfo
+    variants: VariantsOutcome
+    cores: int
 
 
 def _payloads(config: StudyConfig) -> list[bytes]:
     return read_payloads(config.payload or default_payload_path())
+
+
+def _variants_message(target: MachineTarget, cached: bool) -> str:
+    where = "variants" if target.key is None else f"variants on {target.key}"
+    if cached:
+        return f"{where}: reusing the in-process evaluation in {machine_file(VARIANTS, target.key)}"
+    return f"{where}: building, verifying and timing every backend in-process"
+
+
+def _ready(
+    executor: Executor, store: StudyStore, cache_dir: Path | None, progress: StudyProgress
+) -> list[ReadyMachine]:
+    """Fingerprint every machine and evaluate its variants (unless the folder already has them)."""
+    cached: dict[str | None, Any] = {}
+    requests = []
+    for target in executor.targets():
+        cached[target.key] = store.read_json(machine_file(VARIANTS, target.key))
+        requests.append(PrepareRequest(target, need_variants=cached[target.key] is None))
+        progress.on_stage(_variants_message(target, cached[target.key] is not None))
+    ready: list[ReadyMachine] = []
+    for prepared in executor.prepare(requests, cache_dir, progress.on_stage):
+        target = prepared.target
+        if prepared.error is not None:
+            executor.unfinished.append(f"{target.key}: not prepared: {prepared.error}")
+            progress.on_stage(f"[red]{target.key}: not prepared[/]: {prepared.error}")
+            continue
+        store.write_json(machine_file(ENVIRONMENT, target.key), prepared.environment)
+        raw = prepared.variants_raw if prepared.variants_raw is not None else cached[target.key]
+        if prepared.variants_raw is not None:
+            store.write_json(machine_file(VARIANTS, target.key), raw)
+        if target.key is not None:
+            progress.on_stage(f"variants on {target.key}:")
+        variants = summaries_from_json(raw)
+        progress.on_variants(variants)
+        info = executor.machine_info(target, prepared.environment)
+        ready.append(ReadyMachine(target, info, variants, int(prepared.environment["cores"])))
+    if not ready:
+        raise ExecutorError("no machine could be prepared: " + "; ".join(executor.unfinished))
+    return ready
+
+
+def _jobs(config: StudyConfig, machines: list[ReadyMachine]) -> list[TrialJob]:
+    """Every machine's plan; served candidates first (fastest backends first), as plan_trials orders them."""
+    jobs = []
+    for machine in machines:
+        for trial in plan_trials(config, machine.variants.summaries, machine.cores):
+            parity = machine.variants.parity.get(trial.candidate.backend)
+            jobs.append(TrialJob(machine.target.trial_id(trial.candidate.key), trial, machine.info, parity))
+    return jobs
 
 
 def run_study(
@@ -177,6 +124,7 @@ def run_study(
     cache_dir: Path | None = None,
     progress: StudyProgress | None = None,
     stop: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> StudyOutcome:
     """Run (or resume) a study in `root`. Returns every trial recorded there, old and new."""
     progress = progress or StudyProgress()
@@ -184,32 +132,24 @@ def run_study(
     store.acquire(dump_study_config(config), fresh=fresh)
     try:
         payloads = _payloads(config)  # a bad payload is an error before anything is built
-        env = fingerprint()
-        store.write_json(ENVIRONMENT, env)
-        machine = resolve_machine(config, env)
-        variants = _variants(store, config, cache_dir, progress)
-        progress.on_variants(variants)
-        ctx = TrialContext(
-            config, store, machine, variants.weights, payloads, cache_dir, stop or threading.Event()
-        )
-        planned = plan_trials(config, variants.summaries, int(env["cores"]))  # type: ignore[call-overload]
-        done = store.trial_ids()
-        progress.on_plan(planned, done)
-        for trial in planned:
-            if trial.candidate.key in done:
-                continue
-            if ctx.stop.is_set():
-                raise KeyboardInterrupt
-            progress.on_trial_start(trial)
-            parity = variants.parity.get(trial.candidate.backend)
-            if trial.action == "serve":
-                record = run_served_trial(ctx, trial, parity, progress.on_live)
-            else:
-                record = _unserved_record(ctx, trial, parity)
-            if ctx.stop.is_set():
-                raise KeyboardInterrupt  # a trial cut short by Ctrl-C is not recorded: it reruns on resume
-            store.append_trial(record)
-            progress.on_trial_done(record)
-        return StudyOutcome(root, store.trials(), resumed=len(done), weights=variants.weights)
+        with executor or executor_for(config) as runner:
+            machines = _ready(runner, store, cache_dir, progress)
+            weights = machines[0].variants.weights
+            ctx = TrialContext(config, weights, payloads, cache_dir, stop or threading.Event())
+            jobs = _jobs(config, machines)
+            done = store.trial_ids()
+            progress.on_plan(jobs, done)
+            served = [j for j in jobs if j.trial.action == "serve" and j.trial_id not in done]
+            events = TrialEvents(progress.on_trial_start, progress.on_live, progress.on_stage)
+            for record in runner.run_trials(ctx, served, store.log_path, events):
+                store.append_trial(record)
+                progress.on_trial_done(record)
+            for job in jobs:
+                if job.trial.action != "serve" and job.trial_id not in done:
+                    record = unserved_record(ctx, job)
+                    store.append_trial(record)
+                    progress.on_trial_done(record)
+            unfinished = list(runner.unfinished)
+        return StudyOutcome(root, store.trials(), len(done), weights, unfinished)
     finally:
         store.release()
