@@ -14,7 +14,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deploybench.backends.evaluate import VariantsReport
 from deploybench.cli.variants import render_table
 from deploybench.load import LiveStats
 from deploybench.results import TrialRecord
@@ -68,6 +67,8 @@ class RichStudyProgress(StudyProgress):
 
     def _variants(self, outcome: VariantsOutcome) -> None:
         """The in-process table of `deploybench variants`: what each backend does before serving."""
+        from deploybench.backends.evaluate import VariantsReport
+
         report = VariantsReport.model_validate(outcome.raw)
         batch_sizes = tuple(sorted({t.batch for v in report.variants for t in v.timings})) or (1,)
         self.progress.console.print(render_table(report, batch_sizes))

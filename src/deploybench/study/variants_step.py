@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deploybench.backends.evaluate import VariantsReport, evaluate_variants
 from deploybench.results import ParityReport
 from deploybench.study.plan import VariantSummary
 from deploybench.study.spec import StudyConfig
+
+if TYPE_CHECKING:  # torch loads with it; a cluster's driver and the report need no torch
+    from deploybench.backends.evaluate import VariantsReport
 
 
 @dataclass
@@ -52,12 +54,16 @@ def summarise(report: VariantsReport) -> VariantsOutcome:
 
 
 def summaries_from_json(raw: dict[str, Any]) -> VariantsOutcome:
+    from deploybench.backends.evaluate import VariantsReport
+
     return summarise(VariantsReport.model_validate(raw))
 
 
 def evaluate_study_variants(
     config: StudyConfig, cache_dir: Path | None, on_stage: Callable[[str], None]
 ) -> VariantsOutcome:
+    from deploybench.backends.evaluate import evaluate_variants
+
     report = evaluate_variants(
         config.model,
         config.backends,
