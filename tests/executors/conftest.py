@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="the Ray executor's tests need deploybench[ray]")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 TESTS = Path(__file__).parents[1]
 LABEL = "deploybench/instance-type"
@@ -26,7 +24,7 @@ OBJECT_STORE = 80 * 2**20  # Ray's minimum is ~75 MiB; the study moves a few MB 
 class FakeCluster:
     """The running cluster, and which instance type each node (by Ray node id) was labelled with."""
 
-    cluster: Cluster
+    cluster: Any  # ray.cluster_utils.Cluster
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -47,6 +45,9 @@ class FakeCluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[FakeCluster]:
+    pytest.importorskip("ray", reason="the Ray executor's tests need deploybench[ray]")
+    from ray.cluster_utils import Cluster
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
         patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
