@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-
 TESTS = Path(__file__).parents[1]
 LABEL = "deploybench/instance-type"
 OBJECT_STORE = 80 * 2**20  # Ray's minimum is ~75 MiB; the study moves a few MB through it
