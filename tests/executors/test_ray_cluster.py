@@ -4,8 +4,6 @@ node that dies mid-trial leaves a failed trial while the study goes on."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -14,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from study.runs import kill_after_first_trial, resume
 
-from deploybench.results import TrialRecord
 from deploybench.study.executors import ExecutorError
 from deploybench.study.runner import StudyProgress, run_study
 from deploybench.study.spec import load_study_config
@@ -31,22 +29,6 @@ pytestmark = pytest.mark.slow
 def study_command(out: Path, cache: Path, address: str, *extra: str) -> list[str]:
     command = [sys.executable, "-m", "deploybench.cli", "run", str(TINY), "--cluster", address]
     return [*command, "--out", str(out), "--cache-dir", str(cache), *extra]
-
-
-def read_trials(out: Path) -> list[TrialRecord]:
-    lines = (out / "trials.jsonl").read_text().splitlines()
-    return [TrialRecord.model_validate_json(line) for line in lines if line.strip()]
-
-
-def wait_for_trials(out: Path, proc: subprocess.Popen[bytes], count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        trials = out / "trials.jsonl"
-        if trials.exists() and len(trials.read_text().splitlines()) >= count:
-            return
-        assert proc.poll() is None, "the study ended before it recorded a trial"
-        time.sleep(0.2)
-    raise AssertionError(f"no {count} trial(s) recorded within {timeout_s} s")
 
 
 def servers_using(cache: Path) -> list[psutil.Process]:
@@ -81,28 +63,10 @@ def test_each_machine_type_runs_on_its_own_node_is_priced_by_its_label_and_a_kil
 ) -> None:
     out = tmp_path / "study"
     command = study_command(out, artifact_cache, cluster.address)
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_trials(out, first, 1, timeout_s=300)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    before = read_trials(out)
+    before = kill_after_first_trial(command, out, timeout_s=300)
     wait_until_gone(artifact_cache, timeout_s=60)  # Ray ends a dead driver's tasks; their trees go too
-
-    done = subprocess.run(
-        [*command, "--json", str(tmp_path / "run.json")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    after = read_trials(out)
+    after = resume(command, out, before, tmp_path / "run.json")
     ids = [t.trial_id for t in after]
-    assert len(ids) == len(set(ids)), f"duplicated trials: {ids}"
-    assert after[: len(before)] == before, "finished trials were measured again or changed"
-    assert f"{len(before)} trials resumed" in done.stdout
     machines = ("c7i.large", "c7i.xlarge")
     assert set(ids) == {f"{m}/{b}@cpu/w1t2/b1d0" for m in machines for b in ("eager", "onnxruntime")}
     for trial in after:

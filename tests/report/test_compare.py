@@ -53,7 +53,8 @@ def test_same_machine_label_in_two_studies_is_told_apart(tmp_path: Path):
     assert all(ev.usd_per_hour == 0.17 for ev in rec.evaluations)
 
 
-def test_each_machine_is_compared_with_its_own_eager_baseline(tmp_path: Path):
+def _eager_and_compiled_on_two_machines(tmp_path: Path) -> tuple[Path, Path]:
+    """A CPU and a GPU study, each with eager and one compiled backend."""
     cpu = write_study(
         tmp_path / "cpu",
         [
@@ -68,6 +69,11 @@ def test_each_machine_is_compared_with_its_own_eager_baseline(tmp_path: Path):
             make_trial("tensorrt", "fp16", capacity_rps=300, machine=GPU),
         ],
     )
+    return cpu, gpu
+
+
+def test_each_machine_is_compared_with_its_own_eager_baseline(tmp_path: Path):
+    cpu, gpu = _eager_and_compiled_on_two_machines(tmp_path)
     rec = compare_studies([cpu, gpu], tmp_path / "out").recommendation
     trt = next(ev for ev in rec.evaluations if ev.backend == "tensorrt")
     gpu_eager = next(ev for ev in rec.evaluations if ev.backend == "eager" and ev.machine == "ml.g4dn.xlarge")
@@ -84,20 +90,7 @@ def test_different_models_are_warned_about(tmp_path: Path):
 
 
 def test_the_by_machine_table_sets_each_machine_compiled_or_not_side_by_side(tmp_path: Path):
-    cpu = write_study(
-        tmp_path / "cpu",
-        [
-            make_trial("eager", capacity_rps=16, machine=CPU),
-            make_trial("openvino-int8", "int8", capacity_rps=90, machine=CPU),
-        ],
-    )
-    gpu = write_study(
-        tmp_path / "gpu",
-        [
-            make_trial("eager", capacity_rps=60, machine=GPU),
-            make_trial("tensorrt", "fp16", capacity_rps=300, machine=GPU),
-        ],
-    )
+    cpu, gpu = _eager_and_compiled_on_two_machines(tmp_path)
     result = compare_studies([cpu, gpu], tmp_path / "out")
     rows = machine_rows(result.recommendation)
     assert [(r["machine"], r["kind"]) for r in rows] == [
