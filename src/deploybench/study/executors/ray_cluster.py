@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,33 @@ def version_mismatch(started: dict[str, Any], ray_version: str) -> str | None:
     return f"{describe_node(started)} runs {', '.join(wrong)}" if wrong else None
 
 
+def _bootstrap_address(ray: Any, address: str) -> str:
+    """HOST:PORT that the address leads to ("auto": the cluster `ray start` wrote down on this machine)."""
+    if address.startswith("ray://"):
+        return address.removeprefix("ray://")
+    if address != "auto":
+        return address
+    try:  # deploybench pins its Ray, so this helper is the one this code was written against
+        return str(ray._private.services.canonicalize_bootstrap_address_or_die(address))
+    except (ConnectionError, AttributeError) as exc:
+        raise ExecutorError(
+            "no Ray cluster found on this machine (--cluster auto): start one (see the README) "
+            "or pass --cluster HOST:PORT"
+        ) from exc
+
+
+def check_reachable(host_port: str, timeout_s: float = 5.0) -> None:
+    """Ray retries an absent cluster for minutes; a closed port is an error at once."""
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ExecutorError(
+            f"no Ray cluster answers at {host_port} ({exc}); is it up? (`ray status` on its head)"
+        ) from exc
+
+
 @register
 class RayExecutor(Executor):
     name = "ray"
@@ -104,6 +132,7 @@ class RayExecutor(Executor):
     def open(self) -> None:
         self.ray = _import_ray()
         address = self.config.cluster.address if self.config.cluster else "auto"
+        check_reachable(_bootstrap_address(self.ray, address))
         try:
             self.ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
