@@ -198,12 +198,12 @@ class RayExecutor(Executor):
                 "cache_dir": str(cache_dir) if cache_dir else None,
             }
             streams.add(self._submit(key, self._gpus[key], job), request.target, key)
-        rejected: set[str | None] = set()  # machines whose node runs other versions than the driver
+        settled: set[str | None] = set()  # one outcome per machine: prepared, or why not
         for target, event in streams.events():
-            if target.key not in rejected:
+            if target.key not in settled:
                 prepared = self._prepared(target, event, on_stage)
                 if prepared is not None:
-                    rejected.add(target.key)  # one outcome per machine
+                    settled.add(target.key)
                     yield prepared
 
     def _prepared(
