@@ -5,14 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean browser
+.PHONY: run test lint install clean browser java
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # constraints.txt: the exact default set (pyproject.toml only gives the supported ranges).
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,ray]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,stacks,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +30,13 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
 		echo "warning: chromium not installed; the browser test skips (and fails under CI)"
 
-test: $(STAMP) browser
+# TorchServe (a serving stack to compare with) needs a Java 17 runtime; install it where we may.
+java:
+	@java -version 2>&1 | grep -q 'version "\(1[7-9]\|[2-9][0-9]\)' || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null) || \
+		echo "warning: no Java 17; the torchserve stack reports itself unavailable and its tests skip"
+
+test: $(STAMP) browser java
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 

@@ -59,7 +59,16 @@ class ServerConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_mb: float = Field(6.0, gt=0)
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, description="per request, reading the body included")
+    max_queue_size: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="requests waiting for a worker before new ones get 503 (TorchServe job_queue_size)",
+    )
+    max_worker_restarts: int = Field(
+        5, ge=0, le=1000, description="crashes in a row (no batch answered between) before a worker is failed"
+    )
     debug: bool = False
 
 

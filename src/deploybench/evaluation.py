@@ -24,6 +24,8 @@ class Evaluation(StrictModel):
     model: str
     weights: str
     backend: str
+    stack: str = "deploybench"
+    protocol: str | None = None
     precision: str
     device: str
     workers: int
@@ -61,9 +63,10 @@ class Evaluation(StrictModel):
 
     @property
     def is_default_eager(self) -> bool:
-        """The baseline: eager PyTorch fp32 with the default knobs (one worker, no batching)."""
+        """The baseline: eager fp32 on deploybench's server, default knobs (one worker, no batching)."""
         return (
             self.backend == "eager"
+            and self.stack == "deploybench"
             and self.precision == "fp32"
             and self.workers == 1
             and self.max_batch_size == 1

@@ -121,7 +121,8 @@ def _label(trial: TrialRecord) -> str:
     c = trial.candidate
     batch = f" b{c.max_batch_size}/{c.max_delay_ms:g}ms" if c.max_batch_size > 1 else ""
     device = "" if c.device == "cpu" else f" {c.device}"
-    return f"{c.backend} {trial.precision or 'fp32'}{device} w{c.workers}t{c.threads}{batch}"
+    stack = "" if c.stack == "deploybench" else f" via {c.stack}"
+    return f"{c.backend} {trial.precision or 'fp32'}{device} w{c.workers}t{c.threads}{batch}{stack}"
 
 
 def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSource) -> Evaluation:
@@ -134,6 +135,8 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
         label=_label(trial),
         machine=machine,
         backend=c.backend,
+        stack=c.stack,
+        protocol=trial.stack.protocol if trial.stack else None,
         precision=trial.precision or "fp32",
         device=c.device,
         workers=c.workers,

@@ -6,7 +6,7 @@ that merges (windows, processes, machines) can merge raw data, never averages of
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -67,10 +67,17 @@ class LoadPoint(StrictModel):
         return sum(self.errors.values())
 
 
+DEFAULT_STACK = "deploybench"
+
+
 class Candidate(StrictModel):
-    """One deployment candidate: a backend and the server knobs it is served with."""
+    """One deployment candidate: a backend, the serving stack in front of it, and the knobs it is served with.
+
+    The knobs are canonical (delays in ms); each stack maps them to its own names and units.
+    """
 
     backend: str
+    stack: str = DEFAULT_STACK
     device: str = "cpu"
     workers: int = 1
     threads: int = 1
@@ -79,11 +86,15 @@ class Candidate(StrictModel):
 
     @property
     def key(self) -> str:
-        """Stable identifier; a study resumes by skipping keys it already recorded."""
-        return (
+        """Stable identifier; a study resumes by skipping keys it already recorded.
+
+        deploybench's own server keeps the bare key (older studies resume); other stacks prefix theirs.
+        """
+        key = (
             f"{self.backend}@{self.device}/w{self.workers}t{self.threads}"
             f"/b{self.max_batch_size}d{self.max_delay_ms:g}"
         )
+        return key if self.stack == DEFAULT_STACK else f"{self.stack}:{key}"
 
 
 class ParityReport(StrictModel):
@@ -116,6 +127,17 @@ class MachineInfo(StrictModel):
     hostname: str | None = None
 
 
+class StackRecord(StrictModel):
+    """How the serving stack ran a trial: protocol measured, knobs in its own terms, what it reported."""
+
+    name: str
+    protocol: str = Field(description="what the load generator spoke, e.g. sagemaker-http, kserve-v2")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the stack's own knob names/units")
+    reported: dict[str, Any] = Field(
+        default_factory=dict, description="what the stack said about itself (workers, batch sizes formed)"
+    )
+
+
 class TrialRecord(StrictModel):
     """One line of trials.jsonl: a candidate built, verified, served and load-tested."""
 
@@ -134,6 +156,7 @@ class TrialRecord(StrictModel):
     slo_rate_index: int | None = None
     peak_rss_mb: float | None = None
     server_cpu_pct: float | None = None
+    stack: StackRecord | None = None
     machine: MachineInfo
     started_at: str
     finished_at: str

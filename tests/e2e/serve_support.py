@@ -97,6 +97,18 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, wait:
     return server
 
 
+def serve_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`deploybench serve ARGS` that must fail at start-up (a server that starts hits the timeout)."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploybench.cli", "serve", *args, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def distinct_jpegs(count: int, seed: int = 0) -> list[bytes]:
     """Different small JPEGs (random colour fields), so every request has its own answer."""
     rng = np.random.default_rng(seed)
@@ -118,3 +130,13 @@ def npy_body(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+INTERNALS = ("Traceback", "site-packages", "deploybench/", " object at 0x", 'File "')
+
+
+def assert_no_internals(body: bytes) -> None:
+    """An error body without --debug: no traceback, no paths, no repr of internal objects."""
+    text = body.decode(errors="replace")
+    leaked = [needle for needle in INTERNALS if needle in text]
+    assert not leaked, f"error body shows {leaked}: {text[:300]}"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
-import subprocess
-import sys
+import socket
 import textwrap
 import threading
 import time
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from serve_support import SMALL_MODEL, Server, ping, request, start_server
+from serve_support import SMALL_MODEL, Server, ping, request, serve_cli, start_server
 
 from deploybench.payload import default_payload_path
 
@@ -35,6 +35,33 @@ def transform_fn(model, body, content_type, accept):
 """
 
 
+RECORDING_HANDLER = """
+import time
+from pathlib import Path
+
+def model_fn(model_dir):
+    return Path(model_dir) / "computed.txt"
+
+def transform_fn(model, body, content_type, accept):
+    seconds, name = body.decode().split()
+    with model.open("a") as log:
+        log.write(name + "\\n")
+    time.sleep(float(seconds))
+    return name.encode()
+"""
+
+CRASHING_HANDLER = """
+import os
+import signal
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    os.kill(os.getpid(), signal.SIGSEGV)  # a native crash, as a broken extension would cause
+"""
+
+
 def worker_pids(server: Server) -> list[int]:
     children = psutil.Process(server.proc.pid).children()
     return [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
@@ -47,6 +74,116 @@ def slow_server(tmp_path: Path) -> Iterator[Server]:
     running = start_server(tmp_path / "run", str(tmp_path / "model"), "--timeout-s", "1.5", "--workers", "2")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def recording_server_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """One worker, 1 s timeout; the handler logs every request it computes into computed.txt."""
+    tmp = tmp_path_factory.mktemp("recording")
+    folder = tmp / "model"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "inference.py").write_text(textwrap.dedent(RECORDING_HANDLER))
+    running = start_server(tmp / "run", str(folder), "--timeout-s", "1", "--workers", "1")
+    yield running, folder / "computed.txt"
+    running.stop()
+
+
+@pytest.fixture
+def recording_server(recording_server_once: tuple[Server, Path]) -> tuple[Server, Path]:
+    """The module's recording server with an empty log."""
+    recording_server_once[1].unlink(missing_ok=True)
+    return recording_server_once
+
+
+def computed(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def metric(server: Server, name: str) -> float:
+    text = request(f"{server.url}/metrics")[2].decode()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def raw_request(port: int, body: bytes, declared: int | None = None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    length = len(body) if declared is None else declared
+    sock.sendall(
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        + f"Content-Length: {length}\r\n\r\n".encode()
+        + body
+    )
+    return sock
+
+
+def test_request_whose_client_left_is_not_computed(recording_server: tuple[Server, Path]) -> None:
+    running, log = recording_server
+    url = f"{running.url}/invocations"
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(request, url, b"0.6 first", {"Content-Type": "text/plain"})
+        time.sleep(0.2)  # the worker is busy with `first`
+        gone = [raw_request(running.port, f"0.01 gone{i}".encode()) for i in range(3)]
+        time.sleep(0.2)  # queued behind `first`
+        for sock in gone:
+            sock.close()
+        assert busy.result(timeout=30)[:3:2] == (200, b"first")
+    assert request(url, b"0.01 after", {"Content-Type": "text/plain"})[:3:2] == (200, b"after")
+    assert computed(log) == ["first", "after"]
+    assert metric(running, 'deploybench_requests_total{status="499"}') == 3
+
+
+def test_timed_out_requests_leave_the_queue_and_are_not_computed(
+    recording_server: tuple[Server, Path],
+) -> None:
+    running, log = recording_server
+    url = f"{running.url}/invocations"
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(request, url, b"2.0 slow", {"Content-Type": "text/plain"})
+        time.sleep(0.2)
+        queued = pool.submit(request, url, b"0.01 queued", {"Content-Type": "text/plain"})
+        assert queued.result(timeout=30)[0] == 504  # after 1 s, while `slow` still runs
+        assert metric(running, "deploybench_queue_depth") == 0
+        assert slow.result(timeout=30)[0] == 504
+    time.sleep(1.0)  # `slow` ends; the worker would take `queued` now if it were still there
+    assert request(url, b"0.01 after", {"Content-Type": "text/plain"})[:3:2] == (200, b"after")
+    assert computed(log) == ["slow", "after"]
+
+
+def test_a_client_trickling_its_body_gets_408(recording_server: tuple[Server, Path]) -> None:
+    running, _ = recording_server
+    with raw_request(running.port, b"0.01 par", declared=100) as sock:
+        start = time.monotonic()
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - start < 5
+    assert b"connection: close" in answer.lower()
+
+
+def test_a_model_crashing_on_every_batch_ends_failed_not_in_a_loop(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "inference.py").write_text(textwrap.dedent(CRASHING_HANDLER))
+    running = start_server(tmp_path / "run", str(folder), "--max-worker-restarts", "2")
+    url = f"{running.url}/invocations"
+    try:
+        statuses, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, _, body = request(f"{running.url}/ping")
+            if status == 503 and json.loads(body)["status"] == "failed":
+                break
+            statuses.append(request(url, b"x", {"Content-Type": "text/plain"})[0])
+            time.sleep(0.05)
+        assert json.loads(body)["status"] == "failed", statuses
+        assert set(statuses) <= {500, 503} and statuses.count(500) == 3, statuses
+        restarts = metric(running, "deploybench_worker_restarts_total")
+        time.sleep(1.5)
+        assert metric(running, "deploybench_worker_restarts_total") == restarts == 2  # no hot loop
+        status, _, body = request(url, b"x", {"Content-Type": "text/plain"})
+        assert status == 503 and "failed" in json.loads(body)["error"]
+        assert ping(running.url) == 503
+    finally:
+        running.stop()
+    assert "crashed 3 times in a row" in running.log(), running.log()
 
 
 def test_killed_worker_is_restarted_and_nothing_hangs(tmp_path: Path) -> None:
@@ -110,13 +247,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(slow_server: Server) -> No
     ],
 )
 def test_model_that_cannot_load_is_a_clear_startup_error(args: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "deploybench.cli", "serve", *args, "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = serve_cli(*args)
     assert result.returncode == 1, result.stderr
     assert message in " ".join(result.stderr.split())  # Rich wraps long lines
     assert "ready on" not in result.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import tarfile
 import textwrap
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_support import SMALL_MODEL, Server, npy, request, start_server
+from serve_support import SMALL_MODEL, Server, npy, request, serve_cli, start_server
 
 from deploybench.payload import default_payload_path, preprocess
 
@@ -90,16 +88,6 @@ def model_dir(
     return root
 
 
-def serve_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deploybench.cli", "serve", *args, "--port", "9"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def three_steps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("three")
@@ -155,7 +143,9 @@ def test_output_fn_only_uses_the_built_in_model_and_input(tmp_path: Path) -> Non
     assert status == 200 and answer["shape"] == [1, 1000] and 0 <= answer["argmax"] < 1000
 
 
-def test_model_fn_only_uses_the_built_in_input_and_output(tmp_path: Path) -> None:
+def test_model_fn_only_uses_the_toolkit_input_and_output(tmp_path: Path) -> None:
+    """The default output_fn encodes the prediction itself (as SageMaker's PyTorch container does);
+    images go through the reference preprocessing (deploybench's addition to the default input_fn)."""
     folder = model_dir(tmp_path / "model", MODEL_ONLY)
     running = start_server(tmp_path / "run", str(folder))
     try:
@@ -170,9 +160,9 @@ def test_model_fn_only_uses_the_built_in_input_and_output(tmp_path: Path) -> Non
     finally:
         running.stop()
     assert status == 200 and json_status == 200
-    expected = preprocess(default_payload_path().read_bytes()).mean(axis=(1, 2))
+    expected = preprocess(default_payload_path().read_bytes()).mean(axis=(1, 2))[None]
     np.testing.assert_allclose(npy(body), expected, rtol=1e-4, atol=1e-5)
-    assert len(json.loads(json_body)["predictions"]) == 3
+    np.testing.assert_allclose(json.loads(json_body), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_transform_fn_with_input_fn_is_a_startup_error(tmp_path: Path) -> None:

@@ -72,8 +72,48 @@ def test_size_and_member_limits(tmp_path: Path) -> None:
     )
     with pytest.raises(ArchiveError, match="more than 1000 bytes"):
         safe_extract(archive, tmp_path / "out", max_bytes=1000)
-    with pytest.raises(ArchiveError, match="2 members"):
+    with pytest.raises(ArchiveError, match="more than 1 members"):
         safe_extract(archive, tmp_path / "out", max_members=1)
+
+
+def test_members_are_read_one_by_one_and_reading_stops_at_the_limit(tmp_path: Path) -> None:
+    """A truncated tail: reading every member first (getmembers) would fail there, not at the limit."""
+    archive = make_archive(
+        tmp_path / "many.tar.gz", [file_member(f"m{i}", bytes([i]) * 4096) for i in range(200)]
+    )
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArchiveError, match="more than 10 members"):
+        safe_extract(archive, tmp_path / "out", max_members=10)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [
+        [link_member("a", "."), link_member("a/b", "..")],  # each lexically inside, together outside
+        [link_member("a", "."), link_member("b", "a/..")],
+        [link_member("d", "code"), link_member("d/up", "../..")],
+        [link_member("up", ".."), file_member("up/escape.txt")],
+        [link_member("loop1", "loop2"), link_member("loop2", "loop1"), file_member("loop1/x")],
+    ],
+)
+def test_link_chains_that_escape_are_refused(
+    tmp_path: Path, chain: list[tuple[tarfile.TarInfo, bytes | None]]
+) -> None:
+    archive = make_archive(tmp_path / "chain.tar.gz", [file_member("code/ok.txt"), *chain])
+    with pytest.raises(ArchiveError, match=r"leaves the model folder|outside the model folder"):
+        safe_extract(archive, tmp_path / "model" / "out")
+    assert not (tmp_path / "model" / "out").exists()
+
+
+def test_python_without_tarfile_filters_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python before 3.11.4 (simulated: this interpreter has the filters) must not unpack at all."""
+    archive = make_archive(tmp_path / "m.tar.gz", [file_member("model.pt")])
+    monkeypatch.delattr(tarfile, "data_filter")
+    with pytest.raises(ArchiveError, match=r"3\.11\.4"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_corrupt_archive_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from deploybench.serve.batching import Pending, RequestQueue
+import pytest
+
+from deploybench.serve.batching import Pending, QueueFull, RequestQueue
 from deploybench.serve.protocol import WorkItem
 
 
@@ -24,7 +26,7 @@ def run(coro: object) -> object:
 
 def test_batch_of_one_does_not_wait() -> None:
     async def scenario() -> float:
-        queue = RequestQueue()
+        queue = RequestQueue(100)
         queue.put(pending(0))
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -36,7 +38,7 @@ def test_batch_of_one_does_not_wait() -> None:
 
 def test_takes_up_to_max_size_in_order() -> None:
     async def scenario() -> tuple[list[int], list[int]]:
-        queue = RequestQueue()
+        queue = RequestQueue(100)
         for rid in range(5):
             queue.put(pending(rid))
         return ids(await queue.get_batch(3, 1.0)), ids(await queue.get_batch(3, 0.0))
@@ -46,7 +48,7 @@ def test_takes_up_to_max_size_in_order() -> None:
 
 def test_waits_for_late_requests_until_the_delay() -> None:
     async def scenario() -> tuple[list[int], float]:
-        queue = RequestQueue()
+        queue = RequestQueue(100)
         loop = asyncio.get_running_loop()
         queue.put(pending(0))
         loop.call_later(0.02, queue.put, pending(1))
@@ -61,7 +63,7 @@ def test_waits_for_late_requests_until_the_delay() -> None:
 
 def test_skips_requests_whose_client_is_gone() -> None:
     async def scenario() -> list[int]:
-        queue = RequestQueue()
+        queue = RequestQueue(100)
         gone = pending(0)
         gone.future.cancel()
         queue.put(gone)
@@ -73,7 +75,7 @@ def test_skips_requests_whose_client_is_gone() -> None:
 
 def test_cancelled_gather_gives_the_requests_back() -> None:
     async def scenario() -> list[int]:
-        queue = RequestQueue()
+        queue = RequestQueue(100)
         queue.put(pending(0))
         task = asyncio.ensure_future(queue.get_batch(4, 10.0))
         await asyncio.sleep(0.01)
@@ -82,3 +84,42 @@ def test_cancelled_gather_gives_the_requests_back() -> None:
         return ids(await queue.get_batch(4, 0.0))
 
     assert run(scenario()) == [0]
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    async def scenario() -> list[int]:
+        queue = RequestQueue(2)
+        queue.put(pending(0))
+        queue.put(pending(1))
+        assert queue.full
+        with pytest.raises(QueueFull):
+            queue.put(pending(2))
+        return ids(await queue.get_batch(4, 0.0))
+
+    assert run(scenario()) == [0, 1]
+
+
+def test_discarded_requests_leave_the_queue_and_free_their_place() -> None:
+    async def scenario() -> list[int]:
+        queue = RequestQueue(2)
+        timed_out, waiting = pending(0), pending(1)
+        queue.put(timed_out)
+        queue.put(waiting)
+        timed_out.future.cancel()
+        queue.discard(timed_out)
+        queue.discard(timed_out)  # twice, or after a worker took it: nothing happens
+        assert len(queue) == 1
+        queue.put(pending(2))  # the freed place is usable at once
+        return ids(await queue.get_batch(4, 0.0))
+
+    assert run(scenario()) == [1, 2]
+
+
+def test_drain_takes_every_waiting_request() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        queue = RequestQueue(4)
+        for rid in range(3):
+            queue.put(pending(rid))
+        return ids(queue.drain()), len(queue)
+
+    assert run(scenario()) == ([0, 1, 2], 0)

@@ -7,15 +7,10 @@ from pathlib import Path
 import pytest
 
 from deploybench.config import ModelSpec
-from deploybench.serve.handlers import (
-    HandlerContext,
-    HandlerContractError,
-    bind,
-    check_contract_source,
-    error_status,
-)
+from deploybench.serve.context import HandlerContext
+from deploybench.serve.errors import ServeError, error_status
+from deploybench.serve.handlers import HandlerContractError, bind, check_contract_source
 from deploybench.serve.settings import SettingsError, resolve_settings
-from deploybench.serve.vision import HandlerError
 
 ENV = {
     "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
@@ -48,12 +43,59 @@ def test_bad_environment_is_a_clear_error(env: dict[str, str]) -> None:
         resolve_settings({}, ModelSpec(), env=env)
 
 
+def test_defaults_bound_the_queue_and_the_restarts() -> None:
+    server = resolve_settings({}, ModelSpec(), env={}).server
+    assert (server.max_queue_size, server.max_worker_restarts) == (100, 5)
+
+
 def test_handler_path_only_when_the_program_exists(tmp_path: Path) -> None:
     settings = resolve_settings({}, ModelSpec(), model_dir=tmp_path, env={})
     assert settings.handler_path is None
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "inference.py").write_text("")
     assert settings.handler_path == tmp_path / "code" / "inference.py"
+
+
+@pytest.mark.parametrize("program", ["serve_me", "serve_me.py"])
+def test_sagemaker_program_with_or_without_py(tmp_path: Path, program: str) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "serve_me.py").write_text("")
+    settings = resolve_settings({}, None, model_dir=tmp_path, env={"SAGEMAKER_PROGRAM": program})
+    assert settings.handler_path == tmp_path / "code" / "serve_me.py"
+    assert settings.model is None  # the handler loads the model (model_fn or the toolkit default)
+
+
+def test_a_missing_program_is_an_error_not_the_builtin_handler(tmp_path: Path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    with pytest.raises(SettingsError, match=r"no code/serve_me\.py"):
+        resolve_settings({}, None, model_dir=tmp_path, env={"SAGEMAKER_PROGRAM": "serve_me.py"})
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "handler.py").write_text("")
+    with pytest.raises(SettingsError, match=r"holds handler\.py but no inference\.py"):
+        resolve_settings({}, None, model_dir=tmp_path, env={})
+
+
+def test_the_builtin_handler_serves_the_one_model_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"no \.onnx/\.pt/\.pth/\.ts file"):
+        resolve_settings({}, None, model_dir=tmp_path, env={})
+    (tmp_path / "net.onnx").write_bytes(b"")
+    assert resolve_settings({}, None, model_dir=tmp_path, env={}).model.source == str(tmp_path / "net.onnx")
+    (tmp_path / "net.pt").write_bytes(b"")
+    with pytest.raises(SettingsError, match=r"net\.onnx, net\.pt"):
+        resolve_settings({}, None, model_dir=tmp_path, env={})
+    named = resolve_settings({}, ModelSpec(source="x.onnx"), model_dir=tmp_path, env={})
+    assert named.model.source == "x.onnx"
+
+
+def test_default_invocations_accept(tmp_path: Path) -> None:
+    env = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/x-npy"}
+    assert resolve_settings({}, ModelSpec(), env=env).default_accept == "application/x-npy"
+    with pytest.raises(SettingsError, match="built-in handler answers"):
+        resolve_settings({}, ModelSpec(), env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text("")
+    csv = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+    assert resolve_settings({}, None, model_dir=tmp_path, env=csv).default_accept == "text/csv"
 
 
 def test_transform_fn_with_three_step_functions_is_refused(tmp_path: Path) -> None:
@@ -66,13 +108,30 @@ def test_transform_fn_with_three_step_functions_is_refused(tmp_path: Path) -> No
 
 
 def test_context_is_passed_only_to_functions_that_take_it() -> None:
-    context = HandlerContext("/model", 0, {})
+    context = HandlerContext("/model", 0)
     assert bind(lambda body, ctype: (body, ctype), 2, context)(1, 2) == (1, 2)
     assert bind(lambda body, ctype, ctx: ctx.model_dir, 2, context)(1, 2) == "/model"
+    assert bind(lambda body, ctype="x", ctx=None: ctx.model_dir, 2, context)(1, 2) == "/model"
+    with pytest.raises(HandlerContractError, match="takes 4 arguments; SageMaker passes 2"):
+        bind(lambda a, b, c, d: None, 2, context)
+
+
+def test_context_reads_request_headers_like_torchserve() -> None:
+    context = HandlerContext("/model", 0)
+    context.begin(7, {"x-amzn-sagemaker-custom-attributes": "a=1"}, None, "application/json")
+    assert context.get_request_header(0, "X-Amzn-SageMaker-Custom-Attributes") == "a=1"
+    assert (
+        context.request_processor[0].get_request_properties()["X-AMZN-SAGEMAKER-CUSTOM-ATTRIBUTES"] == "a=1"
+    )
+    assert context.get_request_id() == "7" and context.response_headers() is None
+    context.set_response_header(0, "X-Amzn-SageMaker-Custom-Attributes", "b=2")
+    context.set_response_status(202)
+    assert context.response_headers() == {"X-Amzn-SageMaker-Custom-Attributes": "b=2"}
+    assert context.response_status() == 202
 
 
 def test_error_status_reads_the_exception() -> None:
-    assert error_status(HandlerError("x", 415)) == 415
+    assert error_status(ServeError("x", 415)) == 415
     assert error_status(type("E", (Exception,), {"status": 422})()) == 422
     assert error_status(RuntimeError("x")) == 500
     assert error_status(type("E", (Exception,), {"status_code": 200})()) == 500  # not an error status

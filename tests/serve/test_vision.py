@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
 
 from deploybench.payload import default_payload_path, preprocess
-from deploybench.serve.vision import HandlerError, decode_into, encode_output, negotiate_accept, top_k_json
+from deploybench.serve.errors import ServeError
+from deploybench.serve.vision import decode_into, encode_output, negotiate_accept, top_k_json
+
+
+def npy_body(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -43,12 +51,32 @@ def test_image_decodes_exactly_like_the_reference_preprocessing() -> None:
         (b"not json", "application/json", 400),
         (b"\x93NUMPY broken", "application/x-npy", 400),
         (b"hello", "text/plain", 415),
+        (b"[" * 50_000, "application/json", 400),  # RecursionError inside json.loads
+        (npy_body(np.full((3, 224, 224), "x")), "application/x-npy", 400),  # the right shape, strings
+        (npy_body(np.zeros((3, 224, 224), np.complex64)), "application/x-npy", 400),
     ],
 )
 def test_bad_bodies_raise_with_a_status(body: bytes, ctype: str, status: int) -> None:
-    with pytest.raises(HandlerError) as caught:
+    with pytest.raises(ServeError) as caught:
         decode_into(body, ctype, np.empty((3, 224, 224), np.float32))
     assert caught.value.status_code == status
+
+
+def test_decoding_errors_do_not_show_foreign_text() -> None:
+    with pytest.raises(ServeError) as caught:
+        decode_into(b"definitely not a jpeg", "image/jpeg", np.empty((3, 224, 224), np.float32))
+    assert str(caught.value) == "cannot decode the image body" and "BytesIO" in (caught.value.detail or "")
+
+
+@pytest.mark.parametrize(
+    ("header", "default", "chosen"),
+    [(None, "application/x-npy", "application/x-npy"), ("*/*", "application/x-npy", "application/x-npy"),
+     ("application/json", "application/x-npy", "application/json"), (None, "text/csv", "application/json")],
+)  # fmt: skip
+def test_default_accept_applies_to_missing_and_wildcard(
+    header: str | None, default: str, chosen: str
+) -> None:
+    assert negotiate_accept(header, default=default) == chosen
 
 
 def test_top_k_is_sorted_softmax_with_labels() -> None:
@@ -61,6 +89,6 @@ def test_top_k_is_sorted_softmax_with_labels() -> None:
 
 
 def test_unsupported_accept_in_encoder_is_406() -> None:
-    with pytest.raises(HandlerError) as caught:
+    with pytest.raises(ServeError) as caught:
         encode_output(np.zeros(3), "text/html", None, 5)
     assert caught.value.status_code == 406

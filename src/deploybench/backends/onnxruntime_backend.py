@@ -71,6 +71,7 @@ class OrtVariant(Variant):
         self.precision = precision
         self.session = session
         self.build_seconds = build_seconds
+        self.artifact_path = artifact  # the ONNX file itself: serving stacks (TorchServe, Triton) load it
         self.artifact_bytes = directory_bytes(artifact)
         self.device = (
             "cuda"

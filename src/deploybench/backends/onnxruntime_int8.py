@@ -4,6 +4,11 @@ U8 activations with S8 weights, because that is the pair ONNX Runtime's x86 kern
 VNNI (u8 x s8 dot products); S8 activations measured about 2x slower on the same machine. Scales
 come from MinMax calibration over real preprocessed photos (BuildContext.calibration); the
 quantised model is cached, keyed by the calibration set, so server workers only load it.
+
+On a CPU without VNNI/AMX (e.g. AVX2-only AMD EPYC Milan) ORT's u8 x s8 kernels use VPMADDUBSW,
+whose 16-bit sums saturate; ORT's documented remedy is 7-bit weights (reduce_range). Measured on
+the pretrained EfficientNet-Lite0 there: mean cosine to fp32 0.911 -> 0.965, top-1 agreement
+50% -> 84% on 32 fresh inputs. With VNNI the full 8-bit range is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from deploybench.backends.onnx_export import (
     write_atomically,
 )
 from deploybench.backends.onnxruntime_backend import OrtVariant, ort_availability, ort_session
+from deploybench.hardware import has_int8_dot_product
 from deploybench.models import LoadedModel
 
 INT8_FILE = "model.int8.onnx"
@@ -40,6 +46,11 @@ QUANT_OPTIONS = {
     "weights": "QInt8",
     "method": "MinMax",
 }
+
+
+def quant_options() -> dict[str, object]:
+    """QUANT_OPTIONS plus the weight range this CPU needs (part of the artifact cache key)."""
+    return {**QUANT_OPTIONS, "reduce_range": not has_int8_dot_product()}
 
 
 def calibration_batches(images: list[np.ndarray], batch: int = CALIBRATION_BATCH) -> Iterator[np.ndarray]:
@@ -66,7 +77,7 @@ def _data_reader(images: list[np.ndarray], input_name: str) -> Any:
     return ImageReader()
 
 
-def quantize_qdq(fp32: Path, target: Path, images: list[np.ndarray]) -> None:
+def quantize_qdq(fp32: Path, target: Path, images: list[np.ndarray], reduce_range: bool) -> None:
     """Shape-infer and pre-optimise (quant_pre_process), then quantize_static to QDQ U8/S8 per-channel."""
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -85,6 +96,7 @@ def quantize_qdq(fp32: Path, target: Path, images: list[np.ndarray]) -> None:
             _data_reader(images, onnx_input_name(fp32)),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
@@ -115,10 +127,11 @@ class OnnxRuntimeInt8Backend(Backend):
         images = require_calibration(ctx, self.name)
         start = time.perf_counter()
         fp32 = exported_onnx(model, ctx)
-        options = {**QUANT_OPTIONS, "calibration": calibration_digest(images)}
+        options = {**quant_options(), "calibration": calibration_digest(images)}
         target = artifact_dir(model, self.name, ctx, options) / INT8_FILE
         if not target.exists():
-            write_atomically(target, lambda tmp: quantize_qdq(fp32, tmp, images))
+            reduce_range = bool(options["reduce_range"])
+            write_atomically(target, lambda tmp: quantize_qdq(fp32, tmp, images, reduce_range))
         # QDQ int8 kernels are CPU ones; the CUDA provider would run most of the graph dequantised.
         session = ort_session(target, ctx.threads, providers=["CPUExecutionProvider"])
         precision = quantized_precision(target)

@@ -118,6 +118,7 @@ class TorchScriptBackend(_TorchBackend):
         _read_back_precision(variant, ctx.example)  # also runs the JIT's profiling pass once
         variant.build_seconds = time.perf_counter() - start
         variant.artifact_bytes = directory_bytes(cached) if cached is not None else None
+        variant.artifact_path = cached  # the frozen module, reloadable (optimised ones are not): for stacks
         return variant
 
     @staticmethod

@@ -32,8 +32,9 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     model = {k: options[k] for k in ("source", "weights") if options.get(k) is not None}
     if model:
         overrides["model"] = model
-    if options.get("backends"):
-        overrides["backends"] = [b.strip() for b in options["backends"].split(",") if b.strip()]
+    for key in ("backends", "stacks"):
+        if options.get(key):
+            overrides[key] = [name.strip() for name in options[key].split(",") if name.strip()]
     machine = {k: options[k] for k in ("instance", "price_per_hour") if options.get(k) is not None}
     if machine:
         overrides["machine"] = machine
@@ -61,6 +62,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 _COLUMNS = (
     ("backend", "left"),
+    ("stack", "left"),
     ("precision", "left"),
     ("w/t/b/d", "left"),
     ("parity", "left"),
@@ -87,6 +89,7 @@ def render_table(outcome: StudyOutcome) -> Table:
         table.add_row(
             *[row["machine"]] * machines,
             row["backend"],
+            row["stack"],
             row["precision"] or "-",
             knobs,
             row["parity"] or "-",
@@ -148,6 +151,10 @@ def run(
     ] = None,
     weights: Annotated[str | None, typer.Option(help="auto | pretrained | random | FILE")] = None,
     backends: Annotated[str | None, typer.Option(help="comma-separated backends (default: all here)")] = None,
+    stacks: Annotated[
+        str | None,
+        typer.Option(help="stacks: deploybench,torchserve,triton,litserve (any of them) or all"),
+    ] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
     instance: Annotated[str | None, typer.Option(help="instance name from the price catalogue")] = None,
     price_per_hour: Annotated[float | None, typer.Option(help="USD per hour of this machine")] = None,
@@ -175,6 +182,7 @@ def run(
         "source": model,
         "weights": weights,
         "backends": backends,
+        "stacks": stacks,
         "instance": instance,
         "price_per_hour": price_per_hour,
         "p99_ms": p99_ms,

@@ -16,9 +16,14 @@ import typer
 from deploybench.cli.app import app, console, fail
 from deploybench.config import ModelSpec
 from deploybench.serve.archive import ArchiveError, is_archive, safe_extract
+from deploybench.serve.requirements import (
+    RequirementsError,
+    install_requirements,
+    requirements_file,
+    unmet_requirements,
+)
 from deploybench.serve.settings import ServeSettings, SettingsError, resolve_settings
 
-MODEL_FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")
 DEFAULT_SOURCE = "torchvision:resnet50"
 
 
@@ -37,15 +42,26 @@ def _model_folder(path: Path | None) -> Iterator[Path | None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _model_source(flag: str | None, folder: Path | None) -> str:
-    """--model wins; else the single model file at the folder's root; else the default ResNet50."""
-    if flag:
-        return flag
-    if folder is not None:
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MODEL_FILE_SUFFIXES)
-        if len(files) == 1:
-            return str(files[0])
-    return DEFAULT_SOURCE
+def _with_requirements(settings: ServeSettings, install: bool) -> ServeSettings:
+    """Install code/requirements.txt in isolation when asked; else warn in one line about what is missing."""
+    path = requirements_file(settings.model_dir)
+    if path is None:
+        return settings
+    if install:
+        from deploybench.backends.cache import default_cache_root
+
+        target = install_requirements(path, settings.cache_dir or default_cache_root())
+        return settings.model_copy(update={"extra_paths": [target]})
+    unmet = unmet_requirements(path)
+    if unmet:
+        console.print(
+            f"warning: code/requirements.txt: not installed: {', '.join(unmet)} "
+            "(--install-requirements installs them into a folder of their own)",
+            soft_wrap=True,
+            style="yellow",
+            markup=False,
+        )
+    return settings
 
 
 def _ready_hook(settings: ServeSettings, json_path: Path | None) -> Any:
@@ -73,7 +89,8 @@ def serve(
         Path | None, typer.Argument(help="SageMaker model.tar.gz or model folder (optional)")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help=f"model source (default: file in the folder, else {DEFAULT_SOURCE})")
+        str | None,
+        typer.Option(help=f"model source (default: the one model file in the folder, else {DEFAULT_SOURCE})"),
     ] = None,
     weights: Annotated[str, typer.Option(help="auto | pretrained | random | state-dict path")] = "auto",
     backend: Annotated[str, typer.Option(help="variant backend (see `deploybench variants`)")] = "eager",
@@ -93,8 +110,21 @@ def serve(
         float | None, typer.Option(help="body limit in MiB [env SAGEMAKER_MAX_PAYLOAD_IN_MB]")
     ] = None,
     timeout_s: Annotated[
-        float | None, typer.Option(help="request timeout [env SAGEMAKER_MODEL_SERVER_TIMEOUT]")
+        float | None,
+        typer.Option(help="request timeout, body upload included [env SAGEMAKER_MODEL_SERVER_TIMEOUT]"),
     ] = None,
+    max_queue_size: Annotated[
+        int | None, typer.Option(help="requests waiting for a worker before 503 + Retry-After (default 100)")
+    ] = None,
+    max_worker_restarts: Annotated[
+        int | None, typer.Option(help="crashes in a row before a worker is left failed (default 5)")
+    ] = None,
+    install_requirements_flag: Annotated[
+        bool,
+        typer.Option(
+            "--install-requirements", help="pip-install code/requirements.txt into an isolated cache folder"
+        ),
+    ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="variant artifact cache")] = None,
     top_k: Annotated[int, typer.Option(help="labels in a JSON answer")] = 5,
     debug: Annotated[bool, typer.Option("--debug", help="tracebacks in error bodies, access log")] = False,
@@ -114,17 +144,21 @@ def serve(
         "port": port,
         "max_body_mb": max_body_mb,
         "timeout_s": timeout_s,
+        "max_queue_size": max_queue_size,
+        "max_worker_restarts": max_worker_restarts,
         "debug": debug or None,
     }
+    spec = ModelSpec(source=model, weights=weights) if model else None
     try:
         with _model_folder(model_path) as folder:
-            spec = ModelSpec(source=_model_source(model, folder), weights=weights)
-            settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir)
-            settings = settings.model_copy(update={"top_k": top_k})
+            settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir, weights=weights)
+            settings = _with_requirements(
+                settings.model_copy(update={"top_k": top_k}), install_requirements_flag
+            )
             if settings.handler_path is not None:
                 check_contract_source(settings.handler_path)
             run_server(settings, _ready_hook(settings, json_path))
     except (ArchiveError, SettingsError, HandlerContractError, ValueError) as exc:
         raise fail(str(exc), 2) from None
-    except ServerStartError as exc:
+    except (ServerStartError, RequirementsError) as exc:
         raise fail(str(exc), 1) from None

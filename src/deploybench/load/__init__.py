@@ -1,7 +1,7 @@
-"""Load generator: closed- and open-loop load against HTTP, SageMaker runtime or in-process targets.
+"""Load generator: closed- and open-loop load against HTTP, KServe v2, SageMaker runtime or in-process.
 
-Public API (see each module): targets (HttpTarget, SageMakerTarget, InProcessTarget), run_load,
-run_points, sweep_concurrency, sweep_rate, measure_point, LoadReport, LiveStats, and the
+Public API (see each module): targets (HttpTarget, KServeV2Target, SageMakerTarget, InProcessTarget),
+run_load, run_points, sweep_concurrency, sweep_rate, measure_point, LoadReport, LiveStats, and the
 statistics helpers (merge_histograms, stats_from_histogram, early stopping).
 """
 
@@ -21,6 +21,7 @@ from deploybench.load.sweeps import peak_index, run_load, run_points, sweep_conc
 from deploybench.load.targets import (
     HttpTarget,
     InProcessTarget,
+    KServeV2Target,
     LoadError,
     SageMakerTarget,
     Target,
@@ -31,6 +32,7 @@ __all__ = [
     "ClientEnvironment",
     "HttpTarget",
     "InProcessTarget",
+    "KServeV2Target",
     "LiveStats",
     "LoadError",
     "LoadReport",

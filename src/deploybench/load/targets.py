@@ -9,8 +9,10 @@ object, because it is on the hot path.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -305,3 +307,69 @@ class InProcessTarget(Target):
             return None, perf_counter(), 0, None
 
         return _ThreadClient(call, concurrency)
+
+
+# ---------------------------------------------------------------- KServe v2 (Triton's HTTP protocol)
+
+
+def kserve_v2_body(
+    image: bytes, input_name: str, output_name: str, top_k: int, header_bytes: int = 0
+) -> tuple[bytes, int]:
+    """One KServe v2 infer request with Triton's binary tensor extension: (body, JSON header length).
+
+    The image is one BYTES element (4-byte little-endian length, then the bytes) of shape [1, 1];
+    the answer asks for the top-k classes (Triton's classification extension) as JSON. The header is
+    padded with spaces (valid JSON) to `header_bytes`, so every request carries the same header length.
+    """
+    tensor = struct.pack("<I", len(image)) + image
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": input_name,
+                    "shape": [1, 1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(tensor)},
+                }
+            ],
+            "outputs": [{"name": output_name, "parameters": {"classification": top_k, "binary_data": False}}],
+        },
+        separators=(",", ":"),
+    ).encode()
+    header = header.ljust(header_bytes)
+    return header + tensor, len(header)
+
+
+class KServeV2Target(HttpTarget):
+    """POST each image to /v2/models/NAME/infer as a binary BYTES tensor (KServe v2 + Triton extension)."""
+
+    kind = "kserve-v2"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        payloads: list[bytes],
+        input_name: str = "image",
+        output_name: str = "logits",
+        top_k: int = 5,
+    ) -> None:
+        Target.__init__(self, payloads)  # validates the raw images before they are wrapped
+        widest = max(kserve_v2_body(p, input_name, output_name, top_k)[1] for p in payloads)
+        bodies = [kserve_v2_body(p, input_name, output_name, top_k, widest)[0] for p in payloads]
+        super().__init__(
+            f"{base_url.rstrip('/')}/v2/models/{model}/infer", bodies, "application/octet-stream"
+        )
+        self.model, self.input_name, self.output_name, self.top_k = model, input_name, output_name, top_k
+        self.header_bytes = widest
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "model": self.model, "input": self.input_name, "datatype": "BYTES",
+                "binary_tensor_extension": True, "classification_top_k": self.top_k}
+
+    async def open(self, concurrency: int, timeout_s: float) -> TargetClient:
+        headers = {
+            "Content-Type": self.content_type,
+            "Inference-Header-Content-Length": str(self.header_bytes),
+        }
+        return _HttpClient(self.url, headers, concurrency, timeout_s)

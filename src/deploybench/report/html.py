@@ -107,6 +107,7 @@ def render_html(ctx: ReportContext) -> str:
         winner=rec.winner,
         rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
         machine_rows=tables.machine_rows(rec),
+        stack_groups=tables.stack_comparison(rec),
         plots=plots,
         parity=tables.parity_rows(ctx.trials),
         prices=_prices_used(rec),

@@ -100,6 +100,36 @@ def _parity(trials: Sequence[TrialRecord]) -> list[str]:
     return lines
 
 
+def _stacks(rec: Recommendation) -> list[str]:
+    """Serving stacks side by side on each backend more than one of them served."""
+    groups = tables.stack_comparison(rec)
+    if not groups:
+        return []
+    lines = ["", "## Serving stacks side by side", ""]
+    for group in groups:
+        lines += [
+            f"**{group['backend']}**",
+            "",
+            "| stack | protocol | candidate | peak req/s | p99 at peak ms | $ / 1M | peak MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in group["rows"]:
+            flag = "" if row["peak_trusted"] else " ~"
+            cells = [
+                row["stack"],
+                row["protocol"],
+                row["candidate"],
+                fmt(row["peak_rps"]) + flag,
+                fmt(row["peak_p99_ms"]),
+                fmt(row["cost_per_1m_usd"], ".2f", "$"),
+                fmt(row["peak_rss_mb"], ".0f"),
+            ]
+            lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+        lines.append("")
+    lines.append("~ no trusted peak: the best point measured (unstable or client-bound).")
+    return lines
+
+
 def _capacity(rec: Recommendation) -> list[str]:
     if rec.target_rps is None:
         return []
@@ -142,7 +172,8 @@ def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecor
         *_ranking(rec),
         "",
         "◆ on the Pareto front (cost per 1M, p99, throughput). "
-        "Baseline: eager PyTorch fp32, 1 worker, batch 1.",
+        "Baseline: eager PyTorch fp32 on deploybench's server, 1 worker, batch 1.",
+        *_stacks(rec),
         *_machines(rec),
         *_capacity(rec),
         "",

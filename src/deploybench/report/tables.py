@@ -28,6 +28,8 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "model": ev.model,
         "weights": ev.weights,
         "backend": ev.backend,
+        "stack": ev.stack,
+        "protocol": ev.protocol,
         "precision": ev.precision,
         "device": ev.device,
         "workers": ev.workers,
@@ -171,3 +173,45 @@ def _cell(value: Any) -> str:
 def fmt(value: float | None, spec: str = ".1f", prefix: str = "", suffix: str = "") -> str:
     """Format a number for humans; '—' when missing."""
     return "—" if value is None else f"{prefix}{value:{spec}}{suffix}"
+
+
+def stack_comparison(rec: Recommendation) -> list[dict[str, Any]]:
+    """Per backend served by more than one stack: each stack's best trial side by side (peak, p99, memory).
+
+    Ordered by the best peak throughput, so the first group is the best backend the stacks share.
+    """
+    best: dict[str, dict[str, Evaluation]] = {}
+    for ev in rec.evaluations:
+        if ev.status != "ok" or (ev.peak_throughput_rps or ev.throughput_rps) is None:
+            continue
+        per_stack = best.setdefault(ev.backend, {})
+        held = per_stack.get(ev.stack)
+        if held is None or _headline_rps(ev) > _headline_rps(held):
+            per_stack[ev.stack] = ev
+    groups = []
+    for backend, per_stack in best.items():
+        if len(per_stack) < 2:
+            continue
+        rows = sorted(per_stack.values(), key=lambda e: -_headline_rps(e))
+        groups.append({"backend": backend, "rows": [_stack_row(ev) for ev in rows]})
+    return sorted(groups, key=lambda g: -(g["rows"][0]["peak_rps"] or 0.0))
+
+
+def _headline_rps(ev: Evaluation) -> float:
+    return ev.peak_throughput_rps or ev.throughput_rps or 0.0
+
+
+def _stack_row(ev: Evaluation) -> dict[str, Any]:
+    trusted = ev.peak_throughput_rps is not None
+    return {
+        "stack": ev.stack,
+        "protocol": ev.protocol or "",
+        "candidate": ev.label,
+        "peak_rps": ev.peak_throughput_rps if trusted else ev.throughput_rps,
+        "peak_p99_ms": ev.peak_p99_ms if trusted else ev.p99_ms,
+        "peak_trusted": trusted,
+        "rank": ev.rank,
+        "cost_per_1m_usd": ev.cost_per_1m,
+        "peak_rss_mb": ev.peak_rss_mb,
+        "server_cpu_pct": ev.server_cpu_pct,
+    }

@@ -1,7 +1,13 @@
 """The HTTP front: Starlette routes on uvicorn (uvloop + httptools), one process.
 
-It does HTTP, the body limit, content negotiation and dispatch only; decoding, preprocessing and
-inference happen in the worker processes, so the event loop never blocks on them.
+It does HTTP, the body limit, content negotiation, admission and dispatch only; decoding,
+preprocessing and inference happen in the worker processes, so the event loop never blocks on them.
+
+Admission is what keeps one client or a crowd from hurting the server: a full queue answers 503 at
+once (before the body is read) with Retry-After; the per-request timeout starts at arrival and
+covers reading the body (408 for a client that trickles it), the wait in the queue and the work
+(504); a request whose client disconnects is taken out of the queue and never computed (499 in
+/metrics, nginx's "client closed request").
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import contextlib
 import itertools
 import json
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -21,7 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from deploybench.serve import vision
-from deploybench.serve.batching import Pending, RequestQueue
+from deploybench.serve.batching import Pending, QueueFull, RequestQueue
+from deploybench.serve.errors import JSON, LOADING_RETRY_MS, ServeError, error_body, retry_after
 from deploybench.serve.metrics import ServerMetrics
 from deploybench.serve.protocol import WorkItem, WorkResult
 from deploybench.serve.settings import ServeSettings
@@ -30,23 +37,19 @@ from deploybench.serve.workers import WorkerPool
 ReadyHook = Callable[[dict[str, Any]], None]
 ZERO_TIMING = "queue;dur=0, decode;dur=0, preprocess;dur=0, infer;dur=0, encode;dur=0"
 NO_WORK = {"Server-Timing": ZERO_TIMING}
+CLIENT_CLOSED = 499  # nginx's code for "the client went away first"; only /metrics ever shows it
+CLOSE = {"Connection": "close"}  # after 408/413 the rest of the body may still be on its way
+# Response headers a handler may not set: the front owns framing and the content type.
+RESERVED_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding", "connection"})
 
 
 class ServerStartError(RuntimeError):
     """The server could not start serving (a worker failed to load its model)."""
 
 
-class RequestRejected(Exception):
-    """A request refused in the front before it reaches a worker."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def error_response(status: int, message: str) -> Response:
-    body = json.dumps({"error": message, "status": status}).encode()
-    return Response(body, status, NO_WORK, media_type="application/json")
+def error_response(exc: ServeError) -> Response:
+    body = error_body(exc.status_code, str(exc))
+    return Response(body, exc.status_code, {**NO_WORK, **exc.headers}, media_type=JSON)
 
 
 def server_timing(pending: Pending, result: WorkResult) -> str:
@@ -63,22 +66,40 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
-            raise RequestRejected(400, f"invalid Content-Length {declared!r}")
+            raise ServeError(f"invalid Content-Length {declared!r}", 400, headers=CLOSE)
         if int(declared) > limit:
-            raise RequestRejected(413, f"body of {int(declared)} bytes is over the limit of {limit} bytes")
+            raise ServeError(
+                f"body of {int(declared)} bytes is over the limit of {limit} bytes", 413, headers=CLOSE
+            )
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise RequestRejected(413, f"body is over the limit of {limit} bytes")
+                raise ServeError(f"body is over the limit of {limit} bytes", 413, headers=CLOSE)
             chunks.append(chunk)
     except ClientDisconnect:
-        raise RequestRejected(400, "client went away before sending the whole body") from None
+        raise ServeError("client went away before sending the whole body", CLIENT_CLOSED) from None
     if size == 0:
-        raise RequestRejected(400, "empty request body")
+        raise ServeError("empty request body", 400)
     return b"".join(chunks)
+
+
+async def wait_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """Return when the client disconnects. Once the body is read, uvicorn's receive() blocks until
+    the connection is lost (or our response is complete), so this costs nothing while waiting."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _response(pending: Pending, result: WorkResult) -> Response:
+    headers = {"Server-Timing": server_timing(pending, result)}
+    if result.headers:
+        headers.update({k: v for k, v in result.headers.items() if k.lower() not in RESERVED_HEADERS})
+    # The content type exactly as the handler chose it (Starlette's media_type would add a charset).
+    headers["Content-Type"] = result.content_type
+    return Response(result.body, result.status, headers)
 
 
 class Front:
@@ -88,60 +109,106 @@ class Front:
         self.settings = settings
         self.builtin = settings.handler_path is None
         self.limit = int(settings.server.max_body_mb * 1024 * 1024)
-        self.queue = RequestQueue()
+        self.timeout_s = settings.server.timeout_s
+        self.queue = RequestQueue(settings.server.max_queue_size)
         self.metrics = ServerMetrics(lambda: len(self.queue), lambda: self.pool.ready_count)
         self.pool = WorkerPool(settings, self.queue, self.metrics)
         self._ids = itertools.count()
 
     def negotiate(self, request: Request) -> tuple[str, str]:
-        """(content type, accept) for the worker; the built-in handler's 415/406 are decided here."""
+        """(content type, accept) for the worker; the built-in handler's 415/406 are decided here.
+
+        User handlers get both headers exactly as sent ("" when absent), as SageMaker passes them."""
         content_type = request.headers.get("content-type", "")
         accept = request.headers.get("accept", "")
         if not self.builtin:
-            return content_type or vision.JSON, accept
+            return content_type, accept
         media = vision.media_type(content_type) or "application/x-image"
         if media not in vision.INPUT_TYPES:
-            raise RequestRejected(
-                415, f"unsupported Content-Type {media!r}; use one of {sorted(vision.INPUT_TYPES)}"
+            raise ServeError(
+                f"unsupported Content-Type {media!r}; use one of {sorted(vision.INPUT_TYPES)}", 415
             )
-        chosen = vision.negotiate_accept(accept)
+        chosen = vision.negotiate_accept(accept, default=self.settings.default_accept)
         if chosen is None:
-            raise RequestRejected(
-                406, f"unsupported Accept {accept!r}; use one of {list(vision.OUTPUT_TYPES)}"
-            )
+            raise ServeError(f"unsupported Accept {accept!r}; use one of {list(vision.OUTPUT_TYPES)}", 406)
         return media, chosen
+
+    def admit(self) -> None:
+        """Refuse at once what cannot be served soon: failed model, no worker ready, full queue."""
+        if self.pool.failed is not None:  # the reason (it may name files) is for /ping and the log only
+            raise ServeError("the model failed and is not served; /ping says why", 503)
+        if not self.pool.is_ready:
+            raise ServeError("no worker is ready yet", 503, headers=retry_after(LOADING_RETRY_MS))
+        if self.queue.full:
+            raise ServeError(
+                f"server busy: {len(self.queue)} requests waiting (limit {self.queue.max_size})",
+                503,
+                headers=retry_after(self._drain_ms()),
+            )
+
+    def _drain_ms(self) -> float:
+        """How long the current queue takes to drain at the measured service time."""
+        workers = max(self.pool.ready_count, 1)
+        return len(self.queue) * self.pool.service_s * 1000 / workers
 
     async def invoke(self, request: Request) -> Response:
         loop = asyncio.get_running_loop()
         arrival = loop.time()
         try:
             response = await self._invoke(request, arrival, loop)
-        except RequestRejected as exc:
-            response = error_response(exc.status, str(exc))
+        except ServeError as exc:
+            response = error_response(exc)
         self.metrics.observe_request(response.status_code, loop.time() - arrival)
         return response
 
     async def _invoke(self, request: Request, arrival: float, loop: asyncio.AbstractEventLoop) -> Response:
         content_type, accept = self.negotiate(request)
-        body = await read_body(request, self.limit)
-        if not self.pool.is_ready:
-            raise RequestRejected(503, "no worker is ready yet")
-        pending = Pending(
-            WorkItem(next(self._ids), content_type, accept, body), arrival, loop.create_future()
-        )
-        self.queue.put(pending)
+        self.admit()
+        deadline = arrival + self.timeout_s
         try:
-            async with asyncio.timeout(self.settings.server.timeout_s):
-                result = await pending.future
+            async with asyncio.timeout_at(deadline):
+                body = await read_body(request, self.limit)
         except TimeoutError:
-            raise RequestRejected(504, f"no answer within {self.settings.server.timeout_s:g} s") from None
-        headers = {"Server-Timing": server_timing(pending, result)}
-        return Response(result.body, result.status, headers, media_type=result.content_type)
+            raise ServeError(
+                f"the body did not arrive within {self.timeout_s:g} s", 408, headers=CLOSE
+            ) from None
+        self.admit()  # the queue may have filled while the body arrived
+        headers = None if self.builtin else dict(request.headers)
+        item = WorkItem(next(self._ids), content_type, accept, body, headers)
+        pending = Pending(item, arrival, loop.create_future())
+        try:
+            self.queue.put(pending)
+        except QueueFull as exc:  # not reached after admit(); kept so the bound can never be passed
+            raise ServeError(str(exc), 503, headers=retry_after(self._drain_ms())) from None
+        result = await self._await_result(request, pending, deadline, loop)
+        return _response(pending, result)
+
+    async def _await_result(
+        self, request: Request, pending: Pending, deadline: float, loop: asyncio.AbstractEventLoop
+    ) -> WorkResult:
+        gone = asyncio.ensure_future(wait_disconnect(request.receive))
+        try:
+            await asyncio.wait(
+                (pending.future, gone), timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+        if pending.future.done():
+            return pending.future.result()
+        pending.future.cancel()  # nobody waits for it: a worker must not compute it
+        self.queue.discard(pending)
+        if gone.done() and not gone.cancelled():
+            raise ServeError("client went away while the request waited", CLIENT_CLOSED)
+        raise ServeError(f"no answer within {self.timeout_s:g} s", 504)
 
     async def ping(self, _: Request) -> Response:
+        failed = self.pool.failed
+        if failed is not None:
+            body = json.dumps({"status": "failed", "reason": failed}).encode()
+            return Response(body, 503, NO_WORK, media_type=JSON)
         if self.pool.is_ready:
-            return Response(b'{"status": "ready"}', 200, NO_WORK, media_type="application/json")
-        return Response(b'{"status": "loading"}', 503, NO_WORK, media_type="application/json")
+            return Response(b'{"status": "ready"}', 200, NO_WORK, media_type=JSON)
+        return Response(b'{"status": "loading"}', 503, NO_WORK, media_type=JSON)
 
     async def render_metrics(self, _: Request) -> Response:
         return Response(self.metrics.render(), 200, NO_WORK, media_type="text/plain; version=0.0.4")

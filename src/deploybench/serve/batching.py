@@ -2,11 +2,15 @@
 most max_delay after the oldest, so one predict call serves the whole batch.
 
 With max_batch_size=1 nothing ever waits: the first request is taken and sent at once.
+The queue is bounded (ServerConfig.max_queue_size): a full queue refuses at once, so overload is
+answered with fast 503s instead of a wait that grows until every client times out. Requests that
+time out or whose client leaves are taken out (discard), so they neither hold a place nor get computed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -28,19 +32,42 @@ class Pending:
         return not self.future.done()
 
 
-class RequestQueue:
-    """FIFO of Pending requests shared by every worker's dispatcher."""
+class QueueFull(Exception):
+    """The queue holds max_size requests already."""
 
-    def __init__(self) -> None:
+
+class RequestQueue:
+    """Bounded FIFO of Pending requests shared by every worker's dispatcher."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
         self._items: deque[Pending] = deque()
         self._nonempty = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self.max_size
+
     def put(self, pending: Pending) -> None:
+        if self.full:
+            raise QueueFull(f"{len(self._items)} requests are waiting already (limit {self.max_size})")
         self._items.append(pending)
         self._nonempty.set()
+
+    def drain(self) -> list[Pending]:
+        """Take every waiting request out (the last ready worker died: nobody will serve them soon)."""
+        taken = list(self._items)
+        self._items.clear()
+        self._nonempty.clear()
+        return taken
+
+    def discard(self, pending: Pending) -> None:
+        """Take out a request that timed out or lost its client (O(queue length), which is bounded)."""
+        with contextlib.suppress(ValueError):  # already taken by a worker, or never queued
+            self._items.remove(pending)
 
     def put_front(self, batch: list[Pending]) -> None:
         """Give back requests a worker never received (it died first), keeping their order."""

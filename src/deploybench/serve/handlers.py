@@ -4,12 +4,10 @@ inference.py with SageMaker's handler contract (model_fn, input_fn, predict_fn, 
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import inspect
-import json
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from deploybench.serve import vision
+from deploybench.serve.errors import error_result
 from deploybench.serve.protocol import WorkItem, WorkResult
-from deploybench.serve.vision import HandlerError
 
 THREE_STEPS = ("input_fn", "predict_fn", "output_fn")
-NO_TIMINGS = (0.0, 0.0, 0.0, 0.0)
 
 
 class HandlerContractError(ValueError):
@@ -44,35 +41,6 @@ class VisionModel:
         return self.variant.predict(batch)
 
 
-@dataclass
-class HandlerContext:
-    """Passed to handler functions that take a `context` argument (SageMaker's shape, minimal)."""
-
-    model_dir: str
-    worker_index: int
-    system_properties: dict[str, Any]
-    request_content_type: str = ""
-    accept: str = ""
-
-
-def error_status(exc: BaseException) -> int:
-    """The HTTP status an exception carries (status_code / status / http_status), else 500."""
-    for attr in ("status_code", "status", "http_status"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int) and 400 <= value <= 599:
-            return value
-    return 500
-
-
-def error_result(rid: int, exc: BaseException, debug: bool, timings: tuple = NO_TIMINGS) -> WorkResult:
-    """A JSON error body; the traceback only with --debug, never by default."""
-    status = error_status(exc)
-    payload: dict[str, Any] = {"error": str(exc) or type(exc).__name__, "status": status}
-    if debug:
-        payload["traceback"] = traceback.format_exception(exc)
-    return WorkResult(rid, status, json.dumps(payload).encode(), vision.JSON, timings)
-
-
 class BuiltinPipeline:
     """Decode every request of the batch into one preallocated array, run ONE predict, split the rows."""
 
@@ -89,7 +57,7 @@ class BuiltinPipeline:
                 decode_s, prep_s = vision.decode_into(
                     item.body, item.content_type, self.buffer[len(accepted)]
                 )
-            except HandlerError as exc:
+            except Exception as exc:  # any failure of one body is that request's answer, never the batch's
                 results[item.rid] = error_result(item.rid, exc, self.debug)
                 continue
             accepted.append((item, decode_s, prep_s))
@@ -114,17 +82,27 @@ class BuiltinPipeline:
 
 
 def load_user_module(path: Path) -> ModuleType:
-    """Import code/inference.py the way SageMaker does: its folder on sys.path, checked for the contract."""
-    code_dir = str(path.parent)
-    if code_dir not in sys.path:
-        sys.path.insert(0, code_dir)
-    spec = importlib.util.spec_from_file_location(f"deploybench_user_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise HandlerContractError(f"{path}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Import code/<program>.py as SageMaker does: code/ first on sys.path, then import by its own name,
+    so it sits in sys.modules (dataclasses, pickling and `import inference` from helpers work)."""
+    code_dir = path.parent.resolve()
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    name = path.stem
+    taken = sys.modules.get(name)
+    if taken is not None and not _defined_in(taken, code_dir):
+        raise HandlerContractError(
+            f"{path.name}: the module name {name!r} is already taken by {taken!r}; rename the handler file"
+        )
+    module = importlib.import_module(name)
+    if not _defined_in(module, code_dir):
+        raise HandlerContractError(f"{path.name}: `import {name}` finds {module!r}; rename the handler file")
     check_contract(module, path)
     return module
+
+
+def _defined_in(module: ModuleType, folder: Path) -> bool:
+    origin = getattr(module, "__file__", None)
+    return origin is not None and Path(origin).resolve().parent == folder
 
 
 def check_contract(module: ModuleType, path: Path) -> None:
@@ -151,20 +129,19 @@ def check_contract_source(path: Path) -> None:
         )
 
 
-def _wants_context(fn: Callable[..., Any], base_args: int) -> bool:
-    """SageMaker passes `context` only to functions declaring one more positional parameter."""
+def bind(fn: Callable[..., Any], base_args: int, context: Any) -> Callable[..., Any]:
+    """A callable taking just the base arguments, adding `context` when the user's function declares one
+    more parameter (the toolkit counts every parameter; any other count is a start-up error here,
+    where SageMaker would fail every request with a TypeError)."""
     try:
-        params = inspect.signature(fn).parameters.values()
+        count = len(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
-        return False
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) > base_args
-
-
-def bind(fn: Callable[..., Any], base_args: int, context: HandlerContext) -> Callable[..., Any]:
-    """A callable taking just the base arguments, adding `context` when the user's function wants it."""
-    if _wants_context(fn, base_args):
+        return fn
+    if count == base_args:
+        return fn
+    if count == base_args + 1:
         return lambda *args: fn(*args, context)
-    return fn
+    name = getattr(fn, "__name__", "handler function")
+    raise HandlerContractError(
+        f"{name} takes {count} arguments; SageMaker passes {base_args} ({base_args + 1} with context)"
+    )

@@ -11,14 +11,21 @@ import pickle
 import struct
 from typing import Any, NamedTuple
 
+NO_TIMINGS = (0.0, 0.0, 0.0, 0.0)
+
 
 class WorkItem(NamedTuple):
-    """One request as the worker sees it: raw bytes in, so decoding happens in the worker."""
+    """One request as the worker sees it: raw bytes in, so decoding happens in the worker.
+
+    `headers` (every request header, lower-case names) is sent for user handlers only: SageMaker
+    hands them to the handler's context; the built-in pipeline needs none of them.
+    """
 
     rid: int
     content_type: str
     accept: str
     body: bytes
+    headers: dict[str, str] | None = None
 
 
 class WorkResult(NamedTuple):
@@ -29,6 +36,7 @@ class WorkResult(NamedTuple):
     body: bytes
     content_type: str
     timings: tuple[float, float, float, float]  # decode, preprocess, infer, encode
+    headers: dict[str, str] | None = None  # set by a handler through its context
 
 
 # Message kinds, worker -> front.

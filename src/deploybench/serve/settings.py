@@ -1,4 +1,9 @@
-"""Resolved settings of one `deploybench serve` run: CLI flags win over SageMaker env vars, then defaults."""
+"""Resolved settings of one `deploybench serve` run: CLI flags win over SageMaker env vars, then defaults.
+
+Resolving also reads the model folder the way SageMaker does and refuses what it cannot serve
+unambiguously: a SAGEMAKER_PROGRAM that is not in code/, a code/ without the handler, a folder
+whose model file deploybench must pick but finds none or several of.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from typing import Any
 from pydantic import Field
 
 from deploybench.config import ModelSpec, ServerConfig, StrictModel
+from deploybench.serve.vision import JSON, OUTPUT_TYPES
 
 DEFAULT_PROGRAM = "inference.py"
+MODEL_FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")
 
 # SageMaker env var -> ServerConfig field, with the type to parse it as.
 _ENV_FIELDS: dict[str, tuple[str, type]] = {
@@ -30,9 +37,15 @@ class ServeSettings(StrictModel):
     """Everything a worker and the front need; plain data, sent to spawned workers as a dict."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
-    model: ModelSpec = Field(default_factory=ModelSpec)
+    model: ModelSpec | None = Field(
+        default_factory=ModelSpec, description="what deploybench builds; None: the user's handler loads it"
+    )
     model_dir: Path | None = Field(None, description="unpacked SageMaker model folder (model files, code/)")
     program: str = Field(DEFAULT_PROGRAM, description="user handler file inside model_dir/code")
+    default_accept: str = Field(JSON, description="Accept for requests without one or with */*")
+    extra_paths: list[Path] = Field(
+        default_factory=list, description="appended to workers' sys.path (code/requirements.txt installed)"
+    )
     cache_dir: Path | None = None
     top_k: int = Field(5, ge=1, le=1000)
 
@@ -58,15 +71,54 @@ def _parse_env(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def program_name(env: Mapping[str, str]) -> tuple[str, bool]:
+    """(file name in code/, whether SAGEMAKER_PROGRAM chose it); "inference" means inference.py."""
+    program = env.get("SAGEMAKER_PROGRAM", "").strip()
+    if not program:
+        return DEFAULT_PROGRAM, False
+    if Path(program).name != program:
+        raise SettingsError(f"SAGEMAKER_PROGRAM={program!r} must be a file name inside code/")
+    return (program if program.endswith(".py") else f"{program}.py"), True
+
+
+def _check_program(model_dir: Path, program: str, explicit: bool) -> None:
+    code = model_dir / "code"
+    if (code / program).is_file():
+        return
+    if explicit:
+        raise SettingsError(f"SAGEMAKER_PROGRAM={program}: there is no code/{program} in the model folder")
+    scripts = sorted(p.name for p in code.glob("*.py")) if code.is_dir() else []
+    if scripts:
+        raise SettingsError(
+            f"code/ holds {', '.join(scripts)} but no {program}: set SAGEMAKER_PROGRAM to the handler file"
+        )
+
+
+def model_file(model_dir: Path) -> Path:
+    """The one model file at the folder's root, for the built-in handler; none or several is an error."""
+    found = sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix.lower() in MODEL_FILE_SUFFIXES)
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(p.name for p in found) or f"no {'/'.join(MODEL_FILE_SUFFIXES)} file"
+    raise SettingsError(
+        f"the model folder holds {names} at its root: keep exactly one, name it with --model, "
+        "or add code/inference.py with a model_fn"
+    )
+
+
 def resolve_settings(
     server_flags: Mapping[str, Any],
-    model: ModelSpec,
+    model: ModelSpec | None,
     *,
     model_dir: Path | None = None,
     cache_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    weights: str = "auto",
 ) -> ServeSettings:
-    """Merge: defaults < SageMaker env vars < CLI flags (flags given as None are not set)."""
+    """Merge: defaults < SageMaker env vars < CLI flags (flags given as None are not set).
+
+    `model` None means "not named": the built-in handler then serves the folder's one model file
+    (or the default ResNet50 without a folder), a user handler its model_fn or the toolkit default."""
     env = os.environ if env is None else env
     values = _parse_env(env)
     values.update({key: value for key, value in server_flags.items() if value is not None})
@@ -74,9 +126,28 @@ def resolve_settings(
         server = ServerConfig(**values)
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
-    program = env.get("SAGEMAKER_PROGRAM", "").strip() or DEFAULT_PROGRAM
-    if Path(program).name != program:
-        raise SettingsError(f"SAGEMAKER_PROGRAM={program!r} must be a file name inside code/")
+    program, explicit = program_name(env)
+    has_handler = False
+    if model_dir is not None:
+        _check_program(model_dir, program, explicit)
+        has_handler = (model_dir / "code" / program).is_file()
+    if model is None and not has_handler:
+        model = (
+            ModelSpec(source=str(model_file(model_dir)), weights=weights)
+            if model_dir
+            else ModelSpec(weights=weights)
+        )
+    default_accept = env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or JSON
+    if not has_handler and default_accept not in OUTPUT_TYPES:
+        raise SettingsError(
+            f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={default_accept}: the built-in handler answers "
+            f"{' or '.join(OUTPUT_TYPES)}"
+        )
     return ServeSettings(
-        server=server, model=model, model_dir=model_dir, program=program, cache_dir=cache_dir
+        server=server,
+        model=model,
+        model_dir=model_dir,
+        program=program,
+        default_accept=default_accept,
+        cache_dir=cache_dir,
     )

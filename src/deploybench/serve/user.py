@@ -1,141 +1,145 @@
-"""A user's inference.py run with SageMaker semantics; missing functions fall back to the built-ins.
+"""A user's inference.py run with SageMaker semantics; missing functions are the PyTorch toolkit's defaults.
 
 User functions see one request at a time (their data need not stack), so a batch taken from the
 queue is processed request by request here; only the built-in pipeline makes one batched call.
+HandlerFunctions is plain data so a caller can swap one function: a deploybench variant's predict
+standing in for predict_fn behind the user's own input_fn / output_fn, say.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
-from deploybench.serve import vision
-from deploybench.serve.handlers import HandlerContext, VisionModel, bind, error_result
+from deploybench.serve import toolkit
+from deploybench.serve.context import HandlerContext
+from deploybench.serve.errors import declared_status, error_result
+from deploybench.serve.handlers import bind
 from deploybench.serve.protocol import WorkItem, WorkResult
-from deploybench.serve.vision import HandlerError
 
-DEFAULT_ACCEPT = vision.JSON
-
-
-def resolve_accept(header: str) -> str:
-    """SageMaker's rule: a missing Accept or */* means the default (application/json)."""
-    header = header.strip()
-    return DEFAULT_ACCEPT if not header or header == "*/*" else header
+log = logging.getLogger("deploybench.serve.worker")
+ERROR_LOG_INTERVAL_S = 10.0  # one traceback per interval at most: a flood of bad requests is no log flood
 
 
-def _to_numpy(prediction: Any) -> np.ndarray:
-    if hasattr(prediction, "detach"):  # a torch tensor, without importing torch here
-        prediction = prediction.detach().cpu().float().numpy()
-    return np.asarray(prediction)
+@dataclass(frozen=True)
+class HandlerFunctions:
+    """The SageMaker handler functions, each bound to take its base arguments only."""
+
+    model_fn: Callable[[str], Any]
+    input_fn: Callable[[Any, str | None], Any]
+    predict_fn: Callable[[Any, Any], Any]
+    output_fn: Callable[[Any, str], Any]
+    transform_fn: Callable[[Any, Any, str | None, str], Any] | None = None
+    pre_model_fn: Callable[[str], Any] | None = None
+    model_warmup_fn: Callable[[str, Any], Any] | None = None
+
+    def replace(self, **changes: Any) -> HandlerFunctions:
+        return dataclasses.replace(self, **changes)
+
+    def load_model(self, model_dir: str) -> Any:
+        """pre_model_fn, model_fn, model_warmup_fn: the toolkit's start-up sequence."""
+        if self.pre_model_fn is not None:
+            self.pre_model_fn(model_dir)
+        model = self.model_fn(model_dir)
+        if self.model_warmup_fn is not None:
+            self.model_warmup_fn(model_dir, model)
+        return model
 
 
-def _predict_callable(model: Any, batch: np.ndarray) -> Any:
-    import torch  # only user models that are plain torch modules get here
-
-    with torch.inference_mode():
-        return model(torch.from_numpy(batch))
-
-
-class DefaultFunctions:
-    """The built-in input_fn / predict_fn / output_fn, usable one by one inside a user handler."""
-
-    def __init__(self, input_shape: tuple[int, int, int], top_k: int) -> None:
-        self.input_shape = input_shape
-        self.top_k = top_k
-
-    def input_fn(self, body: bytes, content_type: str) -> np.ndarray:
-        out = np.empty(self.input_shape, dtype=np.float32)
-        vision.decode_into(body, vision.media_type(content_type), out)
-        return out
-
-    def predict_fn(self, data: Any, model: Any) -> Any:
-        batch = np.asarray(data, dtype=np.float32)
-        batch = batch[None] if batch.ndim == len(self.input_shape) else batch
-        if hasattr(model, "predict"):
-            return model.predict(batch)
-        if callable(model):
-            return _predict_callable(model, batch)
-        raise HandlerError(f"model_fn returned a {type(model).__name__}; define predict_fn to use it", 500)
-
-    def output_fn(self, prediction: Any, accept: str, model: Any = None) -> tuple[bytes, str]:
-        chosen = vision.negotiate_accept(accept)
-        if chosen is None:
-            raise HandlerError(f"unsupported Accept {accept!r}; use one of {list(vision.OUTPUT_TYPES)}", 406)
-        logits = _to_numpy(prediction)
-        logits = logits[0] if logits.ndim == 2 and logits.shape[0] == 1 else logits
-        labels = model.labels if isinstance(model, VisionModel) else None
-        return vision.encode_output(logits, chosen, labels, self.top_k), chosen
+_DEFAULTS: dict[str, Callable[..., Any]] = {
+    "model_fn": toolkit.default_model_fn,
+    "input_fn": toolkit.default_input_fn,
+    "predict_fn": toolkit.default_predict_fn,
+    "output_fn": toolkit.default_output_fn,
+}
+_ARGS = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4}
+_HOOK_ARGS = {"pre_model_fn": 1, "model_warmup_fn": 2}
 
 
-def normalise_output(result: Any, accept: str) -> tuple[bytes, str]:
-    """output_fn / transform_fn may return body or (body, content_type); body may be str or data."""
-    content_type = accept
-    if isinstance(result, tuple) and len(result) == 2:
-        result, content_type = result
-    if isinstance(result, bytes | bytearray | memoryview):
-        return bytes(result), content_type
-    if isinstance(result, str):
-        return result.encode(), content_type
-    if isinstance(result, np.ndarray):
-        return vision.npy_bytes(result), content_type
-    return json.dumps(result).encode(), content_type
+def resolve_functions(module: ModuleType, context: HandlerContext) -> HandlerFunctions:
+    """The module's functions with context bound where declared; the toolkit's defaults for the rest."""
+    chosen: dict[str, Any] = {}
+    for name, args in (_ARGS | _HOOK_ARGS).items():
+        fn = getattr(module, name, None)
+        if callable(fn):
+            chosen[name] = bind(fn, args, context)
+        elif name in _DEFAULTS:
+            chosen[name] = _DEFAULTS[name]
+    return HandlerFunctions(**chosen)
+
+
+class _ErrorLog:
+    """Tracebacks of unexpected handler errors, at most one per interval (with a count of the rest)."""
+
+    def __init__(self) -> None:
+        self.next_at = 0.0
+        self.suppressed = 0
+
+    def report(self, exc: BaseException) -> None:
+        if declared_status(exc) is not None:
+            return  # the handler chose this answer: nothing went wrong
+        now = time.monotonic()
+        if now < self.next_at:
+            self.suppressed += 1
+            return
+        log.error("handler error (%d more since the last one logged)", self.suppressed, exc_info=exc)
+        self.next_at, self.suppressed = now + ERROR_LOG_INTERVAL_S, 0
 
 
 class UserPipeline:
     """User functions, one request at a time (Server-Timing: input/predict/output = decode/infer/encode)."""
 
     def __init__(
-        self, module: ModuleType, model: Any, context: HandlerContext, defaults: DefaultFunctions, debug: bool
+        self,
+        functions: HandlerFunctions,
+        model: Any,
+        context: HandlerContext,
+        default_accept: str,
+        debug: bool,
     ) -> None:
+        self.functions = functions
         self.model = model
         self.context = context
+        self.default_accept = default_accept
         self.debug = debug
-        self.transform: Callable[..., Any] | None = None
-        if callable(getattr(module, "transform_fn", None)):
-            self.transform = bind(module.transform_fn, 4, context)
-        self.input_fn = self._pick(module, "input_fn", 2, defaults.input_fn)
-        self.predict_fn = self._pick(module, "predict_fn", 2, defaults.predict_fn)
-        user_output = getattr(module, "output_fn", None)
-        self.output_fn = (
-            bind(user_output, 2, context)
-            if callable(user_output)
-            else lambda prediction, accept: defaults.output_fn(prediction, accept, model)
-        )
-
-    def _pick(
-        self, module: ModuleType, name: str, base: int, default: Callable[..., Any]
-    ) -> Callable[..., Any]:
-        fn = getattr(module, name, None)
-        return bind(fn, base, self.context) if callable(fn) else default
+        self.errors = _ErrorLog()
 
     def run(self, items: list[WorkItem]) -> list[WorkResult]:
         return [self._one(item) for item in items]
 
-    def _one(self, item: WorkItem) -> WorkResult:
-        accept = resolve_accept(item.accept)
-        self.context.request_content_type, self.context.accept = item.content_type, accept
-        try:
-            if self.transform is not None:
-                start = time.perf_counter()
-                body, ctype = normalise_output(
-                    self.transform(self.model, item.body, item.content_type, accept), accept
-                )
-                return WorkResult(item.rid, 200, body, ctype, (0.0, 0.0, time.perf_counter() - start, 0.0))
-            return self._three_steps(item, accept)
-        except Exception as exc:
-            return error_result(item.rid, exc, self.debug)
+    def resolve_accept(self, header: str) -> str:
+        """The toolkit's rule: a missing Accept or */* means SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT."""
+        header = header.strip()
+        return self.default_accept if not header or header == "*/*" else header
 
-    def _three_steps(self, item: WorkItem, accept: str) -> WorkResult:
+    def _one(self, item: WorkItem) -> WorkResult:
+        accept = self.resolve_accept(item.accept)
+        content_type = item.content_type or None  # absent: None, as the toolkit passes it
+        self.context.begin(item.rid, item.headers, content_type, accept)
+        try:
+            body = toolkit.text_body(item.body, content_type)
+            result, timings = self._call(body, content_type, accept)
+            out, ctype = toolkit.response_body(result, accept)
+        except (Exception, SystemExit) as exc:  # a handler calling sys.exit() must not end the worker
+            self.errors.report(exc)
+            return error_result(item.rid, exc, self.debug)
+        status = self.context.response_status() or 200
+        return WorkResult(item.rid, status, out, ctype, timings, self.context.response_headers())
+
+    def _call(self, body: Any, content_type: str | None, accept: str) -> tuple[Any, tuple]:
+        fns = self.functions
         t0 = time.perf_counter()
-        data = self.input_fn(item.body, item.content_type)
+        if fns.transform_fn is not None:
+            result = fns.transform_fn(self.model, body, content_type, accept)
+            return result, (0.0, 0.0, time.perf_counter() - t0, 0.0)
+        data = fns.input_fn(body, content_type)
         t1 = time.perf_counter()
-        prediction = self.predict_fn(data, self.model)
+        prediction = fns.predict_fn(data, self.model)
         t2 = time.perf_counter()
-        body, ctype = normalise_output(self.output_fn(prediction, accept), accept)
-        t3 = time.perf_counter()
-        return WorkResult(item.rid, 200, body, ctype, (t1 - t0, 0.0, t2 - t1, t3 - t2))
+        result = fns.output_fn(prediction, accept)
+        return result, (t1 - t0, 0.0, t2 - t1, time.perf_counter() - t2)

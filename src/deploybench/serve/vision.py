@@ -12,44 +12,65 @@ import json
 import time
 
 import numpy as np
+from PIL import Image
 
 from deploybench.payload import CROP, PayloadError, decode_image, normalise, resize_and_crop
+from deploybench.serve.errors import ServeError
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image", "application/octet-stream"})
 NPY = "application/x-npy"
 JSON = "application/json"
 INPUT_TYPES = IMAGE_TYPES | {NPY, JSON}
 OUTPUT_TYPES = (JSON, NPY)  # first one is the default for */* and a missing Accept
-
-
-class HandlerError(Exception):
-    """An error the client caused or should see, with the HTTP status to answer."""
-
-    def __init__(self, message: str, status_code: int = 500) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+NUMERIC_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: what casts to float32 safely
+# What json.loads / np.load raise on hostile bodies: RecursionError for 50,000 nested '[',
+# MemoryError for absurd shapes, OverflowError for huge numbers.
+DECODE_ERRORS = (ValueError, TypeError, OSError, EOFError, RecursionError, MemoryError, OverflowError)
 
 
 def _array_into(array: np.ndarray, out: np.ndarray) -> None:
+    if array.dtype.kind not in NUMERIC_KINDS:
+        raise ServeError(f"array of dtype {array.dtype.str!r}; expected numbers", 400)
     if array.shape == (1, *out.shape):
         array = array[0]
     if array.shape != out.shape:
-        raise HandlerError(f"array of shape {array.shape}, expected {out.shape}", 400)
+        raise ServeError(f"array of shape {array.shape}, expected {out.shape}", 400)
     np.copyto(out, array, casting="unsafe")
 
 
-def _load_npy(body: bytes) -> np.ndarray:
+def load_npy(body: bytes) -> np.ndarray:
+    """An .npy body, never unpickling (SageMaker's toolkit allows pickles: a remote code hole)."""
     try:
         return np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise HandlerError(f"cannot read application/x-npy body: {exc}", 400) from exc
+    except DECODE_ERRORS as exc:
+        raise ServeError("cannot read the application/x-npy body", 400, detail=repr(exc)) from exc
+
+
+def load_json(body: bytes | str) -> object:
+    try:
+        return json.loads(body)
+    except DECODE_ERRORS as exc:
+        raise ServeError("the application/json body is not valid JSON", 400, detail=repr(exc)) from exc
 
 
 def _load_json_array(body: bytes) -> np.ndarray:
+    data = load_json(body)
     try:
-        return np.asarray(json.loads(body), dtype=np.float32)
-    except (ValueError, TypeError) as exc:
-        raise HandlerError(f"application/json body is not a nested list of numbers: {exc}", 400) from exc
+        return np.asarray(data, dtype=np.float32)
+    except DECODE_ERRORS as exc:
+        raise ServeError(
+            "the application/json body is not a nested list of numbers", 400, detail=repr(exc)
+        ) from exc
+
+
+def decode_image_body(body: bytes) -> Image.Image:
+    """The decoded image; our own refusals (a bomb) keep their message, foreign ones go to detail."""
+    try:
+        return decode_image(body)
+    except PayloadError as exc:
+        if exc.__cause__ is None:
+            raise ServeError(str(exc), 400) from exc
+        raise ServeError("cannot decode the image body", 400, detail=str(exc)) from exc
 
 
 def decode_into(body: bytes, content_type: str, out: np.ndarray) -> tuple[float, float]:
@@ -57,22 +78,17 @@ def decode_into(body: bytes, content_type: str, out: np.ndarray) -> tuple[float,
     start = time.perf_counter()
     if content_type in IMAGE_TYPES:
         if out.shape != (3, CROP, CROP):
-            raise HandlerError(f"images need a (3, {CROP}, {CROP}) model input, this one is {out.shape}", 415)
-        try:
-            image = decode_image(body)
-            decoded = time.perf_counter()
-            normalise(resize_and_crop(image), out)
-        except PayloadError as exc:
-            raise HandlerError(str(exc), 400) from exc
+            raise ServeError(f"images need a (3, {CROP}, {CROP}) model input, this one is {out.shape}", 415)
+        image = decode_image_body(body)
+        decoded = time.perf_counter()
+        normalise(resize_and_crop(image), out)
         return decoded - start, time.perf_counter() - decoded
     if content_type == NPY:
-        array = _load_npy(body)
+        array = load_npy(body)
     elif content_type == JSON:
         array = _load_json_array(body)
     else:
-        raise HandlerError(
-            f"unsupported Content-Type {content_type!r}; use one of {sorted(INPUT_TYPES)}", 415
-        )
+        raise ServeError(f"unsupported Content-Type {content_type!r}; use one of {sorted(INPUT_TYPES)}", 415)
     decoded = time.perf_counter()
     _array_into(array, out)
     return decoded - start, time.perf_counter() - decoded
@@ -109,7 +125,7 @@ def encode_output(logits: np.ndarray, accept: str, labels: list[str] | None, k: 
         return npy_bytes(logits)
     if accept == JSON:
         return top_k_json(logits, labels, k)
-    raise HandlerError(f"unsupported Accept {accept!r}; use one of {list(OUTPUT_TYPES)}", 406)
+    raise ServeError(f"unsupported Accept {accept!r}; use one of {list(OUTPUT_TYPES)}", 406)
 
 
 def media_type(header: str | None) -> str:
@@ -117,26 +133,36 @@ def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
-def negotiate_accept(header: str | None, offered: tuple[str, ...] = OUTPUT_TYPES) -> str | None:
-    """Best offered type for an Accept header (q-values honoured); None when nothing fits (406)."""
+def negotiate_accept(
+    header: str | None, offered: tuple[str, ...] = OUTPUT_TYPES, default: str | None = None
+) -> str | None:
+    """Best offered type for an Accept header (q-values honoured); None when nothing fits (406).
+
+    A missing header or a wildcard gets `default` (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT) when it is
+    offered, else the first offered type."""
+    fallback = default if default in offered else offered[0]
     if not header or not header.strip():
-        return offered[0]
+        return fallback
     ranked: list[tuple[float, int, str]] = []
     for position, part in enumerate(header.split(",")):
         kind, *params = (piece.strip() for piece in part.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
+        quality = _quality(params)
         if kind and quality > 0:
             ranked.append((-quality, position, kind.lower()))
     for _, _, kind in sorted(ranked):
-        if kind in ("*/*", "application/*"):
-            return offered[0]
+        if kind == "*/*" or (kind.endswith("/*") and fallback.startswith(kind[:-1])):
+            return fallback
         if kind in offered:
             return kind
     return None
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0

@@ -38,6 +38,8 @@ def _build_vision_model(settings: ServeSettings) -> Any:
     from deploybench.backends.build import build_variant, example_batch
     from deploybench.serve.handlers import VisionModel
 
+    if settings.model is None:
+        raise ValueError("no model to build: give --model, or a model file in the model folder")
     variant, loaded = build_variant(
         settings.model, settings.server.backend, threads=settings.server.threads, cache_dir=settings.cache_dir
     )
@@ -66,9 +68,8 @@ def _warm_preprocessing(model: Any) -> None:
 
 
 def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, Any]]:
-    """The built-in pipeline, or the user's handler with built-in defaults for what it leaves out."""
-    from deploybench.serve.handlers import BuiltinPipeline, HandlerContext, bind, load_user_module
-    from deploybench.serve.user import DefaultFunctions, UserPipeline
+    """The built-in pipeline, or the user's handler with the SageMaker PyTorch toolkit's defaults."""
+    from deploybench.serve.handlers import BuiltinPipeline
 
     path = settings.handler_path
     if path is None:
@@ -76,29 +77,51 @@ def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, 
         _warm_preprocessing(model)
         pipeline = BuiltinPipeline(model, settings.server.max_batch_size, settings.server.debug)
         return pipeline, {**model.info, "handler": "builtin"}
+    return _build_user_pipeline(settings, path, index)
+
+
+def _build_user_pipeline(settings: ServeSettings, path: Any, index: int) -> tuple[Any, dict[str, Any]]:
+    from deploybench.serve.context import HandlerContext
+    from deploybench.serve.handlers import load_user_module
+    from deploybench.serve.user import UserPipeline, resolve_functions
+
+    sys.path.extend(str(p) for p in settings.extra_paths)  # requirements installed in isolation
     module = load_user_module(path)
     model_dir = str(settings.model_dir)
-    context = HandlerContext(model_dir, index, {"model_dir": model_dir, "gpu_id": None, "worker": index})
-    if callable(getattr(module, "model_fn", None)):
-        model = bind(module.model_fn, 1, context)(model_dir)
-        info: dict[str, Any] = {"model": f"model_fn from {path.name}"}
-        shape = settings.model.input_shape
-    else:
-        model = _build_vision_model(settings)
-        info, shape = dict(model.info), model.input_shape
-    defaults = DefaultFunctions(shape, settings.top_k)
-    pipeline = UserPipeline(module, model, context, defaults, settings.server.debug)
+    context = HandlerContext(model_dir, index, settings.server.max_batch_size)
+    functions = resolve_functions(module, context)
+    info: dict[str, Any] = {"model": f"model_fn from {path.name}"}
+    if not callable(getattr(module, "model_fn", None)):
+        if settings.model is not None:  # --model stands in for model_fn: a deploybench variant
+            vision_model = _build_vision_model(settings)
+            functions = functions.replace(model_fn=lambda _: vision_model)
+            info = dict(vision_model.info)
+        else:
+            info = {"model": "TorchScript model file (the PyTorch toolkit's default model_fn)"}
+    model = functions.load_model(model_dir)
+    pipeline = UserPipeline(functions, model, context, settings.default_accept, settings.server.debug)
     return pipeline, {**info, "handler": path.name}
 
 
-def _serve(conn: Connection, pipeline: Any) -> None:
+def _results_frame(pipeline: Any, items: list[Any], debug: bool) -> bytes:
+    """The batch's answers, pickled. Should the pipeline fail as a whole (or a result not pickle),
+    every request of the batch gets that error: exceptions never end a worker, only crashes do."""
+    from deploybench.serve.errors import error_result
+
+    try:
+        return pickle.dumps((RESULTS, pipeline.run(items)), protocol=pickle.HIGHEST_PROTOCOL)
+    except (Exception, SystemExit) as exc:
+        return pickle.dumps((RESULTS, [error_result(item.rid, exc, debug) for item in items]))
+
+
+def _serve(conn: Connection, pipeline: Any, debug: bool) -> None:
     while True:
         try:
             kind, payload = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return  # the front closed the connection: shut down
         if kind == BATCH:
-            conn.send_bytes(pickle.dumps((RESULTS, pipeline.run(payload)), protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(_results_frame(pipeline, payload, debug))
 
 
 def worker_main(index: int, conn: Connection, settings_json: str) -> None:
@@ -120,7 +143,7 @@ def worker_main(index: int, conn: Connection, settings_json: str) -> None:
         return
     info.update(pid=os.getpid(), worker=index, load_seconds=round(time.perf_counter() - start, 3))
     conn.send_bytes(pickle.dumps((READY, info)))
-    _serve(conn, pipeline)
+    _serve(conn, pipeline, settings.server.debug)
     # The front has gone or asked us to stop: skip the slow interpreter teardown of torch/openvino.
     sys.stdout.flush()
     sys.stderr.flush()

@@ -2,8 +2,11 @@
 
 Each worker has one supervisor task: spawn -> wait for READY -> loop { take a batch from the shared
 queue, send it, await the results }. One batch in flight per worker, so the queue (and its wait
-time) stays in the front where it is measured. A worker that dies fails its in-flight requests with
-a 500 and is restarted; requests it never received go back to the head of the queue.
+time) stays in the front where it is measured. A worker that dies (a native crash, an OOM kill, a
+hang past the timeout: exceptions never kill it, see worker.py) fails its in-flight requests with a
+500 and is restarted after a capped exponential backoff; requests it never received go back to the
+head of the queue. A worker that crashes more than max_worker_restarts times in a row without
+answering one batch is left failed: /ping then says why, instead of the server restarting for ever.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploybench.serve.batching import Pending, RequestQueue
+from deploybench.serve.errors import LOADING_RETRY_MS, retry_after, status_result
 from deploybench.serve.metrics import ServerMetrics
 from deploybench.serve.protocol import BATCH, READY, RESULTS, WorkResult, encode_frame, read_frame
 from deploybench.serve.settings import ServeSettings
 from deploybench.serve.worker import worker_main
 
 log = logging.getLogger("deploybench.serve")
-RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+RESTART_BACKOFF_BASE_S = 0.25  # then 0.5, 1, 2, ... (TorchServe backs off 1, 1, 2, 3, 5, 8 ... s)
+RESTART_BACKOFF_CAP_S = 30.0
 HUNG_GRACE_S = 5.0
 STOP_GRACE_S = 5.0
+SERVICE_EWMA_WEIGHT = 0.2  # weight of the newest batch in the per-request service time estimate
 
 
 class WorkerFailed(RuntimeError):
@@ -37,15 +43,17 @@ class WorkerDied(RuntimeError):
     """A ready worker went away; the supervisor restarts it."""
 
 
-def _result_for(pending: Pending, status: int, message: str) -> WorkResult:
-    body = ('{"error": "%s", "status": %d}' % (message, status)).encode()  # noqa: UP031 - fixed text
-    return WorkResult(pending.item.rid, status, body, "application/json", (0.0, 0.0, 0.0, 0.0))
+def restart_delay(crashes: int) -> float:
+    """Seconds to wait before restarting after `crashes` crashes in a row (1, 2, ...)."""
+    return min(RESTART_BACKOFF_BASE_S * 2 ** (crashes - 1), RESTART_BACKOFF_CAP_S)
 
 
-def fail_batch(batch: list[Pending], status: int, message: str) -> None:
+def fail_batch(
+    batch: list[Pending], status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
     for pending in batch:
         if pending.live:
-            pending.future.set_result(_result_for(pending, status, message))
+            pending.future.set_result(status_result(pending.item.rid, status, message, headers))
 
 
 @dataclass
@@ -57,6 +65,8 @@ class WorkerSlot:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
     ready: bool = False
+    failed: str | None = None  # why this worker is given up on, once it is
+    answered: int = 0  # batches answered since the last spawn
     info: dict[str, Any] = field(default_factory=dict)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -74,6 +84,7 @@ class WorkerSlot:
         sock = socket.socket(fileno=os.dup(parent.fileno()))
         parent.close()
         self.exited = asyncio.Event()
+        self.answered = 0
         loop = asyncio.get_running_loop()
         loop.add_reader(self.process.sentinel, self._on_exit)
         self.reader, self.writer = await asyncio.open_connection(sock=sock)
@@ -113,6 +124,7 @@ class WorkerSlot:
             raise WorkerDied(f"worker {self.index} died") from exc
         if kind != RESULTS:
             raise WorkerDied(f"worker {self.index} sent {kind!r} instead of results")
+        self.answered += 1
         return results
 
     async def stop(self) -> None:
@@ -142,6 +154,7 @@ class WorkerPool:
         self.metrics = metrics
         self.slots = [WorkerSlot(i) for i in range(settings.server.workers)]
         self.fatal: str | None = None
+        self.service_s = 0.0  # moving estimate of one request's time in a worker (for Retry-After)
         self.all_started = False
         self.stopping = False
         self._settings_json = settings.model_dump_json()
@@ -156,6 +169,13 @@ class WorkerPool:
     def is_ready(self) -> bool:
         """Every worker loaded and warmed once; afterwards, at least one serving (others may restart)."""
         return self.all_started and self.ready_count > 0
+
+    @property
+    def failed(self) -> str | None:
+        """Why the pool can no longer serve: every worker was given up on after crashing in a row."""
+        if self.slots and all(slot.failed for slot in self.slots):
+            return "; ".join(slot.failed or "" for slot in self.slots)
+        return None
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._supervise(slot)) for slot in self.slots]
@@ -174,7 +194,7 @@ class WorkerPool:
             self._started.set()
 
     async def _supervise(self, slot: WorkerSlot) -> None:
-        failures = 0
+        crashes = 0
         while True:
             try:
                 await slot.spawn(self._settings_json)
@@ -186,19 +206,42 @@ class WorkerPool:
                     self.fatal = str(exc)
                     self._started.set()
                     return
-                log.error("%s; retrying", exc)
-                await asyncio.sleep(RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)])
-                failures += 1
-                continue
-            failures = 0
-            self._mark_ready(slot)
-            try:
-                await self._dispatch(slot)
-            except WorkerDied as exc:
-                log.error("%s; restarting it", exc)
-            slot.ready = False
-            self.metrics.worker_restarts += 1
-            await slot.stop()
+                reason = str(exc)
+            else:
+                self._mark_ready(slot)
+                reason = await self._serve_until_death(slot)
+                if slot.answered:
+                    crashes = 0  # it served between crashes: not a model that crashes on every batch
+            crashes += 1
+            if not await self._restart_after(slot, crashes, reason):
+                return
+
+    async def _serve_until_death(self, slot: WorkerSlot) -> str:
+        try:
+            await self._dispatch(slot)
+        except WorkerDied as exc:
+            reason = str(exc)
+        slot.ready = False
+        if self.ready_count == 0:  # nobody left to serve the queue: answer it now, not after a restart
+            retry = retry_after(LOADING_RETRY_MS)
+            fail_batch(self.queue.drain(), 503, "the worker crashed and is restarting", retry)
+        await slot.stop()
+        return reason
+
+    async def _restart_after(self, slot: WorkerSlot, crashes: int, reason: str) -> bool:
+        """Back off before the next spawn; False (and the slot failed) past max_worker_restarts."""
+        if crashes > self.settings.server.max_worker_restarts:
+            slot.failed = (
+                f"worker {slot.index} crashed {crashes} times in a row without answering a batch "
+                f"(last: {reason}); not restarting it"
+            )
+            log.error("%s", slot.failed)
+            return False
+        delay = restart_delay(crashes)
+        log.error("%s; restarting it in %.2g s", reason, delay)
+        await asyncio.sleep(delay)
+        self.metrics.worker_restarts += 1
+        return True
 
     async def _next_batch(self, slot: WorkerSlot) -> list[Pending]:
         """The next batch, unless the worker exits while we wait (then WorkerDied, nothing taken)."""
@@ -235,6 +278,9 @@ class WorkerPool:
                 pending.dispatched = now
             self.metrics.batch_size.observe(len(batch))
             results = await slot.run_batch(batch, hard_timeout)
+            per_request = (loop.time() - now) / len(batch)
+            weight = SERVICE_EWMA_WEIGHT if self.service_s else 1.0  # the first batch sets it
+            self.service_s += weight * (per_request - self.service_s)
             for pending, result in zip(batch, results, strict=True):
                 if pending.live:
                     pending.future.set_result(result)

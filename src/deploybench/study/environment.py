@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 import deploybench
 from deploybench.backends.cache import installed_versions
+from deploybench.hardware import cpu_model_and_flags
+from deploybench.study.plan import StackOffer
 
 _LIBRARIES = (
     "torch",
@@ -28,22 +29,6 @@ _LIBRARIES = (
 )
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
 _INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def _cpu_info() -> tuple[str | None, list[str]]:
-    """CPU model name and its flags, from /proc/cpuinfo where Linux provides it."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return platform.processor() or None, []
-    model, flags = None, []
-    for line in cpuinfo.read_text().splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key == "flags" and not flags:
-            flags = value.split()
-    return model, flags
 
 
 def _gpu() -> str | None:
@@ -66,7 +51,7 @@ def usable_cores() -> int:
 
 def fingerprint() -> dict[str, Any]:
     """Machine and software facts that decide whether two measurements are comparable."""
-    model, flags = _cpu_info()
+    model, flags = cpu_model_and_flags()
     return {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
@@ -81,3 +66,17 @@ def fingerprint() -> dict[str, Any]:
         "thread_settings": {name: os.environ.get(name) for name in _THREAD_VARIABLES},
         "deploybench": deploybench.__version__,
     }
+
+
+def stack_offers(names: list[str]) -> list[StackOffer]:
+    """Resolve the study's stacks on this machine: `all` expanded, each one's availability and backends.
+    Part of a machine's environment: on a cluster each node answers for itself."""
+    from deploybench.stacks import all_stacks, resolve_stacks
+
+    stacks = all_stacks()
+    offers = []
+    for name in resolve_stacks(names):
+        stack = stacks[name]()
+        availability = stack.availability()
+        offers.append(StackOffer(name, None if availability.ok else availability.reason, stack.backends))
+    return offers

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,32 +122,53 @@ def _ping(url: str) -> bool:
         return False
 
 
+def launch(
+    command: list[str], log_path: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server in its own session (stop_server ends its whole process group), logging to a file."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only calls a prctl bound before the fork
+        )
+
+
+def wait_ready(server: ServerProcess, is_ready: Callable[[], bool], timeout_s: float, name: str) -> None:
+    """Poll is_ready() until True; on exit or timeout stop the server, raise ServerStartError (log tail)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            stop_server(server)  # the launcher exited: what it started must not outlive it
+            raise ServerStartError(
+                f"{name} exited with code {server.proc.returncode} before ready", log_tail(server.log_path)
+            )
+        try:
+            if is_ready():
+                return
+        except (OSError, ValueError):
+            pass  # not answering yet
+        except ServerStartError:
+            stop_server(server)  # is_ready saw it fail for good (e.g. workers dying in a loop)
+            raise
+        time.sleep(0.25)
+    stop_server(server)
+    raise ServerStartError(f"{name} not ready after {timeout_s:.0f} s", log_tail(server.log_path))
+
+
 def start_server(
     spec: ModelSpec, candidate: Candidate, log_path: Path, *, cache_dir: Path | None, timeout_s: float
 ) -> ServerProcess:
     """Launch the server and wait until /ping is 200; raise ServerStartError with the log tail if not."""
     port = free_port()
     command = serve_command(spec, candidate, port, cache_dir)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - only calls a prctl bound before the fork
-        )
-    server = ServerProcess(proc, port, log_path, command)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServerStartError(
-                f"server exited with code {proc.returncode} before ready", log_tail(log_path)
-            )
-        if _ping(server.base_url):
-            return server
-        time.sleep(0.25)
-    stop_server(server)
-    raise ServerStartError(f"server not ready after {timeout_s:.0f} s", log_tail(log_path))
+    server = ServerProcess(launch(command, log_path), port, log_path, command)
+    wait_ready(server, lambda: _ping(server.base_url), timeout_s, "server")
+    return server
 
 
 def stop_server(server: ServerProcess, grace_s: float = 15.0) -> None:

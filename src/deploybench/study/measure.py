@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deploybench.config import LoadConfig
-from deploybench.load import HttpTarget, LiveStats, sweep_concurrency, sweep_rate
+from deploybench.load import LiveStats, Target, sweep_concurrency, sweep_rate
 from deploybench.results import LoadPoint
 from deploybench.study.spec import LoadPlan, StudyConfig
 
@@ -54,11 +54,10 @@ def load_config(plan: LoadPlan, **overrides: Any) -> LoadConfig:
 
 
 def measure_candidate(
-    url: str, payloads: list[bytes], config: StudyConfig, stop: threading.Event, on_live: LiveCallback
+    target: Target, config: StudyConfig, stop: threading.Event, on_live: LiveCallback
 ) -> MeasureResult:
-    """Run the study's load plan against one served endpoint."""
+    """Run the study's load plan against one served endpoint (the target its stack speaks)."""
     plan = config.load
-    target = HttpTarget(url, payloads, content_type=config.content_type)
     closed = sweep_concurrency(
         target,
         load_config(plan, sweep="concurrency"),

@@ -5,16 +5,19 @@ Pruning rules (each pruned candidate is recorded with its reason, never silently
 - eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process;
 - the knob grid is swept only on the `tune_top` fastest served backends; others get default knobs;
 - workers x threads never exceeds the usable cores unless `oversubscribe` is set;
-- batching knobs only where in-process timing showed batching gains at least `batching_gain`.
+- batching knobs only where in-process timing showed batching gains at least `batching_gain`;
+- every other serving stack gets one candidate: the fastest verified backend it can run, default knobs
+  (deploybench's server serves that backend too, so the two are compared like for like).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from deploybench.results import Candidate
+from deploybench.results import DEFAULT_STACK, Candidate
 from deploybench.study.spec import KnobGrid, StudyConfig
 
 BASELINE = "eager"
@@ -50,6 +53,18 @@ class PlannedTrial:
     action: Literal["serve", "rejected", "skipped", "failed"]
     reason: str | None = None
     precision: str | None = None
+
+
+@dataclass(frozen=True)
+class StackOffer:
+    """What the plan needs to know of one serving stack on this machine (resolved by the runner)."""
+
+    name: str
+    unavailable: str | None = None  # "unavailable: <why> (install with ...)"
+    backends: frozenset[str] | None = None  # None: any backend
+
+    def serves(self, backend: str) -> bool:
+        return self.backends is None or backend in self.backends
 
 
 def default_candidate(summary: VariantSummary, cores: int) -> Candidate:
@@ -94,11 +109,67 @@ def _served_backends(passed: list[VariantSummary], serve_top: int | None) -> lis
     return [s for s in ranked if s.backend == BASELINE] + keep
 
 
-def plan_trials(config: StudyConfig, summaries: list[VariantSummary], cores: int) -> list[PlannedTrial]:
+def stack_trials(
+    passed: list[VariantSummary], offers: Sequence[StackOffer], cores: int
+) -> list[PlannedTrial]:
+    """One trial per stack other than deploybench's: the fastest verified backend it runs, default knobs."""
+    fastest = sorted(passed, key=lambda s: (-s.speed, s.backend))
+    trials = []
+    for offer in offers:
+        if offer.name == DEFAULT_STACK:
+            continue
+        pick = next((s for s in fastest if offer.serves(s.backend)), None)
+        shown = pick or (fastest[0] if fastest else VariantSummary(BASELINE, "passed"))
+        candidate = replace_stack(default_candidate(shown, cores), offer.name)
+        if offer.unavailable:
+            trials.append(PlannedTrial(candidate, "skipped", offer.unavailable, shown.precision))
+        elif pick is None:
+            runs = ", ".join(sorted(offer.backends or ())) or "nothing"
+            reason = f"{offer.name} runs {runs}; none of them passed here"
+            trials.append(PlannedTrial(candidate, "skipped", reason, shown.precision))
+        else:
+            trials.append(PlannedTrial(candidate, "serve", precision=pick.precision))
+    return trials
+
+
+def replace_stack(candidate: Candidate, stack: str) -> Candidate:
+    return candidate.model_copy(update={"stack": stack})
+
+
+def plan_trials(
+    config: StudyConfig,
+    summaries: list[VariantSummary],
+    cores: int,
+    stacks: Sequence[StackOffer] = (StackOffer(DEFAULT_STACK),),
+) -> list[PlannedTrial]:
     """The ordered list of trials: served candidates first (fastest backends first), then the rest."""
     passed = [s for s in summaries if s.state == "passed"]
     served = _served_backends(passed, config.serve_top)
     tuned = {s.backend for s in sorted(served, key=lambda s: -s.speed)[: config.tune_top]}
+    picks = stack_trials(passed, stacks, cores)
+    # a backend only another stack was given is served by deploybench too: the comparison is like for like
+    picked = {t.candidate.backend for t in picks if t.action == "serve"}
+    served += [s for s in passed if s.backend in picked and s not in served]
+    trials = _deploybench_trials(config, served, tuned, cores)
+    if all(offer.name != DEFAULT_STACK for offer in stacks):
+        trials = []  # the user chose other stacks only; the variants are still recorded below
+    trials += picks
+    served_names = {s.backend for s in served}
+    for summary in passed:
+        if summary.backend not in served_names:
+            reason = (
+                f"pruned: {summary.speed:.1f} images/s in-process, not among the {config.serve_top} fastest"
+            )
+            trials.append(
+                PlannedTrial(default_candidate(summary, cores), "skipped", reason, summary.precision)
+            )
+    trials += [_not_served(s, cores) for s in summaries if s.state != "passed"]
+    return trials
+
+
+def _deploybench_trials(
+    config: StudyConfig, served: list[VariantSummary], tuned: set[str], cores: int
+) -> list[PlannedTrial]:
     trials: list[PlannedTrial] = []
     seen: set[str] = set()
     for summary in served:
@@ -115,14 +186,4 @@ def plan_trials(config: StudyConfig, summaries: list[VariantSummary], cores: int
             if candidate.key not in seen:
                 seen.add(candidate.key)
                 trials.append(PlannedTrial(candidate, "serve", precision=summary.precision))
-    served_names = {s.backend for s in served}
-    for summary in passed:
-        if summary.backend not in served_names:
-            reason = (
-                f"pruned: {summary.speed:.1f} images/s in-process, not among the {config.serve_top} fastest"
-            )
-            trials.append(
-                PlannedTrial(default_candidate(summary, cores), "skipped", reason, summary.precision)
-            )
-    trials += [_not_served(s, cores) for s in summaries if s.state != "passed"]
     return trials

@@ -25,7 +25,7 @@ from deploybench.study.executors import (
     executor_for,
 )
 from deploybench.study.measure import LiveCallback
-from deploybench.study.plan import plan_trials
+from deploybench.study.plan import StackOffer, plan_trials
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, machine_file
 from deploybench.study.trial import TrialContext, TrialJob, unserved_record
@@ -61,6 +61,7 @@ class ReadyMachine:
     info: MachineInfo
     variants: VariantsOutcome
     cores: int
+    stacks: list[StackOffer]
 
 
 def _payloads(config: StudyConfig) -> list[bytes]:
@@ -100,7 +101,8 @@ def _ready(
         variants = summaries_from_json(raw)
         progress.on_variants(variants)
         info = executor.machine_info(target, prepared.environment)
-        ready.append(ReadyMachine(target, info, variants, int(prepared.environment["cores"])))
+        cores = int(prepared.environment["cores"])
+        ready.append(ReadyMachine(target, info, variants, cores, prepared.stacks))
     if not ready:
         raise ExecutorError("no machine could be prepared: " + "; ".join(executor.unfinished))
     return ready
@@ -110,7 +112,7 @@ def _jobs(config: StudyConfig, machines: list[ReadyMachine]) -> list[TrialJob]:
     """Every machine's plan; served candidates first (fastest backends first), as plan_trials orders them."""
     jobs = []
     for machine in machines:
-        for trial in plan_trials(config, machine.variants.summaries, machine.cores):
+        for trial in plan_trials(config, machine.variants.summaries, machine.cores, machine.stacks):
             parity = machine.variants.parity.get(trial.candidate.backend)
             jobs.append(TrialJob(machine.target.trial_id(trial.candidate.key), trial, machine.info, parity))
     return jobs
@@ -141,7 +143,7 @@ def run_study(
             progress.on_plan(jobs, done)
             served = [j for j in jobs if j.trial.action == "serve" and j.trial_id not in done]
             events = TrialEvents(progress.on_trial_start, progress.on_live, progress.on_stage)
-            for record in runner.run_trials(ctx, served, store.log_path, events):
+            for record in runner.run_trials(ctx, served, store, events):
                 store.append_trial(record)
                 progress.on_trial_done(record)
             for job in jobs:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 from deploybench.config import Constraints, ModelSpec, ParityThresholds, StrictModel
 
@@ -81,6 +81,11 @@ class StudyConfig(StrictModel):
     payload: Path | None = Field(None, description="file or folder of request bodies; None: bundled cat.jpg")
     content_type: str = "image/jpeg"
     backends: list[str] | None = Field(None, description="None: every backend available here")
+    stacks: list[str] = Field(
+        default_factory=lambda: ["deploybench"],
+        min_length=1,
+        description="serving stacks: deploybench, torchserve, triton, litserve, or all (every installed one)",
+    )
     serve_top: int | None = Field(
         4, ge=0, description="serve eager plus the N fastest verified backends in-process; None: all"
     )
@@ -111,6 +116,17 @@ class StudyConfig(StrictModel):
         if len(names) != len(set(names)):
             raise ValueError(f"machines: each instance type once, got {names}")
         return self
+
+    @field_validator("stacks")
+    @classmethod
+    def _known_stacks(cls, names: list[str]) -> list[str]:
+        from deploybench.stacks import ALL, all_stacks
+
+        known = all_stacks()
+        unknown = [name for name in names if name != ALL and name not in known]
+        if unknown:
+            raise ValueError(f"unknown stack(s) {', '.join(unknown)}; known: {', '.join(known)}, or {ALL}")
+        return names
 
 
 def quick_overrides() -> dict[str, Any]:

@@ -21,6 +21,7 @@ ENVIRONMENT = "environment.json"
 VARIANTS = "variants.json"
 LOGS = "logs"
 MACHINES = "machines"
+STACKS = "stacks"
 _LOCK = ".lock"
 
 
@@ -70,6 +71,7 @@ class StudyStore:
             (self.root / name).unlink(missing_ok=True)
         shutil.rmtree(self.root / LOGS, ignore_errors=True)
         shutil.rmtree(self.root / MACHINES, ignore_errors=True)
+        shutil.rmtree(self.root / STACKS, ignore_errors=True)
 
     def _drop_torn_tail(self) -> None:
         """A kill during an append can leave half a line; cut it so the file stays valid JSON Lines."""
@@ -112,6 +114,13 @@ class StudyStore:
         return json.loads(path.read_text()) if path.exists() else None
 
     def log_path(self, trial_id: str) -> Path:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in trial_id)
         (self.root / LOGS).mkdir(exist_ok=True)
-        return self.root / LOGS / f"{safe}.log"
+        return self.root / LOGS / f"{_safe_name(trial_id)}.log"
+
+    def stack_dir(self, trial_id: str) -> Path:
+        """The trial's serving-stack files (config.properties, model store, workspace), kept."""
+        return self.root / STACKS / _safe_name(trial_id)
+
+
+def _safe_name(trial_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in trial_id)

@@ -29,6 +29,8 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
         "trial_id": trial.trial_id,
         "machine": trial.machine.instance or trial.machine.label,
         "backend": cand.backend,
+        "stack": cand.stack,
+        "protocol": trial.stack.protocol if trial.stack else None,
         "precision": trial.precision,
         "workers": cand.workers,
         "threads": cand.threads,

@@ -7,12 +7,14 @@ process on the node that owns the trial (study/executors/node.py).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploybench.results import MachineInfo, ParityReport, TrialRecord
-from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail, start_server, stop_server
+from deploybench.results import MachineInfo, ParityReport, StackRecord, TrialRecord
+from deploybench.stacks import StackLaunch, get_stack
+from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail
 from deploybench.study.measure import LiveCallback, measure_candidate
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.spec import StudyConfig
@@ -82,34 +84,64 @@ def failed_record(
     )
 
 
-def run_served_trial(ctx: TrialContext, job: TrialJob, log_path: Path, on_live: LiveCallback) -> TrialRecord:
-    """Start the server, run the load plan, stop it; any failure becomes a failed trial with its log tail."""
+@dataclass(frozen=True)
+class TrialFiles:
+    """Where a trial's server writes: its log, and its stack's files (config, model store, workspace)."""
+
+    log_path: Path
+    stack_dir: Path
+
+
+def _stack_launch(
+    ctx: TrialContext, job: TrialJob, files: TrialFiles, on_message: Callable[[str], None]
+) -> StackLaunch:
+    return StackLaunch(
+        model=ctx.config.model,
+        candidate=job.trial.candidate,
+        workdir=files.stack_dir,
+        log_path=files.log_path,
+        cache_dir=ctx.cache_dir,
+        timeout_s=ctx.config.startup_timeout_s,
+        on_message=on_message,
+    )
+
+
+def run_served_trial(
+    ctx: TrialContext,
+    job: TrialJob,
+    files: TrialFiles,
+    on_live: LiveCallback,
+    on_message: Callable[[str], None] = lambda message: None,
+) -> TrialRecord:
+    """Start the candidate's stack, run the load plan, stop it; a failure is a failed trial with its log."""
     started = now()
     base = _base_record(ctx, job, started)
     parity = job.parity
+    stack = get_stack(job.trial.candidate.stack)
+    launch = _stack_launch(ctx, job, files, on_message)
+    record = StackRecord(
+        name=stack.name, protocol=stack.protocol, settings=stack.settings(job.trial.candidate)
+    )
     try:
-        server = start_server(
-            ctx.config.model,
-            job.trial.candidate,
-            log_path,
-            cache_dir=ctx.cache_dir,
-            timeout_s=ctx.config.startup_timeout_s,
-        )
+        server = stack.start(launch)
     except ServerStartError as exc:
         return TrialRecord(
             **base,
             status="failed",
-            reason=f"server did not start: {exc}",
-            parity=parity,  # type: ignore[arg-type]
+            reason=f"{stack.name} did not start: {exc}",
+            parity=parity,
+            stack=record,
             finished_at=now(),
             log_tail=exc.log_tail,
         )
     try:
-        with ResourceMonitor(server.proc.pid) as monitor:
-            measured = measure_candidate(server.invocations_url, ctx.payloads, ctx.config, ctx.stop, on_live)
-        crashed = server.proc.poll() is not None
+        with ResourceMonitor(server.pid) as monitor:
+            target = server.target(ctx.payloads, ctx.config.content_type)
+            measured = measure_candidate(target, ctx.config, ctx.stop, on_live)
+        crashed = not server.alive()
+        record.reported = {} if crashed else server.reported()
     finally:
-        stop_server(server)
+        server.stop()
     status, reason = measured.verdict(crashed)
     return TrialRecord(
         **base,
@@ -122,6 +154,7 @@ def run_served_trial(ctx: TrialContext, job: TrialJob, log_path: Path, on_live: 
         slo_rate_index=measured.slo_rate_index,
         peak_rss_mb=monitor.peak_rss_bytes / 2**20 or None,
         server_cpu_pct=monitor.cpu_pct,
+        stack=record,
         finished_at=now(),
-        log_tail=log_tail(log_path) if status == "failed" else None,
+        log_tail=log_tail(launch.log_path) if status == "failed" else None,
     )

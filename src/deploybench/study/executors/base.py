@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 
 from deploybench.results import MachineInfo, TrialRecord
 from deploybench.study.measure import LiveCallback
+from deploybench.study.plan import StackOffer
 from deploybench.study.spec import StudyConfig
+from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialJob
 
 
@@ -44,6 +46,7 @@ class Prepared:
     target: MachineTarget
     environment: dict[str, Any] = field(default_factory=dict)
     variants_raw: dict[str, Any] | None = None
+    stacks: list[StackOffer] = field(default_factory=list)  # the serving stacks this machine offers
     error: str | None = None
 
 
@@ -103,11 +106,11 @@ class Executor(abc.ABC):
         self,
         ctx: TrialContext,
         jobs: list[TrialJob],
-        log_path: Callable[[str], Path],
+        store: StudyStore,
         events: TrialEvents,
     ) -> Iterator[TrialRecord]:
-        """Run the served trials, yielding each record as it finishes; KeyboardInterrupt once ctx.stop is
-        set (a trial cut short is not yielded, so it reruns on resume)."""
+        """Run the served trials, yielding each record as it finishes (logs go to the study folder);
+        KeyboardInterrupt once ctx.stop is set (a trial cut short is not yielded: it reruns on resume)."""
 
 
 _REGISTRY: dict[str, type[Executor]] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.results import MachineInfo, TrialRecord
-from deploybench.study.environment import fingerprint
+from deploybench.study.environment import fingerprint, stack_offers
 from deploybench.study.executors.base import (
     Executor,
     MachineTarget,
@@ -17,7 +17,8 @@ from deploybench.study.executors.base import (
     register,
 )
 from deploybench.study.spec import StudyConfig
-from deploybench.study.trial import TrialContext, TrialJob, run_served_trial
+from deploybench.study.store import StudyStore
+from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
 
 
 def resolve_machine(config: StudyConfig, env: dict[str, Any]) -> MachineInfo:
@@ -56,7 +57,7 @@ class LocalExecutor(Executor):
             raw = None
             if request.need_variants:
                 raw = evaluate_study_variants(self.config, cache_dir, on_stage).raw
-            yield Prepared(request.target, environment, raw)
+            yield Prepared(request.target, environment, raw, stack_offers(self.config.stacks))
 
     def machine_info(self, target: MachineTarget, environment: dict[str, Any]) -> MachineInfo:
         return resolve_machine(self.config, environment)
@@ -65,14 +66,15 @@ class LocalExecutor(Executor):
         self,
         ctx: TrialContext,
         jobs: list[TrialJob],
-        log_path: Callable[[str], Path],
+        store: StudyStore,
         events: TrialEvents,
     ) -> Iterator[TrialRecord]:
         for job in jobs:
             if ctx.stop.is_set():
                 raise KeyboardInterrupt
             events.on_start(job, None)
-            record = run_served_trial(ctx, job, log_path(job.trial_id), events.on_live)
+            files = TrialFiles(store.log_path(job.trial_id), store.stack_dir(job.trial_id))
+            record = run_served_trial(ctx, job, files, events.on_live, events.on_stage)
             if ctx.stop.is_set():
                 raise KeyboardInterrupt  # a trial cut short by Ctrl-C is not recorded: it reruns on resume
             yield record

@@ -36,6 +36,9 @@ class EventWriter:
         self.stream.write(json.dumps({"event": event, **data}, default=str) + "\n")
         self.stream.flush()
 
+    def stage(self, message: str) -> None:
+        self.send("stage", message=message)
+
     def live(self, update: Any) -> None:
         if time.monotonic() - self._last_live >= LIVE_INTERVAL_S:
             self._last_live = time.monotonic()
@@ -52,7 +55,7 @@ def planned_trial_json(trial: PlannedTrial) -> dict[str, Any]:
 
 
 def _evaluate(job: dict[str, Any], config: StudyConfig, events: EventWriter) -> None:
-    from deploybench.study.environment import fingerprint
+    from deploybench.study.environment import fingerprint, stack_offers
     from deploybench.study.variants_step import evaluate_study_variants
 
     environment = fingerprint()
@@ -60,14 +63,16 @@ def _evaluate(job: dict[str, Any], config: StudyConfig, events: EventWriter) -> 
     raw = None
     if job["need_variants"]:
         cache_dir = Path(job["cache_dir"]) if job.get("cache_dir") else None
-        raw = evaluate_study_variants(
-            config, cache_dir, lambda message: events.send("stage", message=message)
-        ).raw
-    events.send("prepared", environment=environment, variants=raw)
+        raw = evaluate_study_variants(config, cache_dir, events.stage).raw
+    stacks = [
+        {"name": o.name, "unavailable": o.unavailable, "backends": sorted(o.backends) if o.backends else None}
+        for o in stack_offers(config.stacks)
+    ]
+    events.send("prepared", environment=environment, variants=raw, stacks=stacks)
 
 
 def _trial(job: dict[str, Any], config: StudyConfig, workdir: Path, events: EventWriter) -> None:
-    from deploybench.study.trial import TrialContext, TrialJob, run_served_trial
+    from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
 
     parity = ParityReport.model_validate(job["parity"]) if job.get("parity") else None
     planned = job["trial"]
@@ -85,9 +90,9 @@ def _trial(job: dict[str, Any], config: StudyConfig, workdir: Path, events: Even
         Path(job["cache_dir"]) if job.get("cache_dir") else None,
         threading.Event(),
     )
-    record = run_served_trial(
-        ctx, TrialJob(job["trial_id"], trial, machine, parity), workdir / SERVER_LOG, events.live
-    )
+    files = TrialFiles(workdir / SERVER_LOG, workdir / "stack")
+    trial_job = TrialJob(job["trial_id"], trial, machine, parity)
+    record = run_served_trial(ctx, trial_job, files, events.live, events.stage)
     events.send("record", record=record.model_dump(mode="json"))
 
 

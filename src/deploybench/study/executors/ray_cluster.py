@@ -33,7 +33,9 @@ from deploybench.study.executors.base import (
 from deploybench.study.executors.node import run_on_node
 from deploybench.study.executors.node_main import planned_trial_json
 from deploybench.study.executors.ray_streams import TaskStreams
+from deploybench.study.plan import StackOffer
 from deploybench.study.spec import ClusterMachine
+from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialJob, failed_record
 
 INSTANCE_LABEL = "deploybench/instance-type"
@@ -217,7 +219,10 @@ class RayExecutor(Executor):
         if kind == "stage":
             on_stage(f"  {target.key}: {event['message']}")
         elif kind == "prepared":
-            return Prepared(target, event["environment"], event["variants"])
+            stacks = [
+                StackOffer(o["name"], o["unavailable"], _backends(o["backends"])) for o in event["stacks"]
+            ]
+            return Prepared(target, event["environment"], event["variants"], stacks)
         elif kind in ("failed", "unscheduled", "error"):
             return Prepared(target, error=event["message"])
         return None
@@ -238,7 +243,7 @@ class RayExecutor(Executor):
         self,
         ctx: TrialContext,
         jobs: list[TrialJob],
-        log_path: Callable[[str], Path],
+        store: StudyStore,
         events: TrialEvents,
     ) -> Iterator[TrialRecord]:
         payloads = self.ray.put([base64.b64encode(body).decode() for body in ctx.payloads])
@@ -252,7 +257,7 @@ class RayExecutor(Executor):
             )
         started: dict[str, dict[str, Any]] = {}
         for job, event in streams.events(ctx.stop):
-            record = self._on_event(ctx, job, event, started, log_path, events)
+            record = self._on_event(ctx, job, event, started, store.log_path, events)
             if record is not None:
                 yield record
 
@@ -269,6 +274,8 @@ class RayExecutor(Executor):
         if kind == "started":
             started[job.trial_id] = event
             events.on_start(job, describe_node(event))
+        elif kind == "stage":
+            events.on_stage(f"  {job.trial_id}: {event['message']}")
         elif kind == "live":
             stats = event["stats"]
             events.on_live(LiveStats(**{**stats, "label": f"{job.machine.instance} {stats['label']}"}))
@@ -284,6 +291,10 @@ class RayExecutor(Executor):
         elif kind in ("failed", "error", "unscheduled"):
             self.unfinished.append(f"{job.trial_id}: not run: {event['message']}")
         return None
+
+
+def _backends(names: list[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(names)
 
 
 def _on_node(machine: MachineInfo, started: dict[str, Any]) -> MachineInfo:
