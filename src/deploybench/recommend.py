@@ -8,7 +8,9 @@ Ties are broken deterministically, in this order (values compared at 6 significa
   objective throughput: throughput (higher first), then p99, then cost per 1M, then
   objective p99:        p99, then cost per 1M, then throughput (higher first), then
   ...all three:         fewer cores used (workers x threads), lower peak RSS, then the label (A-Z).
-A trial rejected by the parity gate is never recommended.
+A trial rejected by the parity gate is never recommended; with `max_accuracy_drop` (percentage points
+of labelled top-1 against eager) neither is one that loses more, nor, with `reject_significant_drop`,
+one whose drop is statistically significant (McNemar), nor one whose accuracy was not measured.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from deploybench.pricing import (
     plan_capacity,
     transactions_per_hour,
 )
-from deploybench.results import LoadPoint, TrialRecord
+from deploybench.results import AccuracyReport, LoadPoint, TrialRecord
 
 MAX_ERROR_RATE = 0.01  # a point where more than 1% of requests failed is not an operating point
 MAX_CLIENT_CPU_PCT = 80.0  # above it the load generator itself was the limit (deploybench.load.health)
@@ -162,6 +164,12 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
     if trial.status in ("failed", "skipped"):
         ev.reason = f"{trial.status} trial: {trial.reason or 'no reason recorded'}"
         return ev
+    if trial.accuracy is not None:
+        ev.accuracy_drop_pp = trial.accuracy.drop_pp
+    excluded = accuracy_exclusion(trial.accuracy, c.backend == "eager", constraints)
+    if excluded:
+        ev.reason = excluded
+        return ev
     index, why = select_point(trial, constraints.p99_ms)
     if index is None:
         ev.reason = why or "no operating point"
@@ -175,6 +183,24 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
         return ev
     ev.eligible = True
     return ev
+
+
+def accuracy_exclusion(
+    accuracy: AccuracyReport | None, reference: bool, constraints: Constraints
+) -> str | None:
+    """Why the variant's labelled accuracy excludes it under the constraints, or None."""
+    limit, significant = constraints.max_accuracy_drop, constraints.reject_significant_drop
+    if reference or (limit is None and not significant):
+        return None
+    if accuracy is None or accuracy.drop_pp is None:
+        return "accuracy: not measured, so the accuracy constraint cannot be checked (run with --eval-data)"
+    interval = f"95% CI [{accuracy.drop_low_pp:+.1f}, {accuracy.drop_high_pp:+.1f}] pp, n={accuracy.n}"
+    if limit is not None and accuracy.drop_pp > limit:
+        return f"accuracy: top-1 drop {accuracy.drop_pp:.1f} pp > max {limit:g} pp ({interval})"
+    if significant and accuracy.significant and accuracy.drop_pp > 0:
+        test = f"McNemar p={accuracy.p_value:.2g}"
+        return f"accuracy: significant top-1 drop {accuracy.drop_pp:.1f} pp ({test}, {interval})"
+    return None
 
 
 def _fill_point(ev: Evaluation, point: LoadPoint, index: int, usd: float | None) -> None:

@@ -98,19 +98,48 @@ class Candidate(StrictModel):
 
 
 class ParityReport(StrictModel):
-    """How a variant's outputs compare with eager fp32 on fresh inputs."""
+    """How a variant's outputs compare with eager fp32 on fresh inputs (see backends/parity.py)."""
 
     verdict: Literal["passed", "rejected", "reference"]
     precision: str
     inputs: int = 0
+    batch_sizes: list[int] = Field(default_factory=list, description="every batch size verified")
     top1_agreement: float | None = None
     top5_overlap: float | None = None
-    cosine_min: float | None = None
-    cosine_p10: float | None = Field(None, description="10th percentile of the per-input centred cosine")
-    max_abs_err: float | None = None
-    max_rel_err: float | None = None
+    cosine_min: float | None = Field(None, description="worst input's input-dependent cosine")
+    cosine_p10: float | None = Field(None, description="10th percentile of the input-dependent cosine")
+    max_abs_err: float | None = Field(None, description="largest logit error; reported, not gated")
+    max_rel_err: float | None = Field(
+        None, description="largest logit error (row mean error removed) over that input's logit range; gated"
+    )
+    input_variation: float | None = Field(
+        None, description="fraction of the reference's logit variance that differs between inputs"
+    )
     reason: str | None = None
     notes: list[str] = Field(default_factory=list)
+
+
+class AccuracyReport(StrictModel):
+    """Labelled accuracy of one variant and, for all but the reference, its top-1 drop against eager.
+
+    drop_pp > 0 means the variant gets fewer images right. The interval is a 95% confidence interval
+    for paired proportions (Newcombe); p_value is McNemar's exact test on the disagreements.
+    """
+
+    n: int
+    top1: float
+    top5: float
+    data: str = Field("", description="what the images were and where they came from")
+    reference_top1: float | None = None
+    reference_top5: float | None = None
+    drop_pp: float | None = Field(None, description="eager top-1 minus this top-1, percentage points")
+    drop_low_pp: float | None = None
+    drop_high_pp: float | None = None
+    only_reference_right: int | None = Field(None, description="images eager got right and this one wrong")
+    only_variant_right: int | None = None
+    p_value: float | None = Field(None, description="McNemar's exact test, two-sided")
+    significant: bool | None = Field(None, description="p_value < 0.05")
+    summary: str = ""
 
 
 class MachineInfo(StrictModel):
@@ -150,6 +179,7 @@ class TrialRecord(StrictModel):
     reason: str | None = Field(None, description="why failed/rejected/skipped, one line")
     precision: str | None = None
     parity: ParityReport | None = None
+    accuracy: AccuracyReport | None = None
     points: list[LoadPoint] = Field(default_factory=list)
     peak_index: int | None = None
     c16_index: int | None = None

@@ -26,7 +26,8 @@ class _Perturbed(Variant):
             out[0, 0] = np.nan
             return out
         rng = np.random.default_rng(0)  # e.g. bad quantisation scales: large errors
-        return out + rng.normal(0, out.std(), out.shape).astype(np.float32)
+        scale = 3.0 if self.damage == "heavy-noise" else 1.0
+        return out + rng.normal(0, scale * out.std(), out.shape).astype(np.float32)
 
 
 def _eager(model: LoadedModel) -> Variant:
@@ -44,7 +45,10 @@ def test_gate_rejects_broken_variants(effnet: LoadedModel, effnet_inputs: np.nda
 def test_gate_rejects_noisy_int8_with_int8_thresholds_too(
     effnet: LoadedModel, effnet_inputs: np.ndarray, effnet_reference: np.ndarray
 ) -> None:
-    broken = _Perturbed(_eager(effnet), "noise", precision="int8")
+    """Noise 3x the logits' spread: well beyond the noisiest correct int8 build measured (EfficientNet-
+    Lite1 onnxruntime-int8: input-dependent cosine p10 0.67, max_rel_err 0.40). Noise equal to the
+    spread is within what a correct int8 build does, and the int8 limits let it pass."""
+    broken = _Perturbed(_eager(effnet), "heavy-noise", precision="int8")
     report = check_parity(broken, effnet_inputs, effnet_reference, ParityThresholds())
     assert report.verdict == "rejected"
     assert "cosine" in (report.reason or "")

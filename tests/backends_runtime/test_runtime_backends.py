@@ -24,7 +24,7 @@ LIMITS = {
     "openvino": (0.9999, 1.0),
     "openvino-bf16": (0.99, 0.75),
     "onnxruntime-int8": (0.95, 0.6),
-    "openvino-int8": (0.95, 0.6),
+    "openvino-int8": (0.85, 0.6),  # 0.89 since calibration photos are no longer the test photos
 }
 RUNTIME_LIBRARY = {
     "onnxruntime": "onnxruntime",
@@ -113,22 +113,21 @@ def test_int8_without_calibration_images_is_a_clear_error(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backend", "stated_top1"), [("onnxruntime-int8", 0.84), ("openvino-int8", 0.875)])
+@pytest.mark.parametrize(("backend", "stated_top1"), [("onnxruntime-int8", 0.817), ("openvino-int8", 0.783)])
 def test_int8_passes_the_parity_gate_on_the_trained_model(
     backend: str, stated_top1: float, lite0: LoadedModel, cache_root: Path
 ) -> None:
     """The study's gate exactly as it runs (default calibration and parity inputs), top-1 gated.
 
-    Measured when written: top-1 agreement 84.4% (onnxruntime-int8) and 87.5% (openvino-int8) on the
-    32 parity inputs, centred cosine p10 0.968 / 0.962; int8 may drift on the smooth synthetic fields,
-    which the worst-input floor (0.80) still bounds.
+    Measured when written (bench/parity_thresholds.py, batch sizes 1..8): top-1 agreement 81.7%
+    (onnxruntime-int8) and 78.3% (openvino-int8), input-dependent cosine p10 0.875 / 0.894.
     """
     variant, _ = build_variant(lite0.spec, backend, threads=THREADS, cache_dir=cache_root, model=lite0)
     inputs = parity_inputs(lite0.input_shape)
     with torch.inference_mode():
         reference_logits = lite0.module(torch.from_numpy(inputs)).numpy()
-    report = check_parity(variant, inputs, reference_logits)
+    report = check_parity(variant, inputs, reference_logits, batch_sizes=range(1, 9))
     assert report.verdict == "passed", report.reason
     assert not any("not gated" in note for note in report.notes), "a trained net must have top-1 gated"
     assert report.top1_agreement is not None and report.top1_agreement >= stated_top1 - 0.07
-    assert report.cosine_p10 is not None and report.cosine_p10 >= 0.95
+    assert report.cosine_p10 is not None and report.cosine_p10 >= 0.85

@@ -63,6 +63,7 @@ class Backend(abc.ABC):
     precision: ClassVar[str]  # requested precision; the Variant reports the actual one
     description: ClassVar[str] = ""
     device: ClassVar[str] = "cpu"
+    rebuilt_per_process: ClassVar[bool] = False  # True: each server worker compiles its own (re-verified)
 
     @abc.abstractmethod
     def availability(self) -> Availability:

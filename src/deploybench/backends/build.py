@@ -33,16 +33,17 @@ def build_variant(
     """Load the model (unless given), then build the backend's variant with `threads` intra-op threads.
 
     cache_dir is the cache ROOT (default $DEPLOYBENCH_CACHE or ~/.cache/deploybench); the backend gets
-    its own keyed sub-directory in ctx.cache_dir. Calibration images come from the payload photos (or
-    calibration_dir) and are made once per process.
+    its own keyed sub-directory in ctx.cache_dir. Calibration images come from the bundled calibration
+    photos (or calibration_dir, else spec.calibration_data) and are made once per process.
     """
     torch.set_num_threads(threads)
     impl = get_backend(backend)
     availability = impl.availability()
     if not availability.ok:
         raise BackendUnavailableError(f"backend {backend!r}: {availability.reason}")
-    model = model or load_model(spec)
+    model = model or load_model(spec, cache_dir)
     device = device or impl.device
+    calibration_dir = calibration_dir or spec.calibration_data
     options = {"input_shape": list(model.input_shape), "device": device, "calibration": str(calibration_dir)}
     ctx = BuildContext(
         threads=threads,

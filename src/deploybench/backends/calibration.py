@@ -1,9 +1,11 @@
-"""Natural images for int8 calibration and parity checks: the sample photos, augmented.
+"""Natural images for int8 calibration and parity checks, from two disjoint sets of sample photos.
 
-Calibration data decides int8 scales, and parity inputs decide whether a variant may be ranked, so
-both must look like what the model will see: real photos (the bundled payload and scikit-image's
-CC0 photos) with crops, flips, colour jitter and rescaling. Never zeros or pure noise; the only
-synthetic inputs are smooth, low-frequency colour fields, and only parity uses them.
+Calibration data decides int8 scales (and the BatchNorm statistics of random-weight networks, see
+models.py), and parity inputs decide whether a variant may be ranked, so both must look like what
+the model will see: real photos with crops, flips, colour jitter and rescaling, never zeros or
+noise. They come from DIFFERENT photos: a parity input is never a calibration image, nor another
+crop of one, so parity tests a variant on images its scales were not fitted to. The bundled
+labelled set (data/labelled) is made from the parity photos, never from the calibration ones.
 """
 
 from __future__ import annotations
@@ -24,16 +26,13 @@ from deploybench.payload import (
     normalise,
 )
 
-SKIMAGE_PHOTOS = (
-    "chelsea.png",
-    "coffee.png",
+# scikit-image's CC0 / public-domain photos (see data/PROVENANCE.md), split into two disjoint sets.
+CALIBRATION_PHOTOS = (
     "astronaut.png",
-    "rocket.jpg",
     "motorcycle_left.png",
     "hubble_deep_field.jpg",
     "ihc.png",
     "retina.jpg",
-    "camera.png",
     "coins.png",
     "brick.png",
     "grass.png",
@@ -41,30 +40,49 @@ SKIMAGE_PHOTOS = (
     "moon.png",
     "page.png",
 )
+PARITY_PHOTOS = ("coffee.png", "camera.png", "rocket.jpg")  # plus the payload cat.jpg (chelsea.png)
 DEFAULT_CALIBRATION_COUNT = 100
 CALIBRATION_SEED = 0
-PARITY_SEED = 1  # a different seed: parity inputs are fresh, never the images int8 was calibrated on
+PARITY_SEED = 1
 
 
-def _skimage_photo_paths() -> list[Path]:
+def _skimage_photo_paths(names: tuple[str, ...]) -> list[Path]:
     try:
         folder = Path(str(resources.files("skimage").joinpath("data")))
     except ModuleNotFoundError:
         return []
-    return [folder / name for name in SKIMAGE_PHOTOS if (folder / name).is_file()]
+    return [folder / name for name in names if (folder / name).is_file()]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly inside a folder, sorted; a folder without any is an error."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{folder}: calibration folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def calibration_source_paths(folder: Path | None = None) -> list[Path]:
+    """The photos int8 calibration draws from: the user's folder, else the bundled calibration photos."""
+    return image_files(folder) if folder is not None else _skimage_photo_paths(CALIBRATION_PHOTOS)
+
+
+def parity_source_paths() -> list[Path]:
+    """The photos parity inputs draw from: disjoint from the calibration photos by construction."""
+    return [default_payload_path(), *_skimage_photo_paths(PARITY_PHOTOS)]
+
+
+def describe_calibration(folder: Path | None, count: int = DEFAULT_CALIBRATION_COUNT) -> str:
+    """One line for every output: where int8 scales came from, and that parity never sees them."""
+    where = f"{folder}" if folder is not None else "the bundled calibration photos"
+    return (
+        f"int8 calibration: {count} images from {len(calibration_source_paths(folder))} photos in {where}; "
+        "parity inputs and evaluation images are other photos (disjoint, checked)"
+    )
 
 
 @cache
-def _source_images(folder: Path | None) -> tuple[Image.Image, ...]:
-    """The photos to draw from: a user folder, else the default payload plus scikit-image's photos."""
-    if folder is not None:
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise ValueError(
-                f"{folder}: calibration folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"
-            )
-    else:
-        paths = [default_payload_path(), *_skimage_photo_paths()]
+def _decoded(paths: tuple[Path, ...]) -> tuple[Image.Image, ...]:
     return tuple(decode_image(p.read_bytes()).copy() for p in paths)
 
 
@@ -107,14 +125,14 @@ def smooth_noise_image(rng: np.random.Generator, size: int = CROP) -> Image.Imag
 
 
 def augmented_arrays(
-    count: int, seed: int, input_shape: tuple[int, int, int], folder: Path | None = None
+    count: int, seed: int, input_shape: tuple[int, int, int], sources: tuple[Path, ...]
 ) -> list[np.ndarray]:
     """`count` preprocessed CHW images: every source photo once, then random augmentations of them."""
-    sources = _source_images(folder)
+    photos = _decoded(sources)
     rng = np.random.default_rng(seed)
-    images = list(sources[:count])
+    images = list(photos[:count])
     while len(images) < count:
-        images.append(augment(sources[int(rng.integers(len(sources)))], rng))
+        images.append(augment(photos[int(rng.integers(len(photos)))], rng))
     return [to_model_input(image, input_shape) for image in images]
 
 
@@ -122,7 +140,8 @@ def augmented_arrays(
 def _calibration_cached(
     count: int, input_shape: tuple[int, int, int], folder: Path | None
 ) -> tuple[np.ndarray, ...]:
-    return tuple(augmented_arrays(count, CALIBRATION_SEED, input_shape, folder))
+    sources = tuple(calibration_source_paths(folder))
+    return tuple(augmented_arrays(count, CALIBRATION_SEED, input_shape, sources))
 
 
 def calibration_images(
@@ -134,12 +153,11 @@ def calibration_images(
     return list(_calibration_cached(count, tuple(input_shape), folder))
 
 
-def parity_inputs(
-    input_shape: tuple[int, int, int] = (3, CROP, CROP), count: int = 32, folder: Path | None = None
-) -> np.ndarray:
-    """Fresh NCHW inputs for parity: photos and their augmentations, plus ~1/8 smooth colour fields."""
+def parity_inputs(input_shape: tuple[int, int, int] = (3, CROP, CROP), count: int = 32) -> np.ndarray:
+    """Fresh NCHW inputs for parity: the parity photos and their augmentations, plus ~1/8 smooth colour
+    fields. None of them is, or is cropped from, a calibration photo."""
     rng = np.random.default_rng(PARITY_SEED)
     fields = max(1, count // 8)
-    photos = augmented_arrays(count - fields, PARITY_SEED, input_shape, folder)
+    photos = augmented_arrays(count - fields, PARITY_SEED, input_shape, tuple(parity_source_paths()))
     synthetic = [to_model_input(smooth_noise_image(rng), input_shape) for _ in range(fields)]
     return np.stack(photos + synthetic).astype(np.float32)

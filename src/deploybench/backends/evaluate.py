@@ -2,7 +2,9 @@
 
 The eager fp32 variant is built first and is the parity reference. An unavailable backend is listed
 with its reason; a backend that throws while building is recorded with its error; neither stops the
-others. Only variants that pass parity should ever be recommended.
+others. Only variants that pass parity should ever be recommended. Parity runs at every batch size
+up to the largest one timed (or served), and with labelled data (`eval_data`) every verified variant
+gets top-1 / top-5 and its paired comparison with eager (backends/accuracy.py).
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from deploybench.backends import accuracy
 from deploybench.backends.base import BackendUnavailableError, UnknownBackendError, Variant, all_backends
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import parity_inputs
-from deploybench.backends.parity import check_parity, predict_in_chunks, reference_report
+from deploybench.backends.calibration import (
+    calibration_source_paths,
+    describe_calibration,
+    parity_inputs,
+    parity_source_paths,
+)
+from deploybench.backends.labelled import check_disjoint, load_labelled
+from deploybench.backends.parity import check_parity, predict_in_chunks, reference_report, served_batch_sizes
 from deploybench.backends.timing import PreprocessTiming, Timing, time_preprocessing, time_variant
 from deploybench.config import ModelSpec, ParityThresholds, StrictModel
 from deploybench.models import LoadedModel, load_model
 from deploybench.payload import default_payload_path
-from deploybench.results import ParityReport
+from deploybench.results import AccuracyReport, ParityReport
 
 REFERENCE = "eager"
 PARITY_INPUTS = 32
@@ -42,6 +51,7 @@ class VariantReport(StrictModel):
     precision: str | None = None
     device: str = "cpu"
     parity: ParityReport | None = None
+    accuracy: AccuracyReport | None = Field(None, description="labelled top-1/top-5 and the drop vs eager")
     build_seconds: float | None = None
     artifact_bytes: int | None = None
     versions: dict[str, str] = Field(default_factory=dict)
@@ -63,6 +73,9 @@ class VariantsReport(StrictModel):
     weights: str = Field(description="pretrained | random | file:<path>; shown in every output")
     input_shape: tuple[int, int, int]
     fingerprint: str
+    calibration: str = Field("", description="where int8 scales came from; disjoint from parity and eval")
+    parity_inputs: str = ""
+    eval_data: str | None = Field(None, description="the labelled set every verified variant was scored on")
     preprocessing: PreprocessTiming | None = None
     variants: list[VariantReport] = Field(default_factory=list)
     thread_env: dict[str, str] = Field(
@@ -100,15 +113,20 @@ class _Run:
         thresholds: ParityThresholds,
         on_progress: Callable[[str], None] | None,
         calibration_dir: Path | None,
+        parity_sizes: Sequence[int],
+        eval_batches: accuracy.EvalBatches | None,
     ) -> None:
         self.model = model
         self.cache_dir = cache_dir
         self.calibration_dir = calibration_dir
         self.thresholds = thresholds
         self.on_progress = on_progress
+        self.parity_sizes = list(parity_sizes)
         self.inputs = parity_inputs(model.input_shape, PARITY_INPUTS)
         self.reference: np.ndarray | None = None
         self.batches: dict[int, np.ndarray] = {}
+        self.eval_batches = eval_batches
+        self.eval_reference: accuracy.Outcome | None = None
 
     def say(self, message: str) -> None:
         if self.on_progress is not None:
@@ -135,7 +153,21 @@ class _Run:
             self.reference = predict_in_chunks(variant, self.inputs)
             return reference_report(len(self.inputs))
         assert self.reference is not None, "the eager reference is evaluated first"
-        return check_parity(variant, self.inputs, self.reference, self.thresholds)
+        self.say(f"{backend}: parity at batch sizes {self.parity_sizes[0]}..{self.parity_sizes[-1]}")
+        return check_parity(variant, self.inputs, self.reference, self.thresholds, self.parity_sizes)
+
+    def accuracy(self, backend: str, variant: Variant) -> AccuracyReport | None:
+        """Labelled accuracy of a verified variant (eager first: the others are compared with it)."""
+        if self.eval_batches is None:
+            return None
+        self.say(f"{backend}: scoring {len(self.eval_batches.data.paths)} labelled images")
+        outcome = accuracy.evaluate(variant.predict, self.eval_batches)
+        described = self.eval_batches.data.describe()
+        if backend == REFERENCE:
+            self.eval_reference = outcome
+            return accuracy.absolute_report(outcome, described)
+        assert self.eval_reference is not None, "the eager reference is scored first"
+        return accuracy.compare(self.eval_reference, outcome, described)
 
 
 def _unavailable(backend: str, description: str, reason: str) -> VariantReport:
@@ -156,6 +188,8 @@ def _evaluate_one(
             variant = run.build(backend, thread_count)  # runtimes fix their thread pools when built
             if index == 0:
                 _record_build(report, variant, run.parity(backend, variant))
+                if report.usable:
+                    report.accuracy = run.accuracy(backend, variant)
             for size in batch_sizes:
                 run.say(f"{backend}: timing batch {size}, {thread_count} threads")
                 report.timings.append(
@@ -190,6 +224,17 @@ def _add_speedups(reports: list[VariantReport]) -> None:
             report.speedup_vs_eager = base.median_ms / match[0].median_ms
 
 
+def _eval_batches(
+    model: LoadedModel, eval_data: Path | str | None, calibration_dir: Path | None
+) -> accuracy.EvalBatches | None:
+    """Read and check the labelled set before anything is built (never a calibration image)."""
+    if eval_data is None:
+        return None
+    data = load_labelled(eval_data, model.labels)
+    check_disjoint(data, calibration_source_paths(calibration_dir))
+    return accuracy.EvalBatches(data, model.input_shape)
+
+
 def evaluate_variants(
     spec: ModelSpec,
     backends: list[str] | None = None,
@@ -203,22 +248,36 @@ def evaluate_variants(
     on_step: Callable[[int, int], None] | None = None,
     payload: bytes | None = None,
     calibration_dir: Path | None = None,
+    eval_data: Path | str | None = None,
+    parity_batch_sizes: Sequence[int] | None = None,
 ) -> VariantsReport:
     """Build, verify and time each backend (all registered ones when None).
 
     time_budget_s is spread evenly over the (backend x batch x threads) timing points, each getting
     0.5-10 s (always at least 5 timed runs). on_progress receives one line per stage; on_step gets
-    (backends done, backends in total). Raises UnknownBackendError and ModelLoadError up front.
+    (backends done, backends in total). Parity runs at parity_batch_sizes (default: 1..largest timed
+    batch). Raises UnknownBackendError, ModelLoadError and LabelledDataError up front.
     """
     names = resolve_backends(backends)
-    model = load_model(spec)
-    run = _Run(model, cache_dir, thresholds or ParityThresholds(), on_progress, calibration_dir)
+    model = load_model(spec, cache_dir)
+    calibration_dir = calibration_dir or spec.calibration_data
+    eval_batches = _eval_batches(model, eval_data, calibration_dir)
+    sizes = sorted(set(parity_batch_sizes or served_batch_sizes(max(batch_sizes))))
+    run = _Run(
+        model, cache_dir, thresholds or ParityThresholds(), on_progress, calibration_dir, sizes, eval_batches
+    )
     run.say("timing the per-request preprocessing")
     report = VariantsReport(
         model=model.name,
         weights=model.weights,
         input_shape=model.input_shape,
         fingerprint=model.fingerprint,
+        calibration=describe_calibration(calibration_dir),
+        parity_inputs=(
+            f"{PARITY_INPUTS} inputs from {len(parity_source_paths())} parity photos (none a calibration"
+            f" photo) and smooth colour fields, at batch sizes {', '.join(map(str, sizes))}"
+        ),
+        eval_data=eval_batches.data.describe() if eval_batches else None,
         preprocessing=time_preprocessing(payload or default_payload_path().read_bytes()),
         thread_env={k: v for k, v in os.environ.items() if k.startswith(THREAD_ENV_PREFIXES)},
         load_average=[os.getloadavg()[0]],

@@ -1,16 +1,25 @@
 """The parity gate: a variant may be ranked only if its logits match eager fp32 on fresh inputs.
 
-Metrics per input, reduced to the worst case, a low percentile or the mean: top-1 agreement, top-5
-overlap, cosine similarity of the *centred* logits (each row minus its mean: a large common offset
-would otherwise make any two logit vectors look alike), max absolute error and max error relative to
-the reference logits' range. Thresholds depend on the precision the variant actually runs.
-
-Random-weight networks have near-flat logits: the reference predicts one class for nearly every
-input, or wins by a hair, so top-1 agreement measures noise, not the backend. The gate detects that
-and then relies on cosine similarity alone, and says so in the report's notes.
+What is compared (per input, then reduced to the worst input, a low percentile or the mean):
+- cosine similarity of the INPUT-DEPENDENT part of the logits: the reference's mean over all inputs
+  is subtracted from both outputs, then each row is centred (softmax ignores a per-row constant).
+  A part common to every input would otherwise make any two outputs look alike: on a random network
+  it is nearly all of the logits, and a variant returning the same logits for every image, or the
+  first row of each batch, passed the old row-centred cosine. When the reference's outputs barely
+  depend on the input at all, the gate refuses to rank (nothing can be verified);
+- max_rel_err: the largest error of any logit, after removing each row's mean error, over that
+  input's logit range. Cosine is blind to scale (2x logits have cosine 1), this is not;
+- top-1 agreement and top-5 overlap, top-1 gated unless the reference's own argmax is decided by
+  ties on a many-class net (random weights); binary and few-class classifiers are always gated;
+- max_abs_err is reported, not gated: it has no scale of its own.
+Every batch size the server may form is verified (1..max batch, odd sizes included): the rows
+produced at each size are gated together, and a failure names the batch sizes it happened at.
+Limits depend on the precision the variant actually runs (config.ParityThresholds says why).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -20,6 +29,7 @@ from deploybench.results import ParityReport
 
 DOMINANT_CLASS_LIMIT = 0.5  # one class for half of varied photos: the net is not looking at them
 FLAT_MARGIN_LIMIT = 0.05  # median top-1 margin below 5% of the logits' spread: ties decide the argmax
+FEW_CLASSES = 10  # up to this many classes, a dominant class is plausible and top-1 is always gated
 PARITY_CHUNK = 8
 
 
@@ -28,24 +38,47 @@ def predict_in_chunks(variant: Variant, inputs: np.ndarray, chunk: int = PARITY_
     return np.concatenate([variant.predict(inputs[i : i + chunk]) for i in range(0, len(inputs), chunk)])
 
 
-def precision_limits(precision: str, thresholds: ParityThresholds) -> tuple[float, float, float]:
-    """(10th-percentile cosine, worst-input cosine, top-1 agreement) limits for a precision.
+def precision_limits(precision: str, thresholds: ParityThresholds) -> tuple[float, float, float, float]:
+    """(10th-percentile cosine, worst-input cosine, top-1 agreement, max relative error) for a precision.
 
     Unknown precision names get the reduced-precision limits.
     """
     t = thresholds
     if precision in ("fp32", "tf32"):
-        return t.fp32_min_cosine, t.fp32_min_cosine, t.fp32_min_top1
+        return t.fp32_min_cosine, t.fp32_min_cosine, t.fp32_min_top1, t.fp32_max_rel_err
     if precision.startswith("int") or precision in ("u8s8", "mixed-int8"):
-        return t.int8_min_cosine, t.int8_cosine_floor, t.int8_min_top1
-    return t.reduced_min_cosine, t.reduced_cosine_floor, t.reduced_min_top1
+        return t.int8_min_cosine, t.int8_cosine_floor, t.int8_min_top1, t.int8_max_rel_err
+    return t.reduced_min_cosine, t.reduced_cosine_floor, t.reduced_min_top1, t.reduced_max_rel_err
 
 
-def _centred_cosine(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
-    ref = reference - reference.mean(axis=1, keepdims=True)
-    out = output - output.mean(axis=1, keepdims=True)
+def _row_centred(logits: np.ndarray) -> np.ndarray:
+    return logits - logits.mean(axis=1, keepdims=True)
+
+
+def input_variation(reference: np.ndarray) -> float:
+    """Fraction of the reference's (row-centred) logit energy that differs between inputs (0..1)."""
+    centred = _row_centred(reference.astype(np.float64))
+    varying = centred - centred.mean(axis=0, keepdims=True)
+    total = float((centred**2).sum())
+    return float((varying**2).sum()) / total if total > 0 else 0.0
+
+
+def input_dependent_cosine(
+    reference: np.ndarray, output: np.ndarray, common: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-row cosine of the logits after removing the reference's mean over inputs (`common`)."""
+    common = reference.mean(axis=0, keepdims=True) if common is None else common
+    ref = _row_centred(reference.astype(np.float64) - common)
+    out = _row_centred(output.astype(np.float64) - common)
     denominator = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    return np.where(denominator > 0, (ref * out).sum(axis=1) / np.maximum(denominator, 1e-30), 0.0)
+    return np.where(denominator > 0, (ref * out).sum(axis=1) / np.maximum(denominator, 1e-300), 0.0)
+
+
+def relative_errors(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Per-row largest logit error (each row's mean error removed) over that row's logit range."""
+    error = _row_centred(output.astype(np.float64) - reference)
+    spread = reference.max(axis=1) - reference.min(axis=1)
+    return np.abs(error).max(axis=1) / np.maximum(spread, 1e-12)
 
 
 def _top5_overlap(reference: np.ndarray, output: np.ndarray) -> float:
@@ -58,12 +91,15 @@ def _top5_overlap(reference: np.ndarray, output: np.ndarray) -> float:
 
 def flat_logits_reason(reference: np.ndarray) -> str | None:
     """Why top-1 agreement is meaningless on these reference logits, or None when it is meaningful."""
+    classes = reference.shape[1]
+    if classes < 2:
+        return "a single output: no ranking to compare"
+    if classes <= FEW_CLASSES:
+        return None  # binary and few-class classifiers: a dominant class is plausible, top-1 is gated
     top1 = reference.argmax(axis=1)
     dominant = np.bincount(top1).max() / len(top1)
     if len(top1) >= 4 and dominant >= DOMINANT_CLASS_LIMIT:
         return f"reference predicts one class for {dominant:.0%} of varied inputs (random weights?)"
-    if reference.shape[1] < 2:
-        return "a single output: no ranking to compare"
     ordered = np.sort(reference, axis=1)
     margins = ordered[:, -1] - ordered[:, -2]
     spread = float(np.median(reference.std(axis=1)))
@@ -74,81 +110,150 @@ def flat_logits_reason(reference: np.ndarray) -> str | None:
     return None
 
 
+def _rejected(precision: str, inputs: int, reason: str) -> ParityReport:
+    return ParityReport(verdict="rejected", precision=precision, inputs=inputs, reason=reason)
+
+
 def compare_logits(
-    reference: np.ndarray, output: np.ndarray, precision: str, thresholds: ParityThresholds
+    reference: np.ndarray,
+    output: np.ndarray,
+    precision: str,
+    thresholds: ParityThresholds,
+    row_batch_sizes: np.ndarray | None = None,
+    common: np.ndarray | None = None,
 ) -> ParityReport:
-    """Gate one variant's logits against the reference logits on the same inputs."""
+    """Gate one variant's logits against the reference logits on the same inputs.
+
+    row_batch_sizes: the batch size each row was produced at (named in a failure); common: the
+    reference's mean over the distinct inputs (default: over these rows).
+    """
     if output.shape != reference.shape:
-        return ParityReport(
-            verdict="rejected",
-            precision=precision,
-            inputs=len(reference),
-            reason=f"output shape {output.shape} differs from the reference {reference.shape}",
+        return _rejected(
+            precision,
+            len(reference),
+            f"output shape {output.shape} differs from the reference {reference.shape}",
         )
     if not np.isfinite(output).all():
-        return ParityReport(
-            verdict="rejected",
-            precision=precision,
-            inputs=len(reference),
-            reason="output holds NaN or infinite values",
-        )
-    abs_err = float(np.abs(output - reference).max())
-    scale = float(np.abs(reference).max()) or 1.0
-    cosines = _centred_cosine(reference, output)
+        return _rejected(precision, len(reference), "output holds NaN or infinite values")
+    cosines = input_dependent_cosine(reference, output, common)
+    rel = relative_errors(reference, output)
+    sizes = np.full(len(reference), 0) if row_batch_sizes is None else row_batch_sizes
     report = ParityReport(
         verdict="passed",
         precision=precision,
         inputs=len(reference),
+        batch_sizes=sorted({int(s) for s in sizes if s}),
         top1_agreement=float((output.argmax(axis=1) == reference.argmax(axis=1)).mean()),
         top5_overlap=_top5_overlap(reference, output),
         cosine_min=float(cosines.min()),
         cosine_p10=float(np.percentile(cosines, 10)),
-        max_abs_err=abs_err,
-        max_rel_err=abs_err / scale,
+        max_abs_err=float(np.abs(output - reference).max()),
+        max_rel_err=float(rel.max()),
+        input_variation=input_variation(reference),
     )
-    return _apply_limits(report, reference, thresholds)
+    return _apply_limits(report, reference, thresholds, cosines, rel, sizes)
 
 
-def _apply_limits(report: ParityReport, reference: np.ndarray, thresholds: ParityThresholds) -> ParityReport:
-    min_cosine, cosine_floor, min_top1 = precision_limits(report.precision, thresholds)
-    notes = [
-        f"{report.precision} limits: centred cosine p10 >= {min_cosine} and worst input >= {cosine_floor},"
-        f" top-1 agreement >= {min_top1}",
-        "max_rel_err is the max abs error over the largest reference |logit|",
-    ]
+def _at_sizes(bad: np.ndarray, sizes: np.ndarray) -> str:
+    named = sorted({int(s) for s in sizes[bad] if s})
+    return f" (batch size {', '.join(map(str, named))})" if named else ""
+
+
+def _failures(
+    report: ParityReport,
+    thresholds: ParityThresholds,
+    cosines: np.ndarray,
+    rel: np.ndarray,
+    sizes: np.ndarray,
+    gate_top1: bool,
+) -> list[str]:
+    min_cosine, cosine_floor, min_top1, max_rel = precision_limits(report.precision, thresholds)
     failures = []
-    assert report.cosine_min is not None and report.cosine_p10 is not None
-    assert report.top1_agreement is not None
-    if report.cosine_p10 < min_cosine:
+    if (report.input_variation or 0.0) < thresholds.min_input_variation:
+        failures.append(
+            f"the reference's outputs barely depend on the input ({report.input_variation:.2e} of the logit"
+            f" variance varies between inputs < {thresholds.min_input_variation:g}): nothing can be verified"
+        )
+    if report.cosine_p10 is not None and report.cosine_p10 < min_cosine:
         failures.append(f"cosine p10 {report.cosine_p10:.5f} < {min_cosine}")
-    if report.cosine_min < cosine_floor:
-        failures.append(f"worst-input cosine {report.cosine_min:.5f} < {cosine_floor}")
+    if report.cosine_min is not None and report.cosine_min < cosine_floor:
+        where = _at_sizes(cosines < cosine_floor, sizes)
+        failures.append(f"worst-input cosine {report.cosine_min:.5f} < {cosine_floor}{where}")
+    if report.max_rel_err is not None and report.max_rel_err > max_rel:
+        failures.append(f"max_rel_err {report.max_rel_err:.3g} > {max_rel}{_at_sizes(rel > max_rel, sizes)}")
+    if gate_top1 and report.top1_agreement is not None and report.top1_agreement < min_top1:
+        failures.append(f"top-1 agreement {report.top1_agreement:.1%} < {min_top1:.0%}")
+    return failures
+
+
+def _apply_limits(
+    report: ParityReport,
+    reference: np.ndarray,
+    thresholds: ParityThresholds,
+    cosines: np.ndarray,
+    rel: np.ndarray,
+    sizes: np.ndarray,
+) -> ParityReport:
+    min_cosine, cosine_floor, min_top1, max_rel = precision_limits(report.precision, thresholds)
+    notes = [
+        f"{report.precision} limits: input-dependent cosine p10 >= {min_cosine} and worst input >="
+        f" {cosine_floor}, max_rel_err <= {max_rel}, top-1 agreement >= {min_top1}",
+        "max_abs_err is reported only: it has no scale of its own",
+    ]
     flat = flat_logits_reason(reference)
     if flat:
         notes.append(f"{flat}: top-1 agreement ({report.top1_agreement:.0%}) not gated; cosine decides")
-    elif report.top1_agreement < min_top1:
-        failures.append(f"top-1 agreement {report.top1_agreement:.1%} < {min_top1:.0%}")
+    failures = _failures(report, thresholds, cosines, rel, sizes, gate_top1=flat is None)
     verdict = "rejected" if failures else "passed"
     return report.model_copy(
         update={"verdict": verdict, "reason": "; ".join(failures) or None, "notes": notes}
     )
 
 
+def batch_rows(count: int, sizes: Iterable[int]) -> list[tuple[int, list[int]]]:
+    """(batch size, input rows) for one batch of every size, cycling through the inputs."""
+    plan, offset = [], 0
+    for size in sizes:
+        plan.append((size, [(offset + j) % count for j in range(size)]))
+        offset += size
+    return plan
+
+
+def run_at_batch_sizes(
+    variant: Variant, inputs: np.ndarray, sizes: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(outputs, input row of each output, batch size of each output): every input once in chunks of
+    the largest size (at most the number of inputs), then one batch of each other size (inputs repeated
+    when the batch is larger than the set)."""
+    main = min(max(sizes), len(inputs))
+    outputs = [predict_in_chunks(variant, inputs, main)]
+    rows = [np.arange(len(inputs))]
+    chunk_sizes = [min(main, len(inputs) - start) for start in range(0, len(inputs), main)]
+    row_sizes = [np.repeat(chunk_sizes, chunk_sizes)]
+    for size, picked in batch_rows(len(inputs), sorted(set(sizes) - {main})):
+        outputs.append(variant.predict(inputs[picked]))
+        rows.append(np.array(picked))
+        row_sizes.append(np.full(size, size))
+    return np.concatenate(outputs), np.concatenate(rows), np.concatenate(row_sizes)
+
+
 def check_parity(
-    variant: Variant, inputs: np.ndarray, reference: np.ndarray, thresholds: ParityThresholds | None = None
+    variant: Variant,
+    inputs: np.ndarray,
+    reference: np.ndarray,
+    thresholds: ParityThresholds | None = None,
+    batch_sizes: Sequence[int] = (PARITY_CHUNK,),
 ) -> ParityReport:
-    """Run `inputs` through the variant and gate it against `reference` (eager fp32 logits on them)."""
+    """Run `inputs` through the variant at every batch size given and gate it against `reference`
+    (eager fp32 logits on the inputs)."""
     thresholds = thresholds or ParityThresholds()
     try:
-        output = predict_in_chunks(variant, inputs)
+        output, rows, sizes = run_at_batch_sizes(variant, inputs, list(batch_sizes))
     except Exception as exc:  # a variant that cannot run is a failed variant, not a crash
-        return ParityReport(
-            verdict="rejected",
-            precision=variant.precision,
-            inputs=len(inputs),
-            reason=f"predict failed: {type(exc).__name__}: {exc}",
-        )
-    return compare_logits(reference, output, variant.precision, thresholds)
+        return _rejected(variant.precision, len(inputs), f"predict failed: {type(exc).__name__}: {exc}")
+    common = reference.mean(axis=0, keepdims=True)
+    report = compare_logits(reference[rows], output, variant.precision, thresholds, sizes, common)
+    return report.model_copy(update={"inputs": len(inputs)})
 
 
 def reference_report(inputs: int) -> ParityReport:
@@ -156,3 +261,8 @@ def reference_report(inputs: int) -> ParityReport:
     return ParityReport(
         verdict="reference", precision="fp32", inputs=inputs, notes=["the reference: eager fp32"]
     )
+
+
+def served_batch_sizes(largest: int) -> list[int]:
+    """Every batch size a server with this max_batch_size may form."""
+    return list(range(1, max(1, largest) + 1))

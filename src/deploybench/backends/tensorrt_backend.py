@@ -113,6 +113,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     precision = "fp16"
     description = "TensorRT fp16 on CUDA (torch-tensorrt, else the ONNX Runtime TensorRT provider)"
+    rebuilt_per_process = True  # the torch-tensorrt engine is rebuilt per process: workers re-verify it
     device = "cuda"
 
     def availability(self) -> Availability:

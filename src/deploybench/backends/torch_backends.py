@@ -152,6 +152,7 @@ class InductorBackend(Backend):
     name = "inductor"
     precision = "fp32"
     description = "torch.compile (inductor) with freezing: weights folded as constants"
+    rebuilt_per_process = True  # compiled in every process: server workers verify their own build
 
     def availability(self) -> Availability:
         if _cxx_compiler() is None:

@@ -37,14 +37,25 @@ Objective = Annotated[
 TargetRps = Annotated[float | None, typer.Option(min=0.0, help="peak traffic to plan capacity for (req/s)")]
 Headroom = Annotated[float, typer.Option(min=0.0, max=0.95, help="fraction of each instance kept spare")]
 JsonOut = Annotated[Path | None, typer.Option("--json", help="also write the result as JSON to this file")]
+MaxAccuracyDrop = Annotated[
+    float | None, typer.Option(min=0.0, help="top-1 percentage points a variant may lose vs eager")
+]
+RejectSignificantDrop = Annotated[
+    bool | None,
+    typer.Option("--reject-significant-drop", help="also exclude significant top-1 drops (McNemar p < 0.05)"),
+]
 
 USER_ERRORS = (PriceFileError, UnknownInstanceError, ValueError, OSError)
 
 
 def _constraints(
-    base: Constraints, p99_ms: float | None, min_throughput: float | None, objective: str | None
+    base: Constraints,
+    p99_ms: float | None,
+    min_throughput: float | None,
+    objective: str | None,
+    **accuracy: float | bool | None,
 ):
-    given = {"p99_ms": p99_ms, "min_throughput": min_throughput, "objective": objective}
+    given = {"p99_ms": p99_ms, "min_throughput": min_throughput, "objective": objective, **accuracy}
     try:
         return Constraints.model_validate(
             {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
@@ -112,6 +123,8 @@ def report(
     target_rps: TargetRps = None,
     headroom: Headroom = 0.0,
     json_out: JsonOut = None,
+    max_accuracy_drop: MaxAccuracyDrop = None,
+    reject_significant_drop: RejectSignificantDrop = None,
 ) -> None:
     """Rank a study's candidates and write report.html, summary.md and results.csv into its folder."""
     from deploybench.report import StudyReadError, load_study, study_constraints, write_report
@@ -120,7 +133,14 @@ def report(
         base = study_constraints(load_study(study_dir))
         result = write_report(
             study_dir,
-            _constraints(base, p99_ms, min_throughput, objective),
+            _constraints(
+                base,
+                p99_ms,
+                min_throughput,
+                objective,
+                max_accuracy_drop=max_accuracy_drop,
+                reject_significant_drop=reject_significant_drop,
+            ),
             price_override(instance, price_per_hour, prices),
             prices_files=prices,
             target_rps=target_rps,

@@ -29,7 +29,7 @@ from deploybench.study.summary import sorted_rows
 def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     """Only the flags the user gave, nested like the study file, so they overlay it."""
     overrides: dict[str, Any] = {}
-    model = {k: options[k] for k in ("source", "weights") if options.get(k) is not None}
+    model = {k: options[k] for k in ("source", "weights", "calibration_data") if options.get(k) is not None}
     if model:
         overrides["model"] = model
     for key in ("backends", "stacks"):
@@ -38,13 +38,13 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     machine = {k: options[k] for k in ("instance", "price_per_hour") if options.get(k) is not None}
     if machine:
         overrides["machine"] = machine
-    constraints = {
-        k: options[k] for k in ("p99_ms", "min_throughput", "objective") if options.get(k) is not None
-    }
+    names = ("p99_ms", "min_throughput", "objective", "max_accuracy_drop", "reject_significant_drop")
+    constraints = {k: options[k] for k in names if options.get(k) is not None}
     if constraints:
         overrides["constraints"] = constraints
-    if options.get("payload") is not None:
-        overrides["payload"] = str(options["payload"])
+    for key in ("payload", "eval_data"):
+        if options.get(key) is not None:
+            overrides[key] = str(options[key])
     if options.get("cluster") is not None:
         overrides["cluster"] = {"address": options["cluster"]}
     return overrides
@@ -161,6 +161,21 @@ def run(
     p99_ms: Annotated[float | None, typer.Option(help="constraint: p99 latency bound (ms)")] = None,
     min_throughput: Annotated[float | None, typer.Option(help="constraint: minimum req/s")] = None,
     objective: Annotated[str | None, typer.Option(help="cost | throughput | p99")] = None,
+    eval_data: Annotated[
+        str | None, typer.Option(help="labelled images (ImageFolder or CSV) scored per variant; 'bundled'")
+    ] = None,
+    calibration_data: Annotated[
+        Path | None, typer.Option(help="folder of images for int8 calibration")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None, typer.Option(help="constraint: top-1 percentage points a variant may lose vs eager")
+    ] = None,
+    reject_significant_drop: Annotated[
+        bool | None,
+        typer.Option(
+            "--reject-significant-drop", help="constraint: exclude significant top-1 drops (McNemar)"
+        ),
+    ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="about 2 minutes: fewer candidates, shorter windows")
     ] = False,
@@ -190,6 +205,10 @@ def run(
         "objective": objective,
         "payload": payload,
         "cluster": cluster,
+        "eval_data": eval_data,
+        "calibration_data": str(calibration_data) if calibration_data else None,
+        "max_accuracy_drop": max_accuracy_drop,
+        "reject_significant_drop": reject_significant_drop,
     }
     try:
         overrides = _cli_overrides(options)

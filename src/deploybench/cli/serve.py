@@ -126,6 +126,9 @@ def serve(
         ),
     ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="variant artifact cache")] = None,
+    calibration_data: Annotated[
+        Path | None, typer.Option(help="folder of images int8 backends calibrate on (as in variants/run)")
+    ] = None,
     top_k: Annotated[int, typer.Option(help="labels in a JSON answer")] = 5,
     debug: Annotated[bool, typer.Option("--debug", help="tracebacks in error bodies, access log")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the ready description here")] = None,
@@ -148,10 +151,13 @@ def serve(
         "max_worker_restarts": max_worker_restarts,
         "debug": debug or None,
     }
-    spec = ModelSpec(source=model, weights=weights) if model else None
+    spec = ModelSpec(source=model, weights=weights, calibration_data=calibration_data) if model else None
     try:
         with _model_folder(model_path) as folder:
             settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir, weights=weights)
+            if calibration_data is not None and settings.model is not None:
+                model_spec = settings.model.model_copy(update={"calibration_data": calibration_data})
+                settings = settings.model_copy(update={"model": model_spec})
             settings = _with_requirements(
                 settings.model_copy(update={"top_k": top_k}), install_requirements_flag
             )

@@ -10,8 +10,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from deploybench.backends.base import UnknownBackendError
+from deploybench.backends.labelled import BUNDLED, LabelledDataError
 from deploybench.cli.app import app, console, fail
-from deploybench.config import ModelSpec
+from deploybench.config import ModelSpec, is_random_weights
 from deploybench.payload import PayloadError, read_payloads
 
 if TYPE_CHECKING:  # torch loads with these: only the commands that build models import them
@@ -31,10 +32,16 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
 
 def weights_banner(weights: str) -> str:
     """The loud line every output carries: predictions of random weights mean nothing."""
-    if weights == "random":
+    if is_random_weights(weights):
+        detail = weights.removeprefix("random").strip(" ()")
         return (
             "[bold yellow on red] RANDOM WEIGHTS [/] pretrained weights are not on disk: latency is "
-            "representative, predictions are meaningless (parity relies on cosine, see notes)"
+            "representative, predictions and accuracy are meaningless"
+            + (
+                f"; {detail}, so outputs depend on the input and parity can reject a broken build"
+                if detail
+                else ""
+            )
         )
     return f"[bold green]weights: {weights}[/]"
 
@@ -82,6 +89,19 @@ def render_table(report: VariantsReport, batch_sizes: tuple[int, ...]) -> Table:
     return table
 
 
+def _parity_detail(v: VariantReport) -> str:
+    p = v.parity
+    assert p is not None
+    reason = f" REJECTED: {p.reason}" if p.verdict == "rejected" else ""
+    if p.cosine_min is None:  # it never ran far enough to be measured
+        return f"parity{reason}"
+    flat = " (top-1 not gated: flat reference logits)" if any("not gated" in n for n in p.notes) else ""
+    return (
+        f"parity top-1 {p.top1_agreement:.0%}, top-5 {p.top5_overlap:.0%}, cosine p10 {p.cosine_p10:.4f} / "
+        f"worst {p.cosine_min:.4f}, max_rel_err {p.max_rel_err:.3g}{flat}{reason}"
+    )
+
+
 def detail_lines(report: VariantsReport) -> list[str]:
     """Why each variant is unavailable, failed, or what its parity measured (the table stays narrow)."""
     lines = []
@@ -92,19 +112,48 @@ def detail_lines(report: VariantsReport) -> list[str]:
         elif v.error:
             lines.append(f"{v.backend}: build failed: {v.error}")
         elif v.parity is not None and v.parity.verdict != "reference":
-            p = v.parity
-            flat = (
-                " (top-1 not gated: flat reference logits)" if any("not gated" in n for n in p.notes) else ""
-            )
-            reason = f" REJECTED: {p.reason}" if p.verdict == "rejected" else ""
-            lines.append(
-                f"{v.backend}: top-1 {p.top1_agreement:.0%}, top-5 {p.top5_overlap:.0%}, "
-                f"cosine {p.cosine_min:.5f}, max abs err {p.max_abs_err:.3g}{flat}{reason}"
-            )
+            lines.append(f"{v.backend}: {_parity_detail(v)}")
+        if v.accuracy is not None and v.accuracy.drop_pp is not None:
+            lines.append(f"{v.backend}: accuracy {v.accuracy.summary}")
     return lines
 
 
+def _accuracy_verdict(significant: bool | None, drop_pp: float | None) -> str:
+    if drop_pp is None:
+        return "reference"
+    if not significant:
+        return "not significant"
+    return "[bold red]significant drop[/]" if drop_pp > 0 else "significant gain"
+
+
+def accuracy_table(report: VariantsReport) -> Table | None:
+    """top-1 / top-5 per verified variant, its drop vs eager with the 95% interval and McNemar's verdict."""
+    scored = [v for v in report.variants if v.accuracy is not None]
+    if not scored:
+        return None
+    table = Table(title=f"Labelled accuracy: {report.eval_data}")
+    for name, justify in (("backend", "left"), ("prec", "left"), ("n", "right"), ("top-1", "right"),
+                          ("top-5", "right"), ("drop pp", "right"), ("95% CI pp", "right"),
+                          ("McNemar p", "right"), ("verdict", "left")):  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for v in scored:
+        a = v.accuracy
+        assert a is not None
+        compared = a.drop_pp is not None
+        verdict = _accuracy_verdict(a.significant, a.drop_pp)
+        table.add_row(
+            v.backend, v.precision or "-", str(a.n), f"{a.top1:.1%}", f"{a.top5:.1%}",
+            f"{a.drop_pp:+.1f}" if compared else "-",
+            f"[{a.drop_low_pp:+.1f}, {a.drop_high_pp:+.1f}]" if compared else "-",
+            f"{a.p_value:.2g}" if compared else "-", verdict,
+        )  # fmt: skip
+    return table
+
+
 def _footer(report: VariantsReport) -> None:
+    for line in (report.calibration, f"parity: {report.parity_inputs}" if report.parity_inputs else ""):
+        if line:
+            console.print(line, highlight=False)
     pre = report.preprocessing
     if pre is not None:
         console.print(
@@ -157,7 +206,19 @@ def variants(
     cache_dir: Annotated[
         Path | None, typer.Option(help="artifact cache (default $DEPLOYBENCH_CACHE or ~/.cache/deploybench)")
     ] = None,
-    calibration: Annotated[Path | None, typer.Option(help="folder of images for int8 calibration")] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration-data", "--calibration", help="folder of your images for int8 calibration"
+        ),
+    ] = None,
+    eval_data: Annotated[
+        str | None,
+        typer.Option(
+            help=f"labelled images: ImageFolder (class index, label or WordNet id folders) or CSV path,label;"
+            f" '{BUNDLED}': the small shipped set"
+        ),
+    ] = None,
     payload: Annotated[
         Path | None, typer.Option(help="image whose preprocessing is timed (default: cat.jpg)")
     ] = None,
@@ -186,12 +247,17 @@ def variants(
             cache_dir=cache_dir,
             calibration_dir=calibration,
             payload=body,
+            eval_data=eval_data,
         )
-    except (UnknownBackendError, ModelLoadError) as exc:
+    except (UnknownBackendError, ModelLoadError, LabelledDataError) as exc:
         raise fail(str(exc)) from None
     console.print(weights_banner(report.weights))
     # a pipe or file gets Rich's 80 columns, which would squeeze the numbers into ellipses
-    console.print(render_table(report, batch_sizes), width=None if console.is_terminal else 140)
+    width = None if console.is_terminal else 140
+    console.print(render_table(report, batch_sizes), width=width)
+    scored = accuracy_table(report)
+    if scored is not None:
+        console.print(scored, width=width)
     for line in detail_lines(report):
         console.print(line, highlight=False)
     _footer(report)

@@ -110,6 +110,7 @@ def render_html(ctx: ReportContext) -> str:
         stack_groups=tables.stack_comparison(rec),
         plots=plots,
         parity=tables.parity_rows(ctx.trials),
+        accuracy=tables.accuracy_rows(ctx.trials, rec),
         prices=_prices_used(rec),
         studies=_study_sections(ctx.studies),
         warnings=ctx.warnings,

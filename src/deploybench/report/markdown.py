@@ -130,6 +130,32 @@ def _stacks(rec: Recommendation) -> list[str]:
     return lines
 
 
+def _accuracy(rec: Recommendation, trials: Sequence[TrialRecord]) -> list[str]:
+    rows = tables.accuracy_rows(trials, rec)
+    if not rows:
+        return []
+    head = (
+        "| backend | precision | n | top-1 | top-5 | drop pp | 95% CI pp | McNemar p | verdict | excluded |"
+    )
+    lines = [
+        "",
+        "## Accuracy on labelled data",
+        "",
+        f"Images: {rows[0]['data']}",
+        "",
+        head,
+        "|" + "---|" * 10,
+    ]
+    for r in rows:
+        cells = [
+            r["backend"], r["precision"], str(r["n"]), fmt(r["top1"], ".1%"), fmt(r["top5"], ".1%"),
+            fmt(r["drop_pp"], "+.1f"), r["interval"] or "—", fmt(r["p_value"], ".2g"), r["verdict"],
+            r["excluded"] or "—",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(_escape(str(c)) for c in cells) + " |")
+    return lines
+
+
 def _capacity(rec: Recommendation) -> list[str]:
     if rec.target_rps is None:
         return []
@@ -162,7 +188,9 @@ def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecor
         f"- Weights: {', '.join(rec.weights) or '—'}",
         f"- Machines: {', '.join(rec.machines) or '—'}",
         f"- Constraints: p99 <= {fmt(c.p99_ms, 'g', '', ' ms')}, throughput >= "
-        f"{fmt(c.min_throughput, 'g', '', ' req/s')}; objective {c.objective} "
+        f"{fmt(c.min_throughput, 'g', '', ' req/s')}, "
+        f"top-1 drop <= {fmt(c.max_accuracy_drop, 'g', '', ' pp')}"
+        f"{' and not significant' if c.reject_significant_drop else ''}; objective {c.objective} "
         f"(ranked by {rec.objective_used})",
         f"- Cost formula: {tables.COST_FORMULA}",
         *[f"- Note: {n}" for n in rec.notes],
@@ -180,6 +208,7 @@ def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecor
         "## Parity against eager fp32",
         "",
         *_parity(trials),
+        *_accuracy(rec, trials),
         "",
     ]
     return "\n".join(lines)

@@ -57,6 +57,7 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "cost_change_pct": ev.cost_change_pct,
         "peak_rss_mb": ev.peak_rss_mb,
         "server_cpu_pct": ev.server_cpu_pct,
+        "accuracy_drop_pp": ev.accuracy_drop_pp,
         "instances_needed": plan.instances if plan else None,
         "monthly_usd": plan.monthly_usd if plan else None,
         "reason": ev.reason,
@@ -139,6 +140,35 @@ def parity_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "reason": parity.reason or "; ".join(parity.notes) or "",
         }
     return sorted(rows.values(), key=lambda r: (r["verdict"] != "reference", r["backend"], r["precision"]))
+
+
+def accuracy_rows(trials: Sequence[TrialRecord], rec: Recommendation) -> list[dict[str, Any]]:
+    """One row per variant scored on labelled data, and whether the recommendation excluded it for it."""
+    excluded = {
+        (ev.backend, ev.precision): ev.reason for ev in rec.evaluations if ev.reason.startswith("accuracy:")
+    }
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for trial in trials:
+        key = (trial.candidate.backend, trial.precision or "fp32")
+        acc = trial.accuracy
+        if acc is None or key in rows:
+            continue
+        rows[key] = {
+            "backend": key[0],
+            "precision": key[1],
+            "n": acc.n,
+            "top1": acc.top1,
+            "top5": acc.top5,
+            "drop_pp": acc.drop_pp,
+            "interval": None if acc.drop_pp is None else f"[{acc.drop_low_pp:+.1f}, {acc.drop_high_pp:+.1f}]",
+            "p_value": acc.p_value,
+            "verdict": "reference"
+            if acc.drop_pp is None
+            else ("significant" if acc.significant else "not significant"),
+            "excluded": excluded.get(key, "").removeprefix("accuracy: "),
+            "data": acc.data,
+        }
+    return sorted(rows.values(), key=lambda r: (r["drop_pp"] is not None, r["backend"], r["precision"]))
 
 
 def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:

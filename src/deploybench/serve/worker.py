@@ -36,6 +36,7 @@ def _isolate_signals() -> None:
 
 def _build_vision_model(settings: ServeSettings) -> Any:
     from deploybench.backends.build import build_variant, example_batch
+    from deploybench.backends.served import verify_served_variant
     from deploybench.serve.handlers import VisionModel
 
     if settings.model is None:
@@ -43,6 +44,7 @@ def _build_vision_model(settings: ServeSettings) -> Any:
     variant, loaded = build_variant(
         settings.model, settings.server.backend, threads=settings.server.threads, cache_dir=settings.cache_dir
     )
+    verify_served_variant(variant, loaded, settings.server.max_batch_size)  # raises: /ping never goes green
     for size in (1, 1, settings.server.max_batch_size):
         variant.predict(example_batch(loaded, size))
     info = {

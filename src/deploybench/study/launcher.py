@@ -95,6 +95,8 @@ def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: P
     ]
     if cache_dir is not None:
         cmd += ["--cache-dir", str(cache_dir)]
+    if spec.calibration_data is not None:  # the served int8 artifact must be the verified one
+        cmd += ["--calibration-data", str(spec.calibration_data)]
     return cmd
 
 

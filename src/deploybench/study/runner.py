@@ -113,8 +113,10 @@ def _jobs(config: StudyConfig, machines: list[ReadyMachine]) -> list[TrialJob]:
     jobs = []
     for machine in machines:
         for trial in plan_trials(config, machine.variants.summaries, machine.cores, machine.stacks):
-            parity = machine.variants.parity.get(trial.candidate.backend)
-            jobs.append(TrialJob(machine.target.trial_id(trial.candidate.key), trial, machine.info, parity))
+            backend = trial.candidate.backend
+            parity, accuracy = machine.variants.parity.get(backend), machine.variants.accuracy.get(backend)
+            trial_id = machine.target.trial_id(trial.candidate.key)
+            jobs.append(TrialJob(trial_id, trial, machine.info, parity, accuracy))
     return jobs
 
 

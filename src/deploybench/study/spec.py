@@ -79,6 +79,10 @@ class StudyConfig(StrictModel):
     name: str = "default"
     model: ModelSpec = Field(default_factory=ModelSpec)
     payload: Path | None = Field(None, description="file or folder of request bodies; None: bundled cat.jpg")
+    eval_data: str | None = Field(
+        None,
+        description="labelled images (ImageFolder or CSV) scored per variant; 'bundled': the shipped set",
+    )
     content_type: str = "image/jpeg"
     backends: list[str] | None = Field(None, description="None: every backend available here")
     stacks: list[str] = Field(

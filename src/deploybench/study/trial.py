@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploybench.results import MachineInfo, ParityReport, StackRecord, TrialRecord
+from deploybench.results import AccuracyReport, MachineInfo, ParityReport, StackRecord, TrialRecord
 from deploybench.stacks import StackLaunch, get_stack
 from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail
 from deploybench.study.measure import LiveCallback, measure_candidate
@@ -43,6 +43,7 @@ class TrialJob:
     trial: PlannedTrial
     machine: MachineInfo
     parity: ParityReport | None = None
+    accuracy: AccuracyReport | None = None  # labelled accuracy of the candidate's variant, when measured
 
 
 def _base_record(ctx: TrialContext, job: TrialJob, started: str) -> dict[str, object]:
@@ -54,6 +55,7 @@ def _base_record(ctx: TrialContext, job: TrialJob, started: str) -> dict[str, ob
         "precision": job.trial.precision,
         "machine": job.machine,
         "started_at": started,
+        "accuracy": job.accuracy,
     }
 
 

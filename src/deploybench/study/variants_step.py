@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploybench.results import ParityReport
+from deploybench.backends.parity import served_batch_sizes
+from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
 from deploybench.study.spec import StudyConfig
 
@@ -24,6 +25,7 @@ class VariantsOutcome:
     summaries: list[VariantSummary]
     parity: dict[str, ParityReport] = field(default_factory=dict)
     weights: str = "random"
+    accuracy: dict[str, AccuracyReport] = field(default_factory=dict)
 
 
 def _summary(variant: Any) -> VariantSummary:
@@ -48,8 +50,13 @@ def _summary(variant: Any) -> VariantSummary:
 
 def summarise(report: VariantsReport) -> VariantsOutcome:
     parity = {v.backend: v.parity for v in report.variants if v.parity is not None}
+    accuracy = {v.backend: v.accuracy for v in report.variants if v.accuracy is not None}
     return VariantsOutcome(
-        report.model_dump(mode="json"), [_summary(v) for v in report.variants], parity, report.weights
+        report.model_dump(mode="json"),
+        [_summary(v) for v in report.variants],
+        parity,
+        report.weights,
+        accuracy,
     )
 
 
@@ -57,6 +64,12 @@ def summaries_from_json(raw: dict[str, Any]) -> VariantsOutcome:
     from deploybench.backends.evaluate import VariantsReport
 
     return summarise(VariantsReport.model_validate(raw))
+
+
+def parity_sizes(config: StudyConfig) -> list[int]:
+    """Every batch size a served candidate may form (1..largest max_batch_size), and those timed."""
+    served = served_batch_sizes(max(config.knobs.max_batch_size))
+    return sorted(set(served) | set(config.variant_batch_sizes))
 
 
 def evaluate_study_variants(
@@ -72,5 +85,7 @@ def evaluate_study_variants(
         cache_dir=cache_dir,
         time_budget_s=config.timing_budget_s,
         on_progress=on_stage,
+        eval_data=config.eval_data,
+        parity_batch_sizes=parity_sizes(config),
     )
     return summarise(report)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from deploybench.results import Candidate, MachineInfo, ParityReport
+from deploybench.results import AccuracyReport, Candidate, MachineInfo, ParityReport
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.spec import StudyConfig
 
@@ -75,6 +75,7 @@ def _trial(job: dict[str, Any], config: StudyConfig, workdir: Path, events: Even
     from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
 
     parity = ParityReport.model_validate(job["parity"]) if job.get("parity") else None
+    accuracy = AccuracyReport.model_validate(job["accuracy"]) if job.get("accuracy") else None
     planned = job["trial"]
     trial = PlannedTrial(
         Candidate.model_validate(planned["candidate"]),
@@ -91,7 +92,7 @@ def _trial(job: dict[str, Any], config: StudyConfig, workdir: Path, events: Even
         threading.Event(),
     )
     files = TrialFiles(workdir / SERVER_LOG, workdir / "stack")
-    trial_job = TrialJob(job["trial_id"], trial, machine, parity)
+    trial_job = TrialJob(job["trial_id"], trial, machine, parity, accuracy)
     record = run_served_trial(ctx, trial_job, files, events.live, events.stage)
     events.send("record", record=record.model_dump(mode="json"))
 

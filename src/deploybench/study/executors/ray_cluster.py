@@ -237,6 +237,7 @@ class RayExecutor(Executor):
             "trial": planned_trial_json(job.trial),
             "machine": job.machine.model_dump(mode="json"),
             "parity": job.parity.model_dump(mode="json") if job.parity else None,
+            "accuracy": job.accuracy.model_dump(mode="json") if job.accuracy else None,
         }
 
     def run_trials(
