@@ -1,12 +1,15 @@
-"""Benchmark: our load generator vs wrk, side by side in one run, against one trivial local endpoint.
+"""Benchmark: our load generator vs wrk and vs MLPerf LoadGen, side by side in one run.
 
-    .venv/bin/python bench/loadgen.py [--duration 10] [--concurrency 16] [--json out.json]
+    .venv/bin/python bench/loadgen.py [--duration 10] [--concurrency 16] [--md1-duration 60] [--json out.json]
 
 1. Trivial endpoint (uvicorn + httptools + uvloop, raw ASGI), 21 KB POST body: wrk (1 thread), ours
    with 1 process and with 2 processes, same concurrency. Target: >= 5,000 req/s per process.
 2. The same endpoint with a fixed 10 ms service time: our p50 vs wrk's. Target: within 10%.
+3. An M/D/1 queue (one request at a time, exactly 10 ms each), Poisson arrivals at 40% and 70% load:
+   our open loop's p50/p99 vs MLPerf LoadGen's Server scenario (bench/md1.py), and the exact M/D/1
+   figures. Target: ours within 5% of LoadGen.
 With --pin the server runs on CPU 0 and the clients on the other CPUs (good on a quiet machine).
-Needs `wrk` (Debian package `wrk`).
+Needs `wrk` (Debian package `wrk`) and `mlcommons-loadgen` (pip, the `bench` extra).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from md1 import md1_sojourn_ms, run_loadgen
+from md1 import run_ours as run_ours_open
 
 from deploybench.config import LoadConfig
 from deploybench.load import HttpTarget, run_load
@@ -50,9 +57,9 @@ def _pinned(cpus: set[int]) -> Callable[[], None]:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def start_server(port: int, delay_ms: float, cpus: set[int]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(port), str(delay_ms)],
-                            preexec_fn=_pinned(cpus))  # noqa: PLW1509 - no threads started yet
+def start_server(port: int, delay_ms: float, cpus: set[int], serial: bool = False) -> subprocess.Popen:
+    cmd = [sys.executable, str(SERVER), str(port), str(delay_ms), *(["serial"] if serial else [])]
+    proc = subprocess.Popen(cmd, preexec_fn=_pinned(cpus))  # noqa: PLW1509 - no threads started yet
 
     for _ in range(200):
         try:
@@ -84,7 +91,7 @@ def run_ours(url: str, body: bytes, concurrency: int, duration: float, processes
             "errors": point.error_count, "stable": point.stable}
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0)
@@ -92,30 +99,78 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18777)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="alternate runs; keep each client's best")
+    parser.add_argument("--md1-duration", type=float, default=60.0, help="seconds per M/D/1 run")
+    parser.add_argument("--md1-service-ms", type=float, default=10.0)
+    parser.add_argument("--skip-wrk", action="store_true")
+    parser.add_argument("--skip-md1", action="store_true")
     parser.add_argument("--pin", action="store_true",
                         help="server on CPU 0, clients on the others (only on a quiet machine: pinned "
                              "processes cannot dodge other load)")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    if not args.skip_wrk and shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
     server_cpus, client_cpus = _cpus(args.pin)
     os.sched_setaffinity(0, client_cpus)  # our workers (threads and spawned processes) inherit this
     body = default_payload_path().read_bytes()
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        lua = Path(tmp) / "post.lua"
-        lua.write_text(LUA.format(path=default_payload_path()), encoding="utf-8")
-        for delay_ms, port in ((0.0, args.port), (10.0, args.port + 1)):
-            server = start_server(port, delay_ms, server_cpus)
-            url = f"http://127.0.0.1:{port}/invocations"
-            try:
-                results.update(bench_endpoint(url, delay_ms, lua, body, args, client_cpus))
-            finally:
-                server.terminate()
-                server.wait(timeout=10)
-    report(results, args, len(body), server_cpus, client_cpus)
+    if not args.skip_wrk:
+        with tempfile.TemporaryDirectory() as tmp:
+            lua = Path(tmp) / "post.lua"
+            lua.write_text(LUA.format(path=default_payload_path()), encoding="utf-8")
+            for delay_ms, port in ((0.0, args.port), (10.0, args.port + 1)):
+                server = start_server(port, delay_ms, server_cpus)
+                url = f"http://127.0.0.1:{port}/invocations"
+                try:
+                    results.update(bench_endpoint(url, delay_ms, lua, body, args, client_cpus))
+                finally:
+                    server.terminate()
+                    server.wait(timeout=10)
+        report(results, args, len(body), server_cpus, client_cpus)
+    if not args.skip_md1:
+        md1 = bench_md1(body, args, server_cpus)
+        report_md1(md1, args)
+        results["md1"] = md1
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+def bench_md1(body: bytes, args: argparse.Namespace, server_cpus: set[int]) -> dict[str, dict]:
+    """Ours and LoadGen, in turn, against one M/D/1 server at 40% and 70% of its capacity."""
+    service_s = args.md1_service_ms / 1000
+    server = start_server(args.port + 2, args.md1_service_ms, server_cpus, serial=True)
+    url = f"http://127.0.0.1:{args.port + 2}/invocations"
+    rows: dict[str, dict] = {}
+    try:
+        for load in (0.4, 0.7):
+            rate = load / service_s
+            tag = f"{load:.0%}"
+            rows[f"theory_{tag}"] = {"p50_ms": md1_sojourn_ms(rate, service_s, 0.50),
+                                     "p99_ms": md1_sojourn_ms(rate, service_s, 0.99), "rps": rate}
+            rows[f"loadgen_{tag}"] = run_loadgen(url, body, rate, args.md1_duration, seed=7)
+            rows[f"ours_{tag}"] = run_ours_open(url, body, rate, args.md1_duration, seed=7)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return rows
+
+
+def report_md1(rows: dict[str, dict], args: argparse.Namespace) -> None:
+    print(f"\nM/D/1: one request at a time, {args.md1_service_ms:g} ms each, Poisson arrivals, "
+          f"~{args.md1_duration:g} s per client run, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'run':<14}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'lateness p99':>14}")
+    for name, row in rows.items():
+        print(f"{name:<14}{row['rps']:>9.1f}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}"
+              f"{row.get('lateness_p99_ms', float('nan')):>14.3f}")
+    for tag in ("40%", "70%"):
+        ours, loadgen = rows[f"ours_{tag}"], rows[f"loadgen_{tag}"]
+        ratios = [ours[k] / loadgen[k] for k in ("p50_ms", "p99_ms")]
+        verdict = "met" if all(abs(r - 1) <= 0.05 for r in ratios) else "NOT met"
+        print(f"{tag} load: ours/LoadGen p50 {ratios[0]:.3f}, p99 {ratios[1]:.3f} "
+              f"(target within 5%: {verdict})")
 
 
 def bench_endpoint(url: str, delay_ms: float, lua: Path, body: bytes, args: argparse.Namespace,

@@ -74,7 +74,9 @@ def inprocess_rate(predict, body: bytes, duration_s: float) -> tuple[float, floa
     return count / (time.perf_counter() - start), (sum(me.cpu_times()[:2]) - cpu0) * 1000 / count
 
 
-def load_rate(url: str, body: bytes, concurrency: int, duration_s: float) -> tuple[float, int, str]:
+def load_rate(
+    url: str, body: bytes | list[bytes], concurrency: int, duration_s: float, content_type: str = "image/jpeg"
+) -> tuple[float, int, str]:
     """One closed-loop point from the project's load generator: (ok responses/s, errors, client)."""
     cfg = LoadConfig(
         concurrency=concurrency,
@@ -84,7 +86,8 @@ def load_rate(url: str, body: bytes, concurrency: int, duration_s: float) -> tup
         min_window_requests=10,
         max_windows=3,
     )
-    point = run_load(HttpTarget(url, [body]), cfg).points[0]
+    bodies = body if isinstance(body, list) else [body]
+    point = run_load(HttpTarget(url, bodies, content_type=content_type), cfg).points[0]
     return point.throughput_rps, point.error_count, "deploybench.load"
 
 

@@ -24,12 +24,23 @@ class ModelSpec(StrictModel):
     source: str = Field(
         "torchvision:resnet50",
         description="torchvision:<name> | efficientnet-lite0/1/2 | FILE.pt (TorchScript) | FILE.onnx"
-        " | module:function",
+        " | module:function | a SageMaker model.tar.gz or model folder (code/inference.py)",
     )
     weights: str = Field("auto", description="auto | pretrained | random | path to a state dict")
-    input_shape: tuple[int, int, int] = (3, 224, 224)
+    input_shape: tuple[int, int, int] = Field(
+        (3, 224, 224), description="SageMaker sources with a payload: read from what input_fn returns"
+    )
     calibration_data: Path | None = Field(
         None, description="folder of images for int8 calibration; None: the bundled calibration photos"
+    )
+    payload: Path | None = Field(
+        None,
+        description="SageMaker sources: request bodies (file or folder) the handler's input_fn reads; they "
+        "give the input shape, check predict_fn and come first among the parity inputs",
+    )
+    content_type: str = Field(
+        "image/jpeg",
+        description="SageMaker sources: the Content-Type of those bodies (and of calibration photos)",
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from deploybench.config import Constraints, StrictModel, is_random_weights
 from deploybench.pricing import CapacityPlan, cost_per_million
+from deploybench.results import Interval
 
 
 class Evaluation(StrictModel):
@@ -42,16 +43,17 @@ class Evaluation(StrictModel):
     peak_throughput_rps: float | None = None
     peak_p99_ms: float | None = None
     point_index: int | None = None
-    client_bound: bool = Field(
-        False, description="judged at a point flagged client-bound (co-located client)"
-    )
+    client_bound: bool = Field(False, description="never True for an operating point (kept for old readers)")
     concurrency: int | None = None
     target_rate: float | None = None
     throughput_rps: float | None = None
+    throughput_ci: Interval | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
+    p99_ci: Interval | None = None
     transactions_per_hour: float | None = None
     cost_per_1m: float | None = None
+    cost_per_1m_ci: Interval | None = None
     rank: int | None = None
     pareto: bool = False
     baseline_key: str | None = None
@@ -114,6 +116,10 @@ class Recommendation(StrictModel):
     machines: list[str] = Field(default_factory=list)
     target_rps: float | None = None
     headroom: float = 0.0
+    comparison: str | None = Field(
+        None, description="whether the winner beats the runner-up beyond the noise, or the tie rule chose"
+    )
+    tied_with: list[str] = Field(default_factory=list, description="keys statistically tied with the winner")
 
     @property
     def random_weights(self) -> bool:

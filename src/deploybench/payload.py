@@ -30,12 +30,27 @@ def default_payload_path() -> Path:
     return Path(str(resources.files("deploybench.data").joinpath("cat.jpg")))
 
 
-def read_payloads(path: Path) -> list[bytes]:
-    """Read one file, or every image file of a folder in name order; empty input is an error."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def _payload_files(folder: Path, content_type: str | None) -> list[Path]:
+    """Image files for image bodies (the default); every visible file for other content types."""
+    if content_type is None or content_type.startswith(("image/", "application/x-image")):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise PayloadError(f"{path}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            raise PayloadError(f"{folder}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise PayloadError(f"{folder}: folder holds no files")
+    return files
+
+
+def read_payloads(path: Path, content_type: str | None = None) -> list[bytes]:
+    """Read one file, or a folder's request bodies in name order; empty input is an error.
+
+    A folder gives its image files, or, for a non-image `content_type` (JSON, CSV, npy...), every
+    visible file in it.
+    """
+    if path.is_dir():
+        files = _payload_files(path, content_type)
     elif path.is_file():
         files = [path]
     else:

@@ -1,16 +1,21 @@
 """Turn trial records into one recommendation: filter by constraints, rank, Pareto front, reasons.
 
-Each trial is judged at one operating point: the highest-throughput load point that is stable, not
-client-bound, nearly error-free and (when a p99 budget is given) meets it; without a budget, the peak.
+One rule for every trial: it is judged at one operating point, the highest-throughput load point
+that is trusted (valid, stable, the client kept up: LoadPoint.trusted), nearly error-free and,
+when a p99 budget is given, whose early-stopping verdict for that budget is "met"; without a
+budget, the peak. A raw p99 never makes an SLO claim: a point of a few dozen requests cannot.
 
 Ties are broken deterministically, in this order (values compared at 6 significant digits):
   objective cost:       cost per 1M, then p99, then throughput (higher first), then
   objective throughput: throughput (higher first), then p99, then cost per 1M, then
   objective p99:        p99, then cost per 1M, then throughput (higher first), then
   ...all three:         fewer cores used (workers x threads), lower peak RSS, then the label (A-Z).
-A trial rejected by the parity gate is never recommended; with `max_accuracy_drop` (percentage points
-of labelled top-1 against eager) neither is one that loses more, nor, with `reject_significant_drop`,
-one whose drop is statistically significant (McNemar), nor one whose accuracy was not measured.
+Beyond those exact ties, the winner must beat the runner-up beyond the noise: when their 95%
+intervals on the objective overlap they are statistically tied, and the tie rule (deploybench.ties)
+prefers the simpler, cheaper configuration. A trial rejected by the parity gate is never recommended;
+with `max_accuracy_drop` (percentage points of labelled top-1 against eager) neither is one that loses
+more, nor, with `reject_significant_drop`, one whose drop is statistically significant (McNemar), nor
+one whose accuracy was not measured.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 
 from deploybench.config import Constraints
 from deploybench.evaluation import Evaluation, Recommendation
+from deploybench.load import decode_histogram, slo_verdict
 from deploybench.pricing import (
     CapacityPlan,
     PriceCatalogue,
@@ -29,49 +35,38 @@ from deploybench.pricing import (
     plan_capacity,
     transactions_per_hour,
 )
-from deploybench.results import AccuracyReport, LoadPoint, TrialRecord
+from deploybench.results import AccuracyReport, Interval, LoadPoint, SloVerdict, TrialRecord
+from deploybench.ties import break_statistical_ties
 
 MAX_ERROR_RATE = 0.01  # a point where more than 1% of requests failed is not an operating point
-MAX_CLIENT_CPU_PCT = 80.0  # above it the load generator itself was the limit (deploybench.load.health)
-CO_LOCATED_NOTE = (
-    "{n} candidate(s) judged at load points flagged client-bound only because the load generator's "
-    "event loop woke late while its own CPU stayed under 80%: client and server shared the cores. "
-    "Their latencies include client scheduling delay; run the client on other cores or another "
-    "machine for clean numbers."
-)
 
 __all__ = ["Evaluation", "Recommendation", "recommend", "select_point"]
 
 
-def _co_located(point: LoadPoint) -> bool:
-    """Flagged client-bound by event-loop lag alone: the client was descheduled, not saturated."""
-    cpu = point.client_cpu_pct
-    return point.client_bound and cpu is not None and cpu <= MAX_CLIENT_CPU_PCT
-
-
-def _usable(point: LoadPoint, *, allow_co_located: bool = False) -> bool:
+def _usable(point: LoadPoint) -> bool:
     total = point.ok + point.error_count
     errors_ok = total > 0 and point.error_count / total <= MAX_ERROR_RATE
-    client_ok = not point.client_bound or (allow_co_located and _co_located(point))
-    return point.stable and client_ok and errors_ok and point.throughput_rps > 0
+    return point.trusted and errors_ok and point.throughput_rps > 0
 
 
 def _usable_indices(points: Sequence[LoadPoint]) -> list[int]:
-    """Clean points; failing those, points whose only flaw is a co-located client's lag (flagged)."""
-    clean = [i for i, p in enumerate(points) if _usable(p)]
-    return clean or [i for i, p in enumerate(points) if _usable(p, allow_co_located=True)]
+    return [i for i, p in enumerate(points) if _usable(p)]
 
 
-def _meets(point: LoadPoint, p99_ms: float) -> bool:
-    """p99 within budget, and not contradicted by the early-stopping verdict for that same bound."""
-    verdict_ok = point.slo is None or point.slo.bound_ms != p99_ms or point.slo.met
-    return point.latency.p99_ms <= p99_ms and verdict_ok
+def verdict_for(point: LoadPoint, p99_ms: float) -> SloVerdict:
+    """The point's early-stopping verdict for this p99 bound: recorded, else from its raw histogram."""
+    if point.slo is not None and point.slo.bound_ms == p99_ms and point.slo.percentile == 99.0:
+        return point.slo
+    return slo_verdict(decode_histogram(point.histogram or ""), point.error_count, p99_ms)
 
 
 def _unusable_reason(points: Sequence[LoadPoint]) -> str:
+    if all(p.invalid_reason for p in points):
+        return f"invalid measurement at every load ({points[0].invalid_reason})"
     if all(p.client_bound for p in points):
         return "client-bound measurement at every load (the load generator, not the server, was the limit)"
     counts = {
+        "invalid": sum(p.invalid_reason is not None for p in points),
         "client-bound": sum(p.client_bound for p in points),
         "unstable": sum(not p.stable for p in points),
         "with errors": sum(
@@ -80,6 +75,17 @@ def _unusable_reason(points: Sequence[LoadPoint]) -> str:
     }
     detail = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
     return f"no usable load point ({detail})"
+
+
+def _slo_reason(points: Sequence[LoadPoint], verdicts: list[SloVerdict], p99_ms: float) -> str:
+    """Why no usable point meets the budget: plainly missed, or too few requests to tell."""
+    best = min(p.latency.p99_ms for p in points)
+    if best > p99_ms or any(v.status == "missed" for v in verdicts):
+        return f"SLO missed at every load (best p99 {best:.1f} ms > {p99_ms:g} ms)"
+    largest = max(verdicts, key=lambda v: v.requests)
+    return (f"SLO not verifiable: no point's early-stopping verdict could claim p99 <= {p99_ms:g} ms "
+            f"(largest holds {largest.requests} requests, {largest.required_requests} needed; raw best "
+            f"p99 {best:.1f} ms)")
 
 
 def select_point(trial: TrialRecord, p99_ms: float | None) -> tuple[int | None, str | None]:
@@ -93,10 +99,10 @@ def select_point(trial: TrialRecord, p99_ms: float | None) -> tuple[int | None, 
         if trial.peak_index is not None and trial.peak_index in usable:
             return trial.peak_index, None
         return max(usable, key=lambda i: (trial.points[i].throughput_rps, -i)), None
-    meeting = [i for i in usable if _meets(trial.points[i], p99_ms)]
+    verdicts = {i: verdict_for(trial.points[i], p99_ms) for i in usable}
+    meeting = [i for i in usable if verdicts[i].status == "met"]
     if not meeting:
-        best = min(trial.points[i].latency.p99_ms for i in usable)
-        return None, f"SLO missed at every load (best p99 {best:.1f} ms > {p99_ms:g} ms)"
+        return None, _slo_reason([trial.points[i] for i in usable], list(verdicts.values()), p99_ms)
     return max(meeting, key=lambda i: (trial.points[i].throughput_rps, -i)), None
 
 
@@ -209,11 +215,23 @@ def _fill_point(ev: Evaluation, point: LoadPoint, index: int, usd: float | None)
     ev.concurrency = point.concurrency
     ev.target_rate = point.target_rate
     ev.throughput_rps = point.throughput_rps
+    ev.throughput_ci = point.throughput_ci
     ev.p50_ms = point.latency.p50_ms
     ev.p99_ms = point.latency.p99_ms
+    ev.p99_ci = point.p99_ci
     ev.transactions_per_hour = transactions_per_hour(point.throughput_rps)
     if usd is not None:
         ev.cost_per_1m = cost_per_million(usd, point.throughput_rps)
+        ev.cost_per_1m_ci = _cost_interval(usd, point.throughput_ci)
+
+
+def _cost_interval(usd: float, throughput: Interval | None) -> Interval | None:
+    """Cost per 1M falls as throughput rises: the throughput interval's ends, swapped."""
+    if throughput is None or throughput.low <= 0:
+        return None
+    return Interval(low=cost_per_million(usd, throughput.high), high=cost_per_million(usd, throughput.low),
+                    confidence=throughput.confidence,
+                    method=f"from the throughput interval ({throughput.method})")
 
 
 def _sig(value: float | None, missing: float = math.inf) -> float:
@@ -269,7 +287,8 @@ def _deltas(ev: Evaluation, ref: Evaluation) -> str:
     return ", ".join(parts)
 
 
-def _explain(ranked: list[Evaluation], front_keys: set[str], objective: str) -> None:
+def _explain(ranked: list[Evaluation], front_keys: set[str], objective: str, tied: dict[str, str]) -> None:
+    """One line each; `tied` maps a statistically tied candidate's key to the tie rule's words."""
     winner = ranked[0]
     winner.reason = (
         f"recommended: {OBJECTIVE_WORDS[objective]} of {len(ranked)} candidate(s) meeting the constraints"
@@ -279,9 +298,13 @@ def _explain(ranked: list[Evaluation], front_keys: set[str], objective: str) -> 
         if dominator is not None:
             ev.reason = f"dominated by {dominator.label} ({_deltas(ev, dominator)})"
             continue
-        detail = _versus(ev, winner, objective)
-        tie = f"tied with {winner.label} on {objective}; ranked after it by the tie-break"
-        ev.reason = (detail or tie) + " (on the Pareto front)" * (ev.key in front_keys)
+        if ev.key in tied:
+            detail = (f"statistically tied with {winner.label} on {objective} (95% intervals overlap); "
+                      f"ranked after it by the tie rule ({tied[ev.key]})")
+        else:
+            tie = f"tied with {winner.label} on {objective}; ranked after it by the tie-break"
+            detail = _versus(ev, winner, objective) or tie
+        ev.reason = detail + " (on the Pareto front)" * (ev.key in front_keys)
 
 
 def _baseline_for(ev: Evaluation, baselines: list[Evaluation]) -> Evaluation | None:
@@ -328,20 +351,18 @@ def recommend(
     if objective == "cost" and eligible and all(e.cost_per_1m is None for e in eligible):
         objective = "throughput"
         notes.append("No price known (pass --instance NAME or --price-per-hour X): ranked by throughput.")
-    ranked = sorted(eligible, key=lambda e: _sort_key(e, objective))
+    outcome = break_statistical_ties(sorted(eligible, key=lambda e: _sort_key(e, objective)), objective)
+    ranked = outcome.ranked
     front = {e.key for e in pareto_front(ranked)}
     for rank, ev in enumerate(ranked, start=1):
         ev.rank, ev.pareto = rank, ev.key in front
     if ranked:
-        _explain(ranked, front, objective)
+        _explain(ranked, front, objective, outcome.tied)
         _cost_ratios(evaluations, ranked[0])
     baseline_key = _relative(evaluations)
     if target_rps is not None:
         for ev in ranked:
             ev.capacity = _capacity(ev, target_rps, headroom)
-    co_located = sum(e.client_bound for e in ranked)
-    if co_located:
-        notes.append(CO_LOCATED_NOTE.format(n=co_located))
     rest = [e for e in evaluations if not e.eligible]
     return Recommendation(
         constraints=constraints,
@@ -354,6 +375,8 @@ def recommend(
         machines=sorted({e.machine for e in evaluations}),
         target_rps=target_rps,
         headroom=headroom,
+        comparison=outcome.comparison,
+        tied_with=list(outcome.tied),
     )
 
 

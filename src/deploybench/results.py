@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from deploybench.config import StrictModel
 
@@ -29,19 +29,88 @@ class LatencyStats(StrictModel):
 
 
 class SloVerdict(StrictModel):
-    """An SLO claim (e.g. p99 <= 50 ms) checked with MLPerf LoadGen's early-stopping test."""
+    """An SLO claim (e.g. p99 <= 50 ms) checked with MLPerf LoadGen's early-stopping test.
+
+    status: "met" (LoadGen's test passes: the claim holds at `confidence`), "missed" (the mirror test:
+    so many overshoots that the percentile is above the bound at `confidence`), or "undecided" (too
+    few requests either way; never a claim). `met` is status == "met", kept for older readers.
+    """
 
     percentile: float = 99.0
     bound_ms: float
     met: bool
+    status: Literal["met", "missed", "undecided"] = "undecided"
     overshoots: int
     requests: int
     required_requests: int
     confidence: float = 0.99
 
+    @model_validator(mode="before")
+    @classmethod
+    def _status_of_older_records(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "status" not in data and data.get("met"):
+            return {**data, "status": "met"}
+        return data
+
+
+class Interval(StrictModel):
+    """A confidence interval around one figure, and how it was obtained."""
+
+    low: float
+    high: float
+    confidence: float = 0.95
+    method: str = Field(description="e.g. block bootstrap over the point's 0.25 s time slices")
+
+
+def with_interval(
+    value: float | None, interval: Interval | None, spec: str = ",.1f", missing: str = "—"
+) -> str:
+    """'123.4 (120.1–126.0)': a figure and its interval, the one way every output writes it."""
+    if value is None:
+        return missing
+    if interval is None:
+        return f"{value:{spec}}"
+    return f"{value:{spec}} ({interval.low:{spec}}–{interval.high:{spec}})"
+
+
+class RequestAccounting(StrictModel):
+    """Every request a point issued, warm-up and the wait for late replies included.
+
+    issued == completed + errors + timed_out: nothing in flight is ever dropped.
+    """
+
+    issued: int
+    completed: int
+    errors: int = Field(description="failed replies and refused sends, timeouts excluded")
+    timed_out: int = Field(description="no reply within the request timeout")
+
+
+class ClientLoad(StrictModel):
+    """What the load generator itself did during a point: the evidence for its client-bound verdict."""
+
+    sends: int = Field(0, description="requests started inside the point's windows")
+    late_sends: int = Field(0, description="of those, started more than 1 ms after their schedule")
+    cpu_ms_per_request: float | None = Field(None, description="load workers' CPU time per request")
+    cpu_pct_of_machine: float | None = Field(None, description="load workers' CPU, % of all logical cores")
+    busiest_worker_pct: float | None = Field(None, description="busiest worker, % of one core")
+    cores: int | None = None
+    send_lateness: LatencyStats | None = Field(None, description="open loop: actual send - scheduled send")
+    send_lateness_histogram: str | None = None
+    send_gap: LatencyStats | None = Field(None, description="closed loop: reply -> next send on that user")
+    controller_cpu_pct: float | None = Field(
+        None, description="the process running the point (study or CLI: meter, display), % of the machine"
+    )
+
 
 class LoadPoint(StrictModel):
-    """One measured operating point: a fixed concurrency (closed loop) or rate (open loop)."""
+    """One measured operating point: a fixed concurrency (closed loop) or rate (open loop).
+
+    ok, errors, latency and histogram hold every reply of the measured windows plus the replies that
+    were still in flight when measuring stopped (tail_ok of them successful): the slowest replies of
+    an overloaded server are never cut off. throughput_rps counts the windows' own replies only.
+    A point is trusted (a peak, an operating point) only when `flags` is empty; each flag says why
+    with a number.
+    """
 
     mode: Literal["closed", "open", "inprocess"]
     concurrency: int | None = None
@@ -61,10 +130,25 @@ class LoadPoint(StrictModel):
     server_timing_ms: dict[str, float] = Field(default_factory=dict)
     histogram: str | None = Field(None, description="HdrHistogram base64 encoding, microseconds")
     slo: SloVerdict | None = None
+    tail_ok: int = Field(0, description="successful replies that arrived after measuring stopped")
+    accounting: RequestAccounting | None = None
+    client: ClientLoad | None = None
+    throughput_ci: Interval | None = None
+    p99_ci: Interval | None = None
+    p99_estimate_ms: float | None = Field(
+        None, description="MLPerf LoadGen's early-stopping p99 estimate at 99% confidence (None: too few)"
+    )
+    invalid_reason: str | None = Field(None, description="the measurement broke (e.g. a load worker died)")
+    flags: list[str] = Field(default_factory=list, description="why the point is not trusted, with numbers")
 
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    @property
+    def trusted(self) -> bool:
+        """Valid, stable, not client-bound: fit to be a peak or an operating point."""
+        return not self.flags and self.stable and not self.client_bound and self.invalid_reason is None
 
 
 DEFAULT_STACK = "deploybench"

@@ -70,6 +70,7 @@ def test_build_fills_calibration_and_a_keyed_cache_dir(tiny: LoadedModel, cache_
     @register
     class Recording(EagerBackend):
         name = "test-recording"
+        needs_calibration = True  # only backends that ask get the (costly) calibration set
 
         def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
             seen.append(ctx)

@@ -8,6 +8,9 @@ Run as `python loopback_server.py PORT`. Routes (all POST):
   /flaky                         -> every 10th request answers 500
   /serial/{ms}                   -> one request at a time, ms each (capacity 1000/ms per second)
   /endpoints/{name}/invocations  -> the SageMaker runtime contract: JSON echo + Server-Timing
+  /redirect                      -> 307 to /echo (a load test must count it as an error, not follow it)
+  /by-connection/{fast}/{slow}   -> fast ms on the 1st, 3rd, ... new connection, slow ms on the others
+                                    (two processes with one connection each see different latencies)
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ async def flaky(request: Request) -> Response:
     return Response(b"boom", status_code=500) if COUNTS["flaky"] % 10 == 0 else Response(b"ok")
 
 
+async def redirect(request: Request) -> Response:
+    await request.body()
+    return Response(status_code=307, headers={"Location": "/echo"})
+
+
+CONNECTIONS: dict[tuple[str, int], int] = {}
+
+
+async def by_connection(request: Request) -> Response:
+    """The delay depends on which connection the request came on (alternating per new connection)."""
+    await request.body()
+    client = request.client
+    key = (client.host, client.port) if client else ("?", 0)
+    order = CONNECTIONS.setdefault(key, len(CONNECTIONS))
+    ms = request.path_params["fast" if order % 2 == 0 else "slow"]
+    await asyncio.sleep(float(ms) / 1000)
+    return Response(b"ok")
+
+
 async def invocations(request: Request) -> Response:
     body = await request.body()
     return JSONResponse(
@@ -81,6 +103,8 @@ app = Starlette(routes=[
     Route("/flaky", flaky, methods=["POST"]),
     Route("/serial/{ms}", serial, methods=["POST"]),
     Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
+    Route("/redirect", redirect, methods=["POST"]),
+    Route("/by-connection/{fast}/{slow}", by_connection, methods=["POST"]),
 ])
 
 if __name__ == "__main__":

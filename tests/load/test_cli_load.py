@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,9 @@ def test_load_command_writes_json_and_csv(server_url: str, tmp_path: Path) -> No
                                  "--slo-p99-ms", "500", "--json", str(out_json), "--csv", str(out_csv)])
     assert result.exit_code == 0, result.output
     assert "req/s" in result.output and "c=2" in result.output
-    assert "stable" in result.output  # "stable" or "unstable": the verdict is always printed
     data = json.loads(out_json.read_text())
+    verdict = "stable" if data["points"][0]["stable"] else "unstable"
+    assert re.search(rf"(?<![a-z]){verdict}\b", result.output), result.output  # the JSON's verdict, printed
     assert data["schema_version"] == 1
     assert data["settings"]["concurrency"] == 2
     assert data["target"]["url"].endswith("/sleep/5")
@@ -34,6 +36,12 @@ def test_load_command_writes_json_and_csv(server_url: str, tmp_path: Path) -> No
     assert point["ok"] > 0 and point["histogram"] and point["slo"]["bound_ms"] == 500
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 1 and int(rows[0]["ok"]) == point["ok"]
+    # the figures come with their intervals and the request accounting, in the table and the CSV
+    assert "req/s (95% CI)" in result.output and "issued=ok+err+timeout" in result.output
+    assert "p99 LoadGen" in result.output and "load client" in result.output
+    low, high = float(rows[0]["throughput_low"]), float(rows[0]["throughput_high"])
+    assert low <= float(rows[0]["throughput_rps"]) <= high
+    assert int(rows[0]["issued"]) == point["accounting"]["issued"]
 
 
 @pytest.mark.parametrize(

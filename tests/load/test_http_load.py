@@ -17,6 +17,7 @@ from deploybench.load import (
     run_points,
     sweep_concurrency,
 )
+from deploybench.load.stats import count_above
 
 from .conftest import free_port, quick_cfg
 
@@ -30,13 +31,22 @@ def test_closed_loop_p50_matches_known_service_time(server_url: str, payloads: l
     assert 19.0 <= point.latency.p50_ms <= 40.0
     assert point.errors == {}
     assert point.ok == point.latency.count > 0
-    assert point.throughput_rps == pytest.approx(point.ok / point.duration_s, rel=1e-3)
+    # replies that came after measuring stopped are in the latency figures, not in the rate
+    assert point.throughput_rps == pytest.approx((point.ok - point.tail_ok) / point.duration_s, rel=1e-3)
+    counts = point.accounting
+    assert counts.issued == counts.completed + counts.errors + counts.timed_out >= point.ok
     assert point.bytes_sent >= point.ok * 20_000
     assert point.server_timing_ms == {"queue": pytest.approx(0.5), "infer": pytest.approx(20.0)}
     assert decode_histogram(point.histogram or "").get_total_count() == point.ok
     detail = report.details[0]
     assert detail.warmup_requests >= 5 and detail.windows
     assert point.windows == (3 if point.stable else len(detail.windows))
+    assert point.throughput_ci.low <= point.throughput_rps <= point.throughput_ci.high
+    assert point.p99_ci.low <= point.latency.p99_ms <= point.p99_ci.high
+    client = point.client
+    assert client.cpu_ms_per_request > 0 and 0 < client.cpu_pct_of_machine < 100
+    assert client.controller_cpu_pct is not None and 0 <= client.controller_cpu_pct <= 100
+    assert client.send_gap is not None and client.send_gap.count > 0  # closed loop: reply -> next send
 
 
 def test_open_loop_delivers_the_requested_rate(server_url: str, payloads: list[bytes]) -> None:
@@ -44,7 +54,12 @@ def test_open_loop_delivers_the_requested_rate(server_url: str, payloads: list[b
     point = run_load(HttpTarget(f"{server_url}/echo", payloads), cfg).points[0]
     assert point.mode == "open" and point.target_rate == 100.0
     assert 70.0 <= point.throughput_rps <= 130.0
-    assert point.late_send_fraction is not None
+    # every send's lateness is recorded: the distribution counts exactly the sends of the windows,
+    # and those sends, counted on their own, went out at the asked rate
+    lateness = point.client.send_lateness
+    assert lateness is not None and lateness.count == point.client.sends
+    assert 70.0 <= point.client.sends / point.duration_s <= 130.0
+    assert point.late_send_fraction == pytest.approx(point.client.late_sends / point.client.sends)
 
 
 def test_open_loop_shows_a_stall_that_closed_loop_hides(server_url: str, payloads: list[bytes]) -> None:
@@ -77,11 +92,16 @@ def test_timeouts_are_counted(server_url: str, payloads: list[bytes]) -> None:
 
 
 def test_two_processes_merge_raw_histograms(server_url: str, payloads: list[bytes]) -> None:
-    report = run_load(HttpTarget(f"{server_url}/sleep/10", payloads), quick_cfg(concurrency=4, processes=2))
+    # One connection per process: one process sees 2 ms replies, the other 40 ms ones, so it does
+    # ~15x more requests. Merging raw counts gives a fast p50 and a slow p99; averaging the two
+    # processes' percentiles would put the p50 near 21 ms.
+    target = HttpTarget(f"{server_url}/by-connection/2/40", payloads)
+    report = run_load(target, quick_cfg(concurrency=2, processes=2))
     point = report.points[0]
     assert report.details[0].processes == 2
     assert decode_histogram(point.histogram or "").get_total_count() == point.ok == point.latency.count
-    assert 9.0 <= point.latency.p50_ms <= 30.0
+    assert point.latency.p50_ms <= 10.0, point.latency
+    assert point.latency.p99_ms >= 35.0, point.latency
     assert point.client_cpu_pct is not None
 
 
@@ -125,17 +145,20 @@ def test_concurrency_sweep_stops_at_the_plateau(server_url: str, payloads: list[
 
 
 def test_rate_sweep_finds_the_highest_rate_within_the_slo(server_url: str, payloads: list[bytes]) -> None:
-    # capacity 50 req/s; with p99 <= 150 ms the answer lies below it
-    cfg = quick_cfg(sweep="rate", rate=20.0, slo_p99_ms=150.0, window_s=0.5, max_windows=3, duration_s=2.5,
+    # /serial/5 serves one request at a time: at most 200 req/s. p99 <= 100 ms holds below that.
+    cfg = quick_cfg(sweep="rate", rate=100.0, slo_p99_ms=100.0, window_s=0.5, max_windows=4, duration_s=8.0,
                     min_window_requests=10)
-    report = run_load(HttpTarget(f"{server_url}/serial/20", payloads), cfg)
+    report = run_load(HttpTarget(f"{server_url}/serial/5", payloads), cfg)
     assert report.slo_rate_index is not None
     best = report.points[report.slo_rate_index]
-    # about the capacity at most (2 s points cannot see a few % overload); far below on a busy machine
-    assert 5.0 <= (best.target_rate or 0) <= 60.0
-    assert best.latency.p99_ms <= 150
+    # the claim rests on the verdict, and the verdict on the raw histogram: recount it independently
+    assert best.slo is not None and best.slo.status == "met" and best.slo.requests >= 459
+    over = count_above(decode_histogram(best.histogram or ""), 100_000) + best.error_count
+    assert over == best.slo.overshoots
     best_rate = best.target_rate or 0
-    assert any((p.target_rate or 0) > best_rate and p.latency.p99_ms > 150 for p in report.points)
+    assert best_rate <= 1.1 * 200  # never above the capacity (plus the timer's slack)
+    above = [p for p in report.points if (p.target_rate or 0) > best_rate]
+    assert above and all(p.slo is not None and p.slo.status != "met" for p in above)
     assert len(report.points) <= 12
 
 
@@ -183,20 +206,10 @@ def test_a_wrong_path_stops_after_the_warm_up(server_url: str, payloads: list[by
     assert report.details[0].stop_reason.startswith("every warm-up request failed (http_404")
 
 
-def test_a_killed_worker_process_does_not_hang_the_point(server_url: str, payloads: list[bytes]) -> None:
-    import multiprocessing
-    import os
-    import signal
-
-    def kill_one_worker() -> None:
-        children = multiprocessing.active_children()
-        if children:
-            os.kill(children[0].pid or 0, signal.SIGKILL)
-
-    threading.Timer(2.0, kill_one_worker).start()
-    started = time.monotonic()
-    cfg = quick_cfg(concurrency=4, processes=2, duration_s=5.0, max_windows=100, stability_tolerance=1e-6)
+def test_windows_hold_enough_requests_for_the_stability_rule(server_url: str, payloads: list[bytes]) -> None:
+    # With 5 requests a window, one request more or less moves its throughput by 20%: a 10% max/min
+    # rule would judge the rounding, not the server. Windows hold at least 40 requests (10% / 4).
+    cfg = quick_cfg(concurrency=1, min_window_requests=5, window_s=0.1, max_windows=3, duration_s=6.0)
     report = run_load(HttpTarget(f"{server_url}/sleep/5", payloads), cfg)
-    assert time.monotonic() - started < 12
-    assert report.points[0].ok > 0
-    assert any("died" in note for note in report.notes)
+    windows = report.details[0].windows
+    assert windows and all(w.ok + w.errors >= 40 for w in windows)

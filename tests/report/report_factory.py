@@ -17,6 +17,7 @@ from hdrh.histogram import HdrHistogram
 
 from deploybench.results import (
     Candidate,
+    Interval,
     LatencyStats,
     LoadPoint,
     MachineInfo,
@@ -25,6 +26,8 @@ from deploybench.results import (
 )
 
 CONCURRENCIES = (1, 2, 4, 8, 16)
+METHOD = "test factory: +-noise"
+FACTORY_FLAG = "send lateness p99 9.0 ms > bound 1.0 ms"
 C5_XLARGE = MachineInfo(label="ml.c5.xlarge", instance="ml.c5.xlarge", price_per_hour=0.204, cores=4)
 
 
@@ -57,15 +60,20 @@ def closed_point(
     service_ms: float,
     rng: np.random.Generator,
     *,
-    duration_s: float = 10.0,
+    duration_s: float = 30.0,
     stable: bool = True,
     client_bound: bool = False,
     errors: int = 0,
+    noise: float = 0.01,
 ) -> LoadPoint:
-    """A closed-loop point: throughput saturates at capacity, latency grows with the queue."""
+    """A closed-loop point: throughput saturates at capacity, latency grows with the queue.
+
+    Intervals: +-noise on throughput, +-2 x noise on p99 (what the generator's bootstrap gives at
+    these sizes); at least 500 requests, so a p99 verdict is reachable.
+    """
     throughput = min(concurrency * 1000 / service_ms, capacity_rps * (1 - np.exp(-concurrency / 1.5)))
     mean_ms = concurrency / throughput * 1000
-    count = max(200, int(throughput * duration_s))
+    count = max(500, int(throughput * duration_s))
     latencies = rng.lognormal(np.log(mean_ms) - 0.045, 0.3, size=min(count, 20_000))
     stats, encoded = histogram_stats(latencies)
     decode, preprocess = 0.2, 1.2
@@ -82,6 +90,11 @@ def closed_point(
         stable=stable,
         windows=3,
         client_bound=client_bound,
+        flags=[f"client-bound: {FACTORY_FLAG}"] if client_bound else ([] if stable else ["unstable"]),
+        throughput_ci=Interval(low=throughput * (1 - noise), high=throughput * (1 + noise), method=METHOD),
+        p99_ci=Interval(
+            low=stats.p99_ms * (1 - 2 * noise), high=stats.p99_ms * (1 + 2 * noise), method=METHOD
+        ),
         server_timing_ms={
             "queue": queue,
             "decode": decode,
@@ -109,6 +122,7 @@ def make_trial(
     client_bound: bool = False,
     stable: bool = True,
     concurrencies: tuple[int, ...] = CONCURRENCIES,
+    noise: float = 0.01,
 ) -> TrialRecord:
     """A realistic trial; `status='rejected'|'failed'` gives the record the study writes for those."""
     candidate = Candidate(
@@ -124,7 +138,7 @@ def make_trial(
     points = []
     if status == "ok":
         points = [
-            closed_point(c, capacity_rps, service, rng, stable=stable, client_bound=client_bound)
+            closed_point(c, capacity_rps, service, rng, stable=stable, client_bound=client_bound, noise=noise)
             for c in concurrencies
         ]
     verdict = {"ok": "passed", "rejected": "rejected", "failed": "passed"}[status]

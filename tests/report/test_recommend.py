@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from deploybench.config import Constraints
+from deploybench.load import decode_histogram, slo_verdict
 from deploybench.pricing import PriceOverride
 from deploybench.recommend import pareto_front, recommend, select_point
 from deploybench.results import MachineInfo, TrialRecord
@@ -70,11 +72,34 @@ def test_p99_budget_judges_each_trial_at_its_fastest_point_within_it(cpu_trials:
     for ev in rec.evaluations:
         if ev.eligible:
             trial = cpu_trials[ev.trial_index]
-            within = [p.throughput_rps for p in trial.points if p.latency.p99_ms <= 60]
+            within = [p.throughput_rps for p in trial.points if _verdict(p, 60).status == "met"]
             assert ev.p99_ms <= 60 and ev.throughput_rps == max(within)
     assert re.match(r"SLO missed at every load \(best p99 [\d.]+ ms > 60 ms\)", evs["eager fp32 w1t2"].reason)
     # eager missed the SLO, yet the comparison still uses it (at its peak) as the baseline
     assert VS_BASELINE.match(rec.winner.vs_baseline)
+
+
+def _verdict(point, bound_ms: float):
+    return slo_verdict(decode_histogram(point.histogram or ""), point.error_count, bound_ms)
+
+
+def test_an_slo_is_met_only_by_its_verdict_never_by_a_raw_p99():
+    """200 requests all far under the bound: the raw p99 'meets' 500 ms, the verdict cannot (459 needed)."""
+    trial = make_trial("openvino-int8", "int8", capacity_rps=90)
+    few = [_shrunk(p, 200) for p in trial.points]
+    assert all(p.latency.p99_ms < 500 for p in few)
+    ev = recommend([trial.model_copy(update={"points": few})], Constraints(p99_ms=500)).evaluations[0]
+    assert not ev.eligible
+    assert "459" in ev.reason and "verdict" in ev.reason
+
+
+def _shrunk(point, count: int):
+    """The same point measured on only `count` requests (histogram rebuilt from its first values)."""
+    from report.report_factory import histogram_stats
+
+    latencies = np.full(count, point.latency.p50_ms)
+    stats, encoded = histogram_stats(latencies)
+    return point.model_copy(update={"ok": count, "latency": stats, "histogram": encoded, "slo": None})
 
 
 def test_min_throughput_filters(cpu_trials: list[TrialRecord]):
@@ -119,27 +144,71 @@ def test_client_bound_measurement_is_not_an_operating_point():
 
 
 def _with_client(trial, cpu_pct: float):
-    points = [p.model_copy(update={"client_bound": True, "client_cpu_pct": cpu_pct}) for p in trial.points]
+    points = [
+        p.model_copy(
+            update={"client_bound": True, "client_cpu_pct": cpu_pct, "flags": ["client-bound: late"]}
+        )
+        for p in trial.points
+    ]
     return trial.model_copy(update={"points": points})
 
 
-def test_a_lagging_but_idle_client_is_judged_with_a_flag_and_a_note():
-    """Client and server sharing 2 cores: the loop wakes late while the client is mostly idle."""
-    eager = _with_client(make_trial("eager", capacity_rps=16), cpu_pct=4.0)
-    fast = _with_client(make_trial("openvino-int8", "int8", capacity_rps=90), cpu_pct=6.0)
-    rec = recommend([eager, fast])
-    assert rec.winner.backend == "openvino-int8" and rec.winner.client_bound
-    assert any("client-bound" in note and "shared the cores" in note for note in rec.notes)
+def test_one_rule_for_every_trial_a_client_bound_point_is_never_an_operating_point():
+    """The old co-located fallback judged one trial at flagged points when it had no clean one."""
+    eager = make_trial("eager", capacity_rps=16)
+    lagging = _with_client(make_trial("openvino-int8", "int8", capacity_rps=90), cpu_pct=6.0)
+    rec = recommend([eager, lagging])
+    assert rec.winner.backend == "eager" and not rec.winner.client_bound
+    assert not any("client-bound" in note for note in rec.notes)
+    reason = _by_label(rec)["openvino-int8 int8 w1t2"].reason
+    assert reason.startswith("client-bound measurement at every load")
 
 
 def test_a_saturated_client_is_never_an_operating_point():
     busy = _with_client(make_trial("openvino-int8", "int8", capacity_rps=900), cpu_pct=97.0)
     rec = recommend([make_trial("eager", capacity_rps=16), busy])
     assert rec.winner.backend == "eager" and not rec.winner.client_bound
-    assert not rec.notes or not any("client-bound" in note for note in rec.notes)
     assert _by_label(rec)["openvino-int8 int8 w1t2"].reason.startswith(
         "client-bound measurement at every load"
     )
+
+
+def test_an_invalid_point_is_never_an_operating_point():
+    trial = make_trial("eager", capacity_rps=20)
+    points = [p.model_copy(update={"invalid_reason": "load worker 1 died (exit code -9)",
+                                   "flags": ["invalid: load worker 1 died (exit code -9)"]})
+              for p in trial.points]
+    ev = recommend([trial.model_copy(update={"points": points})]).evaluations[0]
+    assert not ev.eligible and "invalid" in ev.reason
+
+
+def test_a_winner_within_the_noise_of_the_runner_up_is_a_statistical_tie():
+    """41 vs 40 req/s with +-3% intervals overlap: tied; the tie rule prefers fewer cores."""
+    small = make_trial("alpha", capacity_rps=40, workers=1, threads=2, noise=0.03)
+    big = make_trial("beta", capacity_rps=41.2, workers=2, threads=2, noise=0.03)
+    rec = recommend([big, small], Constraints(objective="throughput"))
+    assert rec.winner.backend == "alpha"  # fewer cores, although its point estimate is lower
+    assert rec.tied_with == [_by_label(rec)["beta fp32 w2t2"].key]
+    assert "statistically tied" in rec.comparison and "fewer cores" in rec.comparison
+    assert "tie rule" in _by_label(rec)["beta fp32 w2t2"].reason
+
+
+def test_a_winner_beyond_the_noise_says_so_with_both_intervals():
+    slow = make_trial("alpha", capacity_rps=40)
+    fast = make_trial("beta", capacity_rps=60, workers=2, threads=2)
+    rec = recommend([slow, fast], Constraints(objective="throughput"))
+    assert rec.winner.backend == "beta" and rec.tied_with == []
+    assert "beyond the noise" in rec.comparison
+    assert re.search(r"\d+\.\d.\d+\.\d req/s", rec.comparison), rec.comparison  # both intervals shown
+    assert rec.winner.throughput_ci is not None
+    assert rec.winner.throughput_ci.low < rec.winner.throughput_rps < rec.winner.throughput_ci.high
+
+
+def test_cost_intervals_follow_from_the_throughput_interval(cpu_trials: list[TrialRecord]):
+    winner = recommend(cpu_trials).winner
+    usd = winner.usd_per_hour
+    assert winner.cost_per_1m_ci.low == pytest.approx(usd / (winner.throughput_ci.high * 3600) * 1e6)
+    assert winner.cost_per_1m_ci.high == pytest.approx(usd / (winner.throughput_ci.low * 3600) * 1e6)
 
 
 def test_select_point_skips_unusable_points():
@@ -168,6 +237,7 @@ def test_ties_are_broken_deterministically():
         rec = recommend(order)
         assert [ev.backend for ev in rec.evaluations] == ["alpha", "beta", "aardvark"]
         assert "tied with alpha fp32 w1t2" in rec.evaluations[1].reason
+        assert rec.tied_with and "statistically tied" in rec.comparison
 
 
 def test_all_rejected_study_gives_a_clear_message():

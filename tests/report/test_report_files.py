@@ -54,6 +54,29 @@ def test_report_files_are_written_into_the_study_folder(study_dir: Path, cpu_tri
     assert data["paths"]["html"] == str(result.html_path)
 
 
+def test_every_figure_carries_its_interval_in_every_output(study_dir: Path):
+    result = write_report(study_dir, json_path=study_dir / "report.json")
+    winner = result.recommendation.winner
+    thr, p99, cost = winner.throughput_ci, winner.p99_ci, winner.cost_per_1m_ci
+    shown = f"{winner.throughput_rps:,.1f} ({thr.low:,.1f}–{thr.high:,.1f})"
+    html = result.html_path.read_text(encoding="utf-8")
+    summary = result.paths["markdown"].read_text(encoding="utf-8")
+    for text in (html, summary):
+        assert shown in text
+        assert f"{winner.p99_ms:,.1f} ({p99.low:,.1f}–{p99.high:,.1f})" in text
+        assert f"${winner.cost_per_1m:.2f} ({cost.low:.2f}–{cost.high:.2f})" in text
+        assert result.recommendation.comparison in text
+    frame = pd.read_csv(result.paths["csv"])
+    top = frame.loc[0]
+    assert top["throughput_low"] == pytest.approx(thr.low)
+    assert top["throughput_high"] == pytest.approx(thr.high)
+    assert top["p99_low"] == pytest.approx(p99.low) and top["cost_per_1m_high"] == pytest.approx(cost.high)
+    assert isinstance(top["interval_method"], str)
+    data = json.loads((study_dir / "report.json").read_text(encoding="utf-8"))["recommendation"]
+    assert data["winner"]["throughput_ci"]["low"] == pytest.approx(thr.low)
+    assert data["comparison"] == result.recommendation.comparison
+
+
 def test_random_weights_are_flagged_everywhere(tmp_path: Path):
     study = write_study(tmp_path / "random", cpu_study_trials(weights="random"))
     result = write_report(study)

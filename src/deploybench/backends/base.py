@@ -49,6 +49,7 @@ class Variant(abc.ABC):
     device: str = "cpu"
     build_seconds: float = 0.0
     artifact_bytes: int | None = None
+    artifact_path: Path | None = None  # the file a runtime loads (ONNX, IR .xml, TorchScript), if any
     versions: dict[str, str]
 
     @abc.abstractmethod
@@ -64,6 +65,9 @@ class Backend(abc.ABC):
     description: ClassVar[str] = ""
     device: ClassVar[str] = "cpu"
     rebuilt_per_process: ClassVar[bool] = False  # True: each server worker compiles its own (re-verified)
+    # int8 backends read BuildContext.calibration; the others get none (making it costs seconds: 100
+    # photos augmented and preprocessed, through a SageMaker handler's input_fn for its models)
+    needs_calibration: ClassVar[bool] = False
 
     @abc.abstractmethod
     def availability(self) -> Availability:

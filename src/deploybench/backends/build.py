@@ -48,7 +48,9 @@ def build_variant(
     ctx = BuildContext(
         threads=threads,
         example=example_batch(model),
-        calibration=calibration_images(model.input_shape, folder=calibration_dir),
+        calibration=calibration_images(model.input_shape, folder=calibration_dir, preprocess=model.preprocess)
+        if impl.needs_calibration
+        else [],
         cache_dir=variant_cache_dir(
             model.name, model.fingerprint, backend, options, cache_dir or default_cache_root()
         ),

@@ -10,6 +10,7 @@ labelled set (data/labelled) is made from the parity photos, never from the cali
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -42,6 +43,7 @@ CALIBRATION_PHOTOS = (
 )
 PARITY_PHOTOS = ("coffee.png", "camera.png", "rocket.jpg")  # plus the payload cat.jpg (chelsea.png)
 DEFAULT_CALIBRATION_COUNT = 100
+Preprocess = Callable[[Image.Image], np.ndarray]  # one photo -> the model's CHW float32 input
 CALIBRATION_SEED = 0
 PARITY_SEED = 1
 
@@ -124,8 +126,17 @@ def smooth_noise_image(rng: np.random.Generator, size: int = CROP) -> Image.Imag
     return image.filter(ImageFilter.GaussianBlur(size / 32))
 
 
+def _converter(input_shape: tuple[int, int, int], preprocess: Preprocess | None) -> Preprocess:
+    """The model's own photo -> input function (a SageMaker input_fn), else the reference one."""
+    return preprocess or (lambda image: to_model_input(image, input_shape))
+
+
 def augmented_arrays(
-    count: int, seed: int, input_shape: tuple[int, int, int], sources: tuple[Path, ...]
+    count: int,
+    seed: int,
+    input_shape: tuple[int, int, int],
+    sources: tuple[Path, ...],
+    preprocess: Preprocess | None = None,
 ) -> list[np.ndarray]:
     """`count` preprocessed CHW images: every source photo once, then random augmentations of them."""
     photos = _decoded(sources)
@@ -133,31 +144,43 @@ def augmented_arrays(
     images = list(photos[:count])
     while len(images) < count:
         images.append(augment(photos[int(rng.integers(len(photos)))], rng))
-    return [to_model_input(image, input_shape) for image in images]
+    convert = _converter(input_shape, preprocess)
+    return [convert(image) for image in images]
 
 
 @cache
 def _calibration_cached(
-    count: int, input_shape: tuple[int, int, int], folder: Path | None
+    count: int, input_shape: tuple[int, int, int], folder: Path | None, preprocess: Preprocess | None
 ) -> tuple[np.ndarray, ...]:
     sources = tuple(calibration_source_paths(folder))
-    return tuple(augmented_arrays(count, CALIBRATION_SEED, input_shape, sources))
+    return tuple(augmented_arrays(count, CALIBRATION_SEED, input_shape, sources, preprocess))
 
 
 def calibration_images(
     input_shape: tuple[int, int, int] = (3, CROP, CROP),
     count: int = DEFAULT_CALIBRATION_COUNT,
     folder: Path | None = None,
+    preprocess: Preprocess | None = None,
 ) -> list[np.ndarray]:
-    """Calibration set for int8 backends (memoised per process: every backend sees the same images)."""
-    return list(_calibration_cached(count, tuple(input_shape), folder))
+    """Calibration set for int8 backends (memoised per process: every backend sees the same images).
+
+    `preprocess` is how a photo becomes this model's input when that is not the reference
+    preprocessing: a SageMaker handler's own input_fn, so int8 scales fit what it feeds the network.
+    """
+    return list(_calibration_cached(count, tuple(input_shape), folder, preprocess))
 
 
-def parity_inputs(input_shape: tuple[int, int, int] = (3, CROP, CROP), count: int = 32) -> np.ndarray:
+def parity_inputs(
+    input_shape: tuple[int, int, int] = (3, CROP, CROP),
+    count: int = 32,
+    preprocess: Preprocess | None = None,
+) -> np.ndarray:
     """Fresh NCHW inputs for parity: the parity photos and their augmentations, plus ~1/8 smooth colour
     fields. None of them is, or is cropped from, a calibration photo."""
     rng = np.random.default_rng(PARITY_SEED)
     fields = max(1, count // 8)
-    photos = augmented_arrays(count - fields, PARITY_SEED, input_shape, tuple(parity_source_paths()))
-    synthetic = [to_model_input(smooth_noise_image(rng), input_shape) for _ in range(fields)]
+    sources = tuple(parity_source_paths())
+    photos = augmented_arrays(count - fields, PARITY_SEED, input_shape, sources, preprocess)
+    convert = _converter(input_shape, preprocess)
+    synthetic = [convert(smooth_noise_image(rng)) for _ in range(fields)]
     return np.stack(photos + synthetic).astype(np.float32)

@@ -76,6 +76,9 @@ class VariantsReport(StrictModel):
     calibration: str = Field("", description="where int8 scales came from; disjoint from parity and eval")
     parity_inputs: str = ""
     eval_data: str | None = Field(None, description="the labelled set every verified variant was scored on")
+    handler: str | None = Field(
+        None, description="a SageMaker handler: whether variants replace its predict_fn, and why (or not)"
+    )
     preprocessing: PreprocessTiming | None = None
     variants: list[VariantReport] = Field(default_factory=list)
     thread_env: dict[str, str] = Field(
@@ -122,7 +125,7 @@ class _Run:
         self.thresholds = thresholds
         self.on_progress = on_progress
         self.parity_sizes = list(parity_sizes)
-        self.inputs = parity_inputs(model.input_shape, PARITY_INPUTS)
+        self.inputs = parity_set(model, PARITY_INPUTS)
         self.reference: np.ndarray | None = None
         self.batches: dict[int, np.ndarray] = {}
         self.eval_batches = eval_batches
@@ -170,6 +173,17 @@ class _Run:
         return accuracy.compare(self.eval_reference, outcome, described)
 
 
+def parity_set(model: LoadedModel, count: int) -> np.ndarray:
+    """The user's own requests first (a SageMaker payload through input_fn), then fresh photos."""
+    own = np.empty((0, *model.input_shape), dtype=np.float32)
+    if model.sample_inputs is not None:
+        own = model.sample_inputs[:count]
+    if len(own) >= count:
+        return np.ascontiguousarray(own, dtype=np.float32)
+    photos = parity_inputs(model.input_shape, count - len(own), preprocess=model.preprocess)
+    return np.concatenate([own.astype(np.float32), photos])
+
+
 def _unavailable(backend: str, description: str, reason: str) -> VariantReport:
     return VariantReport(backend=backend, description=description, available=False, unavailable_reason=reason)
 
@@ -181,6 +195,9 @@ def _evaluate_one(
     availability = impl.availability()
     if not availability.ok:
         return _unavailable(backend, impl.description, availability.reason)
+    limit = run.model.handler.limit if run.model.handler is not None else None
+    if limit and backend != REFERENCE:
+        return _unavailable(backend, impl.description, limit)
     report = VariantReport(backend=backend, description=impl.description, available=True)
     try:
         for index, thread_count in enumerate(threads):
@@ -278,7 +295,11 @@ def evaluate_variants(
             f" photo) and smooth colour fields, at batch sizes {', '.join(map(str, sizes))}"
         ),
         eval_data=eval_batches.data.describe() if eval_batches else None,
-        preprocessing=time_preprocessing(payload or default_payload_path().read_bytes()),
+        handler=model.handler.summary if model.handler is not None else None,
+        # a handler's input_fn is its preprocessing: the reference pipeline's cost says nothing about it
+        preprocessing=None
+        if model.handler is not None
+        else time_preprocessing(payload or default_payload_path().read_bytes()),
         thread_env={k: v for k, v in os.environ.items() if k.startswith(THREAD_ENV_PREFIXES)},
         load_average=[os.getloadavg()[0]],
         cores=os.cpu_count(),

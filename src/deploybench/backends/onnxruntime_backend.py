@@ -73,6 +73,7 @@ class OrtVariant(Variant):
         self.build_seconds = build_seconds
         self.artifact_path = artifact  # the ONNX file itself: serving stacks (TorchServe, Triton) load it
         self.artifact_bytes = directory_bytes(artifact)
+        self.artifact_path = artifact
         self.device = (
             "cuda"
             if session.get_providers()[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")

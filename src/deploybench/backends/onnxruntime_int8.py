@@ -117,6 +117,7 @@ def quantized_precision(path: Path) -> str:
 class OnnxRuntimeInt8Backend(Backend):
     name = "onnxruntime-int8"
     precision = "int8"
+    needs_calibration = True
     description = "ONNX Runtime int8 (static QDQ, per-channel, u8 activations / s8 weights)"
 
     def availability(self) -> Availability:

@@ -103,6 +103,7 @@ class OpenVinoVariant(Variant):
         self.inference_precision_hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.build_seconds = build_seconds
         self.artifact_bytes = xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+        self.artifact_path = xml
         self.versions = {
             k: v for k, v in library_versions().items() if k in ("openvino", "nncf", "onnx", "torch")
         }

@@ -64,6 +64,7 @@ def quantize_ir(fp32_xml: Path, target_xml: Path, images: list[np.ndarray]) -> N
 class OpenVinoInt8Backend(Backend):
     name = "openvino-int8"
     precision = "int8"
+    needs_calibration = True
     description = "OpenVINO CPU int8 (NNCF post-training quantisation on the calibration photos)"
 
     def availability(self) -> Availability:

@@ -10,7 +10,7 @@ import importlib
 
 from deploybench.cli.app import app, console
 
-_COMMAND_MODULES: tuple[str, ...] = ("serve", "variants", "load", "report", "run", "stacks")
+_COMMAND_MODULES: tuple[str, ...] = ("serve", "variants", "load", "report", "run", "stacks", "export")
 
 
 def _load_commands() -> None:

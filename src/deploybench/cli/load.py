@@ -16,7 +16,7 @@ from deploybench.config import LoadConfig
 from deploybench.load import HttpTarget, LiveStats, LoadError, LoadReport, SageMakerTarget, Target, run_load
 from deploybench.load.result import write_csv
 from deploybench.payload import PayloadError, default_payload_path, read_payloads
-from deploybench.results import LoadPoint
+from deploybench.results import LoadPoint, with_interval
 
 OPTION_NAMES = {
     "concurrency": "--concurrency", "rate": "--rate", "arrival": "--arrival", "seed": "--seed",
@@ -64,11 +64,14 @@ def _live_text(stats: LiveStats) -> Text:
 
 def _verdict(report: LoadReport, index: int) -> str:
     point = report.points[index]
+    if point.invalid_reason:
+        return "[red]invalid[/]"
     words = ["[green]stable[/]" if point.stable else "[yellow]unstable[/]"]
     if point.client_bound:
         words.append("[red]client-bound[/]")
     if point.slo is not None:
-        words.append(f"SLO {'[green]met[/]' if point.slo.met else '[red]not met[/]'}")
+        colour = {"met": "green", "missed": "red"}.get(point.slo.status, "yellow")
+        words.append(f"SLO [{colour}]{point.slo.status}[/]")
     if index == report.peak_index:
         words.append("[bold]peak[/]")
     if index == report.slo_rate_index:
@@ -80,31 +83,67 @@ def _short(point: LoadPoint) -> str:
     return f"r={point.target_rate:g}/s" if point.target_rate is not None else f"c={point.concurrency}"
 
 
+def _requests(point: LoadPoint) -> str:
+    counts = point.accounting
+    if counts is None:
+        return str(point.ok + point.error_count)
+    return f"{counts.issued}={counts.completed}+{counts.errors}+{counts.timed_out}"
+
+
 def results_table(report: LoadReport) -> Table:
-    """One row per point with the stability verdict."""
+    """One row per point: figures with their 95% intervals, LoadGen's p99 estimate, the verdict."""
     table = Table(title=f"deploybench load: {report.target.get('url') or report.target.get('endpoint_name')}")
-    for column in ("point", "req/s", "p50", "p90", "p99", "p99.9", "max ms", "errors", "verdict"):
+    columns = ("point", "req/s (95% CI)", "p50", "p99 ms (95% CI)", "p99 LoadGen", "max ms",
+               "issued=ok+err+timeout", "verdict")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("point", "verdict") else "right")
     for index, point in enumerate(report.points):
         lat = point.latency
-        errors = " ".join(f"{k}:{v}" for k, v in sorted(point.errors.items())) or "0"
-        table.add_row(_short(point), f"{point.throughput_rps:.1f}", f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}",
-                      f"{lat.p99_ms:.2f}", f"{lat.p999_ms:.2f}", f"{lat.max_ms:.2f}", errors,
-                      _verdict(report, index))
+        estimate = "-" if point.p99_estimate_ms is None else f"{point.p99_estimate_ms:.2f}"
+        table.add_row(_short(point), with_interval(point.throughput_rps, point.throughput_ci, ",.1f"),
+                      f"{lat.p50_ms:.2f}", with_interval(lat.p99_ms, point.p99_ci, ",.2f"), estimate,
+                      f"{lat.max_ms:.2f}", _requests(point), _verdict(report, index))
     return table
+
+
+def client_summary(point: LoadPoint) -> str:
+    """'load client 6.1% of 2 cores (0.31 ms CPU per request), this process 0.4%' on every point."""
+    client = point.client
+    if client is None or client.cpu_pct_of_machine is None:
+        cpu = f"{point.client_cpu_pct:.0f}%" if point.client_cpu_pct is not None else "n/a"
+        return f"client CPU {cpu}"
+    text = f"load client {client.cpu_pct_of_machine:.1f}% of {client.cores} cores"
+    if client.cpu_ms_per_request is not None:
+        text += f" ({client.cpu_ms_per_request:.2f} ms CPU per request)"
+    if client.send_lateness is not None and client.send_lateness.count:
+        text += f", send lateness p99 {client.send_lateness.p99_ms:.2f} ms"
+    if client.send_gap is not None:
+        text += f", reply-to-send {client.send_gap.mean_ms:.3f} ms mean"
+    if client.controller_cpu_pct is not None:
+        text += f"; this process {client.controller_cpu_pct:.1f}% of the machine"
+    return text
+
+
+def _slo_line(point: LoadPoint) -> str:
+    slo = point.slo
+    if slo is None:
+        return ""
+    return (f"; p{slo.percentile:g} <= {slo.bound_ms:g} ms: {slo.status} ({slo.overshoots}/{slo.requests} "
+            f"over, {slo.required_requests} requests needed at {slo.confidence:.0%} confidence)")
 
 
 def _print_report(report: LoadReport) -> None:
     console.print(results_table(report))
     for point, detail in zip(report.points, report.details, strict=True):
-        cpu = f"{point.client_cpu_pct:.0f}%" if point.client_cpu_pct is not None else "n/a"
         line = (f"  {_short(point)}: {detail.stop_reason}; merged {point.windows} of {len(detail.windows)} "
-                f"complete window(s); client CPU {cpu}")
-        if point.slo is not None:
-            slo = point.slo
-            line += (f"; p{slo.percentile:g} <= {slo.bound_ms:g} ms: {slo.overshoots}/{slo.requests} over, "
-                     f"{slo.required_requests} requests needed at {slo.confidence:.0%} confidence")
-        console.print(line + "".join(f"; {reason}" for reason in detail.client_bound_reasons))
+                f"complete window(s) + {detail.tail_requests} late replies; {client_summary(point)}")
+        console.print(line + _slo_line(point))
+        for flag in point.flags:
+            console.print(f"    [yellow]flag:[/] {flag}")
+    interval = next((p.throughput_ci for p in report.points if p.throughput_ci), None)
+    if interval is not None:
+        console.print(f"[dim]intervals: {interval.method}; p99 LoadGen: MLPerf LoadGen's early-stopping "
+                      "estimate at 99% confidence ('-': fewer than 662 requests)[/]")
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
     if report.stopped_early:
@@ -129,7 +168,9 @@ def load(
     warmup: Annotated[float | None, typer.Option(help="Warm-up seconds (default 2)")] = None,
     warmup_requests: Annotated[int | None, typer.Option(help="Warm-up requests (default 20)")] = None,
     window: Annotated[float | None, typer.Option(help="Window seconds (default 5)")] = None,
-    min_window_requests: Annotated[int | None, typer.Option(help="Requests per window (default 50)")] = None,
+    min_window_requests: Annotated[
+        int | None, typer.Option(help="Requests per window (default 50; at least 4 / stability tolerance)")
+    ] = None,
     max_windows: Annotated[int | None, typer.Option(help="Windows per point (default 10)")] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-request timeout, seconds (default 30)")] = None,
     sagemaker: Annotated[str | None, typer.Option(help="SageMaker endpoint name (boto3 runtime)")] = None,
@@ -148,8 +189,10 @@ def load(
     })
     target = _target(url, payload, content_type, accept, sagemaker, endpoint_url, region)
     try:
-        with Live(Text("starting..."), console=console, refresh_per_second=4, transient=True) as live:
-            report = run_load(target, cfg, on_progress=lambda stats: live.update(_live_text(stats)))
+        # drawn only when the generator reports (once a second): no refresh thread beside the load
+        with Live(Text("starting..."), console=console, auto_refresh=False, transient=True) as live:
+            report = run_load(target, cfg,
+                              on_progress=lambda stats: live.update(_live_text(stats), refresh=True))
     except LoadError as exc:
         raise fail(str(exc)) from exc
     except KeyboardInterrupt as exc:

@@ -22,6 +22,7 @@ from deploybench.pricing import (
     price_override,
     transactions_per_hour,
 )
+from deploybench.results import with_interval
 
 StudyDir = Annotated[Path, typer.Argument(help="study folder (holds trials.jsonl)")]
 Instance = Annotated[str | None, typer.Option(help="price every trial as this catalogue instance")]
@@ -65,10 +66,6 @@ def _constraints(
         raise ValueError("; ".join(problems)) from exc
 
 
-def _money(value: float | None, spec: str = ".2f") -> str:
-    return "—" if value is None else f"${value:{spec}}"
-
-
 def print_recommendation(rec: Recommendation) -> None:
     """The ranking as a Rich table, then the headline (what users came for) last, where it is seen."""
     multi = len(rec.machines) > 1
@@ -77,9 +74,9 @@ def print_recommendation(rec: Recommendation) -> None:
         ("#", "right"),
         ("candidate", "left"),
         *([("machine", "left")] if multi else []),
-        ("req/s", "right"),
-        ("p99 ms", "right"),
-        ("$ / 1M", "right"),
+        ("req/s (95% CI)", "right"),
+        ("p99 ms (95% CI)", "right"),
+        ("$ / 1M (95% CI)", "right"),
         ("vs baseline", "left"),
         ("why", "left"),
     ]:
@@ -90,14 +87,16 @@ def print_recommendation(rec: Recommendation) -> None:
             str(ev.rank or "—"),
             ev.label + (" ◆" if ev.pareto else ""),
             *([ev.machine] if multi else []),
-            "—" if ev.throughput_rps is None else f"{ev.throughput_rps:.1f}",
-            "—" if ev.p99_ms is None else f"{ev.p99_ms:.1f}",
-            _money(ev.cost_per_1m),
+            with_interval(ev.throughput_rps, ev.throughput_ci),
+            with_interval(ev.p99_ms, ev.p99_ci),
+            "—" if ev.cost_per_1m is None else "$" + with_interval(ev.cost_per_1m, ev.cost_per_1m_ci, ".2f"),
             ev.vs_baseline or "—",
             ev.reason,
         ]
         table.add_row(*cells, style=style)
     console.print(table)
+    if rec.comparison:
+        console.print(f"against the noise: {rec.comparison}")
     for note in rec.notes:
         console.print(f"[yellow]note:[/] {note}")
     if rec.random_weights:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -13,7 +14,9 @@ import typer
 from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
+from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
+from deploybench.results import Interval, with_interval
 from deploybench.study.runner import StudyOutcome, run_study
 from deploybench.study.spec import (
     StudyConfig,
@@ -42,11 +45,22 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     constraints = {k: options[k] for k in names if options.get(k) is not None}
     if constraints:
         overrides["constraints"] = constraints
+    overrides.update(_top_level_overrides(options))
+    if options.get("input_shape") is not None:
+        overrides.setdefault("model", {})["input_shape"] = parse_shape(options["input_shape"])
+    return overrides
+
+
+def _top_level_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The flags that set one top-level field of the study file each."""
+    overrides: dict[str, Any] = {}
     for key in ("payload", "eval_data"):
         if options.get(key) is not None:
             overrides[key] = str(options[key])
     if options.get("cluster") is not None:
         overrides["cluster"] = {"address": options["cluster"]}
+    if options.get("content_type") is not None:
+        overrides["content_type"] = options["content_type"]
     return overrides
 
 
@@ -60,15 +74,21 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _with_ci(value: float | None, ends: list[float] | None) -> str:
+    interval = None if ends is None else Interval(low=ends[0], high=ends[1], method="")
+    return with_interval(value, interval, missing="-")
+
+
 _COLUMNS = (
     ("backend", "left"),
     ("stack", "left"),
     ("precision", "left"),
     ("w/t/b/d", "left"),
     ("parity", "left"),
-    ("peak req/s", "right"),
+    ("peak req/s (95% CI)", "right"),
     ("p50 ms", "right"),
-    ("p99 ms", "right"),
+    ("p99 ms (95% CI)", "right"),
+    ("p99 LoadGen", "right"),
     ("c16 req/s", "right"),
     ("c16 p99 ms", "right"),
     ("mem MB", "right"),
@@ -93,9 +113,10 @@ def render_table(outcome: StudyOutcome) -> Table:
             row["precision"] or "-",
             knobs,
             row["parity"] or "-",
-            _fmt(row["peak"]["rps"]) + peak_flag,
+            _with_ci(row["peak"]["rps"], row["peak"]["rps_ci"]) + peak_flag,
             _fmt(row["peak"]["p50_ms"]),
-            _fmt(row["peak"]["p99_ms"]),
+            _with_ci(row["peak"]["p99_ms"], row["peak"]["p99_ci"]),
+            _fmt(row["peak"]["p99_loadgen_ms"]),
             _fmt(row["c16"]["rps"]),
             _fmt(row["c16"]["p99_ms"]),
             _fmt(row["peak_rss_mb"], 0),
@@ -105,12 +126,28 @@ def render_table(outcome: StudyOutcome) -> Table:
 
 
 def print_reasons(outcome: StudyOutcome) -> None:
-    """Why each candidate that was not measured cleanly is so: one line each, under the table."""
-    rows = [row for row in sorted_rows(outcome.trials) if row["reason"] and row["status"] != "ok"]
-    if any(not row["peak_trusted"] and row["peak"]["rps"] for row in sorted_rows(outcome.trials)):
-        console.print("  ~ best point measured, no trusted peak: unstable or client-bound (see the report)")
+    """Why each candidate or point that was not measured cleanly is so: one line each, under the table."""
+    all_rows = sorted_rows(outcome.trials)
+    rows = [row for row in all_rows if row["reason"] and row["status"] != "ok"]
+    if any(not row["peak_trusted"] and row["peak"]["rps"] for row in all_rows):
+        console.print("  ~ best point measured, no trusted peak (see the flags below)")
     for row in rows:
         console.print(f"  [dim]{row['trial_id']}[/]: {row['status']}: {row['reason']}")
+    points = sum(row["points"] for row in all_rows)
+    flagged = [(row["trial_id"], item) for row in all_rows for item in row["flagged"]]
+    if points:
+        console.print(f"  {len(flagged)} of {points} load points flagged" + ":" * bool(flagged))
+    for trial_id, item in flagged:
+        console.print(f"    [dim]{trial_id}[/] {item['point']}: {'; '.join(item['flags'])}")
+    _print_share(all_rows, "client_cpu_pct", "the load client used")
+    _print_share(all_rows, "study_cpu_pct", "the study process itself used")
+
+
+def _print_share(rows: list[dict[str, Any]], key: str, who: str) -> None:
+    shares = [row[key] for row in rows if row[key] is not None]
+    if shares:
+        console.print(f"  {who} {sum(shares) / len(shares):.2f}% of the machine's {os.cpu_count()} cores "
+                      f"while points ran (worst trial {max(shares):.2f}%)")
 
 
 def _install_sigint(stop: threading.Event) -> None:
@@ -156,6 +193,12 @@ def run(
         typer.Option(help="stacks: deploybench,torchserve,triton,litserve (any of them) or all"),
     ] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
+    content_type: Annotated[
+        str | None, typer.Option(help="Content-Type of the payload bodies (default image/jpeg)")
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W model input (SageMaker archives: read from input_fn)")
+    ] = None,
     instance: Annotated[str | None, typer.Option(help="instance name from the price catalogue")] = None,
     price_per_hour: Annotated[float | None, typer.Option(help="USD per hour of this machine")] = None,
     p99_ms: Annotated[float | None, typer.Option(help="constraint: p99 latency bound (ms)")] = None,
@@ -209,6 +252,8 @@ def run(
         "calibration_data": str(calibration_data) if calibration_data else None,
         "max_accuracy_drop": max_accuracy_drop,
         "reject_significant_drop": reject_significant_drop,
+        "content_type": content_type,
+        "input_shape": input_shape,
     }
     try:
         overrides = _cli_overrides(options)

@@ -64,6 +64,39 @@ def _with_requirements(settings: ServeSettings, install: bool) -> ServeSettings:
     return settings
 
 
+def _model_spec(
+    model: str | None,
+    weights: str,
+    folder: Path | None,
+    model_path: Path | None,
+    payload: Path | None,
+    content_type: str,
+    input_shape: str | None,
+) -> ModelSpec | None:
+    """--model as given; else, when --payload / --input-shape describe a SageMaker handler's requests,
+    the archive itself (its model_fn stays the network); else None (resolve_settings decides)."""
+    requests: dict[str, Any] = {"payload": payload, "content_type": content_type}
+    if input_shape:
+        requests["input_shape"] = parse_shape(input_shape)
+    if model:
+        return ModelSpec(source=model, weights=weights, **requests)
+    has_handler = folder is not None and (folder / "code").is_dir()
+    if model_path is not None and has_handler and (payload is not None or input_shape):
+        return ModelSpec(source=str(model_path), weights=weights, **requests)
+    return None
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """'3,224,224' -> (3, 224, 224); anything else is a clear error."""
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise fail(f"--input-shape takes C,H,W (three positive integers), got {text!r}")
+    return dims  # type: ignore[return-value]
+
+
 def _ready_hook(settings: ServeSettings, json_path: Path | None) -> Any:
     def on_ready(info: dict[str, Any]) -> None:
         first = info["workers"][0] if info["workers"] else {}
@@ -97,12 +130,18 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="model worker processes [env SAGEMAKER_MODEL_SERVER_WORKERS]")
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="intra-op threads per worker")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="intra-op threads per worker [env OMP_NUM_THREADS]")
+    ] = None,
     max_batch_size: Annotated[
-        int | None, typer.Option(help="dynamic batching: most requests per predict call")
+        int | None,
+        typer.Option(help="dynamic batching: most requests per batch [env SAGEMAKER_TS_BATCH_SIZE]"),
     ] = None,
     max_delay_ms: Annotated[
-        float | None, typer.Option(help="dynamic batching: longest wait after the first")
+        float | None,
+        typer.Option(
+            help="dynamic batching: longest wait after the first [env SAGEMAKER_TS_MAX_BATCH_DELAY]"
+        ),
     ] = None,
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080) [env SAGEMAKER_BIND_TO_PORT]")] = None,
@@ -130,6 +169,14 @@ def serve(
         Path | None, typer.Option(help="folder of images int8 backends calibrate on (as in variants/run)")
     ] = None,
     top_k: Annotated[int, typer.Option(help="labels in a JSON answer")] = 5,
+    payload: Annotated[
+        Path | None,
+        typer.Option(help="sample request bodies your input_fn reads (checks predict_fn, with --backend)"),
+    ] = None,
+    content_type: Annotated[str, typer.Option(help="Content-Type of the --payload bodies")] = "image/jpeg",
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W model input when there is no --payload (default 3,224,224)")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="tracebacks in error bodies, access log")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the ready description here")] = None,
 ) -> None:
@@ -151,9 +198,9 @@ def serve(
         "max_worker_restarts": max_worker_restarts,
         "debug": debug or None,
     }
-    spec = ModelSpec(source=model, weights=weights, calibration_data=calibration_data) if model else None
     try:
         with _model_folder(model_path) as folder:
+            spec = _model_spec(model, weights, folder, model_path, payload, content_type, input_shape)
             settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir, weights=weights)
             if calibration_data is not None and settings.model is not None:
                 model_spec = settings.model.model_copy(update={"calibration_data": calibration_data})

@@ -1,7 +1,12 @@
-"""Rich progress for a study: candidates done / left with an ETA, and the current trial's live numbers."""
+"""Rich progress for a study: candidates done / left with an ETA, and the current trial's live numbers.
+
+The display shares the cores with the server under test, so it draws only when there is news (a
+stage, a trial started or done, a live update at most once a second): no refresh thread.
+"""
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any
 
 from rich.console import Console
@@ -46,8 +51,10 @@ class RichStudyProgress(StudyProgress):
             TextColumn("{task.fields[live]}"),
             console=console,
             transient=False,
+            auto_refresh=False,
         )
         self.task: Any = None
+        self.last_draw = 0.0
         self.on_stage = self._stage
         self.on_variants = self._variants
         self.on_plan = self._plan
@@ -61,6 +68,10 @@ class RichStudyProgress(StudyProgress):
 
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
+
+    def _draw(self) -> None:
+        self.last_draw = monotonic()
+        self.progress.refresh()
 
     def _stage(self, message: str) -> None:
         self.progress.console.print(f"[cyan]•[/] {message}")
@@ -81,6 +92,7 @@ class RichStudyProgress(StudyProgress):
         )
         self.task = self.progress.add_task("candidates", total=len(jobs), live="")
         self.progress.update(self.task, completed=sum(1 for j in jobs if j.trial_id in done))
+        self._draw()
 
     def _start(self, job: TrialJob, node: str | None) -> None:
         """One trial at a time here; on a cluster, one per node at once, so say which node took it."""
@@ -88,6 +100,7 @@ class RichStudyProgress(StudyProgress):
             self.progress.console.print(f"  {'started':>8}  {job.trial_id}  on {node}")
         if self.task is not None:
             self.progress.update(self.task, description=job.trial_id, live="")
+            self._draw()
 
     def _done(self, record: TrialRecord) -> None:
         peak = record.peak
@@ -97,7 +110,12 @@ class RichStudyProgress(StudyProgress):
         self.progress.console.print(f"  {record.status:>8}  {record.trial_id}  {summary}{where}")
         if self.task is not None:
             self.progress.advance(self.task)
+            self._draw()
 
     def _live(self, update: LiveStats) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, live=describe_live(update))
+        """Keep the newest numbers; draw them at most once a second."""
+        if self.task is None:
+            return
+        self.progress.update(self.task, live=describe_live(update))
+        if monotonic() - self.last_draw >= 1.0:
+            self._draw()

@@ -66,7 +66,10 @@ def _timing_cells(variant: VariantReport, size: int, threads: int) -> list[str]:
 def render_table(report: VariantsReport, batch_sizes: tuple[int, ...]) -> Table:
     """One row per backend: precision, parity, median latency and images/s per batch, speed-up vs eager."""
     threads = sorted({t.threads for v in report.variants for t in v.timings}) or [0]
-    table = Table(title=f"{report.model}: {report.weights} weights, {threads[0]} threads, in-process")
+    table = Table(
+        title=f"{report.model}: {report.weights} weights, {threads[0]} threads, in-process",
+        caption=report.handler,  # a SageMaker handler: whether variants stand in for its predict_fn
+    )
     table.add_column("backend", no_wrap=True)
     table.add_column("prec")
     table.add_column("parity", no_wrap=True)
@@ -196,7 +199,10 @@ def _run_with_progress(spec: ModelSpec, backends: list[str] | None, **options: o
 def variants(
     model: Annotated[
         str,
-        typer.Option(help="torchvision:<name> | efficientnet-lite0 | FILE.pt | FILE.onnx | module:function"),
+        typer.Option(
+            help="torchvision:<name> | efficientnet-lite0 | FILE.pt | FILE.onnx | module:function"
+            " | model.tar.gz | SageMaker model folder"
+        ),
     ] = "torchvision:resnet50",
     weights: Annotated[str, typer.Option(help="auto | pretrained | random | state-dict FILE")] = "auto",
     backends: Annotated[str | None, typer.Option(help="comma-separated backend names (default: all)")] = None,
@@ -220,8 +226,10 @@ def variants(
         ),
     ] = None,
     payload: Annotated[
-        Path | None, typer.Option(help="image whose preprocessing is timed (default: cat.jpg)")
+        Path | None,
+        typer.Option(help="image whose preprocessing is timed; SageMaker sources: the bodies input_fn reads"),
     ] = None,
+    content_type: Annotated[str, typer.Option(help="Content-Type of the payload bodies")] = "image/jpeg",
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write the full report (raw samples) here")
     ] = None,
@@ -234,12 +242,12 @@ def variants(
     if calibration is not None and not calibration.is_dir():
         raise fail(f"{calibration}: calibration folder not found")
     try:
-        body = read_payloads(payload)[0] if payload is not None else None
+        body = read_payloads(payload, content_type)[0] if payload is not None else None
     except PayloadError as exc:
         raise fail(str(exc)) from None
     try:
         report = _run_with_progress(
-            ModelSpec(source=model, weights=weights),
+            ModelSpec(source=model, weights=weights, payload=payload, content_type=content_type),
             names,
             batch_sizes=batch_sizes,
             threads=thread_counts,

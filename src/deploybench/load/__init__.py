@@ -2,19 +2,28 @@
 
 Public API (see each module): targets (HttpTarget, KServeV2Target, SageMakerTarget, InProcessTarget),
 run_load, run_points, sweep_concurrency, sweep_rate, measure_point, LoadReport, LiveStats, and the
-statistics helpers (merge_histograms, stats_from_histogram, early stopping).
+statistics helpers (merge_histograms, stats_from_histogram, stability, MLPerf LoadGen's early
+stopping and its percentile estimate).
+
+What a search or a study reads per point (LoadPoint, deploybench.results): throughput_rps and its
+throughput_ci, latency.p99_ms and its p99_ci, slo (the verdict: met / missed / undecided), and
+trusted / flags (why not, each with its number).
 """
 
+from deploybench.load.early_stopping import (
+    early_stopping_estimate_ms,
+    early_stopping_passes,
+    required_requests,
+    slo_verdict,
+)
 from deploybench.load.result import ClientEnvironment, LiveStats, LoadReport, PointDetail, WindowSummary
 from deploybench.load.runner import PointResult, measure_point
 from deploybench.load.stats import (
     decode_histogram,
-    early_stopping_passes,
     encode_histogram,
     is_stable,
     merge_histograms,
-    required_requests,
-    slo_verdict,
+    stability,
     stats_from_histogram,
 )
 from deploybench.load.sweeps import peak_index, run_load, run_points, sweep_concurrency, sweep_rate
@@ -43,6 +52,7 @@ __all__ = [
     "TargetUnreachable",
     "WindowSummary",
     "decode_histogram",
+    "early_stopping_estimate_ms",
     "early_stopping_passes",
     "encode_histogram",
     "is_stable",
@@ -53,6 +63,7 @@ __all__ = [
     "run_load",
     "run_points",
     "slo_verdict",
+    "stability",
     "stats_from_histogram",
     "sweep_concurrency",
     "sweep_rate",

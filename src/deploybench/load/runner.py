@@ -2,24 +2,29 @@
 
 Synchronous on purpose: a study calls it from its main thread. Ctrl-C (KeyboardInterrupt) or
 the caller's stop_event ends the point early and the partial measurement is still returned.
+While a point runs this process only waits: it wakes when a worker sends a slice (a few times a
+second) or dies (its process sentinel), so it stays out of the server's way; what it spends is
+recorded with the point (client.controller_cpu_pct).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import queue
+import os
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 from deploybench.config import LoadConfig
-from deploybench.load.meter import PointMeter, client_bound_reasons
+from deploybench.load.channels import Channel, PipeChannel, QueueChannel
+from deploybench.load.meter import PointMeter
 from deploybench.load.result import LiveStats, PointDetail
+from deploybench.load.stats import bucket_values
 from deploybench.load.targets import LoadError, Target
-from deploybench.load.worker import StartGate, WorkerPlan, process_entry, run_worker
+from deploybench.load.worker import DRAIN_MARGIN_S, StartGate, WorkerPlan, process_entry, run_worker
 from deploybench.results import LoadPoint
 
 ProgressFn = Callable[[LiveStats], None]
@@ -28,7 +33,8 @@ READY_TIMEOUT_S = 60.0
 # fork on Linux: "spawn" re-imports the caller's __main__ (for the CLI that is every command, torch
 # included: seconds per worker). The child only runs asyncio + aiohttp, never the parent's threads.
 _START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
-STOP_TIMEOUT_S = 10.0
+LIVE_PERIOD_S = 1.0  # the live line is news for a human: once a second is plenty
+IDLE_WAKE_S = 0.5  # with nothing arriving, look at the stop event this often
 
 
 @dataclass
@@ -67,83 +73,77 @@ class WorkerPool:
     """Worker processes, one worker in a thread only for in-process targets.
 
     Even a single HTTP worker gets its own process: in a thread it would share the GIL with the
-    caller (the meter, Rich's refresh thread, a study's threads) and stall for milliseconds.
+    caller (the meter, the display, a study's threads) and stall for milliseconds.
     """
 
     def __init__(self, target: Target, plans: list[WorkerPlan]) -> None:
         self.target, self.plans = target, plans
         if len(plans) > 1 and not target.multiprocess:
             raise LoadError(f"{target.kind} target cannot be spread over processes: use --processes 1")
+        bucket_values()  # built once here, so forked workers inherit the table
         self.use_processes = target.multiprocess
+        self.errors: list[str] = []
         if self.use_processes:
             ctx = multiprocessing.get_context(_START_METHOD)
-            self.messages: Any = ctx.Queue()
             self.stop_flag: Any = ctx.Event()
             self.gate = StartGate(ctx.Event(), ctx.Value("d", 0.0))
+            pipes = {plan.worker_id: ctx.Pipe(duplex=False) for plan in plans}
             self.runners: list[Any] = [
                 ctx.Process(target=process_entry,
-                            args=(target, plan, self.messages, self.gate, self.stop_flag),
+                            args=(target, plan, pipes[plan.worker_id][1], self.gate, self.stop_flag),
                             daemon=True, name=f"deploybench-load-{plan.worker_id}")
                 for plan in plans
             ]
+            self.channel: Channel = PipeChannel({w: ends[0] for w, ends in pipes.items()},
+                                                dict(zip(pipes, self.runners, strict=True)))
+            self._child_ends = [ends[1] for ends in pipes.values()]
         else:
-            self.messages = queue.SimpleQueue()
             self.stop_flag = threading.Event()
             self.gate = StartGate(threading.Event())
+            self.channel = QueueChannel(len(plans))
             self.runners = [
                 threading.Thread(target=run_worker,
-                                 args=(target, plan, self.messages.put, self.gate, self.stop_flag),
+                                 args=(target, plan, self.channel.put, self.gate, self.stop_flag),
                                  daemon=True, name=f"deploybench-load-{plan.worker_id}")
                 for plan in plans
             ]
-        self.errors: list[str] = []
+            self._child_ends = []
 
-    def get(self, timeout_s: float) -> dict | None:
-        try:
-            message = self.messages.get(timeout=timeout_s)
-        except queue.Empty:
-            return None
-        if message["type"] == "error":
-            self.errors.append(message["message"])
-        return message
+    def receive(self, timeout_s: float) -> list[dict]:
+        messages = self.channel.receive(timeout_s)
+        self.errors.extend(m["message"] for m in messages if m["type"] in ("error", "died"))
+        return messages
 
     def start(self) -> None:
         """Start every worker, wait until all are connected, then open the gate at one epoch."""
         for runner in self.runners:
             runner.start()
+        for end in self._child_ends:
+            end.close()  # the children hold their ends; ours would keep a dead child's pipe open
         ready: set[int] = set()
         deadline = perf_counter() + READY_TIMEOUT_S
         while len(ready) < len(self.plans):
-            message = self.get(min(0.5, max(0.01, deadline - perf_counter())))
-            if message is not None and message["type"] == "ready":
-                ready.add(message["worker"])
+            for message in self.receive(min(0.5, max(0.01, deadline - perf_counter()))):
+                if message["type"] == "ready":
+                    ready.add(message["worker"])
+                elif message["type"] == "died":
+                    raise LoadError(f"{message['message']} before it was ready (see its output above)")
             if self.errors:
                 raise LoadError(f"load worker failed to start: {self.errors[0]}")
-            dead = [plan.worker_id for plan, runner in zip(self.plans, self.runners, strict=True)
-                    if plan.worker_id not in ready and not runner.is_alive()]
-            if dead and message is None:
-                raise LoadError(f"load worker {dead[0]} exited before it was ready (see its output above)")
             if perf_counter() > deadline:
                 raise LoadError(f"load workers not ready after {READY_TIMEOUT_S:.0f} s")
         self.gate.open_at(perf_counter() + 0.02)
 
-    def stop(self, meter: PointMeter | None) -> None:
-        """Tell workers to stop, keep feeding their last messages to the meter, then join them."""
+    def stop(self, meter: PointMeter | None, wait_s: float) -> None:
+        """Tell workers to stop, keep feeding their last messages (the tail) to the meter, join them."""
         self.stop_flag.set()
         if not self.gate.event.is_set():
             self.gate.open_at(0.0)  # release workers still waiting at the gate
-        deadline = perf_counter() + STOP_TIMEOUT_S
-        done: set[int] = set()
-        while len(done) < len(self.runners) and perf_counter() < deadline:
-            message = self.get(0.1)
-            if message is None:
-                if not any(runner.is_alive() for runner in self.runners):
-                    break
-                continue
-            if message["type"] == "done":
-                done.add(message["worker"])
-            if meter is not None and message["type"] in ("slice", "done"):
-                meter.feed(message)
+        deadline = perf_counter() + wait_s
+        while not self.channel.all_ended() and perf_counter() < deadline:
+            for message in self.receive(min(IDLE_WAKE_S, max(0.01, deadline - perf_counter()))):
+                if meter is not None and message["type"] in ("slice", "done", "died", "error"):
+                    meter.feed(message)
         for runner in self.runners:
             runner.join(timeout=max(0.1, deadline - perf_counter()))
             if self.use_processes and runner.is_alive():
@@ -170,39 +170,44 @@ def measure_point(
     pool = WorkerPool(target, plans)
     meter = PointMeter(cfg, len(plans), _label(concurrency, rate))
     interrupted = False
+    cpu_start, wall_start = process_time(), perf_counter()
     try:
         pool.start()
+        cpu_start, wall_start = process_time(), perf_counter()
         interrupted = _pump(pool, meter, on_progress, stop_event)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        pool.stop(meter)
+        controller = _share(process_time() - cpu_start, perf_counter() - wall_start)
+        pool.stop(meter, cfg.request_timeout_s + DRAIN_MARGIN_S + 2.0)
     if pool.errors and not meter.windows and not meter.warmup.requests:
         raise LoadError(f"load worker failed: {pool.errors[0]}")
     mode = "open" if rate is not None else ("inprocess" if target.kind == "inprocess" else "closed")
     point, detail = meter.point(mode, concurrency, rate)
+    if point.client is not None:
+        point.client.controller_cpu_pct = controller
     if interrupted:
         detail.stop_reason = "interrupted"
-    detail.client_bound_reasons = client_bound_reasons(point) if point.client_bound else []
     return PointResult(point, detail, interrupted, [f"worker error: {e}" for e in pool.errors])
+
+
+def _share(cpu_s: float, wall_s: float) -> float | None:
+    """CPU seconds over wall seconds as a % of all the machine's logical cores."""
+    return round(100.0 * cpu_s / wall_s / (os.cpu_count() or 1), 2) if wall_s > 0 else None
 
 
 def _pump(pool: WorkerPool, meter: PointMeter, on_progress: ProgressFn | None,
           stop_event: threading.Event | None) -> bool:
     """Feed worker messages to the meter until it is done; True when stopped from outside."""
+    next_live = perf_counter() + LIVE_PERIOD_S
     while not meter.finished:
         if stop_event is not None and stop_event.is_set():
             return True
-        message = pool.get(0.1)
-        if message is None:
-            if not any(runner.is_alive() for runner in pool.runners):
-                break
-            for plan, runner in zip(pool.plans, pool.runners, strict=True):
-                code = getattr(runner, "exitcode", None)  # processes only; 0 = finished and said so
-                if code not in (None, 0) and plan.worker_id not in meter.done:
-                    pool.errors.append(f"worker {plan.worker_id} died (exit code {code})")
-                    meter.feed({"type": "done", "worker": plan.worker_id})
-            continue
-        if meter.feed(message) and on_progress is not None:
+        for message in pool.receive(IDLE_WAKE_S):
+            meter.feed(message)
+        if pool.channel.all_ended():
+            break  # every worker said done or died, and the meter has seen it
+        if on_progress is not None and perf_counter() >= next_live:
+            next_live = perf_counter() + LIVE_PERIOD_S
             on_progress(meter.live())
     return False

@@ -1,8 +1,10 @@
 """Load shapes: closed loop (N in flight) and open loop (scheduled arrivals), plus the recorder.
 
-Open-loop latency runs from the SCHEDULED send time (or the actual start if the timer fired a
-little early), so a stalled server shows up in the percentiles instead of silently slowing the
-client down (coordinated omission). Everything here runs inside one worker's event loop.
+Open-loop latency runs from the SCHEDULED send time, always: a stalled server or a stalled client
+(GC pause, preempted process, the study's own work) shows in the percentiles instead of vanishing
+(coordinated omission). How late each send went out is recorded too, as its own distribution: it
+is the evidence for the client-bound verdict. Closed loop records instead the client's own time
+from a reply to the next send of that user. Everything here runs inside one worker's event loop.
 """
 
 from __future__ import annotations
@@ -11,18 +13,16 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import perf_counter
 
-from deploybench.load.stats import new_histogram
 from deploybench.load.targets import TargetClient
 
 LATE_S = 0.001  # a send starting more than 1 ms after its schedule counts as late
-# closed loop: event-loop wake-up lateness counted above each of these (the parent picks the one
-# that matters for the point: 1 ms, or 1% of its p50 when requests take much longer)
-LAG_THRESHOLDS_MS = (1, 2, 5, 10, 20, 50, 100)
-EARLY_FIRE_S = 0.0005  # timers have ~1 ms resolution: fire when this close to the schedule
+EARLY_FIRE_S = 0.0005  # uvloop's timers have ~1 ms resolution: fire when this close to the schedule
 MAX_BACKLOG = 20_000  # open loop: requests in flight per worker before new ones count as dropped
+TIMEOUT = "timeout"  # the error class of a request with no reply within the request timeout
+BACKLOG = "client_backlog"  # the error class of a send the client refused (too many in flight)
 
 
 def parse_server_timing(header: str) -> list[tuple[str, float]]:
@@ -41,13 +41,19 @@ def parse_server_timing(header: str) -> list[tuple[str, float]]:
 
 
 class Recorder:
-    """The current slice's raw counts; the worker's ticker takes and resets it every tick."""
+    """The current slice's raw values; the worker's ticker takes and resets it every tick.
+
+    Latencies, lateness and gaps are kept as plain microsecond ints (an append per request) and
+    turned into histogram buckets once per tick, off the request path.
+    """
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.hist = new_histogram()
+        self.latencies_us: list[int] = []
+        self.lateness_us: list[int] = []
+        self.gaps_us: list[int] = []
         self.ok = 0
         self.errors: dict[str, int] = {}
         self.bytes_sent = 0
@@ -60,18 +66,25 @@ class Recorder:
     def record(
         self, latency_s: float, error: str | None, sent: int, received: int, timing: str | None
     ) -> None:
-        """One finished request (hot path: no allocation beyond the histogram's counter bump)."""
+        """One finished request (hot path)."""
         self.bytes_sent += sent
         self.bytes_received += received
         if error is not None:
             self.errors[error] = self.errors.get(error, 0) + 1
             return
         self.ok += 1
-        self.hist.record_value(max(1, int(latency_s * 1_000_000)))
+        self.latencies_us.append(int(latency_s * 1_000_000))
         if timing:
             for name, dur in parse_server_timing(timing):
                 self.timing_sum[name] = self.timing_sum.get(name, 0.0) + dur
                 self.timing_count[name] = self.timing_count.get(name, 0) + 1
+
+    def sent(self, lateness_s: float) -> None:
+        """One send started lateness_s after its schedule (open loop)."""
+        self.sends += 1
+        self.lateness_us.append(int(lateness_s * 1_000_000))
+        if lateness_s > LATE_S:
+            self.late_sends += 1
 
 
 @dataclass
@@ -80,8 +93,6 @@ class LoopState:
 
     running: bool = True
     budget: int | None = None  # requests this worker may still start; None = unbounded
-    lag_samples: int = 0
-    lag_late: list[int] = field(default_factory=lambda: [0] * len(LAG_THRESHOLDS_MS))
 
     def take(self) -> bool:
         """Claim one request from the budget; False once the worker must stop sending."""
@@ -102,13 +113,21 @@ async def closed_client(
     count = len(payloads)
     index = offset
     send = client.send
+    last_end: float | None = None
     while state.take():
         payload = payloads[index % count]
         index += 1
         start = perf_counter()
         rec.sends += 1
-        error, end, received, timing = await send(payload)
+        if last_end is not None:
+            rec.gaps_us.append(int((start - last_end) * 1_000_000))
+        try:
+            error, end, received, timing = await send(payload)
+        except asyncio.CancelledError:  # still unanswered when the wait for late replies ran out
+            rec.record(perf_counter() - start, TIMEOUT, len(payload), 0, None)
+            raise
         rec.record(end - start, error, len(payload), received, timing)
+        last_end = perf_counter()
 
 
 def arrival_offsets(rate: float, arrival: str, seed: int, phase: float = 0.0) -> Iterator[float]:
@@ -125,11 +144,13 @@ def arrival_offsets(rate: float, arrival: str, seed: int, phase: float = 0.0) ->
         yield clock
 
 
-async def _timed_send(
-    client: TargetClient, payload: bytes, origin: float, rec: Recorder
-) -> None:
-    error, end, received, timing = await client.send(payload)
-    rec.record(end - origin, error, len(payload), received, timing)
+async def _timed_send(client: TargetClient, payload: bytes, scheduled: float, rec: Recorder) -> None:
+    try:
+        error, end, received, timing = await client.send(payload)
+    except asyncio.CancelledError:  # still unanswered when the wait for late replies ran out
+        rec.record(perf_counter() - scheduled, TIMEOUT, len(payload), 0, None)
+        raise
+    rec.record(end - scheduled, error, len(payload), received, timing)
 
 
 async def open_loop(
@@ -139,41 +160,24 @@ async def open_loop(
     epoch: float,
     rec: Recorder,
     state: LoopState,
-) -> set[asyncio.Task[None]]:
-    """Fire requests at their scheduled times whatever the server does; returns in-flight tasks."""
-    inflight: set[asyncio.Task[None]] = set()
+    inflight: set[asyncio.Task[None]],
+) -> None:
+    """Fire requests at their scheduled times whatever the server does; in-flight tasks stay in `inflight`."""
     count = len(payloads)
     for index, offset in enumerate(offsets):
         scheduled = epoch + offset
         delay = scheduled - perf_counter()
-        if delay > EARLY_FIRE_S:
-            await asyncio.sleep(delay)
-        else:
+        if delay <= EARLY_FIRE_S:
             await asyncio.sleep(0)  # let replies in even when behind schedule
+        while delay > EARLY_FIRE_S:  # a uvloop timer may fire up to 1 ms early: sleep again
+            await asyncio.sleep(delay)
+            delay = scheduled - perf_counter()
         if not state.take():
             break
-        start = perf_counter()
-        rec.sends += 1
-        if start - scheduled > LATE_S:
-            rec.late_sends += 1
+        rec.sent(max(0.0, perf_counter() - scheduled))
         if len(inflight) >= MAX_BACKLOG:  # bounded memory against a dead-slow server
-            rec.record(0.0, "client_backlog", 0, 0, None)
+            rec.record(0.0, BACKLOG, 0, 0, None)
             continue
-        payload = payloads[index % count]
-        task = asyncio.create_task(_timed_send(client, payload, max(start, scheduled), rec))
+        task = asyncio.create_task(_timed_send(client, payloads[index % count], scheduled, rec))
         inflight.add(task)
         task.add_done_callback(inflight.discard)
-    return inflight
-
-
-async def lag_sampler(state: LoopState, period_s: float = 0.005) -> None:
-    """Closed loop has no schedule to be late for: measure how late the event loop wakes instead."""
-    while state.running:
-        target = perf_counter() + period_s
-        await asyncio.sleep(period_s)
-        state.lag_samples += 1
-        lag_ms = (perf_counter() - target) * 1000
-        if lag_ms > LAG_THRESHOLDS_MS[0]:
-            for index, threshold in enumerate(LAG_THRESHOLDS_MS):
-                if lag_ms > threshold:
-                    state.lag_late[index] += 1

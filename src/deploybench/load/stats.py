@@ -1,26 +1,32 @@
 """Latency statistics the load generator can be trusted on.
 
-Raw data first: every measurement is an HDR histogram at microsecond resolution, encoded as
-base64 so windows, processes and machines merge raw counts, never averages of percentiles.
-Also here: the window stability rule and MLPerf LoadGen's early-stopping test for SLO claims.
+Raw data first: every measurement is an HDR histogram at microsecond resolution. On the hot path
+and between processes it travels as sparse bucket counts (numpy), is merged by adding counts, and
+becomes an encoded HdrHistogram (base64, safe for JSON) only in the result: windows, processes and
+machines merge raw counts, never averages of percentiles. Also here: the window stability rule.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from deploybench.results import LatencyStats, SloVerdict
+from deploybench.results import LatencyStats
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: any latency a bounded run can see
 SIGNIFICANT_FIGURES = 3
-EXACT_CDF_LIMIT = 2000
+STABLE_WINDOWS = 3
+# a window's p99 from fewer requests is its slowest reply or two: it jumps between identical windows
+# by more than any tolerance, so below this the latency test uses the p50 (perf_analyzer's default
+# latency is the mean; the median is as stable and is what we report)
+P99_STABILITY_MIN_REQUESTS = 1000
+
+Sparse = tuple[np.ndarray, np.ndarray]  # (bucket indices, counts)
 
 
 def new_histogram() -> HdrHistogram:
@@ -59,46 +65,86 @@ def add_into(target: HdrHistogram, others: Iterable[HdrHistogram]) -> HdrHistogr
 
 
 @functools.cache
-def _bucket_values() -> tuple[np.ndarray, np.ndarray]:
-    """Highest and median equivalent value of every counts-array slot (same layout for all ours).
+def bucket_values() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lowest, highest and median equivalent value of every counts-array slot (same for all ours).
 
-    hdrh computes percentiles and the mean in pure-Python loops over ~23k slots (50 ms each);
-    with these tables numpy does it in well under a millisecond, so the parent never holds the
-    GIL long enough to stall a worker thread.
+    hdrh walks its ~23k slots in Python (50 ms a percentile); with these tables numpy does it in
+    well under a millisecond. Built once, before load workers fork, so they inherit it.
     """
     hist = new_histogram()
     lowest = np.array([hist.get_value_from_index(i) for i in range(hist.counts_len)], dtype=np.int64)
     highest = np.array([hist.get_highest_equivalent_value(int(v)) for v in lowest], dtype=np.int64)
     median = lowest + ((highest - lowest + 1) >> 1)
-    return highest, median
+    return lowest, highest, median
 
 
-def _counts(hist: HdrHistogram) -> np.ndarray:
-    return np.frombuffer(hist.counts, dtype=np.uint64, count=hist.counts_len)
+def slots() -> int:
+    return len(bucket_values()[0])
 
 
-def value_at_percentiles(hist: HdrHistogram, percentiles: Sequence[float]) -> list[int]:
-    """HdrHistogram's definition (highest equivalent value of the slot reaching the count), fast."""
-    highest, _ = _bucket_values()
-    total = hist.get_total_count()
-    cumulative = np.cumsum(_counts(hist))
-    targets = [max(int(min(p, 100.0) * total / 100 + 0.5), 1) for p in percentiles]
-    slots = np.searchsorted(cumulative, targets, side="left")
-    return [int(highest[min(slot, len(highest) - 1)]) for slot in slots]
+def sparse_from_values(values_us: Sequence[int] | np.ndarray) -> Sparse:
+    """Bucket counts of raw microsecond values, computed at once (no per-request histogram call)."""
+    if len(values_us) == 0:
+        return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+    values = np.clip(np.asarray(values_us, dtype=np.int64), LOWEST_US, HIGHEST_US)
+    index = np.searchsorted(bucket_values()[0], values, side="right") - 1
+    buckets, counts = np.unique(index, return_counts=True)
+    return buckets.astype(np.int32), counts.astype(np.int64)
 
 
-def stats_from_histogram(hist: HdrHistogram | str | None) -> LatencyStats:
-    """Percentiles in milliseconds from a histogram object or its encoding."""
+def dense(parts: Iterable[Sparse]) -> np.ndarray:
+    """Add sparse bucket counts into one dense counts array."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return np.zeros(slots(), dtype=np.int64)
+    index = np.concatenate([p[0] for p in parts])
+    weights = np.concatenate([p[1] for p in parts]).astype(np.float64)
+    return np.rint(np.bincount(index, weights=weights, minlength=slots())).astype(np.int64)
+
+
+def counts_of(hist: HdrHistogram | str | np.ndarray | None) -> np.ndarray:
+    """Dense int64 bucket counts of a histogram, its encoding, or a counts array."""
+    if isinstance(hist, np.ndarray):
+        return hist
     if hist is None:
-        return LatencyStats()
+        return np.zeros(slots(), dtype=np.int64)
     if isinstance(hist, str):
         hist = decode_histogram(hist)
-    count = hist.get_total_count()
+    return np.frombuffer(hist.counts, dtype=np.uint64, count=hist.counts_len).astype(np.int64)
+
+
+def histogram_from_counts(counts: np.ndarray) -> HdrHistogram:
+    """An HdrHistogram holding these bucket counts (for the encoded copy in the result)."""
+    hist = new_histogram()
+    lowest = bucket_values()[0]
+    for index in np.flatnonzero(counts):
+        hist.record_value(int(lowest[index]), int(counts[index]))
+    return hist
+
+
+def value_at_ranks(counts: np.ndarray, ranks: Sequence[int]) -> list[int]:
+    """Highest equivalent value of the slot holding the rank-th smallest value (1 = the smallest)."""
+    highest = bucket_values()[1]
+    cumulative = np.cumsum(counts)
+    slots_at = np.searchsorted(cumulative, [max(int(r), 1) for r in ranks], side="left")
+    return [int(highest[min(slot, len(highest) - 1)]) for slot in slots_at]
+
+
+def value_at_percentiles(hist: HdrHistogram | np.ndarray, percentiles: Sequence[float]) -> list[int]:
+    """HdrHistogram's definition (highest equivalent value of the slot reaching the count), fast."""
+    counts = counts_of(hist)
+    total = int(counts.sum())
+    return value_at_ranks(counts, [int(min(p, 100.0) * total / 100 + 0.5) for p in percentiles])
+
+
+def stats_from_counts(counts: np.ndarray) -> LatencyStats:
+    """Percentiles in milliseconds from dense bucket counts."""
+    count = int(counts.sum())
     if not count:
         return LatencyStats()
-    p50, p90, p95, p99, p999 = value_at_percentiles(hist, [50, 90, 95, 99, 99.9])
-    _, median = _bucket_values()
-    mean_us = float(np.dot(_counts(hist).astype(np.float64), median)) / count
+    p50, p90, p95, p99, p999 = value_at_percentiles(counts, [50, 90, 95, 99, 99.9])
+    _, highest, median = bucket_values()
+    mean_us = float((counts * median).sum()) / count  # integer sum: no BLAS (see _no_blas in intervals)
     return LatencyStats(
         count=count,
         mean_ms=mean_us / 1000.0,
@@ -107,105 +153,71 @@ def stats_from_histogram(hist: HdrHistogram | str | None) -> LatencyStats:
         p95_ms=p95 / 1000.0,
         p99_ms=p99 / 1000.0,
         p999_ms=p999 / 1000.0,
-        max_ms=hist.get_max_value() / 1000.0,
+        max_ms=int(highest[np.flatnonzero(counts)[-1]]) / 1000.0,
     )
 
 
-def count_above(hist: HdrHistogram, bound_us: int) -> int:
+def stats_from_histogram(hist: HdrHistogram | str | None) -> LatencyStats:
+    """Percentiles in milliseconds from a histogram object or its encoding."""
+    return stats_from_counts(counts_of(hist))
+
+
+def count_above(hist: HdrHistogram | np.ndarray, bound_us: int) -> int:
     """Recorded values strictly above bound_us (at histogram precision)."""
-    highest, _ = _bucket_values()
-    return int(_counts(hist)[highest > bound_us].sum())
+    return int(counts_of(hist)[bucket_values()[1] > bound_us].sum())
 
 
 # ---------------------------------------------------------------- windows and stability
 
 
-@dataclass
-class WindowStat:
-    """One measurement window: enough to judge stability and to merge later."""
+class WindowLike:
+    """What the stability rule reads from a window (WindowSummary satisfies it)."""
 
-    duration_s: float
     ok: int
     errors: int
     throughput_rps: float
+    p50_ms: float
     p99_ms: float
-    histogram: HdrHistogram = field(repr=False)
 
 
-def _within(values: Sequence[float], tolerance: float) -> bool:
-    """perf_analyzer's rule: every value within ±tolerance of the values' mean."""
-    mean = sum(values) / len(values)
-    if mean == 0:
-        return all(v == 0 for v in values)
-    return all(abs(v - mean) <= tolerance * mean for v in values)
+@dataclass
+class Stability:
+    """The verdict on the last windows, and in words why (with the number that decided it)."""
+
+    stable: bool
+    reason: str
 
 
-def is_stable(
-    throughputs: Sequence[float], p99s: Sequence[float], tolerance: float = 0.10, last: int = 3
-) -> bool:
-    """Stable when the last `last` windows agree within tolerance on throughput AND on p99."""
-    if len(throughputs) < last or len(p99s) < last:
-        return False
-    return _within(throughputs[-last:], tolerance) and _within(p99s[-last:], tolerance)
+def _spread(values: Sequence[float]) -> float:
+    """perf_analyzer's measure: max / min (inf when the min is 0)."""
+    low, high = min(values), max(values)
+    return high / low if low > 0 else float("inf")
 
 
-# ---------------------------------------------------------------- early stopping (MLPerf LoadGen)
+def stability(
+    windows: Sequence[WindowLike], tolerance: float = 0.10, last: int = STABLE_WINDOWS
+) -> Stability:
+    """perf_analyzer's rule on the last `last` windows: every one completed requests, and max/min of
+    throughput and of latency are within 1 + tolerance. The latency is the p99 when every window
+    holds P99_STABILITY_MIN_REQUESTS, else the p50."""
+    if len(windows) < last:
+        return Stability(False, f"{len(windows)} of the {last} windows stability needs")
+    recent = windows[-last:]
+    if any(w.ok <= 0 or w.throughput_rps <= 0 for w in recent):
+        return Stability(False, "a window with no completed request")
+    use_p99 = min(w.ok + w.errors for w in recent) >= P99_STABILITY_MIN_REQUESTS
+    name = "p99" if use_p99 else "p50"
+    latency = [w.p99_ms if use_p99 else w.p50_ms for w in recent]
+    limit = 1 + tolerance
+    for what, values in (("throughput", [w.throughput_rps for w in recent]), (name, latency)):
+        spread = _spread(values)
+        if spread > limit:
+            return Stability(
+                False, f"{what} max/min {spread:.2f} over the last {last} windows (limit {limit:.2f})"
+            )
+    return Stability(True, f"throughput and {name} within max/min {limit:.2f} over the last {last} windows")
 
 
-def _binomial_cdf(k: int, n: int, p: float) -> float:
-    """P(X <= k) for X ~ Binomial(n, p), in log space so large n does not underflow."""
-    if p <= 0:
-        return 1.0
-    if k > EXACT_CDF_LIMIT:  # normal approximation with continuity correction: exact sum is too slow
-        mean, sd = n * p, math.sqrt(n * p * (1 - p))
-        return 0.5 * (1 + math.erf((k + 0.5 - mean) / (sd * math.sqrt(2))))
-    log_p, log_q = math.log(p), math.log1p(-p)
-    total = 0.0
-    for i in range(k + 1):
-        log_term = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-        total += math.exp(log_term + i * log_p + (n - i) * log_q)
-    return total
-
-
-def early_stopping_passes(
-    n: int, overshoots: int, percentile: float = 99.0, confidence: float = 0.99
-) -> bool:
-    """Can we claim the percentile meets the bound, given n requests and `overshoots` above it?
-
-    LoadGen's test: if the true overshoot rate were (100 - percentile)%, seeing this few
-    overshoots in n requests would have probability <= 1 - confidence.
-    """
-    if n <= overshoots:
-        return False
-    return _binomial_cdf(overshoots, n, 1.0 - percentile / 100.0) <= 1.0 - confidence
-
-
-def required_requests(overshoots: int, percentile: float = 99.0, confidence: float = 0.99) -> int:
-    """Fewest requests that let the claim pass with this many overshoots (459 for 0, 662 for 1 at p99)."""
-    low, high = overshoots + 1, max(overshoots + 2, 64)
-    while not early_stopping_passes(high, overshoots, percentile, confidence):
-        low, high = high, high * 2
-    while low < high:  # the CDF falls monotonically with n: bisect for the first passing n
-        mid = (low + high) // 2
-        if early_stopping_passes(mid, overshoots, percentile, confidence):
-            high = mid
-        else:
-            low = mid + 1
-    return low
-
-
-def slo_verdict(
-    hist: HdrHistogram, errors: int, bound_ms: float, percentile: float = 99.0, confidence: float = 0.99
-) -> SloVerdict:
-    """Check "p{percentile} <= bound_ms"; failed requests count as overshoots (they never met it)."""
-    overshoots = count_above(hist, round(bound_ms * 1000)) + errors
-    n = hist.get_total_count() + errors
-    return SloVerdict(
-        percentile=percentile,
-        bound_ms=bound_ms,
-        met=early_stopping_passes(n, overshoots, percentile, confidence),
-        overshoots=overshoots,
-        requests=n,
-        required_requests=required_requests(overshoots, percentile, confidence),
-        confidence=confidence,
-    )
+def is_stable(windows: Sequence[WindowLike], tolerance: float = 0.10, last: int = STABLE_WINDOWS) -> bool:
+    """True when `stability` says stable."""
+    return stability(windows, tolerance, last).stable

@@ -1,8 +1,12 @@
 """Public entry points: one point, given points, and the concurrency and rate sweeps.
 
 Concurrency sweep (Model Analyzer's rule): 1, 2, 4, ... until the best of the last 3 points is
-< 5% better than the best before them (so 4 points show the plateau), or p99 passes the SLO.
-Rate sweep: double the rate while p99 meets the SLO, then bisect (at most 5 steps).
+< 5% better than the best before them (so 4 points show the plateau), or the SLO verdict says the
+p99 is above the bound. Rate sweep: double the rate while the SLO verdict is "met", then bisect
+(at most 5 steps, or until the bracket is within 10%). SLO claims come only from the verdict
+(MLPerf LoadGen's early-stopping test), never from the raw p99 of a few requests; each rate point
+runs long enough for one (459 requests at p99/99%). A point whose load worker died is never a
+peak, a verdict or a plateau step.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import threading
 from datetime import UTC, datetime
 
 from deploybench.config import LoadConfig
+from deploybench.load.early_stopping import required_requests
 from deploybench.load.result import LoadReport, client_environment
 from deploybench.load.runner import PointResult, ProgressFn, measure_point
 from deploybench.load.targets import LoadError, Target
@@ -23,6 +28,9 @@ MAX_ERROR_FRACTION = 0.5
 MAX_DOUBLINGS = 12
 MAX_BISECT_STEPS = 5
 DEFAULT_START_RATE = 10.0
+RATE_PRECISION = 1.10  # stop bisecting when the bracket's high / low is within this
+VERDICT_MARGIN = 1.3  # a rate point lasts 1.3x the time its verdict's requests take to arrive
+MAX_VERDICT_POINT_S = 120.0
 
 
 def _now() -> str:
@@ -61,14 +69,23 @@ class _Session:
             stopped_early=self.stopped, notes=self.notes, started_at=self.started_at, finished_at=_now(),
         )
         if points and report.peak_index is None:
-            report.notes.append("no stable, non-client-bound point: no peak is claimed")
+            report.notes.append(f"no trusted point: no peak is claimed ({untrusted_summary(points)})")
         return report
 
 
 def peak_index(points: list[LoadPoint]) -> int | None:
-    """Best throughput among stable points the client could drive."""
-    eligible = [i for i, p in enumerate(points) if p.stable and not p.client_bound]
+    """Best throughput among trusted points: valid, stable, the client kept up."""
+    eligible = [i for i, p in enumerate(points) if p.trusted]
     return max(eligible, key=lambda i: points[i].throughput_rps) if eligible else None
+
+
+def untrusted_summary(points: list[LoadPoint]) -> str:
+    """'2 unstable, 1 client-bound' over the points' flags."""
+    kinds: dict[str, int] = {}
+    for point in points:
+        for kind in {flag.split(":")[0] for flag in point.flags}:
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none flagged"
 
 
 def _error_fraction(point: LoadPoint) -> float:
@@ -85,12 +102,16 @@ def plateau_reached(throughputs: list[float], min_gain: float = MIN_GAIN) -> boo
 
 
 def _sweep_stop_reason(points: list[LoadPoint], cfg: LoadConfig) -> str | None:
-    last = points[-1]
-    if cfg.slo_p99_ms is not None and last.latency.p99_ms > cfg.slo_p99_ms:
-        return f"p99 {last.latency.p99_ms:.1f} ms passed the SLO {cfg.slo_p99_ms:g} ms"
+    valid = [p for p in points if p.invalid_reason is None]
+    if not valid or valid[-1] is not points[-1]:
+        return None  # the last point broke: no evidence either way
+    last = valid[-1]
+    if last.slo is not None and last.slo.status == "missed":
+        return (f"SLO verdict: p99 above {last.slo.bound_ms:g} ms ({last.slo.overshoots} of "
+                f"{last.slo.requests} requests over it)")
     if _error_fraction(last) > MAX_ERROR_FRACTION:
         return f"{_error_fraction(last):.0%} of requests failed"
-    if plateau_reached([p.throughput_rps for p in points]):
+    if plateau_reached([p.throughput_rps for p in valid]):
         return f"throughput plateau (< {MIN_GAIN:.0%} gain over {PLATEAU_POINTS} points)"
     return None
 
@@ -149,16 +170,24 @@ def run_points(
     return session.report()
 
 
-def _meets_slo(point: LoadPoint, cfg: LoadConfig) -> bool:
-    """p99 within the bound at (nearly) the asked rate, almost no errors.
+def _meets_slo(point: LoadPoint) -> bool:
+    """The early-stopping verdict says the p99 bound holds (a valid point only).
 
-    A client-bound point still counts: a late client only adds latency measured from the schedule,
-    so the verdict errs on the safe side (the flag stays on the point for the reader).
+    A client-bound open-loop point still counts: its latency runs from the schedule, so a late
+    client only adds to it and the verdict errs on the safe side (the flag stays on the point).
     """
-    assert cfg.slo_p99_ms is not None
-    delivered = point.throughput_rps >= 0.9 * (point.target_rate or 0.0)
-    return (point.latency.count > 0 and point.latency.p99_ms <= cfg.slo_p99_ms and delivered
-            and _error_fraction(point) <= 0.01)
+    return point.invalid_reason is None and point.slo is not None and point.slo.status == "met"
+
+
+def verdict_config(cfg: LoadConfig, rate: float) -> LoadConfig:
+    """The point's time bound, stretched so the requests a verdict needs can arrive at this rate."""
+    needed = cfg.warmup_s + VERDICT_MARGIN * required_requests(0) / rate
+    duration = min(max(cfg.duration_s, needed), MAX_VERDICT_POINT_S)
+    return cfg.model_copy(update={"duration_s": duration})
+
+
+def _bracket_narrow(low: float, high: float) -> bool:
+    return low > 0 and high / low <= RATE_PRECISION
 
 
 def sweep_rate(
@@ -169,32 +198,38 @@ def sweep_rate(
     on_progress: ProgressFn | None = None,
     stop_event: threading.Event | None = None,
 ) -> LoadReport:
-    """Highest open-loop rate whose p99 meets cfg.slo_p99_ms: double until it fails, then bisect."""
+    """Highest open-loop rate whose p99 verdict meets cfg.slo_p99_ms: double until it fails, then bisect."""
     if cfg.slo_p99_ms is None:
         raise LoadError("--sweep rate needs --slo-p99-ms (the p99 bound the rate must meet)")
     session = _Session(target, cfg, on_progress, stop_event)
     best: tuple[float, int] | None = None  # (rate, result index)
     low, high, rate = 0.0, None, start_rate or cfg.rate or DEFAULT_START_RATE
+
+    def meets(at: float) -> bool:
+        session.cfg = verdict_config(cfg, at)
+        return _meets_slo(session.measure(rate=at))
+
     for _ in range(MAX_DOUBLINGS):
         if session.stopped:
             break
-        if _meets_slo(session.measure(rate=rate), cfg):
+        if meets(rate):
             best, low, rate = (rate, len(session.results) - 1), rate, rate * 2
         else:
             high = rate
             break
     for _ in range(MAX_BISECT_STEPS if high is not None else 0):
         rate = (low + high) / 2 if low > 0 else high / 2
-        if session.stopped or rate < 0.1:
+        if session.stopped or rate < 0.1 or _bracket_narrow(low, high):
             break
-        if _meets_slo(session.measure(rate=rate), cfg):
+        if meets(rate):
             best, low = (rate, len(session.results) - 1), rate
         else:
             high = rate
+    session.cfg = cfg
     report = session.report()
     report.slo_rate_index = best[1] if best else None
     if best is None:
-        report.notes.append(f"no tested rate met p99 <= {cfg.slo_p99_ms:g} ms")
+        report.notes.append(f"no tested rate met p99 <= {cfg.slo_p99_ms:g} ms by its verdict")
     return report
 
 

@@ -111,14 +111,16 @@ class _HttpClient(TargetClient):
 
     async def send(self, payload: bytes) -> Outcome:
         try:
-            async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
+            # a redirect is an answer the endpoint should not give: count it, never follow it
+            async with self._session.post(self._url, data=payload, headers=self._headers,
+                                          allow_redirects=False) as resp:
                 body = await resp.read()
                 end = perf_counter()
                 status = resp.status
                 timing = resp.headers.get("Server-Timing")
         except self._errors as exc:
             return _classify_http_exception(exc), perf_counter(), 0, None
-        if status >= 400:
+        if status >= 300:
             return f"http_{status}", end, len(body), timing
         return None, end, len(body), timing
 

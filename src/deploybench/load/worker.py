@@ -1,8 +1,11 @@
 """One load worker: an event loop (uvloop) that drives a target and streams raw time slices.
 
 A worker runs in a thread (one process) or in its own process (--processes P). It never decides
-when a point is done: every tick it sends the slice it recorded (encoded HDR histogram, counts,
-its own CPU time) to the parent, which builds windows and tells all workers when to stop.
+when a point is done: every tick it sends the slice it recorded (sparse histogram buckets, counts,
+its own CPU time) to the parent, which builds windows and tells all workers when to stop. On stop
+it sends the slice up to that moment, then waits for every request still in flight (each ends by
+itself within the request timeout; what is left after that counts as timed out) and sends those
+late replies as the final "tail" slice: no issued request is ever dropped.
 """
 
 from __future__ import annotations
@@ -19,19 +22,12 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a pinned dependency; keep working without it
     uvloop = None
 
-from deploybench.load.shapes import (
-    LoopState,
-    Recorder,
-    arrival_offsets,
-    closed_client,
-    lag_sampler,
-    open_loop,
-)
-from deploybench.load.stats import encode_histogram
+from deploybench.load.shapes import LoopState, Recorder, arrival_offsets, closed_client, open_loop
+from deploybench.load.stats import sparse_from_values
 from deploybench.load.targets import Target, TargetClient
 
 Sink = Callable[[dict[str, Any]], None]
-DRAIN_GRACE_S = 2.0
+DRAIN_MARGIN_S = 1.0  # beyond the request timeout: every request has ended by itself by then
 
 
 class Flag(Protocol):
@@ -82,13 +78,13 @@ class WorkerPlan:
     start_timeout_s: float = 60.0
 
 
-def _slice(index: int, rec: Recorder, state: LoopState, duration: float, cpu: float, final: bool) -> dict:
+def _slice(index: int, rec: Recorder, duration: float, cpu: float, final: bool) -> dict:
     return {
         "type": "slice", "index": index, "final": final, "duration_s": duration, "cpu_s": cpu,
-        "hist": encode_histogram(rec.hist) if rec.ok else "", "ok": rec.ok, "errors": dict(rec.errors),
+        "latency": sparse_from_values(rec.latencies_us), "lateness": sparse_from_values(rec.lateness_us),
+        "gap": sparse_from_values(rec.gaps_us), "ok": rec.ok, "errors": dict(rec.errors),
         "bytes_sent": rec.bytes_sent, "bytes_received": rec.bytes_received,
         "sends": rec.sends, "late_sends": rec.late_sends,
-        "lag_samples": state.lag_samples, "lag_late": list(state.lag_late),
         "timing_sum": dict(rec.timing_sum), "timing_count": dict(rec.timing_count),
     }
 
@@ -96,9 +92,9 @@ def _slice(index: int, rec: Recorder, state: LoopState, duration: float, cpu: fl
 class _Ticker:
     """Cuts the recording into slices aligned to the shared epoch."""
 
-    def __init__(self, plan: WorkerPlan, rec: Recorder, state: LoopState, sink: Sink, epoch: float,
+    def __init__(self, plan: WorkerPlan, rec: Recorder, sink: Sink, epoch: float,
                  cpu_clock: Callable[[], float]) -> None:
-        self.plan, self.rec, self.state, self.sink, self.epoch = plan, rec, state, sink, epoch
+        self.plan, self.rec, self.sink, self.epoch = plan, rec, sink, epoch
         self.cpu_clock = cpu_clock
         self.index = 0
         self.last_flush = epoch
@@ -106,72 +102,71 @@ class _Ticker:
 
     def flush(self, final: bool = False) -> None:
         now, cpu = perf_counter(), self.cpu_clock()
-        message = _slice(self.index, self.rec, self.state, now - self.last_flush, cpu - self.last_cpu, final)
+        message = _slice(self.index, self.rec, now - self.last_flush, cpu - self.last_cpu, final)
         message["worker"] = self.plan.worker_id
         self.sink(message)
         self.rec.reset()
-        self.state.lag_samples = 0
-        self.state.lag_late = [0] * len(self.state.lag_late)
         self.index += 1
         self.last_flush, self.last_cpu = now, cpu
 
     async def run(self, stop: Flag, work_done: Callable[[], bool]) -> None:
+        """Flush every tick until told to stop (or out of work); the slice up to that moment too."""
         hard_stop = self.epoch + self.plan.hard_stop_s
         while True:
             delay = self.epoch + (self.index + 1) * self.plan.tick_s - perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             if stop.is_set() or work_done() or perf_counter() >= hard_stop:
+                self.flush()
                 return
             self.flush()
 
 
-async def _drain(tasks: set[asyncio.Task[Any]] | list[asyncio.Task[Any]], grace_s: float) -> None:
-    """Let requests in flight finish briefly, then cancel the rest."""
+async def _drain(tasks: set[asyncio.Task[Any]] | list[asyncio.Task[Any]], wait_s: float) -> None:
+    """Wait for requests in flight; cancel what is left (each records itself as timed out)."""
     pending = [task for task in tasks if not task.done()]
     if pending:
-        _, still = await asyncio.wait(pending, timeout=grace_s)
+        _, still = await asyncio.wait(pending, timeout=wait_s)
         for task in still:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
 
 
 async def _drive(target: Target, client: TargetClient, plan: WorkerPlan, epoch: float,
-                 sink: Sink, stop: Flag) -> None:
+                 sink: Sink, stop: Flag, cpu_clock: Callable[[], float]) -> None:
     rec, state = Recorder(), LoopState(budget=plan.max_requests)
     payloads = target.payloads
     await asyncio.sleep(max(0.0, epoch - perf_counter()))
-    cpu_clock = process_time if target.cpu_scope == "process" else thread_time
-    ticker = _Ticker(plan, rec, state, sink, epoch, cpu_clock)
+    ticker = _Ticker(plan, rec, sink, epoch, cpu_clock)
+    wait_s = plan.timeout_s + DRAIN_MARGIN_S
     if plan.mode == "closed":
         users = [asyncio.create_task(closed_client(client, payloads, plan.worker_id + i, rec, state))
                  for i in range(plan.concurrency)]
-        helper = asyncio.create_task(lag_sampler(state))
         await ticker.run(stop, lambda: all(task.done() for task in users))
         state.running = False
-        await _drain(users, min(DRAIN_GRACE_S, plan.timeout_s))
+        await _drain(users, wait_s)
     else:
         assert plan.rate is not None
         offsets = arrival_offsets(plan.rate, plan.arrival, plan.seed, plan.phase)
-        helper = asyncio.create_task(open_loop(client, payloads, offsets, epoch, rec, state))
-        await ticker.run(stop, lambda: helper.done() and not helper.result())
+        inflight: set[asyncio.Task[None]] = set()
+        scheduler = asyncio.create_task(open_loop(client, payloads, offsets, epoch, rec, state, inflight))
+        await ticker.run(stop, lambda: scheduler.done() and not inflight)
         state.running = False
-        await _drain([helper], 1.0)
-        await _drain(helper.result() if helper.done() and not helper.cancelled() else set(),
-                     min(DRAIN_GRACE_S, plan.timeout_s))
-    state.running = False
-    await _drain([helper], 0.1)
+        scheduler.cancel()  # it only sleeps until the next send: nothing in flight is lost
+        await asyncio.gather(scheduler, return_exceptions=True)
+        await _drain(set(inflight), wait_s)
     ticker.flush(final=True)
 
 
-async def _worker_main(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag) -> None:
+async def _worker_main(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag,
+                       cpu_clock: Callable[[], float]) -> None:
     client = await target.open(plan.concurrency, plan.timeout_s)
     try:
         sink({"type": "ready", "worker": plan.worker_id})
         loop = asyncio.get_running_loop()
         epoch = await loop.run_in_executor(None, gate.wait_epoch, plan.start_timeout_s)
         if epoch is not None and not stop.is_set():
-            await _drive(target, client, plan, epoch, sink, stop)
+            await _drive(target, client, plan, epoch, sink, stop, cpu_clock)
     finally:
         await client.close()
 
@@ -180,18 +175,32 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
 
 
-def run_worker(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag) -> None:
-    """Run one worker to completion; failures become an "error" message, never a silent hang."""
+def run_worker(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag,
+               cpu_clock: Callable[[], float] | None = None) -> None:
+    """Run one worker to completion; failures become an "error" message, never a silent hang.
+
+    CPU time: the event-loop thread's, or the whole process's where the work happens in a thread
+    pool (Target.cpu_scope) or the worker is a process of its own.
+    """
+    if cpu_clock is None:
+        cpu_clock = process_time if target.cpu_scope == "process" else thread_time
     try:
         with asyncio.Runner(loop_factory=_new_loop) as runner:
-            runner.run(_worker_main(target, plan, sink, gate, stop))
+            runner.run(_worker_main(target, plan, sink, gate, stop, cpu_clock))
     except BaseException as exc:
         sink({"type": "error", "worker": plan.worker_id, "message": f"{type(exc).__name__}: {exc}"})
     finally:
         sink({"type": "done", "worker": plan.worker_id})
 
 
-def process_entry(target: Target, plan: WorkerPlan, queue: Any, gate: StartGate, stop: Flag) -> None:
-    """Entry point of a worker process: Ctrl-C goes to the parent, which stops us via `stop`."""
+def process_entry(target: Target, plan: WorkerPlan, conn: Any, gate: StartGate, stop: Flag) -> None:
+    """Entry point of a worker process: Ctrl-C goes to the parent, which stops us via `stop`.
+
+    Messages go down this worker's own pipe (no feeder thread competing with the event loop for
+    the GIL); the parent reads them as they come and sees at once if this process dies.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    run_worker(target, plan, queue.put, gate, stop)
+    try:
+        run_worker(target, plan, conn.send, gate, stop, cpu_clock=process_time)
+    finally:
+        conn.close()

@@ -46,8 +46,21 @@ def _measured(rec: Recommendation, trials: Sequence[TrialRecord]) -> list[tuple[
 
 
 def _flags(point: LoadPoint) -> str:
-    flags = [f for f, on in (("client-bound", point.client_bound), ("unstable", not point.stable)) if on]
-    return ", ".join(flags) or "ok"
+    if point.trusted:
+        return "ok"
+    kinds = dict.fromkeys(flag.split(":")[0] for flag in point.flags)
+    return ", ".join(kinds) or ("client-bound" if point.client_bound else "unstable")
+
+
+def _error_bars(points: Sequence[LoadPoint], interval: str, value: str) -> dict[str, object]:
+    """Plotly's asymmetric error bars from each point's 95% interval (none where it has none)."""
+    highs, lows = [], []
+    for point in points:
+        ci = getattr(point, interval)
+        figure = point.throughput_rps if value == "throughput" else point.latency.p99_ms
+        highs.append(ci.high - figure if ci else 0.0)
+        lows.append(figure - ci.low if ci else 0.0)
+    return {"type": "data", "symmetric": False, "array": highs, "arrayminus": lows, "thickness": 1}
 
 
 def _empty(fig: go.Figure, message: str) -> go.Figure:
@@ -76,6 +89,7 @@ def throughput_vs_concurrency(rec: Recommendation, trials: Sequence[TrialRecord]
             go.Scatter(
                 x=[p.concurrency for p in points],
                 y=[p.throughput_rps for p in points],
+                error_y=_error_bars(points, "throughput_ci", "throughput"),
                 mode="lines+markers",
                 name=_name(ev, rec),
                 line={"color": colours[ev.key]},
@@ -98,6 +112,7 @@ def p99_vs_throughput(rec: Recommendation, trials: Sequence[TrialRecord]) -> go.
             go.Scatter(
                 x=[p.throughput_rps for p in points],
                 y=[p.latency.p99_ms for p in points],
+                error_y=_error_bars(points, "p99_ci", "p99"),
                 mode="lines+markers",
                 name=_name(ev, rec),
                 line={"color": colours[ev.key]},
@@ -261,13 +276,15 @@ def report_figures(rec: Recommendation, trials: Sequence[TrialRecord]) -> list[F
         FigureSpec(
             "fig-throughput",
             "Throughput vs concurrency",
-            "Open markers: client-bound or unstable points (not used as operating points).",
+            "Bars: 95% intervals. Open markers: untrusted points (unstable, client-bound or invalid; "
+            "never operating points).",
             throughput_vs_concurrency(rec, trials),
         ),
         FigureSpec(
             "fig-p99",
             "p99 vs throughput",
-            "Each point is one load level; the dashed line is the p99 budget when one is set.",
+            "Each point is one load level, bars its 95% p99 interval; the dashed line is the p99 "
+            "budget when one is set.",
             p99_vs_throughput(rec, trials),
         ),
         FigureSpec(

@@ -108,6 +108,8 @@ def render_html(ctx: ReportContext) -> str:
         rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
         machine_rows=tables.machine_rows(rec),
         stack_groups=tables.stack_comparison(rec),
+        interval_method=next((ev.throughput_ci.method for ev in rec.evaluations if ev.throughput_ci),
+                             "none recorded"),
         plots=plots,
         parity=tables.parity_rows(ctx.trials),
         accuracy=tables.accuracy_rows(ctx.trials, rec),

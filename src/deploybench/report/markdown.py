@@ -37,10 +37,10 @@ def _ranking(rec: Recommendation) -> list[str]:
             row["candidate"] + (" ◆" if row["pareto"] else ""),
             *([row["machine"]] if multi else []),
             row["status"],
-            fmt(row["throughput_rps"]),
+            row["throughput_text"],
             fmt(row["p50_ms"]),
-            fmt(row["p99_ms"]),
-            fmt(row["cost_per_1m_usd"], ".2f", "$"),
+            row["p99_text"],
+            "$" + row["cost_text"] if row["cost_per_1m_usd"] is not None else "—",
             fmt(row["transactions_per_hour"], ",.0f"),
             row["vs_baseline"] or "—",
             row["reason"],
@@ -175,6 +175,11 @@ def _capacity(rec: Recommendation) -> list[str]:
     return lines
 
 
+def _method(rec: Recommendation) -> str:
+    method = next((ev.throughput_ci.method for ev in rec.evaluations if ev.throughput_ci), None)
+    return method or "none recorded"
+
+
 def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecord]) -> str:
     c = rec.constraints
     lines = [f"# {title}", "", f"**{rec.headline}**", ""]
@@ -193,6 +198,7 @@ def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecor
         f"{' and not significant' if c.reject_significant_drop else ''}; objective {c.objective} "
         f"(ranked by {rec.objective_used})",
         f"- Cost formula: {tables.COST_FORMULA}",
+        *([f"- Winner against the noise: {rec.comparison}"] if rec.comparison else []),
         *[f"- Note: {n}" for n in rec.notes],
         "",
         "## Ranking",
@@ -200,7 +206,8 @@ def render_markdown(title: str, rec: Recommendation, trials: Sequence[TrialRecor
         *_ranking(rec),
         "",
         "◆ on the Pareto front (cost per 1M, p99, throughput). "
-        "Baseline: eager PyTorch fp32 on deploybench's server, 1 worker, batch 1.",
+        "Baseline: eager PyTorch fp32 on deploybench's server, 1 worker, batch 1. "
+        f"In brackets: 95% intervals ({_method(rec)}).",
         *_stacks(rec),
         *_machines(rec),
         *_capacity(rec),

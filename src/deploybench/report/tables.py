@@ -12,15 +12,25 @@ from typing import Any
 import pandas as pd
 
 from deploybench.evaluation import Evaluation, Recommendation
-from deploybench.results import TrialRecord
+from deploybench.results import Interval, TrialRecord, with_interval
 
 COST_FORMULA = "cost per 1M inferences = USD per hour / (throughput per second x 3600) x 1e6"
 TX_FORMULA = "transactions per hour = throughput per second x 3600"
 
 
+def _ends(interval: Interval | None) -> tuple[float | None, float | None]:
+    return (None, None) if interval is None else (interval.low, interval.high)
+
+
 def evaluation_row(ev: Evaluation) -> dict[str, Any]:
-    """One flat row per trial: the columns of results.csv and of the ranking table."""
+    """One flat row per trial: the columns of results.csv and of the ranking table.
+
+    Every figure of the operating point comes with its 95% interval (`*_low`, `*_high`, and the
+    `*_text` cells the tables show); `interval_method` says how the intervals were obtained.
+    """
     plan = ev.capacity
+    (thr_low, thr_high), (p99_low, p99_high) = _ends(ev.throughput_ci), _ends(ev.p99_ci)
+    cost_low, cost_high = _ends(ev.cost_per_1m_ci)
     return {
         "rank": ev.rank,
         "candidate": ev.label,
@@ -42,11 +52,21 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "concurrency": ev.concurrency,
         "target_rate": ev.target_rate,
         "throughput_rps": ev.throughput_rps,
+        "throughput_low": thr_low,
+        "throughput_high": thr_high,
+        "throughput_text": with_interval(ev.throughput_rps, ev.throughput_ci),
         "p50_ms": ev.p50_ms,
         "p99_ms": ev.p99_ms,
+        "p99_low": p99_low,
+        "p99_high": p99_high,
+        "p99_text": with_interval(ev.p99_ms, ev.p99_ci),
         "usd_per_hour": ev.usd_per_hour,
         "price_source": ev.price_source,
         "cost_per_1m_usd": ev.cost_per_1m,
+        "cost_per_1m_low": cost_low,
+        "cost_per_1m_high": cost_high,
+        "cost_text": with_interval(ev.cost_per_1m, ev.cost_per_1m_ci, ".2f"),
+        "interval_method": ev.throughput_ci.method if ev.throughput_ci else None,
         "cost_vs_winner": ev.cost_vs_winner,
         "transactions_per_hour": ev.transactions_per_hour,
         "peak_throughput_rps": ev.peak_throughput_rps,

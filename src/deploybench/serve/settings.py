@@ -26,6 +26,11 @@ _ENV_FIELDS: dict[str, tuple[str, type]] = {
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": ("timeout_s", float),
     "SAGEMAKER_MAX_PAYLOAD_IN_MB": ("max_body_mb", float),
     "SAGEMAKER_BIND_TO_PORT": ("port", int),
+    # The SageMaker PyTorch container's batching knobs (TorchServe batch_size / max_batch_delay in ms)
+    # and the thread count its workers run with: an exported archive's README sets these four.
+    "SAGEMAKER_TS_BATCH_SIZE": ("max_batch_size", int),
+    "SAGEMAKER_TS_MAX_BATCH_DELAY": ("max_delay_ms", float),
+    "OMP_NUM_THREADS": ("threads", int),
 }
 
 

@@ -86,6 +86,7 @@ def _build_user_pipeline(settings: ServeSettings, path: Any, index: int) -> tupl
     from deploybench.serve.context import HandlerContext
     from deploybench.serve.handlers import load_user_module
     from deploybench.serve.user import UserPipeline, resolve_functions
+    from deploybench.serve.variant_handler import behind_handler, names_another_network
 
     sys.path.extend(str(p) for p in settings.extra_paths)  # requirements installed in isolation
     module = load_user_module(path)
@@ -93,14 +94,18 @@ def _build_user_pipeline(settings: ServeSettings, path: Any, index: int) -> tupl
     context = HandlerContext(model_dir, index, settings.server.max_batch_size)
     functions = resolve_functions(module, context)
     info: dict[str, Any] = {"model": f"model_fn from {path.name}"}
+    own_network = True
     if not callable(getattr(module, "model_fn", None)):
-        if settings.model is not None:  # --model stands in for model_fn: a deploybench variant
+        if names_another_network(settings):  # --model stands in for model_fn: a deploybench variant
             vision_model = _build_vision_model(settings)
             functions = functions.replace(model_fn=lambda _: vision_model)
-            info = dict(vision_model.info)
+            info, own_network = dict(vision_model.info), False
         else:
             info = {"model": "TorchScript model file (the PyTorch toolkit's default model_fn)"}
     model = functions.load_model(model_dir)
+    if own_network:  # --backend other than eager: its variant of this network stands in for predict_fn
+        functions, model, served = behind_handler(settings, module, functions, model, context)
+        info.update(served)
     pipeline = UserPipeline(functions, model, context, settings.default_accept, settings.server.debug)
     return pipeline, {**info, "handler": path.name}
 

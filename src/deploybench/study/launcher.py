@@ -67,6 +67,19 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text[-lines:])
 
 
+def sagemaker_args(spec: ModelSpec) -> list[str]:
+    """A SageMaker archive or folder is served with its own handler (the positional argument); --model
+    names it too so the worker's artifact cache keys match the study's, and the payload lets the
+    worker check predict_fn and calibrate exactly as the study did."""
+    from deploybench.models_sagemaker import is_sagemaker_source
+
+    if not is_sagemaker_source(spec.source):
+        return []
+    args = [spec.source, "--content-type", spec.content_type]
+    args += ["--input-shape", ",".join(map(str, spec.input_shape))]
+    return args + (["--payload", str(spec.payload)] if spec.payload is not None else [])
+
+
 def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: Path | None) -> list[str]:
     """The exact `deploybench serve` command line a user could run to reproduce the trial."""
     cmd = [
@@ -74,6 +87,7 @@ def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: P
         "-m",
         "deploybench.cli",
         "serve",
+        *sagemaker_args(spec),
         "--model",
         spec.source,
         "--weights",
@@ -186,6 +200,9 @@ def stop_server(server: ServerProcess, grace_s: float = 15.0) -> None:
         server.proc.wait(timeout=5)
 
 
+TREE_REFRESH = 10  # samples between rescans of the server's process tree
+
+
 @dataclass
 class ResourceMonitor:
     """Samples the server's process tree: peak resident memory and CPU use while load runs."""
@@ -213,12 +230,18 @@ class ResourceMonitor:
         return [root, *root.children(recursive=True)]
 
     def _run(self) -> None:
+        """Finding the tree reads every process on the machine (~4 ms CPU): do it every
+        TREE_REFRESH samples only, not on every sample, so the study stays out of the server's way."""
         procs: dict[int, psutil.Process] = {}
+        tree: list[psutil.Process] = []
+        samples = 0
         while not self._stop.wait(self.interval_s):
             try:
-                tree = self._tree()
+                if samples % TREE_REFRESH == 0 or not all(proc.is_running() for proc in tree):
+                    tree = self._tree()
             except psutil.Error:
                 return
+            samples += 1
             total_cpu, total_rss = 0.0, 0
             for proc in tree:
                 known = procs.setdefault(proc.pid, proc)

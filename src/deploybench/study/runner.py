@@ -65,7 +65,7 @@ class ReadyMachine:
 
 
 def _payloads(config: StudyConfig) -> list[bytes]:
-    return read_payloads(config.payload or default_payload_path())
+    return read_payloads(config.payload or default_payload_path(), config.content_type)
 
 
 def _variants_message(target: MachineTarget, cached: bool) -> str:

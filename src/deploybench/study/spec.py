@@ -133,6 +133,19 @@ class StudyConfig(StrictModel):
         return names
 
 
+def study_model_spec(config: StudyConfig) -> ModelSpec:
+    """The model as the study builds and serves it: a SageMaker archive or folder gets the study's
+    payload and content type, so its input_fn sees the requests the load test will send."""
+    from deploybench.models_sagemaker import is_sagemaker_source
+    from deploybench.payload import default_payload_path
+
+    spec = config.model
+    if not is_sagemaker_source(spec.source) or spec.payload is not None:
+        return spec
+    payload = (config.payload or default_payload_path()).resolve()
+    return spec.model_copy(update={"payload": payload, "content_type": config.content_type})
+
+
 def quick_overrides() -> dict[str, Any]:
     """--quick: fewer backends served, shorter windows, fewer points (about 2 minutes here)."""
     return {
@@ -144,7 +157,7 @@ def quick_overrides() -> dict[str, Any]:
             "concurrency_levels": [1, 4],
             "window_s": 1.5,
             "min_window_requests": 10,
-            "max_windows": 4,
+            "max_windows": 6,  # as many chances as the full study to find 3 agreeing windows
             "warmup_s": 0.5,
         },
     }

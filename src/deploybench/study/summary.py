@@ -4,13 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploybench.results import LoadPoint, TrialRecord
+from deploybench.results import Interval, LoadPoint, TrialRecord
 
 
-def _point_cells(point: LoadPoint | None) -> dict[str, float | None]:
+def _ends(interval: Interval | None) -> list[float] | None:
+    return None if interval is None else [interval.low, interval.high]
+
+
+def _point_cells(point: LoadPoint | None) -> dict[str, Any]:
     if point is None:
-        return {"rps": None, "p50_ms": None, "p99_ms": None}
-    return {"rps": point.throughput_rps, "p50_ms": point.latency.p50_ms, "p99_ms": point.latency.p99_ms}
+        return {"rps": None, "rps_ci": None, "p50_ms": None, "p99_ms": None, "p99_ci": None,
+                "p99_loadgen_ms": None}
+    return {"rps": point.throughput_rps, "rps_ci": _ends(point.throughput_ci), "p50_ms": point.latency.p50_ms,
+            "p99_ms": point.latency.p99_ms, "p99_ci": _ends(point.p99_ci),
+            "p99_loadgen_ms": point.p99_estimate_ms}
+
+
+def point_label(point: LoadPoint) -> str:
+    return f"r={point.target_rate:g}/s" if point.target_rate is not None else f"c={point.concurrency}"
+
+
+def flagged_points(trial: TrialRecord) -> list[dict[str, Any]]:
+    """Every point not trusted, with its reasons (each carries its number)."""
+    return [{"point": point_label(p), "flags": p.flags or ["unstable" if not p.stable else "client-bound"]}
+            for p in trial.points if not p.trusted]
+
+
+def _mean_client(trial: TrialRecord, name: str) -> float | None:
+    values = [getattr(p.client, name) for p in trial.points
+              if p.client is not None and getattr(p.client, name) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def study_cpu_pct(trial: TrialRecord) -> float | None:
+    """The study process's own CPU while this trial's points ran, % of the machine (their mean)."""
+    return _mean_client(trial, "controller_cpu_pct")
+
+
+def client_cpu_pct(trial: TrialRecord) -> float | None:
+    """The load workers' CPU while this trial's points ran, % of the machine (their mean)."""
+    return _mean_client(trial, "cpu_pct_of_machine")
 
 
 def headline_point(trial: TrialRecord) -> LoadPoint | None:
@@ -43,6 +76,10 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
         "peak_trusted": trial.peak is not None,
         "peak_stable": peak.stable if peak else None,
         "peak_client_bound": peak.client_bound if peak else None,
+        "points": len(trial.points),
+        "flagged": flagged_points(trial),
+        "study_cpu_pct": study_cpu_pct(trial),
+        "client_cpu_pct": client_cpu_pct(trial),
         "peak_rss_mb": trial.peak_rss_mb,
         "server_cpu_pct": trial.server_cpu_pct,
         "status": trial.status,

@@ -17,7 +17,7 @@ from deploybench.stacks import StackLaunch, get_stack
 from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail
 from deploybench.study.measure import LiveCallback, measure_candidate
 from deploybench.study.plan import PlannedTrial
-from deploybench.study.spec import StudyConfig
+from deploybench.study.spec import StudyConfig, study_model_spec
 
 
 def now() -> str:
@@ -98,7 +98,7 @@ def _stack_launch(
     ctx: TrialContext, job: TrialJob, files: TrialFiles, on_message: Callable[[str], None]
 ) -> StackLaunch:
     return StackLaunch(
-        model=ctx.config.model,
+        model=study_model_spec(ctx.config),
         candidate=job.trial.candidate,
         workdir=files.stack_dir,
         log_path=files.log_path,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from deploybench.backends.parity import served_batch_sizes
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
-from deploybench.study.spec import StudyConfig
+from deploybench.study.spec import StudyConfig, study_model_spec
 
 if TYPE_CHECKING:  # torch loads with it; a cluster's driver and the report need no torch
     from deploybench.backends.evaluate import VariantsReport
@@ -78,7 +78,7 @@ def evaluate_study_variants(
     from deploybench.backends.evaluate import evaluate_variants
 
     report = evaluate_variants(
-        config.model,
+        study_model_spec(config),
         config.backends,
         batch_sizes=tuple(config.variant_batch_sizes),
         thresholds=config.parity,

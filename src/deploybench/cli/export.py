@@ -1,0 +1,60 @@
+"""`deploybench export`: write a study's chosen candidate as a deployable SageMaker model.tar.gz."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploybench.cli.app import app, console, fail
+
+
+def _fmt(value: float | None, spec: str, unit: str) -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+@app.command()
+def export(
+    study_dir: Annotated[Path, typer.Argument(help="study folder written by `deploybench run`")],
+    out: Annotated[Path, typer.Option("--out", help="archive to write, e.g. model.tar.gz")],
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", help="trial id to export (default: the recommended one)")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="artifact cache the study used (default: ~/.cache/deploybench)")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write what was exported as JSON")] = None,
+) -> None:
+    """Package a candidate (artifact, generated code/inference.py, requirements, README) for SageMaker."""
+    from deploybench.export import ExportError, export_candidate
+    from deploybench.report.study import StudyReadError
+
+    try:
+        result = export_candidate(
+            study_dir,
+            out,
+            trial_id=candidate,
+            cache_dir=cache_dir,
+            on_progress=lambda message: console.print(f"[cyan]•[/] {message}", soft_wrap=True),
+        )
+    except (ExportError, StudyReadError, ValueError) as exc:  # ModelLoadError is a ValueError
+        raise fail(str(exc)) from None
+    runtime = result.runtime or "your own handler, unchanged"
+    console.print(
+        f"exported [bold]{result.trial_id}[/] ({result.backend}, {result.precision}, {runtime}) to "
+        f"[bold]{result.archive}[/]: {len(result.files)} files, artifact {result.artifact}",
+        soft_wrap=True,
+    )
+    throughput, p99 = _fmt(result.throughput_rps, ",.1f", " req/s"), _fmt(result.p99_ms, ",.1f", " ms")
+    cost = _fmt(result.cost_per_1m, ",.2f", " USD")
+    console.print(
+        f"measured: {throughput}, p99 {p99}, cost per 1M {cost}; parity {result.parity}", soft_wrap=True
+    )
+    console.print("environment: " + " ".join(f"{k}={v}" for k, v in result.env.items()), soft_wrap=True)
+    for note in result.notes:
+        console.print(f"  note: {note}", soft_wrap=True)
+    console.print(f"serve it: deploybench serve {result.archive}", soft_wrap=True)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result.model_dump(mode="json"), indent=2))

@@ -1,0 +1,107 @@
+"""The exported variant: rebuilt from the artifact cache, re-checked against eager, laid out as an archive.
+
+The rebuild uses the study's model spec and the trial's thread count, so its cache key is the
+study's and the file is the one that was served and measured (a cleared cache rebuilds it, and the
+README says so). Parity is checked again on the rebuilt artifact with the study's own thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploybench.backends.build import build_variant
+from deploybench.backends.evaluate import PARITY_INPUTS, REFERENCE, parity_set
+from deploybench.backends.parity import check_parity, predict_in_chunks
+from deploybench.config import ParityThresholds
+from deploybench.export.choose import ExportError
+from deploybench.export.package import copy_user_code, copy_user_files, merged_requirements, render
+from deploybench.export.runtimes import RuntimePlan, plan_for
+from deploybench.models import LoadedModel
+from deploybench.models_sagemaker import model_folder
+from deploybench.results import Candidate, ParityReport
+
+TOP_K = 5
+
+
+@dataclass
+class Built:
+    """One exported variant: its files and settings, and how its artifact was checked."""
+
+    plan: RuntimePlan
+    precision: str
+    parity: ParityReport
+    artifact: str
+    versions: dict[str, Any]
+
+
+def rebuild(
+    model: LoadedModel, candidate: Candidate, thresholds: ParityThresholds, cache_dir: Path | None
+) -> Built:
+    """Build the candidate's variant (a cache hit when the study's cache is there) and re-check parity."""
+    started = time.time()
+    threads = candidate.threads
+    variant, _ = build_variant(
+        model.spec, candidate.backend, threads=threads, cache_dir=cache_dir, model=model
+    )
+    plan = plan_for(variant, threads)
+    fresh = any(path.stat().st_mtime >= started for path in plan.files.values())
+    inputs = parity_set(model, PARITY_INPUTS)
+    eager, _ = build_variant(model.spec, REFERENCE, threads=threads, cache_dir=cache_dir, model=model)
+    parity = check_parity(variant, inputs, predict_in_chunks(eager, inputs), thresholds)
+    if parity.verdict == "rejected":
+        raise ExportError(f"{candidate.key}: refused: the rebuilt artifact fails parity: {parity.reason}")
+    artifact = "rebuilt (it was not in the artifact cache)" if fresh else "from the artifact cache"
+    return Built(plan, variant.precision, parity, artifact, dict(variant.versions))
+
+
+def handler_context(model: LoadedModel) -> dict[str, Any] | None:
+    """What the template keeps of a SageMaker handler: input_fn / output_fn, and predict_fn's answer form."""
+    check = model.handler
+    if check is None:
+        return None
+    if check.limit:
+        raise ExportError(f"{model.name}: {check.limit}: only the eager candidate can be exported")
+    kept = [name for name in ("input_fn", "output_fn") if name in check.defined]
+    return {"program": check.program, "kept": kept, "returns": check.returns, "batch_axis": check.batch_axis}
+
+
+def inference_source(model: LoadedModel, candidate: Candidate, built: Built) -> str:
+    """code/inference.py for this variant, compiled once here so a template bug never reaches a container."""
+    context = {
+        "trial_id": candidate.key,
+        "backend": candidate.backend,
+        "precision": built.precision,
+        "files": list(built.plan.files),
+        "runtime": built.plan.runtime,
+        "threads": candidate.threads,
+        "settings": built.plan.settings,
+        "input_shape": tuple(model.input_shape),
+        "top_k": TOP_K,
+        "handler": handler_context(model),
+    }
+    source = render("inference.py.j2", context)
+    compile(source, "code/inference.py", "exec")
+    return source
+
+
+def lay_out_compiled(root: Path, model: LoadedModel, candidate: Candidate, built: Built) -> None:
+    """Artifact files at the root; the generated handler, requirements and the user's code under code/."""
+    code = root / "code"
+    code.mkdir(parents=True)
+    source = inference_source(model, candidate, built)
+    user_dir = model_folder(model.spec.source) if model.handler is not None else None
+    user_requirements = None
+    if user_dir is not None and model.handler is not None:
+        copy_user_files(user_dir, root)
+        copy_user_code(user_dir, code, model.handler.program)
+        user_requirements = user_dir / "code" / "requirements.txt"
+    elif model.labels:
+        (code / "labels.json").write_text(json.dumps(model.labels))
+    for name, path in built.plan.files.items():
+        (root / name).write_bytes(path.read_bytes())
+    (code / "inference.py").write_text(source)
+    (code / "requirements.txt").write_text(merged_requirements(user_requirements, built.plan.requirement))

@@ -1,0 +1,169 @@
+"""What an exported archive says about itself: README.md (for people) and deploybench-export.json.
+
+Both quote the trial as the recommendation judged it (throughput and p99 at its operating point,
+cost per 1M), the environment that reproduces its server configuration on SageMaker's PyTorch
+container, and where the artifact came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from deploybench.backends.cache import installed_versions
+from deploybench.export.artifact import Built
+from deploybench.export.choose import Choice
+from deploybench.export.package import MANIFEST
+from deploybench.models import LoadedModel
+from deploybench.pricing import cost_per_million
+from deploybench.report.study import StudyData
+from deploybench.results import Candidate
+from deploybench.study.spec import StudyConfig
+from deploybench.study.summary import headline_point
+
+
+def sagemaker_env(candidate: Candidate) -> dict[str, str]:
+    """The SageMaker PyTorch container's settings for the measured workers, batching and threads."""
+    return {
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(candidate.workers),
+        "SAGEMAKER_TS_BATCH_SIZE": str(candidate.max_batch_size),
+        "SAGEMAKER_TS_MAX_BATCH_DELAY": f"{candidate.max_delay_ms:g}",
+        "OMP_NUM_THREADS": str(candidate.threads),
+    }
+
+
+def parity_text(choice: Choice, built: Built | None) -> str:
+    recorded = choice.trial.parity
+    text = recorded.verdict if recorded is not None else "not recorded"
+    if recorded is not None and recorded.cosine_p10 is not None and recorded.top1_agreement is not None:
+        text += f" (top-1 {recorded.top1_agreement:.0%}, centred cosine p10 {recorded.cosine_p10:.5f})"
+    if built is not None:
+        text += f"; re-checked on the exported artifact: {built.parity.verdict}"
+    return text
+
+
+def _instance(choice: Choice) -> str:
+    name = choice.trial.machine.instance
+    if not name:
+        return "YOUR-INSTANCE-TYPE"
+    return name if name.startswith("ml.") else f"ml.{name}"
+
+
+def _measured(choice: Choice) -> dict[str, Any]:
+    """The operating point the recommendation judged, else the best point measured (flagged in notes)."""
+    ev = choice.evaluation
+    point = headline_point(choice.trial) if ev.throughput_rps is None else None
+    rps = ev.throughput_rps or (point.throughput_rps if point else None)
+    return {
+        "throughput": rps,
+        "concurrency": ev.concurrency if point is None else point.concurrency,
+        "p99": ev.p99_ms if point is None else point.latency.p99_ms,
+        "cost": ev.cost_per_1m
+        if point is None
+        else (cost_per_million(ev.usd_per_hour, rps) if ev.usd_per_hour and rps else None),
+        "usd_per_hour": ev.usd_per_hour,
+        "machine": ev.machine,
+    }
+
+
+def _generated_files(model: LoadedModel, built: Built) -> dict[str, str]:
+    program = model.handler.program if model.handler is not None else "inference.py"
+    kept = "keeps your input_fn / output_fn" if model.handler else "inlines the built-in vision pipeline"
+    files = {name: f"the {built.plan.runtime} artifact ({built.precision})" for name in built.plan.files}
+    return {
+        **files,
+        "code/inference.py": f"generated: runs the artifact with {built.plan.runtime} and {kept}",
+        "code/user_inference.py": f"your code/{program}, unchanged (its input_fn / output_fn are used)",
+        "code/requirements.txt": built.plan.requirement,
+        "code/labels.json": "the class names the JSON answers use",
+    }
+
+
+def describe_files(names: list[str], model: LoadedModel, built: Built | None) -> dict[str, str]:
+    """Each archive member and what it is, for the README."""
+    known = {
+        **(_generated_files(model, built) if built is not None else {}),
+        MANIFEST: "where every number here comes from (study, trial, versions), machine-readable",
+    }
+    return {
+        name: known.get(name, "this file" if name.startswith("README") else "yours, unchanged")
+        for name in names
+    }
+
+
+def readme_context(
+    study: StudyData, config: StudyConfig, choice: Choice, model: LoadedModel, built: Built | None, out: Path
+) -> dict[str, Any]:
+    """Everything README.md.j2 shows (also the source of deploybench-export.json's numbers)."""
+    candidate, trial = choice.trial.candidate, choice.trial
+    torch = installed_versions(["torch"])["torch"]
+    batching = (
+        "off"
+        if candidate.max_batch_size == 1
+        else f"up to {candidate.max_batch_size} within {candidate.max_delay_ms:g} ms"
+    )
+    return {
+        **_measured(choice),
+        "label": choice.evaluation.label,
+        "trial_id": trial.trial_id,
+        "study": config.name,
+        "model": trial.model,
+        "weights": trial.weights,
+        "cpu": trial.machine.cpu_model,
+        "measured_at": trial.finished_at,
+        "parity": parity_text(choice, built),
+        "files": {},
+        "runtime": built.plan.runtime if built else None,
+        "backend": candidate.backend,
+        "precision": built.precision if built else (trial.precision or "fp32"),
+        "handler": model.handler,
+        "requirement": built.plan.requirement if built else None,
+        "workers": candidate.workers,
+        "threads": candidate.threads,
+        "batching": batching,
+        "batch_size": candidate.max_batch_size,
+        "max_delay_ms": f"{candidate.max_delay_ms:g}",
+        "torch_version": torch,
+        "framework_version": ".".join(torch.split("+")[0].split(".")[:2]),
+        "archive_name": out.name,
+        "env": sagemaker_env(candidate),
+        "instance": _instance(choice),
+        "content_type": config.content_type,
+        "notes": [
+            *choice.notes,
+            *(
+                []
+                if choice.evaluation.throughput_rps
+                else ["no trusted operating point: the best point measured"]
+            ),
+            *([model.handler.summary] if model.handler is not None else []),
+        ],
+    }
+
+
+def manifest(
+    study: StudyData, choice: Choice, model: LoadedModel, built: Built | None, context: dict[str, Any]
+) -> dict[str, Any]:
+    """deploybench-export.json: the provenance of every number in the README, machine-readable."""
+    return {
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "study": str(study.root.resolve()),
+        "trial_id": choice.trial.trial_id,
+        "candidate": choice.trial.candidate.model_dump(),
+        "model": model.name,
+        "fingerprint": model.fingerprint,
+        "input_shape": list(model.input_shape),
+        "handler": model.handler.summary if model.handler is not None else None,
+        "runtime": context["runtime"],
+        "precision": context["precision"],
+        "env": context["env"],
+        "measured": {
+            k: context[k] for k in ("throughput", "concurrency", "p99", "cost", "usd_per_hour", "machine")
+        },
+        "parity": context["parity"],
+        "parity_at_export": built.parity.model_dump(mode="json") if built else None,
+        "artifact": built.artifact if built else "the user's archive, unchanged",
+        "versions": built.versions if built else {},
+        "notes": context["notes"],
+    }

@@ -1,0 +1,101 @@
+"""What `deploybench export` writes besides the round trip: the built-in vision pipeline inlined (it
+answers exactly like deploybench's own server code on the same variant), and a winning eager
+candidate of a SageMaker archive exported as the user's own archive with the README added."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from report.report_factory import make_trial, write_study
+from sagemaker_archives import example_archive, sample_photos
+
+from deploybench.backends.build import build_variant
+from deploybench.config import ModelSpec
+from deploybench.export import export_candidate
+from deploybench.payload import default_payload_path
+from deploybench.serve import vision
+
+TINY = "backends.tiny_models:tiny_cnn"
+
+
+def _study(root: Path, trials: list, model: dict[str, object], **extra: object) -> Path:  # type: ignore[type-arg]
+    write_study(root, trials)
+    config = {"name": "t", "model": model, "machine": {"label": "ci", "price_per_hour": 0.17}, **extra}
+    (root / "study.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def _import_handler(folder: Path) -> object:
+    spec = importlib.util.spec_from_file_location(
+        "exported_handler_under_test", folder / "code" / "inference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("backend", "files"),
+    [
+        ("onnxruntime", {"model.onnx"}),
+        ("openvino", {"model.xml", "model.bin"}),
+        ("torchscript", {"model.pt"}),
+    ],
+)
+def test_builtin_pipeline_is_inlined_and_answers_like_deploybench(
+    tmp_path: Path, backend: str, files: set[str]
+) -> None:
+    trials = [make_trial("eager", capacity_rps=16), make_trial(backend, capacity_rps=25)]
+    study = _study(tmp_path / "study", trials, {"source": TINY, "weights": "random"})
+    result = export_candidate(study, tmp_path / "m.tar.gz", cache_dir=tmp_path / "cache")
+    assert (result.backend, result.runtime, result.env["OMP_NUM_THREADS"]) == (backend, backend, "2")
+    assert files <= set(result.files) and "code/labels.json" not in result.files  # an entry point: no labels
+    assert result.artifact.startswith("rebuilt")  # this cache never held it: said so
+    folder = tmp_path / "unpacked"
+    with tarfile.open(result.archive) as tar:
+        tar.extractall(folder, filter="data")
+    handler = _import_handler(folder)
+    model = handler.model_fn(str(folder))  # type: ignore[attr-defined]
+    body = default_payload_path().read_bytes()
+    logits = handler.predict_fn(handler.input_fn(body, "image/jpeg"), model)  # type: ignore[attr-defined]
+    answer, content_type = handler.output_fn(logits, "application/json")  # type: ignore[attr-defined]
+
+    spec = ModelSpec(source=TINY, weights="random")
+    variant, loaded = build_variant(spec, backend, threads=2, cache_dir=tmp_path / "cache")
+    image = np.empty((3, 224, 224), np.float32)
+    vision.decode_into(body, "image/jpeg", image)
+    reference = variant.predict(image[None])
+    expected = json.loads(vision.encode_output(reference[0], vision.JSON, loaded.labels, 5))
+    got = json.loads(answer)
+    assert content_type == vision.JSON
+    assert [p["index"] for p in got["predictions"]] == [p["index"] for p in expected["predictions"]]
+    scores = [p["score"] for p in expected["predictions"]]
+    assert [p["score"] for p in got["predictions"]] == pytest.approx(scores, rel=1e-5)
+    raw, kind = handler.output_fn(logits, "application/x-npy")  # type: ignore[attr-defined]
+    assert kind == vision.NPY
+    np.testing.assert_allclose(np.load(io.BytesIO(raw)), reference[0], rtol=1e-5, atol=1e-5)
+
+
+def test_an_eager_winner_exports_the_users_own_archive(tmp_path: Path) -> None:
+    archive, photos = example_archive(tmp_path), sample_photos(tmp_path / "photos")
+    trials = [make_trial("eager", capacity_rps=30), make_trial("onnxruntime", capacity_rps=25)]
+    study = _study(tmp_path / "study", trials, {"source": str(archive)}, payload=str(photos))
+    result = export_candidate(study, tmp_path / "m.tar.gz")
+    assert result.backend == "eager" and result.runtime is None
+    with tarfile.open(result.archive) as tar, tarfile.open(archive) as original:
+        names = set(tar.getnames())
+        ours = tar.extractfile("code/inference.py").read()  # type: ignore[union-attr]
+        theirs = original.extractfile("code/inference.py").read()  # type: ignore[union-attr]
+        readme = tar.extractfile("README.md").read().decode()  # type: ignore[union-attr]
+    assert {"model.pth", "code/inference.py", "README.md", "deploybench-export.json"} <= names
+    assert ours == theirs
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS=1" in readme and f"{result.throughput_rps:.1f} req/s" in readme
