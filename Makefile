@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev,stacks]'
+# constraints.txt: the exact default set (pyproject.toml only gives the supported ranges).
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,stacks,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

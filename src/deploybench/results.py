@@ -250,6 +250,9 @@ class MachineInfo(StrictModel):
     memory_gib: float | None = None
     price_source: str | None = Field(None, description="where the price came from, one line")
     warnings: list[str] = Field(default_factory=list, description="e.g. instance vs detected CPU mismatch")
+    node_id: str | None = Field(None, description="the Ray node a cluster trial ran on")
+    node_address: str | None = Field(None, description="that node's address on the cluster network")
+    hostname: str | None = None
 
 
 class StackRecord(StrictModel):

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from deploybench.report.compare import compare_studies
+from deploybench.report.tables import machine_rows
 from deploybench.results import MachineInfo
 from report.report_factory import make_trial, write_study
 
@@ -52,7 +53,8 @@ def test_same_machine_label_in_two_studies_is_told_apart(tmp_path: Path):
     assert all(ev.usd_per_hour == 0.17 for ev in rec.evaluations)
 
 
-def test_each_machine_is_compared_with_its_own_eager_baseline(tmp_path: Path):
+def _eager_and_compiled_on_two_machines(tmp_path: Path) -> tuple[Path, Path]:
+    """A CPU and a GPU study, each with eager and one compiled backend."""
     cpu = write_study(
         tmp_path / "cpu",
         [
@@ -67,6 +69,11 @@ def test_each_machine_is_compared_with_its_own_eager_baseline(tmp_path: Path):
             make_trial("tensorrt", "fp16", capacity_rps=300, machine=GPU),
         ],
     )
+    return cpu, gpu
+
+
+def test_each_machine_is_compared_with_its_own_eager_baseline(tmp_path: Path):
+    cpu, gpu = _eager_and_compiled_on_two_machines(tmp_path)
     rec = compare_studies([cpu, gpu], tmp_path / "out").recommendation
     trt = next(ev for ev in rec.evaluations if ev.backend == "tensorrt")
     gpu_eager = next(ev for ev in rec.evaluations if ev.backend == "eager" and ev.machine == "ml.g4dn.xlarge")
@@ -80,3 +87,22 @@ def test_different_models_are_warned_about(tmp_path: Path):
     b = write_study(tmp_path / "b", [other])
     result = compare_studies([a, b], tmp_path / "out")
     assert any("different models" in w for w in result.warnings)
+
+
+def test_the_by_machine_table_sets_each_machine_compiled_or_not_side_by_side(tmp_path: Path):
+    cpu, gpu = _eager_and_compiled_on_two_machines(tmp_path)
+    result = compare_studies([cpu, gpu], tmp_path / "out")
+    rows = machine_rows(result.recommendation)
+    assert [(r["machine"], r["kind"]) for r in rows] == [
+        ("ml.c5.xlarge", "eager (not compiled)"),
+        ("ml.c5.xlarge", "best"),
+        ("ml.g4dn.xlarge", "eager (not compiled)"),
+        ("ml.g4dn.xlarge", "best"),
+    ]  # openvino-int8 on the c5 is the cheapest per 1M (90 req/s at $0.204 vs 300 at $0.7364)
+    cpu_best, gpu_eager = rows[1], rows[2]
+    assert cpu_best["cost_vs_winner"] == pytest.approx(1.0) and cpu_best["rank"] == 1
+    assert cpu_best["throughput_x"] == pytest.approx(90 / 16, rel=0.01)
+    assert gpu_eager["transactions_per_hour"] == pytest.approx(gpu_eager["throughput_rps"] * 3600)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "## By machine" in summary and "| ml.g4dn.xlarge | best | tensorrt fp16" in summary
+    assert 'id="machines"' in result.html_path.read_text()

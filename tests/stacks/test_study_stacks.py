@@ -14,9 +14,9 @@ import yaml
 from deploybench.config import ModelSpec
 from deploybench.results import Candidate, MachineInfo
 from deploybench.study.plan import PlannedTrial
-from deploybench.study.runner import TrialContext, run_served_trial
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
+from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
 
 from .conftest import installed
 
@@ -80,11 +80,11 @@ def test_a_stack_that_cannot_start_is_a_failed_trial_with_its_log(tmp_path: Path
     config = StudyConfig(model=ModelSpec(source="torchvision:no_such_net", weights="random"))
     (tmp_path / "study").mkdir()
     store = StudyStore(tmp_path / "study")
-    ctx = TrialContext(
-        config, store, MachineInfo(label="ci"), "random", [b"jpeg"], tmp_path, threading.Event()
-    )
+    ctx = TrialContext(config, "random", [b"jpeg"], tmp_path, threading.Event())
     trial = PlannedTrial(Candidate(backend="onnxruntime", stack="torchserve"), "serve", precision="fp32")
-    record = run_served_trial(ctx, trial, None, lambda update: None)
+    job = TrialJob(trial.candidate.key, trial, MachineInfo(label="ci"))
+    files = TrialFiles(store.log_path(job.trial_id), store.stack_dir(job.trial_id))
+    record = run_served_trial(ctx, job, files, lambda update: None)
     assert record.status == "failed" and record.reason is not None
     assert record.reason.startswith("torchserve did not start: torchserve: preparing the model failed")
     assert record.stack is not None and record.stack.protocol == "torchserve-http"

@@ -8,7 +8,7 @@ import pytest
 from load.conftest import server_url  # noqa: F401 - the loopback server fixture
 
 from deploybench.config import Constraints
-from deploybench.load import HttpTarget
+from deploybench.load.targets import HttpTarget
 from deploybench.study.measure import MeasureResult, measure_candidate
 from deploybench.study.spec import LoadPlan, StudyConfig
 
@@ -27,7 +27,8 @@ def _measure(url: str, concurrency: int, p99_ms: float, rate_search: bool) -> Me
         rate_search=rate_search,
     )
     config = StudyConfig(constraints=Constraints(p99_ms=p99_ms), load=plan)
-    return measure_candidate(HttpTarget(url, [b"x" * 1000]), config, threading.Event(), lambda _: None)
+    target = HttpTarget(url, [b"x" * 1000])  # measure_candidate takes the target its stack speaks
+    return measure_candidate(target, config, threading.Event(), lambda _: None)
 
 
 def test_closed_loop_points_of_an_slo_study_carry_a_reachable_verdict(server_url: str) -> None:  # noqa: F811

@@ -64,3 +64,36 @@ def test_cli_overrides_win_over_the_file(tmp_path: Path) -> None:
 def test_deep_merge_replaces_leaves_and_merges_maps() -> None:
     merged = deep_merge({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2]}, "e": 3})
     assert merged == {"a": {"b": 1, "c": [2]}, "d": 1, "e": 3}
+
+
+def test_cluster_study_names_machine_types_and_its_folder_does_not_depend_on_the_address(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(
+        "cluster: {address: 'ray://head:10001'}\nmachines: [{instance: c7i.xlarge}, {instance: g6.xlarge}]\n"
+    )
+    config = load_study_config(path)
+    assert [m.instance for m in config.machines] == ["c7i.xlarge", "g6.xlarge"]
+    other = load_study_config(path, {"cluster": {"address": "auto"}})
+    assert dump_study_config(other) == dump_study_config(config)  # same study, reached another way
+    assert "head:10001" not in dump_study_config(config)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("machines: [{instance: c7i.xlarge}]\n", "machines: needs cluster"),
+        ("cluster: {}\nmachine: {instance: c7i.xlarge}\n", "a cluster study lists machines"),
+        (
+            "cluster: {}\nmachines: [{instance: c7i.xlarge}, {instance: c7i.xlarge}]\n",
+            "each instance type once",
+        ),
+        ("cluster: {}\nmachines: [{instance: 'g6 xlarge'}]\n", "machines.0.instance"),
+    ],
+)
+def test_bad_cluster_machines_are_errors_that_say_why(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyFileError, match=error):
+        load_study_config(path)

@@ -46,13 +46,22 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     constraints = {k: options[k] for k in names if options.get(k) is not None}
     if constraints:
         overrides["constraints"] = constraints
+    overrides.update(_top_level_overrides(options))
+    if options.get("input_shape") is not None:
+        overrides.setdefault("model", {})["input_shape"] = parse_shape(options["input_shape"])
+    return overrides
+
+
+def _top_level_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The flags that set one top-level field of the study file each."""
+    overrides: dict[str, Any] = {}
     for key in ("payload", "eval_data"):
         if options.get(key) is not None:
             overrides[key] = str(options[key])
+    if options.get("cluster") is not None:
+        overrides["cluster"] = {"address": options["cluster"]}
     if options.get("content_type") is not None:
         overrides["content_type"] = options["content_type"]
-    if options.get("input_shape") is not None:
-        overrides.setdefault("model", {})["input_shape"] = parse_shape(options["input_shape"])
     return overrides
 
 
@@ -92,13 +101,16 @@ def render_table(outcome: StudyOutcome) -> Table:
     """All candidates by peak throughput; w/t/b/d = workers / threads / max batch / max delay ms, then
     the runtime knobs that differ from the defaults (Candidate.key's suffix, e.g. s2-ovl)."""
     table = Table(title=f"Study results ({outcome.weights} weights)")
-    for name, justify in _COLUMNS:
+    rows = sorted_rows(outcome.trials)
+    machines = len({row["machine"] for row in rows}) > 1  # a cluster study: say where each ran
+    for name, justify in (("machine", "left"),) * machines + _COLUMNS:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in sorted_rows(outcome.trials):
+    for row in rows:
         knobs = f"{row['workers']}/{row['threads']}/{row['max_batch_size']}/{row['max_delay_ms']:g}"
         knobs += f" {row['runtime']}" if row["runtime"] else ""
         peak_flag = "" if row["peak_trusted"] or row["peak"]["rps"] is None else " ~"
         table.add_row(
+            *[row["machine"]] * machines,
             row["backend"],
             row["stack"],
             row["precision"] or "-",
@@ -227,6 +239,10 @@ def run(
         Path | None, typer.Option(help="artifact cache (default: ~/.cache/deploybench)")
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results table as JSON")] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="run on a Ray cluster: auto | HOST:PORT | ray://HOST:10001 (see the README)"),
+    ] = None,
 ) -> None:
     """Build, verify, serve and load-test every candidate; record, rank and report them."""
     options = {
@@ -241,6 +257,7 @@ def run(
         "min_throughput": min_throughput,
         "objective": objective,
         "payload": payload,
+        "cluster": cluster,
         "eval_data": eval_data,
         "calibration_data": str(calibration_data) if calibration_data else None,
         "max_accuracy_drop": max_accuracy_drop,
@@ -267,6 +284,10 @@ def run(
         raise fail(str(exc)) from exc
     console.print(render_table(outcome))
     print_reasons(outcome)
+    for line in outcome.unfinished:
+        console.print(f"  [yellow]{line}[/]", soft_wrap=True)
+    if outcome.unfinished:
+        console.print("[yellow]rerun the same command to run what did not finish[/]")
     console.print(
         f"study folder: [bold]{outcome.root}[/]"
         + (f" ({outcome.resumed} trials resumed from an earlier run)" if outcome.resumed else ""),

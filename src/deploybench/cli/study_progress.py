@@ -19,12 +19,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deploybench.backends.evaluate import VariantsReport
 from deploybench.cli.variants import render_table
 from deploybench.load import LiveStats
 from deploybench.results import MachineInfo, TrialRecord
-from deploybench.study.plan import PlannedTrial
 from deploybench.study.runner import StudyProgress
+from deploybench.study.trial import TrialJob
 from deploybench.study.variants_step import VariantsOutcome
 
 
@@ -92,29 +91,36 @@ class RichStudyProgress(StudyProgress):
 
     def _variants(self, outcome: VariantsOutcome) -> None:
         """The in-process table of `deploybench variants`: what each backend does before serving."""
+        from deploybench.backends.evaluate import VariantsReport
+
         report = VariantsReport.model_validate(outcome.raw)
         batch_sizes = tuple(sorted({t.batch for v in report.variants for t in v.timings})) or (1,)
         self.progress.console.print(render_table(report, batch_sizes))
 
-    def _plan(self, trials: list[PlannedTrial], done: set[str]) -> None:
-        served = sum(1 for t in trials if t.action == "serve")
+    def _plan(self, jobs: list[TrialJob], done: set[str]) -> None:
+        served = sum(1 for j in jobs if j.trial.action == "serve")
         self.progress.console.print(
-            f"[cyan]•[/] plan: {len(trials)} candidates, {served} to serve and load-test"
+            f"[cyan]•[/] plan: {len(jobs)} candidates, {served} to serve and load-test"
             + (f"; {len(done)} already measured" if done else "")
         )
-        self.task = self.progress.add_task("candidates", total=len(trials), live="")
-        self.progress.update(self.task, completed=sum(1 for t in trials if t.candidate.key in done))
+        self.task = self.progress.add_task("candidates", total=len(jobs), live="")
+        self.progress.update(self.task, completed=sum(1 for j in jobs if j.trial_id in done))
         self._draw()
 
-    def _start(self, trial: PlannedTrial) -> None:
+    def _start(self, job: TrialJob, node: str | None) -> None:
+        """One trial at a time here; on a cluster, one per node at once, so say which node took it."""
+        if node is not None:
+            self.progress.console.print(f"  {'started':>8}  {job.trial_id}  on {node}")
         if self.task is not None:
-            self.progress.update(self.task, description=trial.candidate.key, live="")
+            self.progress.update(self.task, description=job.trial_id, live="")
             self._draw()
 
     def _done(self, record: TrialRecord) -> None:
         peak = record.peak
         summary = f"{peak.throughput_rps:,.1f} req/s peak" if peak else (record.reason or record.status)
-        self.progress.console.print(f"  {record.status:>8}  {record.trial_id}  {summary}")
+        node = record.machine.node_id
+        where = f"  [dim]on node {node[:8]} ({record.machine.hostname})[/]" if node else ""
+        self.progress.console.print(f"  {record.status:>8}  {record.trial_id}  {summary}{where}")
         if self.task is not None:
             self.progress.advance(self.task)
             self._draw()

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from deploybench.backends.base import UnknownBackendError
-from deploybench.backends.evaluate import VariantReport, VariantsReport, evaluate_variants
 from deploybench.backends.labelled import BUNDLED, LabelledDataError
 from deploybench.cli.app import app, console, fail
 from deploybench.config import ModelSpec, is_random_weights
-from deploybench.models import ModelLoadError
 from deploybench.payload import PayloadError, read_payloads
+
+if TYPE_CHECKING:  # torch loads with these: only the commands that build models import them
+    from deploybench.backends.evaluate import VariantReport, VariantsReport
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -174,6 +175,8 @@ def _footer(report: VariantsReport) -> None:
 
 
 def _run_with_progress(spec: ModelSpec, backends: list[str] | None, **options: object) -> VariantsReport:
+    from deploybench.backends.evaluate import evaluate_variants
+
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -232,6 +235,8 @@ def variants(
     ] = None,
 ) -> None:
     """Build every backend variant, check it against eager fp32 (parity gate) and time it in-process."""
+    from deploybench.models import ModelLoadError
+
     batch_sizes, thread_counts = parse_ints(batch, "batch"), parse_ints(threads, "threads")
     names = [name.strip() for name in backends.split(",") if name.strip()] if backends else None
     if calibration is not None and not calibration.is_dir():

@@ -106,6 +106,7 @@ def render_html(ctx: ReportContext) -> str:
         rec=rec,
         winner=rec.winner,
         rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
+        machine_rows=tables.machine_rows(rec),
         stack_groups=tables.stack_comparison(rec),
         interval_method=next((ev.throughput_ci.method for ev in rec.evaluations if ev.throughput_ci),
                              "none recorded"),

@@ -49,6 +49,39 @@ def _ranking(rec: Recommendation) -> list[str]:
     return lines
 
 
+def _machines(rec: Recommendation) -> list[str]:
+    """Per machine: not compiled (eager) against its best, as the seed's cross-machine table."""
+    rows = tables.machine_rows(rec)
+    if len(rec.machines) < 2 or not rows:
+        return []
+    head = [
+        "machine",
+        "deployment",
+        "candidate",
+        "req/s",
+        "p99 ms",
+        "$ / 1M",
+        "tx / hour",
+        "x eager",
+        "cost x best",
+    ]
+    lines = ["", "## By machine", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [
+            row["machine"],
+            row["kind"],
+            row["candidate"],
+            fmt(row["throughput_rps"]),
+            fmt(row["p99_ms"]),
+            fmt(row["cost_per_1m_usd"], ".2f", "$"),
+            fmt(row["transactions_per_hour"], ",.0f"),
+            fmt(row["throughput_x"], ".1f", "", "x"),
+            fmt(row["cost_vs_winner"], ".1f", "", "x"),
+        ]
+        lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
+    return lines
+
+
 def _parity(trials: Sequence[TrialRecord]) -> list[str]:
     rows = tables.parity_rows(trials)
     if not rows:
@@ -179,6 +212,7 @@ def render_markdown(
         "Baseline: eager PyTorch fp32 on deploybench's server, 1 worker, batch 1. "
         f"In brackets: 95% intervals ({_method(rec)}).",
         *_stacks(rec),
+        *_machines(rec),
         *_capacity(rec),
         "",
         "## Parity against eager fp32",

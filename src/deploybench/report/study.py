@@ -20,6 +20,7 @@ TRIALS = "trials.jsonl"
 CONFIG = "study.yaml"
 ENVIRONMENT = "environment.json"
 VARIANTS = "variants.json"
+MACHINES = "machines"  # a cluster study: machines/<instance>/{environment,variants}.json
 
 
 class StudyReadError(ValueError):
@@ -51,12 +52,23 @@ def load_study(study_dir: Path) -> StudyData:
         raise StudyReadError(f"{root}: not a study folder (no {TRIALS}); run `deploybench run` first")
     warnings: list[str] = []
     trials = _read_trials(trials_path, warnings)
+    environment = _read_optional(root / ENVIRONMENT, json.loads, warnings) or {}
+    variants = _as_list(_read_optional(root / VARIANTS, json.loads, warnings))
+    for machine in sorted(p for p in (root / MACHINES).glob("*") if p.is_dir()):
+        found = _read_optional(machine / ENVIRONMENT, json.loads, warnings)
+        if found:
+            environment[machine.name] = found
+        variants += [
+            {"machine": machine.name, **v}
+            for v in _as_list(_read_optional(machine / VARIANTS, json.loads, warnings))
+            if isinstance(v, dict)
+        ]
     return StudyData(
         root=root,
         trials=trials,
         config=_read_optional(root / CONFIG, yaml.safe_load, warnings) or {},
-        environment=_read_optional(root / ENVIRONMENT, json.loads, warnings) or {},
-        variants=_as_list(_read_optional(root / VARIANTS, json.loads, warnings)),
+        environment=environment,
+        variants=variants,
         warnings=warnings,
     )
 

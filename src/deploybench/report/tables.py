@@ -85,6 +85,39 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
     }
 
 
+def _machine_row(ev: Evaluation, kind: str) -> dict[str, Any]:
+    return {
+        "machine": ev.machine,
+        "kind": kind,
+        "candidate": ev.label,
+        "throughput_rps": ev.throughput_rps,
+        "p99_ms": ev.p99_ms,
+        "cost_per_1m_usd": ev.cost_per_1m,
+        "transactions_per_hour": ev.transactions_per_hour,
+        "throughput_x": ev.throughput_x,
+        "cost_vs_winner": ev.cost_vs_winner,
+        "rank": ev.rank,
+    }
+
+
+def machine_rows(rec: Recommendation) -> list[dict[str, Any]]:
+    """The comparison the project grew from: per machine, the eager baseline and the best candidate
+    (throughput, p99, $ per 1M, transactions per hour, x eager on that machine, x the best's cost),
+    machines in order of their best candidate's rank."""
+    rows: list[dict[str, Any]] = []
+    best = {}
+    for ev in rec.evaluations:  # ranked first, so the first eligible one per machine is its best
+        if ev.eligible and ev.machine not in best:
+            best[ev.machine] = ev
+    for machine in sorted(rec.machines, key=lambda m: (m not in best, best[m].rank if m in best else 0, m)):
+        baseline = next((e for e in rec.evaluations if e.machine == machine and e.is_default_eager), None)
+        if baseline is not None and baseline.throughput_rps is not None:
+            rows.append(_machine_row(baseline, "eager (not compiled)"))
+        if machine in best and best[machine] is not baseline:
+            rows.append(_machine_row(best[machine], "best"))
+    return rows
+
+
 def results_frame(rec: Recommendation) -> pd.DataFrame:
     return pd.DataFrame([evaluation_row(ev) for ev in rec.evaluations])
 

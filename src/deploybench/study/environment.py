@@ -10,6 +10,7 @@ from typing import Any
 import deploybench
 from deploybench.backends.cache import installed_versions
 from deploybench.hardware import MachineProfile, detect_machine
+from deploybench.study.plan import StackOffer
 
 _LIBRARIES = (
     "torch",
@@ -49,3 +50,17 @@ def fingerprint(machine: MachineProfile | None = None) -> dict[str, Any]:
         "thread_settings": {name: os.environ.get(name) for name in _THREAD_VARIABLES},
         "deploybench": deploybench.__version__,
     }
+
+
+def stack_offers(names: list[str]) -> list[StackOffer]:
+    """Resolve the study's stacks on this machine: `all` expanded, each one's availability and backends.
+    Part of a machine's environment: on a cluster each node answers for itself."""
+    from deploybench.stacks import all_stacks, resolve_stacks
+
+    stacks = all_stacks()
+    offers = []
+    for name in resolve_stacks(names):
+        stack = stacks[name]()
+        availability = stack.availability()
+        offers.append(StackOffer(name, None if availability.ok else availability.reason, stack.backends))
+    return offers

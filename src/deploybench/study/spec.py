@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 from deploybench.config import Constraints, ModelSpec, ParityThresholds, RuntimeKnobs, StrictModel
 
@@ -78,6 +78,27 @@ class MachineSpec(StrictModel):
     unpriced: bool = Field(False, description="run without a price when no catalogue entry matches")
 
 
+# Ray's node-label value syntax (Kubernetes labels), so a bad name fails here, not deep inside Ray.
+INSTANCE_LABEL_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+
+
+class ClusterSpec(StrictModel):
+    """A running Ray cluster whose nodes carry the deploybench/instance-type label (see the README)."""
+
+    address: str = Field(
+        "auto",
+        min_length=1,
+        description='"auto" (the cluster this machine belongs to), HOST:PORT, or ray://HOST:10001',
+    )
+
+
+class ClusterMachine(StrictModel):
+    """One machine type of a cluster study: the instance-type label of its node(s), priced by it."""
+
+    instance: str = Field(pattern=INSTANCE_LABEL_PATTERN)
+    price_per_hour: float | None = Field(None, gt=0, description="None: the price catalogue's")
+
+
 class StudyConfig(StrictModel):
     """A whole study: the model, the payload, what to build and serve, how to load it, what to optimise."""
 
@@ -109,6 +130,22 @@ class StudyConfig(StrictModel):
     parity: ParityThresholds = Field(default_factory=ParityThresholds)
     machine: MachineSpec = Field(default_factory=MachineSpec)
     startup_timeout_s: float = Field(600.0, gt=0)
+    cluster: ClusterSpec | None = Field(None, description="None: this machine only")
+    machines: list[ClusterMachine] = Field(
+        default_factory=list, description="with cluster: the instance types to measure; []: every one it has"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_machines(self) -> StudyConfig:
+        """`machine` describes this machine; `machines` the cluster's. Mixing them would misprice trials."""
+        if self.machines and self.cluster is None:
+            raise ValueError("machines: needs cluster: {address: ...} (or run with --cluster ADDRESS)")
+        if self.cluster is not None and self.machine != MachineSpec():
+            raise ValueError("machine: describes a single-machine study; a cluster study lists machines:")
+        names = [m.instance for m in self.machines]
+        if len(names) != len(set(names)):
+            raise ValueError(f"machines: each instance type once, got {names}")
+        return self
 
     @field_validator("stacks")
     @classmethod
@@ -191,5 +228,9 @@ def load_study_config(path: Path | None, overrides: dict[str, Any] | None = None
 
 
 def dump_study_config(config: StudyConfig) -> str:
-    """The resolved config as YAML (study.yaml), so a study can be rerun and compared."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The resolved config as YAML (study.yaml), so a study can be rerun and compared.
+
+    The cluster's address is where the study runs, not what it measures: reaching the same cluster
+    another way (auto, HOST:PORT, ray://) resumes the same study."""
+    data = config.model_dump(mode="json", exclude={"cluster": {"address"}})
+    return yaml.safe_dump(data, sort_keys=False)

@@ -20,8 +20,15 @@ CONFIG = "study.yaml"
 ENVIRONMENT = "environment.json"
 VARIANTS = "variants.json"
 LOGS = "logs"
+MACHINES = "machines"
 STACKS = "stacks"
 _LOCK = ".lock"
+
+
+def machine_file(name: str, machine: str | None) -> str:
+    """Where one machine's side file lives: the folder's root for a single-machine study, else
+    machines/<instance>/ (each node type of a cluster study has its own environment and variants)."""
+    return name if machine is None else f"{MACHINES}/{machine}/{name}"
 
 
 class StudyStoreError(RuntimeError):
@@ -63,6 +70,7 @@ class StudyStore:
         for name in (TRIALS, VARIANTS, ENVIRONMENT, CONFIG):
             (self.root / name).unlink(missing_ok=True)
         shutil.rmtree(self.root / LOGS, ignore_errors=True)
+        shutil.rmtree(self.root / MACHINES, ignore_errors=True)
         shutil.rmtree(self.root / STACKS, ignore_errors=True)
 
     def _drop_torn_tail(self) -> None:
@@ -96,6 +104,7 @@ class StudyStore:
     def write_json(self, name: str, data: Any) -> None:
         """Write a JSON document atomically (temp file + rename)."""
         target = self.root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(target.suffix + ".tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str))
         os.replace(tmp, target)

@@ -60,6 +60,7 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
     peak, c16 = headline_point(trial), trial.at_c16
     return {
         "trial_id": trial.trial_id,
+        "machine": trial.machine.instance or trial.machine.label,
         "backend": cand.backend,
         "stack": cand.stack,
         "protocol": trial.stack.protocol if trial.stack else None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploybench.backends.base import honoured_knobs
 from deploybench.backends.evaluate import VariantsReport, evaluate_variants
@@ -16,6 +16,9 @@ from deploybench.backends.parity import served_batch_sizes
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
 from deploybench.study.spec import StudyConfig, study_model_spec
+
+if TYPE_CHECKING:  # torch loads with it; a cluster's driver and the report need no torch
+    from deploybench.backends.evaluate import VariantsReport
 
 
 @dataclass
@@ -66,6 +69,8 @@ def summarise(report: VariantsReport) -> VariantsOutcome:
 
 
 def summaries_from_json(raw: dict[str, Any]) -> VariantsOutcome:
+    from deploybench.backends.evaluate import VariantsReport
+
     return summarise(VariantsReport.model_validate(raw))
 
 
@@ -78,6 +83,8 @@ def parity_sizes(config: StudyConfig) -> list[int]:
 def evaluate_study_variants(
     config: StudyConfig, cache_dir: Path | None, on_stage: Callable[[str], None]
 ) -> VariantsOutcome:
+    from deploybench.backends.evaluate import evaluate_variants
+
     report = evaluate_variants(
         study_model_spec(config),
         config.backends,

@@ -1,0 +1,67 @@
+"""This machine: variants in the study process, then one trial after another on loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from deploybench.hardware import MachineProfile, detect_machine
+from deploybench.machine import resolve_machine
+from deploybench.results import MachineInfo, TrialRecord
+from deploybench.study.environment import fingerprint, stack_offers
+from deploybench.study.executors.base import (
+    Executor,
+    MachineTarget,
+    Prepared,
+    PrepareRequest,
+    TrialEvents,
+    register,
+)
+from deploybench.study.spec import StudyConfig
+from deploybench.study.store import StudyStore
+from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
+
+
+@register
+class LocalExecutor(Executor):
+    name = "local"
+
+    def targets(self) -> list[MachineTarget]:
+        """This machine, detected and priced before anything is built (a price it lacks fails here)."""
+        self.profile: MachineProfile = detect_machine()
+        self.info = resolve_machine(self.config.machine, self.profile, socket.gethostname())
+        return [MachineTarget()]
+
+    def prepare(
+        self, requests: list[PrepareRequest], cache_dir: Path | None, on_stage: Callable[[str], None]
+    ) -> Iterator[Prepared]:
+        from deploybench.study.variants_step import evaluate_study_variants
+
+        for request in requests:
+            environment = fingerprint(self.profile)
+            raw = None
+            if request.need_variants:
+                raw = evaluate_study_variants(self.config, cache_dir, on_stage).raw
+            yield Prepared(request.target, environment, raw, stack_offers(self.config.stacks))
+
+    def machine_info(self, target: MachineTarget, environment: dict[str, Any]) -> MachineInfo:
+        return self.info
+
+    def run_trials(
+        self,
+        ctx: TrialContext,
+        jobs: list[TrialJob],
+        store: StudyStore,
+        events: TrialEvents,
+    ) -> Iterator[TrialRecord]:
+        for job in jobs:
+            if ctx.stop.is_set():
+                raise KeyboardInterrupt
+            events.on_start(job, None)
+            files = TrialFiles(store.log_path(job.trial_id), store.stack_dir(job.trial_id))
+            record = run_served_trial(ctx, job, files, events.on_live, events.on_stage)
+            if ctx.stop.is_set():
+                raise KeyboardInterrupt  # a trial cut short by Ctrl-C is not recorded: it reruns on resume
+            yield record

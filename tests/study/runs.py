@@ -1,0 +1,55 @@
+"""Helpers for tests that run whole studies through the CLI: kill one mid-way, resume it, read it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from deploybench.results import TrialRecord
+
+
+def read_trials(out: Path) -> list[TrialRecord]:
+    lines = (out / "trials.jsonl").read_text().splitlines()
+    return [TrialRecord.model_validate_json(line) for line in lines if line.strip()]
+
+
+def wait_for_trials(out: Path, proc: subprocess.Popen[bytes], count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    trials = out / "trials.jsonl"
+    while time.monotonic() < deadline:
+        if trials.exists() and len(trials.read_text().splitlines()) >= count:
+            return
+        assert proc.poll() is None, "the study ended before it recorded a trial"
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} trial(s) recorded within {timeout_s} s")
+
+
+def kill_after_first_trial(command: list[str], out: Path, timeout_s: float) -> list[TrialRecord]:
+    """Start the study, SIGKILL it once a trial is recorded; the trials it left."""
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_trials(out, first, 1, timeout_s=timeout_s)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    before = read_trials(out)
+    assert before, "the first run recorded nothing"
+    return before
+
+
+def resume(
+    command: list[str], out: Path, before: list[TrialRecord], json_path: Path
+) -> tuple[list[TrialRecord], str]:
+    """Rerun the same command to the end: nothing repeated, nothing lost. (all trials, its stdout)"""
+    done = subprocess.run(
+        [*command, "--json", str(json_path)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = read_trials(out)
+    ids = [t.trial_id for t in after]
+    assert len(ids) == len(set(ids)), f"duplicated trials: {ids}"
+    assert after[: len(before)] == before, "finished trials were measured again or changed"
+    assert f"{len(before)} trials resumed" in done.stdout
+    return after
