@@ -6,6 +6,7 @@ Adding a backend means one new module in this package with one class decorated b
 from __future__ import annotations
 
 import abc
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -98,6 +99,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         """Build a runnable variant. Raises BackendUnavailableError when availability() is not ok."""
+
+
+def library_importable(name: str) -> bool:
+    """Whether `import name` can work, without importing it (a runtime stays unloaded until a build)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[name] is None, i.e. the import is blocked
+        return False
 
 
 _REGISTRY: dict[str, type[Backend]] = {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -154,14 +153,6 @@ def onnx_input_name(path: Path) -> str:
     graph = onnx.load(str(path), load_external_data=False).graph
     initializers = {init.name for init in graph.initializer}
     return next((inp.name for inp in graph.input if inp.name not in initializers), INPUT_NAME)
-
-
-def library_importable(name: str) -> bool:
-    """Whether `import name` can work, without importing it (a runtime stays unloaded until a build)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules[name] is None, i.e. the import is blocked
-        return False
 
 
 def ensure_available(backend: Backend) -> None:

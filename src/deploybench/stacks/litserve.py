@@ -12,8 +12,7 @@ import json
 import sys
 from typing import Any
 
-from deploybench.backends.base import Availability
-from deploybench.backends.onnx_export import library_importable
+from deploybench.backends.base import Availability, library_importable
 from deploybench.load.targets import HttpTarget, Target
 from deploybench.results import Candidate
 from deploybench.stacks.base import (

@@ -29,9 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from deploybench.backends.base import Availability
+from deploybench.backends.base import Availability, library_importable
 from deploybench.backends.cache import default_cache_root
-from deploybench.backends.onnx_export import library_importable
 from deploybench.results import Candidate
 from deploybench.stacks.artifacts import ModelArtifact, model_artifact
 from deploybench.stacks.base import (
