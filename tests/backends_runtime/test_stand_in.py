@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from deploybench.backends import BuildContext, Variant, get_backend
 from deploybench.backends.build import build_variant, example_batch
 from deploybench.backends.calibration import parity_inputs
 from deploybench.backends.eager import TorchModuleVariant
-from deploybench.backends.evaluate import evaluate_variants
+from deploybench.backends.evaluate import VariantsReport, evaluate_variants
 from deploybench.backends.stand_in import JUDGED_ON, StandIn, judge_variant, needs_stand_in
+from deploybench.cli import app
 from deploybench.config import ModelSpec, ParityThresholds
 from deploybench.models import LoadedModel, load_model, logits_for
 
@@ -28,9 +30,13 @@ INT8 = "onnxruntime-int8"
 
 @pytest.mark.slow
 def test_a_correct_int8_build_of_a_random_model_passes_judged_on_the_stand_in(cache_root: Path) -> None:
-    report = evaluate_variants(
-        RANDOM_SMALL, [INT8], batch_sizes=(1, 3), time_budget_s=1.0, cache_dir=cache_root
-    )
+    out = cache_root / "variants.json"
+    result = CliRunner().invoke(app, [
+        "variants", "--model", RANDOM_SMALL.source, "--weights", "random", "--backends", INT8,
+        "--batch", "1,3", "--budget", "1", "--cache-dir", str(cache_root), "--json", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = VariantsReport.model_validate_json(out.read_text())
     eager, int8 = report.variants
     parity = int8.parity
     assert parity is not None and parity.precision == "int8"
@@ -42,6 +48,8 @@ def test_a_correct_int8_build_of_a_random_model_passes_judged_on_the_stand_in(ca
     assert parity.stand_in.batch_sizes == SIZES  # the stand-in is gated at the same batch sizes
     assert parity.cosine_p10 is not None and parity.cosine_p10 > ParityThresholds().random_min_cosine
     assert INT8 in report.stand_in
+    printed = " ".join(result.output.split())  # Rich wraps long lines
+    assert f"judged on {JUDGED_ON}" in printed and f"on {parity.stand_in.model} (trained limits" in printed
 
 
 class _Broken(Variant):

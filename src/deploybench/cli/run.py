@@ -87,7 +87,7 @@ def render_table(outcome: StudyOutcome) -> Table:
             row["stack"],
             row["precision"] or "-",
             knobs,
-            row["parity"] or "-",
+            row["parity_label"] or "-",
             _fmt(row["peak"]["rps"]) + peak_flag,
             _fmt(row["peak"]["p50_ms"]),
             _fmt(row["peak"]["p99_ms"]),

@@ -36,6 +36,7 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
         "max_batch_size": cand.max_batch_size,
         "max_delay_ms": cand.max_delay_ms,
         "parity": trial.parity.verdict if trial.parity else None,
+        "parity_label": trial.parity.label if trial.parity else None,
         "peak_concurrency": peak.concurrency if peak else None,
         "peak": _point_cells(peak),
         "c16": _point_cells(c16),
