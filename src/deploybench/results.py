@@ -209,8 +209,25 @@ class ParityReport(StrictModel):
     input_variation: float | None = Field(
         None, description="fraction of the reference's logit variance that differs between inputs"
     )
+    batch_consistency: float | None = Field(
+        None, description="worst input's cosine between its outputs at different batch sizes (1: identical)"
+    )
     reason: str | None = None
     notes: list[str] = Field(default_factory=list)
+    model: str | None = Field(None, description="the network measured, when not the study's own model")
+    judged_on: str | None = Field(
+        None, description="set when the backend's numerics were judged on a trained stand-in, not this model"
+    )
+    stand_in: ParityReport | None = Field(
+        None, description="the same backend built for the trained stand-in, gated with the trained limits"
+    )
+    seconds: float | None = Field(None, description="wall time of this check (a stand-in's: with its build)")
+    build_seconds: float | None = Field(None, description="a stand-in's build time (small when cached)")
+
+    @property
+    def label(self) -> str:
+        """The verdict as every table shows it: 'passed (judged on the trained stand-in ...)' where so."""
+        return f"{self.verdict} (judged on {self.judged_on})" if self.judged_on else self.verdict
 
 
 class AccuracyReport(StrictModel):

@@ -59,7 +59,8 @@ def test_a_server_worker_re_verifies_its_own_build(tiny: LoadedModel) -> None:
 @pytest.mark.slow
 def test_a_broken_int8_build_of_the_default_model_is_rejected(tmp_path: Path) -> None:
     """ONNX Runtime int8 of torchvision:resnet50 (random weights, BatchNorm re-estimated), calibrated on
-    zeros: its scales fit nothing a photo produces. The default model's parity must reject it."""
+    zeros: its scales fit nothing a photo produces. The default model's parity must reject it, even
+    held only to the sanity floor (backends/stand_in.py)."""
     torch.set_num_threads(2)
     model = load_model(ModelSpec(), tmp_path)
     assert model.weights == RANDOM_BN_WEIGHTS
@@ -68,7 +69,10 @@ def test_a_broken_int8_build_of_the_default_model_is_rejected(tmp_path: Path) ->
     broken = get_backend("onnxruntime-int8").build(model, ctx)
     assert broken.precision == "int8"
     inputs = parity_inputs(model.input_shape)
-    report = check_parity(broken, inputs, logits_for(model, inputs), batch_sizes=(1, 2, 8))
+    # the sanity floor, which alone judges the default model's int8 artifact (its backend is judged on
+    # the trained stand-in, whose own calibration is right): the loosest check must still catch this
+    reference = logits_for(model, inputs)
+    report = check_parity(broken, inputs, reference, batch_sizes=(1, 2, 8), floor_only=True)
     assert report.verdict == "rejected", report
-    assert "cosine" in (report.reason or "")
+    assert "sanity floor" in (report.reason or "")
     assert len(calibration_images(count=4)) == 4  # the real calibration set exists; this build ignored it

@@ -11,6 +11,7 @@ import plotly.offline
 import pytest
 import yaml
 
+from deploybench.backends.stand_in import JUDGED_ON
 from deploybench.config import Constraints
 from deploybench.report import StudyReadError, load_study, write_report
 from deploybench.report.tables import COST_FORMULA
@@ -83,6 +84,19 @@ def test_random_weights_are_flagged_everywhere(tmp_path: Path):
     assert "Random weights" in result.html_path.read_text(encoding="utf-8")
     assert "Warning: random weights" in result.paths["markdown"].read_text(encoding="utf-8")
     assert set(pd.read_csv(result.paths["csv"])["weights"]) == {"random"}
+
+
+def test_a_verdict_judged_on_the_trained_stand_in_says_so(tmp_path: Path):
+    trials = cpu_study_trials(weights="random")
+    judged = [t for t in trials if t.precision == "int8" and t.parity and t.parity.verdict == "passed"]
+    assert judged
+    for trial in judged:
+        assert trial.parity is not None
+        trial.parity = trial.parity.model_copy(update={"judged_on": JUDGED_ON})
+    result = write_report(write_study(tmp_path / "stand-in", trials))
+    label = f"passed (judged on {JUDGED_ON})"
+    assert label in result.html_path.read_text(encoding="utf-8")
+    assert label in result.paths["markdown"].read_text(encoding="utf-8")
 
 
 def test_all_rejected_study_still_gets_a_report(tmp_path: Path):

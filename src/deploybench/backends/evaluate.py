@@ -4,7 +4,8 @@ The eager fp32 variant is built first and is the parity reference. An unavailabl
 with its reason; a backend that throws while building is recorded with its error; neither stops the
 others. Only variants that pass parity should ever be recommended. Parity runs at every batch size
 up to the largest one timed (or served), and with labelled data (`eval_data`) every verified variant
-gets top-1 / top-5 and its paired comparison with eager (backends/accuracy.py).
+gets top-1 / top-5 and its paired comparison with eager (backends/accuracy.py). On a random-weight
+model, reduced-precision variants are judged on a trained stand-in too (backends/stand_in.py).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from deploybench.backends.calibration import (
     parity_source_paths,
 )
 from deploybench.backends.labelled import check_disjoint, load_labelled
-from deploybench.backends.parity import check_parity, predict_in_chunks, reference_report, served_batch_sizes
+from deploybench.backends.parity import predict_in_chunks, reference_report, served_batch_sizes
+from deploybench.backends.stand_in import StandIn, judge_variant
 from deploybench.backends.timing import PreprocessTiming, Timing, time_preprocessing, time_variant
-from deploybench.config import ModelSpec, ParityThresholds, StrictModel
+from deploybench.config import ModelSpec, ParityThresholds, StrictModel, is_random_weights
 from deploybench.models import LoadedModel, load_model
 from deploybench.payload import default_payload_path
 from deploybench.results import AccuracyReport, ParityReport
@@ -79,6 +81,7 @@ class VariantsReport(StrictModel):
     handler: str | None = Field(
         None, description="a SageMaker handler: whether variants replace its predict_fn, and why (or not)"
     )
+    stand_in: str = Field("", description="which variants a trained stand-in judged, and its cost")
     preprocessing: PreprocessTiming | None = None
     variants: list[VariantReport] = Field(default_factory=list)
     thread_env: dict[str, str] = Field(
@@ -130,6 +133,11 @@ class _Run:
         self.batches: dict[int, np.ndarray] = {}
         self.eval_batches = eval_batches
         self.eval_reference: accuracy.Outcome | None = None
+        self.stand_in = (
+            StandIn(thresholds, self.parity_sizes, cache_dir, calibration_dir, self.say)
+            if is_random_weights(model.weights)
+            else None
+        )
 
     def say(self, message: str) -> None:
         if self.on_progress is not None:
@@ -151,13 +159,15 @@ class _Run:
             calibration_dir=self.calibration_dir,
         )[0]
 
-    def parity(self, backend: str, variant: Variant) -> ParityReport:
+    def parity(self, backend: str, variant: Variant, threads: int) -> ParityReport:
         if backend == REFERENCE:
             self.reference = predict_in_chunks(variant, self.inputs)
             return reference_report(len(self.inputs))
         assert self.reference is not None, "the eager reference is evaluated first"
         self.say(f"{backend}: parity at batch sizes {self.parity_sizes[0]}..{self.parity_sizes[-1]}")
-        return check_parity(variant, self.inputs, self.reference, self.thresholds, self.parity_sizes)
+        return judge_variant(
+            variant, self.inputs, self.reference, self.thresholds, self.parity_sizes, self.stand_in, threads
+        )
 
     def accuracy(self, backend: str, variant: Variant) -> AccuracyReport | None:
         """Labelled accuracy of a verified variant (eager first: the others are compared with it)."""
@@ -204,7 +214,7 @@ def _evaluate_one(
             run.say(f"{backend}: building ({thread_count} threads)")
             variant = run.build(backend, thread_count)  # runtimes fix their thread pools when built
             if index == 0:
-                _record_build(report, variant, run.parity(backend, variant))
+                _record_build(report, variant, run.parity(backend, variant, thread_count))
                 if report.usable:
                     report.accuracy = run.accuracy(backend, variant)
             for size in batch_sizes:
@@ -315,5 +325,6 @@ def evaluate_variants(
     if on_step is not None:
         on_step(len(names), len(names))
     _add_speedups(report.variants)
+    report.stand_in = run.stand_in.describe() if run.stand_in else ""
     report.load_average.append(os.getloadavg()[0])
     return report

@@ -13,13 +13,18 @@ What is compared (per input, then reduced to the worst input, a low percentile o
   ties on a many-class net (random weights); binary and few-class classifiers are always gated;
 - max_abs_err is reported, not gated: it has no scale of its own.
 Every batch size the server may form is verified (1..max batch, odd sizes included): the rows
-produced at each size are gated together, and a failure names the batch sizes it happened at.
-Limits depend on the precision the variant actually runs (config.ParityThresholds says why).
+produced at each size are gated together, and each must match the variant's own output for that
+input at the main batch size (batch_consistency); a failure names the batch sizes it happened at.
+Limits depend on the precision the variant actually runs (config.ParityThresholds says why). With
+floor_only, a reduced-precision variant of a random-weight model is held only to the sanity floor
+(and every structural check): its backend's numerics are judged on a trained stand-in
+(backends/stand_in.py), since a random network amplifies correct rounding past any trained limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +36,7 @@ DOMINANT_CLASS_LIMIT = 0.5  # one class for half of varied photos: the net is no
 FLAT_MARGIN_LIMIT = 0.05  # median top-1 margin below 5% of the logits' spread: ties decide the argmax
 FEW_CLASSES = 10  # up to this many classes, a dominant class is plausible and top-1 is always gated
 PARITY_CHUNK = 8
+FULL_PRECISIONS = ("fp32", "tf32")
 
 
 def predict_in_chunks(variant: Variant, inputs: np.ndarray, chunk: int = PARITY_CHUNK) -> np.ndarray:
@@ -44,7 +50,7 @@ def precision_limits(precision: str, thresholds: ParityThresholds) -> tuple[floa
     Unknown precision names get the reduced-precision limits.
     """
     t = thresholds
-    if precision in ("fp32", "tf32"):
+    if precision in FULL_PRECISIONS:
         return t.fp32_min_cosine, t.fp32_min_cosine, t.fp32_min_top1, t.fp32_max_rel_err
     if precision.startswith("int") or precision in ("u8s8", "mixed-int8"):
         return t.int8_min_cosine, t.int8_cosine_floor, t.int8_min_top1, t.int8_max_rel_err
@@ -110,6 +116,14 @@ def flat_logits_reason(reference: np.ndarray) -> str | None:
     return None
 
 
+def batch_consistency(output: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
+    """Per output row: the cosine of its input-dependent logits with the same input's output in the
+    main pass (the first `count` rows, each input once), both taken against the variant's own mean."""
+    main = output[:count].astype(np.float64)
+    cosines = input_dependent_cosine(main[rows], output, main.mean(axis=0, keepdims=True))
+    return np.where((main[rows] == output).all(axis=1), 1.0, cosines)  # identical rows: consistent
+
+
 def _rejected(precision: str, inputs: int, reason: str) -> ParityReport:
     return ParityReport(verdict="rejected", precision=precision, inputs=inputs, reason=reason)
 
@@ -121,11 +135,14 @@ def compare_logits(
     thresholds: ParityThresholds,
     row_batch_sizes: np.ndarray | None = None,
     common: np.ndarray | None = None,
+    consistency: np.ndarray | None = None,
+    floor_only: bool = False,
 ) -> ParityReport:
     """Gate one variant's logits against the reference logits on the same inputs.
 
     row_batch_sizes: the batch size each row was produced at (named in a failure); common: the
-    reference's mean over the distinct inputs (default: over these rows).
+    reference's mean over the distinct inputs (default: over these rows); consistency: each row's
+    batch_consistency; floor_only: the sanity floor instead of the trained limits (module docstring).
     """
     if output.shape != reference.shape:
         return _rejected(
@@ -138,6 +155,7 @@ def compare_logits(
     cosines = input_dependent_cosine(reference, output, common)
     rel = relative_errors(reference, output)
     sizes = np.full(len(reference), 0) if row_batch_sizes is None else row_batch_sizes
+    consistency = np.ones(len(reference)) if consistency is None else consistency
     report = ParityReport(
         verdict="passed",
         precision=precision,
@@ -150,8 +168,12 @@ def compare_logits(
         max_abs_err=float(np.abs(output - reference).max()),
         max_rel_err=float(rel.max()),
         input_variation=input_variation(reference),
+        batch_consistency=float(consistency.min()),
     )
-    return _apply_limits(report, reference, thresholds, cosines, rel, sizes)
+    rows = _Rows(cosines, rel, sizes, consistency)
+    if floor_only:
+        return _apply_floor(report, thresholds, rows)
+    return _apply_limits(report, reference, thresholds, rows)
 
 
 def _at_sizes(bad: np.ndarray, sizes: np.ndarray) -> str:
@@ -159,21 +181,38 @@ def _at_sizes(bad: np.ndarray, sizes: np.ndarray) -> str:
     return f" (batch size {', '.join(map(str, named))})" if named else ""
 
 
-def _failures(
-    report: ParityReport,
-    thresholds: ParityThresholds,
-    cosines: np.ndarray,
-    rel: np.ndarray,
-    sizes: np.ndarray,
-    gate_top1: bool,
-) -> list[str]:
-    min_cosine, cosine_floor, min_top1, max_rel = precision_limits(report.precision, thresholds)
+@dataclass(frozen=True)
+class _Rows:
+    """Per-row figures of one comparison: cosine, relative error, batch size, batch consistency."""
+
+    cosines: np.ndarray
+    rel: np.ndarray
+    sizes: np.ndarray
+    consistency: np.ndarray
+
+
+def _structural_failures(report: ParityReport, thresholds: ParityThresholds, rows: _Rows) -> list[str]:
+    """What no variant may fail whatever its precision: a verifiable reference, batch-size consistency."""
     failures = []
     if (report.input_variation or 0.0) < thresholds.min_input_variation:
         failures.append(
             f"the reference's outputs barely depend on the input ({report.input_variation:.2e} of the logit"
             f" variance varies between inputs < {thresholds.min_input_variation:g}): nothing can be verified"
         )
+    limit = thresholds.min_batch_consistency
+    if report.batch_consistency is not None and report.batch_consistency < limit:
+        where = _at_sizes(rows.consistency < limit, rows.sizes)
+        failures.append(
+            f"outputs change with the batch size (worst input's cosine to its own output at the main batch"
+            f" size {report.batch_consistency:.4f} < {limit}){where}"
+        )
+    return failures
+
+
+def _failures(report: ParityReport, thresholds: ParityThresholds, rows: _Rows, gate_top1: bool) -> list[str]:
+    min_cosine, cosine_floor, min_top1, max_rel = precision_limits(report.precision, thresholds)
+    cosines, rel, sizes = rows.cosines, rows.rel, rows.sizes
+    failures = _structural_failures(report, thresholds, rows)
     if report.cosine_p10 is not None and report.cosine_p10 < min_cosine:
         failures.append(f"cosine p10 {report.cosine_p10:.5f} < {min_cosine}")
     if report.cosine_min is not None and report.cosine_min < cosine_floor:
@@ -186,13 +225,30 @@ def _failures(
     return failures
 
 
+def _judged(report: ParityReport, failures: list[str], notes: list[str]) -> ParityReport:
+    verdict = "rejected" if failures else "passed"
+    return report.model_copy(
+        update={"verdict": verdict, "reason": "; ".join(failures) or None, "notes": notes}
+    )
+
+
+def _apply_floor(report: ParityReport, thresholds: ParityThresholds, rows: _Rows) -> ParityReport:
+    """The sanity floor of a reduced-precision variant of a random-weight model (see the module doc)."""
+    floor = thresholds.random_min_cosine
+    failures = _structural_failures(report, thresholds, rows)
+    if report.cosine_p10 is not None and report.cosine_p10 <= floor:
+        failures.append(f"cosine p10 {report.cosine_p10:.5f} <= sanity floor {floor:g}")
+    notes = [
+        f"random weights, {report.precision}: this artifact held to the sanity floor (input-dependent cosine"
+        f" p10 > {floor:g}, every batch size consistent >= {thresholds.min_batch_consistency}); a random"
+        " network amplifies correct rounding past the trained limits",
+        "max_abs_err is reported only: it has no scale of its own",
+    ]
+    return _judged(report, failures, notes)
+
+
 def _apply_limits(
-    report: ParityReport,
-    reference: np.ndarray,
-    thresholds: ParityThresholds,
-    cosines: np.ndarray,
-    rel: np.ndarray,
-    sizes: np.ndarray,
+    report: ParityReport, reference: np.ndarray, thresholds: ParityThresholds, rows: _Rows
 ) -> ParityReport:
     min_cosine, cosine_floor, min_top1, max_rel = precision_limits(report.precision, thresholds)
     notes = [
@@ -203,11 +259,7 @@ def _apply_limits(
     flat = flat_logits_reason(reference)
     if flat:
         notes.append(f"{flat}: top-1 agreement ({report.top1_agreement:.0%}) not gated; cosine decides")
-    failures = _failures(report, thresholds, cosines, rel, sizes, gate_top1=flat is None)
-    verdict = "rejected" if failures else "passed"
-    return report.model_copy(
-        update={"verdict": verdict, "reason": "; ".join(failures) or None, "notes": notes}
-    )
+    return _judged(report, _failures(report, thresholds, rows, gate_top1=flat is None), notes)
 
 
 def batch_rows(count: int, sizes: Iterable[int]) -> list[tuple[int, list[int]]]:
@@ -243,16 +295,20 @@ def check_parity(
     reference: np.ndarray,
     thresholds: ParityThresholds | None = None,
     batch_sizes: Sequence[int] = (PARITY_CHUNK,),
+    floor_only: bool = False,
 ) -> ParityReport:
     """Run `inputs` through the variant at every batch size given and gate it against `reference`
-    (eager fp32 logits on the inputs)."""
+    (eager fp32 logits on the inputs); floor_only: the sanity floor instead of the trained limits."""
     thresholds = thresholds or ParityThresholds()
     try:
         output, rows, sizes = run_at_batch_sizes(variant, inputs, list(batch_sizes))
     except Exception as exc:  # a variant that cannot run is a failed variant, not a crash
         return _rejected(variant.precision, len(inputs), f"predict failed: {type(exc).__name__}: {exc}")
     common = reference.mean(axis=0, keepdims=True)
-    report = compare_logits(reference[rows], output, variant.precision, thresholds, sizes, common)
+    consistency = batch_consistency(output, rows, len(inputs))
+    report = compare_logits(
+        reference[rows], output, variant.precision, thresholds, sizes, common, consistency, floor_only
+    )
     return report.model_copy(update={"inputs": len(inputs)})
 
 

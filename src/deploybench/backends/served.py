@@ -4,6 +4,8 @@ Those variants are compiled again in each worker, so the variant that serves is 
 study verified. A worker therefore verifies its own build against eager fp32 at every batch size its
 batcher may form (1..max_batch_size) before it reports ready: /ping stays red for a broken build.
 It also compiles each batch shape once, before traffic arrives rather than during a measurement.
+A reduced-precision build of a random-weight model is held to the sanity floor, as in the study,
+whose trained stand-in already judged the backend's numerics (backends/stand_in.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from deploybench.backends.base import Variant, all_backends
 from deploybench.backends.calibration import parity_inputs
 from deploybench.backends.parity import check_parity, served_batch_sizes
+from deploybench.backends.stand_in import needs_stand_in
 from deploybench.config import ParityThresholds
 from deploybench.models import LoadedModel, logits_for
 from deploybench.results import ParityReport
@@ -34,7 +37,9 @@ def verify_served_variant(
         return None
     inputs = parity_inputs(model.input_shape, WORKER_PARITY_INPUTS)
     reference = logits_for(model, inputs)
-    report = check_parity(variant, inputs, reference, thresholds, served_batch_sizes(max_batch_size))
+    floor_only = needs_stand_in(model.weights, variant.precision)
+    sizes = served_batch_sizes(max_batch_size)
+    report = check_parity(variant, inputs, reference, thresholds, sizes, floor_only=floor_only)
     if report.verdict == "rejected":
         raise ServedParityError(
             f"{variant.backend} built in this server worker failed parity: {report.reason}"

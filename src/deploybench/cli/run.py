@@ -115,7 +115,7 @@ def render_table(outcome: StudyOutcome) -> Table:
             row["stack"],
             row["precision"] or "-",
             knobs,
-            row["parity"] or "-",
+            row["parity_label"] or "-",
             _with_ci(row["peak"]["rps"], row["peak"]["rps_ci"]) + peak_flag,
             _fmt(row["peak"]["p50_ms"]),
             _with_ci(row["peak"]["p99_ms"], row["peak"]["p99_ci"]),

@@ -14,6 +14,7 @@ from deploybench.backends.labelled import BUNDLED, LabelledDataError
 from deploybench.cli.app import app, console, fail
 from deploybench.config import ModelSpec, is_random_weights
 from deploybench.payload import PayloadError, read_payloads
+from deploybench.results import ParityReport
 
 if TYPE_CHECKING:  # torch loads with these: only the commands that build models import them
     from deploybench.backends.evaluate import VariantReport, VariantsReport
@@ -51,9 +52,11 @@ def _parity_cell(variant: VariantReport) -> str:
         return "[dim]unavailable[/]"
     if variant.error:
         return "[red]build error[/]"
-    verdict = variant.parity.verdict if variant.parity else "-"
-    colour = {"passed": "green", "rejected": "bold red", "reference": "cyan"}.get(verdict, "white")
-    return f"[{colour}]{verdict}[/]"
+    parity = variant.parity
+    if parity is None:
+        return "-"
+    colour = {"passed": "green", "rejected": "bold red", "reference": "cyan"}.get(parity.verdict, "white")
+    return f"[{colour}]{parity.label}[/]"
 
 
 def _timing_cells(variant: VariantReport, size: int, threads: int) -> list[str]:
@@ -92,16 +95,26 @@ def render_table(report: VariantsReport, batch_sizes: tuple[int, ...]) -> Table:
     return table
 
 
+def _parity_figures(p: ParityReport) -> str:
+    if p.cosine_min is None:  # it never ran far enough to be measured
+        return ""
+    flat = " (top-1 not gated: flat reference logits)" if any("not gated" in n for n in p.notes) else ""
+    return (
+        f" top-1 {p.top1_agreement:.0%}, top-5 {p.top5_overlap:.0%}, cosine p10 {p.cosine_p10:.4f} / "
+        f"worst {p.cosine_min:.4f}, max_rel_err {p.max_rel_err:.3g}{flat}"
+    )
+
+
 def _parity_detail(v: VariantReport) -> str:
+    """The figures on this model; where a trained stand-in judged the backend, its figures too."""
     p = v.parity
     assert p is not None
     reason = f" REJECTED: {p.reason}" if p.verdict == "rejected" else ""
-    if p.cosine_min is None:  # it never ran far enough to be measured
-        return f"parity{reason}"
-    flat = " (top-1 not gated: flat reference logits)" if any("not gated" in n for n in p.notes) else ""
+    if p.stand_in is None:
+        return f"parity{_parity_figures(p)}{reason}"
     return (
-        f"parity top-1 {p.top1_agreement:.0%}, top-5 {p.top5_overlap:.0%}, cosine p10 {p.cosine_p10:.4f} / "
-        f"worst {p.cosine_min:.4f}, max_rel_err {p.max_rel_err:.3g}{flat}{reason}"
+        f"parity on this model (sanity floor){_parity_figures(p)}; on {p.stand_in.model} (trained limits,"
+        f" {p.stand_in.verdict}){_parity_figures(p.stand_in)}{reason}"
     )
 
 
@@ -154,7 +167,8 @@ def accuracy_table(report: VariantsReport) -> Table | None:
 
 
 def _footer(report: VariantsReport) -> None:
-    for line in (report.calibration, f"parity: {report.parity_inputs}" if report.parity_inputs else ""):
+    parity = f"parity: {report.parity_inputs}" if report.parity_inputs else ""
+    for line in (report.calibration, parity, report.stand_in):
         if line:
             console.print(line, highlight=False)
     pre = report.preprocessing

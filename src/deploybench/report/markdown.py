@@ -91,7 +91,7 @@ def _parity(trials: Sequence[TrialRecord]) -> list[str]:
         cells = [
             r["backend"],
             r["precision"],
-            r["verdict"],
+            r["label"],
             fmt(r["top1_agreement"], ".1%"),
             fmt(r["cosine_min"], ".5f"),
             r["reason"],

@@ -152,6 +152,7 @@ def parity_rows(trials: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "precision": parity.precision or key[1],
             "machine": key[2],
             "verdict": parity.verdict,
+            "label": parity.label,
             "inputs": parity.inputs,
             "top1_agreement": parity.top1_agreement,
             "top5_overlap": parity.top5_overlap,

@@ -71,6 +71,7 @@ def trial_row(trial: TrialRecord) -> dict[str, Any]:
         "max_delay_ms": cand.max_delay_ms,
         "runtime": cand.runtime.key_suffix,
         "parity": trial.parity.verdict if trial.parity else None,
+        "parity_label": trial.parity.label if trial.parity else None,
         "peak_concurrency": peak.concurrency if peak else None,
         "peak": _point_cells(peak),
         "c16": _point_cells(c16),
