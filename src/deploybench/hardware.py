@@ -26,6 +26,7 @@ INTERESTING_FLAGS = (
 # Instructions with an 8-bit multiply-accumulate that does not saturate (VNNI, AMX): without one,
 # x86 int8 kernels use VPMADDUBSW, whose 16-bit intermediate sums saturate.
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 # (vendor_id, cpu family, models) -> (family code, generation as vendors name it). Sources: AMD and
 # Intel model numbers as Linux reports them (arch/x86/include/asm/intel-family.h; AMD's processor
@@ -168,6 +169,11 @@ def detect_cpu() -> CpuProfile:
 def has_int8_dot_product() -> bool:
     """True when the CPU has VNNI or AMX int8: u8 x s8 products then cannot saturate."""
     return any(flag in detect_cpu().flags for flag in INT8_DOT_FLAGS)
+
+
+def has_native_bf16() -> bool:
+    """True when the CPU computes in bf16 (AVX512-BF16, AMX): elsewhere bf16 is emulated, slower than fp32."""
+    return any(flag in detect_cpu().flags for flag in BF16_FLAGS)
 
 
 def usable_cores() -> int:

@@ -6,12 +6,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from deploybench.backends.base import get_backend
 from deploybench.backends.build import build_variant
 from deploybench.backends.calibration import parity_inputs
 from deploybench.backends.parity import check_parity
 from deploybench.config import ParityThresholds
+from deploybench.hardware import has_native_bf16
 from deploybench.models import LoadedModel, logits_for
+
+
+def skip_unless_available(backend: str) -> None:
+    availability = get_backend(backend).availability()
+    if not availability.ok:
+        pytest.skip(availability.reason)
+
+
+def test_bf16_autocast_is_offered_only_where_the_cpu_computes_in_bf16() -> None:
+    availability = get_backend("eager-bf16").availability()
+    native = has_native_bf16() or torch.cuda.is_available()
+    assert availability.ok == native
+    if not native:
+        assert "no bf16 instructions" in availability.reason
 
 
 @pytest.mark.parametrize(
@@ -26,6 +43,7 @@ def test_backend_passes_parity_on_trained_net(
     effnet_reference: np.ndarray,
     cache_root: Path,
 ) -> None:
+    skip_unless_available(backend)
     variant, _ = build_variant(effnet.spec, backend, threads=2, model=effnet, cache_dir=cache_root)
     assert variant.precision == precision
     report = check_parity(variant, effnet_inputs, effnet_reference, ParityThresholds())
@@ -57,7 +75,8 @@ def test_build_does_not_mutate_the_reference(tiny: LoadedModel, cache_root: Path
     inputs = parity_inputs(count=2)
     before = logits_for(tiny, inputs)
     build_variant(tiny.spec, "eager-channels-last", threads=1, model=tiny, cache_dir=cache_root)
-    build_variant(tiny.spec, "eager-bf16", threads=1, model=tiny, cache_dir=cache_root)
+    if get_backend("eager-bf16").availability().ok:
+        build_variant(tiny.spec, "eager-bf16", threads=1, model=tiny, cache_dir=cache_root)
     np.testing.assert_array_equal(logits_for(tiny, inputs), before)
 
 

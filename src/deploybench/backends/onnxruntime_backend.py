@@ -15,9 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
+from deploybench.backends.base import (
+    Availability,
+    Backend,
+    BuildContext,
+    Variant,
+    library_importable,
+    register,
+)
 from deploybench.backends.cache import directory_bytes, library_versions
-from deploybench.backends.onnx_export import ensure_available, exported_onnx, library_importable
+from deploybench.backends.onnx_export import ensure_available, exported_onnx
 from deploybench.config import RuntimeKnobs
 from deploybench.models import LoadedModel
 

@@ -29,9 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
+from deploybench.backends.base import (
+    Availability,
+    Backend,
+    BuildContext,
+    Variant,
+    library_importable,
+    register,
+)
 from deploybench.backends.cache import library_versions
-from deploybench.backends.onnx_export import artifact_dir, ensure_available, exported_onnx, library_importable
+from deploybench.backends.onnx_export import artifact_dir, ensure_available, exported_onnx
 from deploybench.config import RuntimeKnobs
 from deploybench.models import LoadedModel
 

@@ -17,12 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
+from deploybench.backends.base import (
+    Availability,
+    Backend,
+    BuildContext,
+    Variant,
+    library_importable,
+    register,
+)
 from deploybench.backends.onnx_export import (
     artifact_dir,
     calibration_digest,
     ensure_available,
-    library_importable,
     require_calibration,
 )
 from deploybench.backends.openvino_backend import (

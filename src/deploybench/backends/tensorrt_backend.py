@@ -16,13 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
+from deploybench.backends.base import (
+    Availability,
+    Backend,
+    BuildContext,
+    Variant,
+    library_importable,
+    register,
+)
 from deploybench.backends.cache import directory_bytes
 from deploybench.backends.onnx_export import (
     artifact_dir,
     ensure_available,
     exported_onnx,
-    library_importable,
     onnx_input_name,
 )
 from deploybench.backends.onnxruntime_backend import OrtVariant, cuda_device_present, ort_session
