@@ -119,12 +119,18 @@ class StudyConfig(StrictModel):
     serve_top: int | None = Field(
         4, ge=0, description="serve eager plus the N fastest verified backends in-process; None: all"
     )
-    tune_top: int = Field(1, ge=0, description="sweep the knob grid on the N fastest served backends")
+    tune_top: int | None = Field(
+        None, ge=0, description="sweep the knob grid on the N fastest served backends; None: every one"
+    )
     knobs: KnobGrid = Field(default_factory=KnobGrid)
     oversubscribe: bool = Field(False, description="allow workers x threads above the core count")
     variant_batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8], min_length=1)
     timing_budget_s: float = Field(2.0, gt=0, description="in-process timing per backend and batch size")
-    batching_gain: float = Field(0.05, ge=0, description="batch knobs only where batching gained this much")
+    batching_gain: float | None = Field(
+        None,
+        ge=0,
+        description="deprecated and ignored: batching knobs are never pruned on in-process timings (issue 10)",
+    )
     load: LoadPlan = Field(default_factory=LoadPlan)
     constraints: Constraints = Field(default_factory=Constraints)
     parity: ParityThresholds = Field(default_factory=ParityThresholds)
