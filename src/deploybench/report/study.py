@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from deploybench.results import TrialRecord
+from deploybench.results import TrialRecord, candidate_trials
 
 TRIALS = "trials.jsonl"
 CONFIG = "study.yaml"
@@ -51,7 +51,7 @@ def load_study(study_dir: Path) -> StudyData:
     if not trials_path.exists():
         raise StudyReadError(f"{root}: not a study folder (no {TRIALS}); run `deploybench run` first")
     warnings: list[str] = []
-    trials = _read_trials(trials_path, warnings)
+    trials = candidate_trials(_read_trials(trials_path, warnings))
     environment = _read_optional(root / ENVIRONMENT, json.loads, warnings) or {}
     variants = _as_list(_read_optional(root / VARIANTS, json.loads, warnings))
     for machine in sorted(p for p in (root / MACHINES).glob("*") if p.is_dir()):

@@ -68,6 +68,21 @@ class LoadPlan(StrictModel):
     rate_search: bool = Field(True, description="with constraints.p99_ms: highest open-loop rate meeting it")
 
 
+class SearchSpec(StrictModel):
+    """Successive halving over served measurements (study/search.py): every candidate a short probe,
+    the best 1/eta a longer run, the best few (and those tied with the best) the full load plan."""
+
+    enabled: bool = Field(True, description="False: every planned candidate gets the full load plan")
+    eta: int = Field(3, ge=2, description="each round keeps the best 1/eta of its candidates")
+    min_round2: int = Field(3, ge=1, description="at least this many get the longer run")
+    finalists: int = Field(3, ge=1, description="at most this many best get the full plan (+ eager, stacks)")
+    max_tied: int = Field(2, ge=0, description="extra finalists statistically tied with the best")
+    probe_window_s: float = Field(1.5, gt=0)
+    probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
+    round2_window_s: float = Field(3.0, gt=0, description="twice the probe's: the longer run")
+    round2_windows: int = Field(6, ge=3)
+
+
 class MachineSpec(StrictModel):
     """The machine the study runs on and its price: given, or the catalogue entry matching the
     detected CPU family and vCPUs (deploybench.machine)."""
@@ -129,9 +144,10 @@ class StudyConfig(StrictModel):
     batching_gain: float | None = Field(
         None,
         ge=0,
-        description="deprecated and ignored: batching knobs are never pruned on in-process timings (issue 10)",
+        description="deprecated, ignored: batching knobs are never pruned on in-process timings (issue 10)",
     )
     load: LoadPlan = Field(default_factory=LoadPlan)
+    search: SearchSpec = Field(default_factory=SearchSpec)
     constraints: Constraints = Field(default_factory=Constraints)
     parity: ParityThresholds = Field(default_factory=ParityThresholds)
     machine: MachineSpec = Field(default_factory=MachineSpec)

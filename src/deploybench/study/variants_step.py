@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploybench.backends.base import honoured_knobs
-from deploybench.backends.evaluate import VariantsReport, evaluate_variants
 from deploybench.backends.parity import served_batch_sizes
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary

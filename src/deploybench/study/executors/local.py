@@ -19,7 +19,6 @@ from deploybench.study.executors.base import (
     TrialEvents,
     register,
 )
-from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
 
