@@ -132,7 +132,10 @@ class StudyConfig(StrictModel):
         description="serving stacks: deploybench, torchserve, triton, litserve, or all (every installed one)",
     )
     serve_top: int | None = Field(
-        4, ge=0, description="serve eager plus the N fastest verified backends in-process; None: all"
+        3,
+        ge=0,
+        description="serve eager plus the N fastest verified backends in-process (a choice of variants, "
+        "not of knobs: every served backend gets the whole grid and the search decides); None: all",
     )
     tune_top: int | None = Field(
         None, ge=0, description="sweep the knob grid on the N fastest served backends; None: every one"
