@@ -1,0 +1,32 @@
+"""A search's probe records (status probe, KEY#probe) are evidence, never a ranked or listed candidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploybench.recommend import recommend
+from deploybench.report.study import load_study
+from deploybench.results import TrialRecord
+from report.report_factory import cpu_study_trials, make_trial, write_study
+
+
+def _probe_of_a_faster_candidate() -> TrialRecord:
+    probe = make_trial("openvino-int8", "int8", capacity_rps=500.0, workers=2, threads=1, max_batch_size=8)
+    return probe.model_copy(
+        update={"trial_id": f"{probe.trial_id}#probe", "status": "probe", "reason": "search probe: 500 req/s"}
+    )
+
+
+def test_a_probe_is_never_ranked_even_when_it_is_the_fastest_measurement() -> None:
+    trials = [*cpu_study_trials(), _probe_of_a_faster_candidate()]
+    rec = recommend(trials)
+    assert rec.winner is not None and not rec.winner.trial_id.endswith("#probe")
+    (probe,) = [ev for ev in rec.evaluations if ev.trial_id.endswith("#probe")]
+    assert not probe.eligible and probe.rank is None and probe.reason.startswith("probe trial")
+
+
+def test_the_study_reader_keeps_probes_out_of_the_report(tmp_path: Path) -> None:
+    root = write_study(tmp_path / "study", [*cpu_study_trials(), _probe_of_a_faster_candidate()])
+    study = load_study(root)
+    assert len(study.trials) == len(cpu_study_trials())
+    assert not any(t.status == "probe" for t in study.trials)
