@@ -21,6 +21,7 @@ CONFIG = "study.yaml"
 ENVIRONMENT = "environment.json"
 VARIANTS = "variants.json"
 MACHINES = "machines"  # a cluster study: machines/<instance>/{environment,variants}.json
+SEARCH = "search.json"  # how much of the candidate space the search measured, and why it dropped the rest
 
 
 class StudyReadError(ValueError):
@@ -37,6 +38,7 @@ class StudyData:
     environment: dict[str, Any] = field(default_factory=dict)
     variants: list[Any] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -70,6 +72,7 @@ def load_study(study_dir: Path) -> StudyData:
         environment=environment,
         variants=variants,
         warnings=warnings,
+        search=_read_optional(root / SEARCH, json.loads, warnings) or {},
     )
 
 
