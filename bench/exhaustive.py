@@ -115,9 +115,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/deploybench-exhaustive"))
     parser.add_argument("--max-minutes", type=float, default=30.0, help="bound on the exhaustive sweep")
     parser.add_argument("--price-per-hour", type=float, help="default: unpriced (ranked by throughput)")
+    parser.add_argument("--backends", help="comma-separated: a smaller space (default: the study's)")
     args = parser.parse_args()
     machine = {"price_per_hour": args.price_per_hour} if args.price_per_hour else {"unpriced": True}
-    base = load_study_config(args.study, {"machine": machine})
+    overrides: dict[str, Any] = {"machine": machine}
+    if args.backends:
+        overrides["backends"] = args.backends.split(",")
+    base = load_study_config(args.study, overrides)
     exhaustive_root, search_root, cache = args.out / "exhaustive", args.out / "search", args.out / "cache"
     shutil.rmtree(args.out, ignore_errors=True)
     print(

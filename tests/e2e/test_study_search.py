@@ -39,6 +39,7 @@ def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_final
     search = json.loads((out / "search.json").read_text())["machines"]["ci"]
     assert (search["space"], search["probed"], search["run_longer"], search["fully_measured"]) == (4, 3, 2, 2)
     assert set(search["dropped"]) == {t.trial_id for t in dropped}
+    assert "4 candidates in the space, 3 probed (concurrency 8)" in (out / "summary.md").read_text()
     rows = json.loads((tmp_path / "run.json").read_text())["rows"]
     assert len(rows) == 4 and not any("#" in row["trial_id"] for row in rows)  # probes are not listed
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
