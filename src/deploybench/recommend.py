@@ -168,7 +168,7 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
     if trial.status == "rejected":
         ev.reason = f"parity failed: {trial.reason or (trial.parity and trial.parity.reason) or 'rejected'}"
         return ev
-    if trial.status in ("failed", "skipped"):
+    if trial.status in ("failed", "skipped", "probe"):  # a probe is the search's evidence, never ranked
         ev.reason = f"{trial.status} trial: {trial.reason or 'no reason recorded'}"
         return ev
     if trial.accuracy is not None:

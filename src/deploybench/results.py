@@ -291,8 +291,10 @@ class TrialRecord(StrictModel):
     model: str
     weights: str = Field(description="pretrained | random | file:<path>; shown in every output")
     candidate: Candidate
-    status: Literal["ok", "failed", "rejected", "skipped"]
-    reason: str | None = Field(None, description="why failed/rejected/skipped, one line")
+    status: Literal["ok", "failed", "rejected", "skipped", "probe"]
+    reason: str | None = Field(
+        None, description="why failed/rejected/skipped, one line; probe: a search round (never ranked)"
+    )
     precision: str | None = None
     parity: ParityReport | None = None
     accuracy: AccuracyReport | None = None
@@ -318,3 +320,9 @@ class TrialRecord(StrictModel):
     @property
     def at_c16(self) -> LoadPoint | None:
         return self.points[self.c16_index] if self.c16_index is not None else None
+
+
+def candidate_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The candidates' own records: a search round's (status probe, KEY#probe) is the search's
+    evidence, kept in trials.jsonl so a resumed study re-probes nothing, but never ranked or listed."""
+    return [trial for trial in trials if trial.status != "probe"]

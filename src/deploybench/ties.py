@@ -38,7 +38,8 @@ def objective_interval(ev: Evaluation, objective: str) -> Interval | None:
     return {"cost": ev.cost_per_1m_ci, "throughput": ev.throughput_ci, "p99": ev.p99_ci}[objective]
 
 
-def _overlap(a: Interval, b: Interval) -> bool:
+def overlap(a: Interval, b: Interval) -> bool:
+    """Two 95% intervals overlap: the measurement cannot tell the two apart."""
     return a.low <= b.high and b.low <= a.high
 
 
@@ -73,7 +74,7 @@ def break_statistical_ties(ranked: Sequence[Evaluation], objective: str) -> TieO
     best_ci, runner_ci = objective_interval(best, objective), objective_interval(runner_up, objective)
     if best_ci is None or runner_ci is None:
         return TieOutcome(ranked, comparison="no intervals recorded: ranked on the point estimates alone")
-    tied = [ev for ev in ranked[1:] if (ci := objective_interval(ev, objective)) and _overlap(best_ci, ci)]
+    tied = [ev for ev in ranked[1:] if (ci := objective_interval(ev, objective)) and overlap(best_ci, ci)]
     if not tied:
         return TieOutcome(
             ranked,

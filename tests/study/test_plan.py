@@ -29,17 +29,17 @@ def test_baseline_and_fastest_backends_are_served_others_recorded_with_reasons()
     assert len({t.candidate.key for t in trials}) == len(trials)
 
 
-def test_knob_grid_respects_cores_and_batching_gain() -> None:
+def test_knob_grid_respects_cores_and_keeps_batching_whatever_the_in_process_gain() -> None:
     grid = KnobGrid(workers=[1, 2, 4], max_batch_size=[1, 4], max_delay_ms=[2.0, 5.0])
     gains = VariantSummary("openvino-int8", "passed", images_per_s={1: 90.0, 8: 100.0})
     flat = VariantSummary("eager", "passed", images_per_s={1: 16.0, 8: 15.0})
-    found = knob_candidates(gains, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
+    found = knob_candidates(gains, grid, cores=2, oversubscribe=False)
     assert all(c.workers * c.threads <= 2 for c in found)
     assert {c.workers for c in found} == {1, 2}
     assert {(c.max_batch_size, c.max_delay_ms) for c in found} == {(1, 0.0), (4, 2.0), (4, 5.0)}
-    no_batching = knob_candidates(flat, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
-    assert {c.max_batch_size for c in no_batching} == {1}
-    oversubscribed = knob_candidates(flat, grid, cores=2, oversubscribe=True, min_batching_gain=0.05)
+    flat_found = knob_candidates(flat, grid, cores=2, oversubscribe=False)
+    assert {c.max_batch_size for c in flat_found} == {1, 4}  # in-process timing prunes nothing
+    oversubscribed = knob_candidates(flat, grid, cores=2, oversubscribe=True)
     assert {c.workers for c in oversubscribed} == {1, 2, 4}
 
 
@@ -61,13 +61,13 @@ def test_runtime_knobs_are_swept_only_where_the_backend_honours_them() -> None:
     grid = KnobGrid(workers=[1, 2], max_batch_size=[1], streams=[1, 2], spin=[False, True])
     openvino = VariantSummary("openvino-int8", "passed", knobs=honoured_knobs("openvino-int8"))
     ort = VariantSummary("onnxruntime", "passed", knobs=honoured_knobs("onnxruntime"))
-    ov_found = knob_candidates(openvino, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
+    ov_found = knob_candidates(openvino, grid, cores=2, oversubscribe=False)
     assert {(c.workers, c.threads, c.runtime.streams, c.runtime.spin) for c in ov_found} == {
         (1, 2, 1, False),
         (1, 2, 2, False),
         (2, 1, 1, False),  # two 1-thread workers cannot run two streams each
     }
-    ort_found = knob_candidates(ort, grid, cores=2, oversubscribe=False, min_batching_gain=0.05)
+    ort_found = knob_candidates(ort, grid, cores=2, oversubscribe=False)
     assert {c.runtime.spin for c in ort_found} == {False, True} and len(ort_found) == 6
     assert len({c.key for c in ort_found}) == len(ort_found)
 
@@ -81,3 +81,16 @@ def test_candidate_keys_of_default_knobs_are_unchanged_and_others_name_their_kno
     assert tuned.key == "openvino-int8@cpu/w1t2/b1d0/s2-ovl"
     unpinned = Candidate(backend="onnxruntime", workers=2, runtime=RuntimeKnobs(pin=False, front="rest"))
     assert unpinned.key == "onnxruntime@cpu/w2t1/b1d0/nopin-front-rest"
+
+
+def test_default_plan_gives_every_served_backend_the_whole_knob_grid_batching_included() -> None:
+    """Issue 10: in-process batch 8 was 'not 5% faster' while served batching gained 14%; no serving
+    knob is pruned on an in-process rule, and the grid is not limited to the fastest backend."""
+    trials = [t for t in plan_trials(StudyConfig(), summaries(), cores=2) if t.action == "serve"]
+    grids: dict[str, set[tuple[int, int]]] = {}
+    for trial in trials:
+        c = trial.candidate
+        grids.setdefault(c.backend, set()).add((c.workers, c.max_batch_size))
+    assert set(grids) == {"eager", "openvino-int8", "onnxruntime", "torchscript"}
+    for backend, knobs in grids.items():
+        assert knobs == {(1, 1), (1, 4), (2, 1), (2, 4)}, backend  # eager gained nothing in-process

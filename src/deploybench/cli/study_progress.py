@@ -100,7 +100,8 @@ class RichStudyProgress(StudyProgress):
     def _plan(self, jobs: list[TrialJob], done: set[str]) -> None:
         served = sum(1 for j in jobs if j.trial.action == "serve")
         self.progress.console.print(
-            f"[cyan]•[/] plan: {len(jobs)} candidates, {served} to serve and load-test"
+            f"[cyan]•[/] plan: {len(jobs)} candidates, {served} to serve (the search decides which get "
+            "the full load plan)"
             + (f"; {len(done)} already measured" if done else "")
         )
         self.task = self.progress.add_task("candidates", total=len(jobs), live="")

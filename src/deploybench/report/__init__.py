@@ -72,7 +72,7 @@ def write_outputs(
 ) -> ReportResult:
     """Render report.html, summary.md and results.csv (and JSON if asked) into out_dir."""
     from deploybench.report.html import ReportContext, render_html
-    from deploybench.report.markdown import render_markdown
+    from deploybench.report.markdown import render_markdown, search_section
     from deploybench.report.tables import recommendation_json, results_frame
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,8 @@ def write_outputs(
     paths = {"html": out_dir / HTML_NAME, "markdown": out_dir / MARKDOWN_NAME, "csv": out_dir / CSV_NAME}
     context = ReportContext(title, rec, trials, studies, warnings)
     paths["html"].write_text(render_html(context), encoding="utf-8")
-    paths["markdown"].write_text(render_markdown(title, rec, trials, warnings), encoding="utf-8")
+    markdown = render_markdown(title, rec, trials, warnings) + search_section([s.search for s in studies])
+    paths["markdown"].write_text(markdown, encoding="utf-8")
     results_frame(rec).to_csv(paths["csv"], index=False)
     if json_path is not None:
         paths["json"] = json_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from deploybench.evaluation import Recommendation
 from deploybench.report import tables
@@ -222,3 +223,26 @@ def render_markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _search_counts(machine: str, counts: dict[str, Any]) -> str:
+    get = counts.get
+    return (
+        f"- {machine}: {get('space', 0)} candidates in the space, {get('probed', 0)} probed "
+        f"(concurrency {get('probe_concurrency', '—')}), {get('run_longer', 0)} run longer, "
+        f"{get('fully_measured', 0)} fully measured"
+    )
+
+
+def search_section(searches: Sequence[dict[str, Any]]) -> str:
+    """How much of the candidate space each study's search measured, and why it dropped the rest."""
+    lines: list[str] = []
+    for search in searches:
+        for machine, counts in (search.get("machines") or {}).items():
+            lines.append(_search_counts(machine, counts))
+            lines += [
+                f"  - {_escape(tid)}: {_escape(why)}" for tid, why in (counts.get("dropped") or {}).items()
+            ]
+    if not lines:
+        return ""
+    return "\n".join(["", "## Search (successive halving over served measurements)", "", *lines, ""])

@@ -14,13 +14,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from deploybench.results import TrialRecord
+from deploybench.results import TrialRecord, candidate_trials
 
 TRIALS = "trials.jsonl"
 CONFIG = "study.yaml"
 ENVIRONMENT = "environment.json"
 VARIANTS = "variants.json"
 MACHINES = "machines"  # a cluster study: machines/<instance>/{environment,variants}.json
+SEARCH = "search.json"  # how much of the candidate space the search measured, and why it dropped the rest
 
 
 class StudyReadError(ValueError):
@@ -37,6 +38,7 @@ class StudyData:
     environment: dict[str, Any] = field(default_factory=dict)
     variants: list[Any] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    search: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -51,7 +53,7 @@ def load_study(study_dir: Path) -> StudyData:
     if not trials_path.exists():
         raise StudyReadError(f"{root}: not a study folder (no {TRIALS}); run `deploybench run` first")
     warnings: list[str] = []
-    trials = _read_trials(trials_path, warnings)
+    trials = candidate_trials(_read_trials(trials_path, warnings))
     environment = _read_optional(root / ENVIRONMENT, json.loads, warnings) or {}
     variants = _as_list(_read_optional(root / VARIANTS, json.loads, warnings))
     for machine in sorted(p for p in (root / MACHINES).glob("*") if p.is_dir()):
@@ -70,6 +72,7 @@ def load_study(study_dir: Path) -> StudyData:
         environment=environment,
         variants=variants,
         warnings=warnings,
+        search=_read_optional(root / SEARCH, json.loads, warnings) or {},
     )
 
 

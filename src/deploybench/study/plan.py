@@ -3,9 +3,10 @@
 Pruning rules (each pruned candidate is recorded with its reason, never silently dropped):
 - a backend that is unavailable here, failed to build, or failed the parity gate is not served;
 - eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process;
-- the knob grid is swept only on the `tune_top` fastest served backends; others get default knobs;
+- the knob grid is swept on every served backend (or only the `tune_top` fastest, when set); no serving
+  knob is pruned on an in-process timing (in-process batch 8 was "not 5% faster" where served batching
+  gained 14%): in-process speed only orders the candidates, the search (study/search.py) decides;
 - workers x threads never exceeds the usable cores unless `oversubscribe` is set;
-- batching knobs only where in-process timing showed batching gains at least `batching_gain`;
 - runtime knobs (streams, overlap, placement, spinning, ...) only those the backend honours, and
   never more streams than threads per worker (deploybench's own server; other stacks get defaults);
 - every other serving stack gets one candidate: the fastest verified backend it can run, default knobs
@@ -42,14 +43,6 @@ class VariantSummary:
     def speed(self) -> float:
         return self.images_per_s.get(1) or max(self.images_per_s.values(), default=0.0)
 
-    def batching_gain(self) -> float:
-        """Best images/s at batch > 1 relative to batch 1 (0 when unknown)."""
-        single = self.images_per_s.get(1)
-        batched = [ips for batch, ips in self.images_per_s.items() if batch > 1]
-        if not single or not batched:
-            return 0.0
-        return max(batched) / single - 1.0
-
 
 @dataclass(frozen=True)
 class PlannedTrial:
@@ -76,14 +69,12 @@ def default_candidate(summary: VariantSummary, cores: int) -> Candidate:
 
 
 def knob_candidates(
-    summary: VariantSummary, grid: KnobGrid, cores: int, *, oversubscribe: bool, min_batching_gain: float
+    summary: VariantSummary, grid: KnobGrid, cores: int, *, oversubscribe: bool
 ) -> list[Candidate]:
-    """Every combination of the grid that fits the machine (and batches only where batching pays)."""
-    batching_pays = summary.batching_gain() >= min_batching_gain
-    batch_sizes = [b for b in grid.max_batch_size if b == 1 or batching_pays]
+    """Every combination of the grid that fits the machine; only served measurements prune them."""
     runtimes = grid.runtime_options(summary.knobs)
     found: list[Candidate] = []
-    for workers, batch in itertools.product(grid.workers, batch_sizes):
+    for workers, batch in itertools.product(grid.workers, grid.max_batch_size):
         threads_options = grid.threads or [max(1, cores // workers)]
         delays = grid.max_delay_ms if batch > 1 else [0.0]
         for threads, delay, runtime in itertools.product(threads_options, delays, runtimes):
@@ -181,13 +172,7 @@ def _deploybench_trials(
     for summary in served:
         candidates = [default_candidate(summary, cores)]
         if summary.backend in tuned:
-            candidates += knob_candidates(
-                summary,
-                config.knobs,
-                cores,
-                oversubscribe=config.oversubscribe,
-                min_batching_gain=config.batching_gain,
-            )
+            candidates += knob_candidates(summary, config.knobs, cores, oversubscribe=config.oversubscribe)
         for candidate in candidates:
             if candidate.key not in seen:
                 seen.add(candidate.key)

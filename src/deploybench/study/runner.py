@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.payload import default_payload_path, read_payloads
-from deploybench.results import MachineInfo, TrialRecord
+from deploybench.results import MachineInfo, TrialRecord, candidate_trials
 from deploybench.study.executors import (
     Executor,
     ExecutorError,
@@ -26,6 +26,7 @@ from deploybench.study.executors import (
 )
 from deploybench.study.measure import LiveCallback
 from deploybench.study.plan import StackOffer, plan_trials
+from deploybench.study.search import SearchRun, run_search
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, machine_file
 from deploybench.study.trial import TrialContext, TrialJob, unserved_record
@@ -145,17 +146,24 @@ def run_study(
             jobs = _jobs(config, machines)
             done = store.trial_ids()
             progress.on_plan(jobs, done)
-            served = [j for j in jobs if j.trial.action == "serve" and j.trial_id not in done]
             events = TrialEvents(progress.on_trial_start, progress.on_live, progress.on_stage)
-            for record in runner.run_trials(ctx, served, store, events):
+
+            def keep(record: TrialRecord) -> None:
                 store.append_trial(record)
                 progress.on_trial_done(record)
+
+            search = SearchRun(runner, ctx, store, events, keep, {t.trial_id: t for t in store.trials()})
+            finalists = run_search(search, [j for j in jobs if j.trial.action == "serve"])
+            for record in runner.run_trials(
+                ctx, [j for j in finalists if j.trial_id not in done], store, events
+            ):
+                keep(record)
             for job in jobs:
                 if job.trial.action != "serve" and job.trial_id not in done:
                     record = unserved_record(ctx, job)
                     store.append_trial(record)
                     progress.on_trial_done(record)
             unfinished = list(runner.unfinished)
-        return StudyOutcome(root, store.trials(), len(done), weights, unfinished)
+        return StudyOutcome(root, candidate_trials(store.trials()), len(done), weights, unfinished)
     finally:
         store.release()

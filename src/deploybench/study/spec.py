@@ -68,6 +68,21 @@ class LoadPlan(StrictModel):
     rate_search: bool = Field(True, description="with constraints.p99_ms: highest open-loop rate meeting it")
 
 
+class SearchSpec(StrictModel):
+    """Successive halving over served measurements (study/search.py): every candidate a short probe,
+    the best 1/eta a longer run, the best few (and those tied with the best) the full load plan."""
+
+    enabled: bool = Field(True, description="False: every planned candidate gets the full load plan")
+    eta: int = Field(3, ge=2, description="each round keeps the best 1/eta of its candidates")
+    min_round2: int = Field(3, ge=1, description="at least this many get the longer run")
+    finalists: int = Field(3, ge=1, description="at most this many best get the full plan (+ eager, stacks)")
+    max_tied: int = Field(2, ge=0, description="extra finalists statistically tied with the best")
+    probe_window_s: float = Field(1.5, gt=0)
+    probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
+    round2_window_s: float = Field(3.0, gt=0, description="twice the probe's: the longer run")
+    round2_windows: int = Field(6, ge=3)
+
+
 class MachineSpec(StrictModel):
     """The machine the study runs on and its price: given, or the catalogue entry matching the
     detected CPU family and vCPUs (deploybench.machine)."""
@@ -117,15 +132,25 @@ class StudyConfig(StrictModel):
         description="serving stacks: deploybench, torchserve, triton, litserve, or all (every installed one)",
     )
     serve_top: int | None = Field(
-        4, ge=0, description="serve eager plus the N fastest verified backends in-process; None: all"
+        3,
+        ge=0,
+        description="serve eager plus the N fastest verified backends in-process (a choice of variants, "
+        "not of knobs: every served backend gets the whole grid and the search decides); None: all",
     )
-    tune_top: int = Field(1, ge=0, description="sweep the knob grid on the N fastest served backends")
+    tune_top: int | None = Field(
+        None, ge=0, description="sweep the knob grid on the N fastest served backends; None: every one"
+    )
     knobs: KnobGrid = Field(default_factory=KnobGrid)
     oversubscribe: bool = Field(False, description="allow workers x threads above the core count")
     variant_batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8], min_length=1)
     timing_budget_s: float = Field(2.0, gt=0, description="in-process timing per backend and batch size")
-    batching_gain: float = Field(0.05, ge=0, description="batch knobs only where batching gained this much")
+    batching_gain: float | None = Field(
+        None,
+        ge=0,
+        description="deprecated, ignored: batching knobs are never pruned on in-process timings (issue 10)",
+    )
     load: LoadPlan = Field(default_factory=LoadPlan)
+    search: SearchSpec = Field(default_factory=SearchSpec)
     constraints: Constraints = Field(default_factory=Constraints)
     parity: ParityThresholds = Field(default_factory=ParityThresholds)
     machine: MachineSpec = Field(default_factory=MachineSpec)

@@ -1,0 +1,291 @@
+"""The search over served measurements: successive halving, so the study serves the whole space.
+
+Why successive halving (Jamieson & Talwalkar 2016; Hyperband's inner loop) rather than a model-based
+search: the space is small and discrete (backend x workers x batch x runtime knobs, ~16-20 here), the
+knobs interact (batching pays on one backend and not another), and the measurements are noisy, so a
+short measurement of *every* candidate is the cheapest way never to miss one; TPE would need more
+trials than the space has to learn anything. In-process timings only order the candidates.
+
+Rounds (each on the same load generator as the full plan, only with other windows):
+1. probe: every candidate, closed loop at one concurrency where all of them peak (probe_concurrency);
+2. the best 1/eta (at least min_round2) again at that concurrency with windows twice as long;
+3. finalists: the best 1/eta of round 2 (at most `finalists`), plus up to `max_tied` whose 95%
+   throughput interval overlaps the best one's, get the full load plan; only they are ranked.
+Eager (the baseline) and each other serving stack's candidate skip the rounds: always finalists.
+Each round's records are trials (status "probe", trial id KEY#probe / KEY#round2), so a resumed study
+re-probes nothing and takes the same decisions; each dropped candidate is recorded with why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from deploybench.config import RuntimeKnobs
+from deploybench.results import DEFAULT_STACK, Interval, TrialRecord
+from deploybench.study.executors import Executor, TrialEvents
+from deploybench.study.plan import BASELINE
+from deploybench.study.spec import LoadPlan, SearchSpec, StudyConfig
+from deploybench.study.store import StudyStore
+from deploybench.study.trial import TrialContext, TrialJob, unserved_record
+from deploybench.ties import overlap
+
+PROBE_STATUS = "probe"
+SEARCH_FILE = "search.json"
+ROUNDS = 3  # probe, longer run, full plan
+
+
+@dataclass(frozen=True)
+class Score:
+    """One candidate's result in one round; rps None: the round measured nothing usable (failure says why)."""
+
+    trial_id: str
+    rps: float | None
+    ci: Interval | None = None
+    failure: str | None = None
+
+
+@dataclass
+class RoundOutcome:
+    kept: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # trial id -> why
+    tied: list[str] = field(default_factory=list)  # kept only because tied with the best
+
+
+def round_sizes(contenders: int, spec: SearchSpec) -> tuple[int, int]:
+    """How many get the longer run, and how many of those the full plan (before ties)."""
+    longer = min(contenders, max(spec.min_round2, math.ceil(contenders / spec.eta)))
+    final = min(spec.finalists, longer, max(1, math.ceil(longer / spec.eta)))
+    return longer, final
+
+
+def _ranked(scores: list[Score]) -> list[Score]:
+    return sorted((s for s in scores if s.rps is not None), key=lambda s: (-(s.rps or 0.0), s.trial_id))
+
+
+def _dropped_reason(score: Score, best: Score, label: str, round_no: int) -> str:
+    if score.rps is None:
+        return f"{score.failure or f'failed: {label}: no successful request'} (round {round_no} of {ROUNDS})"
+    gap = 1.0 - score.rps / best.rps if best.rps else 0.0
+    return (
+        f"dropped after {label}: {score.rps:.1f} req/s, {gap:.0%} below the best {best.rps:.1f} req/s "
+        f"(round {round_no} of {ROUNDS})"
+    )
+
+
+def _tied(best: Score, other: Score) -> bool:
+    return best.ci is not None and other.ci is not None and overlap(best.ci, other.ci)
+
+
+def decide(scores: list[Score], keep: int, max_tied: int, label: str, round_no: int) -> RoundOutcome:
+    """Keep the `keep` best, then up to `max_tied` more whose interval overlaps the best's; drop the rest."""
+    ranked = _ranked(scores)
+    outcome = RoundOutcome(kept=[s.trial_id for s in ranked[:keep]])
+    if ranked:
+        tied = [s for s in ranked[keep:] if _tied(ranked[0], s)][:max_tied]
+        outcome.tied = [s.trial_id for s in tied]
+        outcome.kept += outcome.tied
+    best = ranked[0] if ranked else Score("", None)
+    for score in scores:
+        if score.trial_id not in outcome.kept:
+            outcome.dropped[score.trial_id] = _dropped_reason(score, best, label, round_no)
+    return outcome
+
+
+def score_of(trial_id: str, record: TrialRecord) -> Score:
+    """A round's record as a score: its best valid point's throughput and 95% interval."""
+    valid = [p for p in record.points if p.invalid_reason is None and p.ok > 0]
+    if not valid:
+        return Score(trial_id, None, failure=record.reason or "no successful request")
+    best = max(valid, key=lambda p: p.throughput_rps)
+    return Score(trial_id, best.throughput_rps, best.throughput_ci)
+
+
+def probe_concurrency(config: StudyConfig, jobs: list[TrialJob]) -> int:
+    """Where every candidate peaks: the study's c16 level (where the wrk figures of issue 10 were
+    taken: every batch-1 layout on 2 cores is saturated by then), raised to 2 x workers x max batch,
+    so a batching server has a full batch forming while the one before it infers."""
+    plan = config.load
+    level = max(plan.include_concurrency, default=plan.max_concurrency)
+    needed = [2 * j.trial.candidate.workers * j.trial.candidate.max_batch_size for j in jobs]
+    return max([level, *needed])
+
+
+def round_plan(plan: LoadPlan, concurrency: int, window_s: float, windows: int) -> LoadPlan:
+    """One closed-loop point at `concurrency`, the full plan's other settings kept."""
+    return plan.model_copy(
+        update={
+            "concurrency_levels": [concurrency],
+            "include_concurrency": [],
+            "max_concurrency": concurrency,
+            "window_s": window_s,
+            "max_windows": windows,
+            "rate_search": False,
+        }
+    )
+
+
+def round_context(ctx: TrialContext, plan: LoadPlan) -> TrialContext:
+    """The study's context measuring with `plan` and no SLO (a round compares throughput only)."""
+    constraints = ctx.config.constraints.model_copy(update={"p99_ms": None})
+    return replace(ctx, config=ctx.config.model_copy(update={"load": plan, "constraints": constraints}))
+
+
+def as_round_record(record: TrialRecord, label: str) -> TrialRecord:
+    """A round's trial as stored: status probe (never ranked), its outcome in the reason."""
+    if record.status == "failed":
+        reason = f"failed: {label}: {record.reason}"
+    else:
+        rps = max((p.throughput_rps for p in record.points), default=0.0)
+        reason = f"search {label}: {rps:.1f} req/s"
+    return record.model_copy(update={"status": PROBE_STATUS, "reason": reason})
+
+
+def dropped_record(ctx: TrialContext, job: TrialJob, why: str, probe: TrialRecord | None) -> TrialRecord:
+    """The candidate's own record when the search dropped it: skipped with why (failed if its round did)."""
+    failed = probe is not None and round_failed(probe)
+    trial = replace(job.trial, action="failed" if failed else "skipped", reason=why)
+    record = unserved_record(ctx, replace(job, trial=trial))
+    return record.model_copy(update={"log_tail": probe.log_tail}) if failed and probe else record
+
+
+def is_protected(job: TrialJob) -> bool:
+    """Eager at default knobs (the baseline) and any other stack's candidate: always fully measured."""
+    c = job.trial.candidate
+    if c.stack != DEFAULT_STACK:
+        return True
+    return c.backend == BASELINE and c.workers == 1 and c.max_batch_size == 1 and c.runtime == RuntimeKnobs()
+
+
+def summary_line(machine: str | None, counts: dict[str, Any]) -> str:
+    where = f" on {machine}" if machine else ""
+    return (
+        f"search{where}: {counts['space']} candidates in the space, {counts['probed']} probed, "
+        f"{counts['run_longer']} run longer, {counts['fully_measured']} fully measured "
+        f"({counts['always']} always: eager and other stacks); {len(counts['dropped'])} dropped"
+    )
+
+
+OnRecord = Callable[[TrialRecord], None]
+
+
+def round_failed(record: TrialRecord) -> bool:
+    return (record.reason or "").startswith("failed: ")
+
+
+@dataclass
+class SearchRun:
+    """The rounds of one study: where its trials run, where they are kept, what is already known."""
+
+    runner: Executor
+    ctx: TrialContext
+    store: StudyStore
+    events: TrialEvents
+    on_record: OnRecord  # a candidate's own record: kept in the study folder and shown
+    known: dict[str, TrialRecord] = field(default_factory=dict)
+
+    def run_round(self, jobs: list[TrialJob], suffix: str, plan: LoadPlan, label: str) -> list[Score]:
+        """Measure each job's round (skipping those already stored); their scores in the jobs' order."""
+        ids = {job.trial_id: job.trial_id + suffix for job in jobs}
+        todo = [
+            replace(job, trial_id=ids[job.trial_id]) for job in jobs if ids[job.trial_id] not in self.known
+        ]
+        if todo:
+            measured = self.runner.run_trials(round_context(self.ctx, plan), todo, self.store, self.events)
+            for record in measured:
+                stored = as_round_record(record, label)
+                self.store.append_trial(stored)
+                self.known[stored.trial_id] = stored
+                self.events.on_stage(f"  {label:>8}  {stored.trial_id}  {stored.reason}")
+        return [
+            self._score(job.trial_id, ids[job.trial_id]) for job in jobs if ids[job.trial_id] in self.known
+        ]
+
+    def _score(self, trial_id: str, round_id: str) -> Score:
+        record = self.known[round_id]
+        if round_failed(record):
+            return Score(trial_id, None, failure=record.reason)
+        return score_of(trial_id, record)
+
+    def search(self, jobs: list[TrialJob]) -> tuple[list[TrialJob], dict[str, Any]]:
+        """One machine's served jobs through the rounds: the finalists (plan order) and what was measured."""
+        spec = self.ctx.config.search
+        always = [job for job in jobs if is_protected(job)]
+        # fully measured before there was a search (no probe stored): decided, not searched again
+        contenders = [
+            job
+            for job in jobs
+            if job not in always
+            and not (job.trial_id in self.known and f"{job.trial_id}#probe" not in self.known)
+        ]
+        counts: dict[str, Any] = {"space": len(jobs), "always": len(always), "dropped": {}, "finalists": {}}
+        if not spec.enabled or len(contenders) <= spec.finalists:
+            why = (
+                "search off"
+                if not spec.enabled
+                else f"{len(contenders)} contenders <= {spec.finalists} finalists"
+            )
+            counts.update(
+                probed=0, run_longer=0, fully_measured=len(jobs), note=f"{why}: every one fully measured"
+            )
+            return jobs, counts
+        return self._halve(jobs, always, contenders, counts)
+
+    def _halve(
+        self, jobs: list[TrialJob], always: list[TrialJob], contenders: list[TrialJob], counts: dict[str, Any]
+    ) -> tuple[list[TrialJob], dict[str, Any]]:
+        spec, plan = self.ctx.config.search, self.ctx.config.load
+        longer, final = round_sizes(len(contenders), spec)
+        level = probe_concurrency(self.ctx.config, contenders)
+        self.events.on_stage(
+            f"search: {len(contenders)} candidates probed at concurrency {level} "
+            f"({spec.probe_windows} x {spec.probe_window_s:g} s windows at most); "
+            f"the best {longer} run longer, the best {final} (+ up to {spec.max_tied} tied) get the full plan"
+        )
+        probes = self.run_round(
+            contenders, "#probe", round_plan(plan, level, spec.probe_window_s, spec.probe_windows), "probe"
+        )
+        first = decide(probes, longer, 0, "probe", 1)
+        by_id = {job.trial_id: job for job in contenders}
+        longer_plan = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)
+        runs = self.run_round([by_id[i] for i in first.kept], "#round2", longer_plan, "round 2")
+        second = decide(runs, final, spec.max_tied, "the longer run", 2)
+        dropped = {**first.dropped, **second.dropped}
+        for trial_id, why in dropped.items():
+            if trial_id not in self.known:
+                probe = self.known.get(f"{trial_id}#round2") or self.known.get(f"{trial_id}#probe")
+                self.on_record(dropped_record(self.ctx, by_id[trial_id], why, probe))
+        finalists = {job.trial_id: "always measured (baseline or another stack)" for job in always}
+        finalists.update({i: "best after the longer run" for i in second.kept if i not in second.tied})
+        finalists.update({i: "statistically tied with the best (95% intervals overlap)" for i in second.tied})
+        counts.update(
+            probed=len(probes),
+            run_longer=len(runs),
+            fully_measured=len(finalists),
+            probe_concurrency=level,
+            dropped=dropped,
+            finalists=finalists,
+        )
+        return [job for job in jobs if job.trial_id in finalists], counts
+
+
+def run_search(run: SearchRun, jobs: list[TrialJob]) -> list[TrialJob]:
+    """Every machine's served jobs through the search; records search.json; the finalists, in plan order."""
+    groups: dict[str, list[TrialJob]] = {}
+    for job in jobs:
+        groups.setdefault(job.machine.instance or job.machine.label, []).append(job)
+    finals: list[TrialJob] = []
+    report: dict[str, Any] = {
+        "strategy": "successive halving",
+        "settings": run.ctx.config.search.model_dump(),
+    }
+    machines: dict[str, Any] = {}
+    for machine, group in groups.items():
+        chosen, counts = run.search(group)
+        finals += chosen
+        machines[machine] = counts
+        run.events.on_stage(summary_line(machine if len(groups) > 1 else None, counts))
+    run.store.write_json(SEARCH_FILE, {**report, "machines": machines})
+    return finals

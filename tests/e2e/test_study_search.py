@@ -1,0 +1,48 @@
+"""The search end to end: probes recorded as trials, candidates dropped with reasons, finalists fully
+measured, and a study killed mid-search resumed without probing anything twice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from study.runs import kill_after_first_trial, read_trials, resume
+
+TINY_SEARCH = Path(__file__).parents[1] / "study" / "data" / "tiny_search.yaml"
+pytestmark = pytest.mark.slow
+
+
+def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_finalists(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "deploybench.cli", "run", str(TINY_SEARCH), "--out", str(out)]
+    command += ["--cache-dir", str(tmp_path / "cache")]
+    before = kill_after_first_trial(command, out, timeout_s=400)
+    assert before[0].trial_id.endswith("#probe") and before[0].status == "probe"
+    after = resume(command, out, before, tmp_path / "run.json")
+    probes = [t for t in after if t.trial_id.endswith("#probe")]
+    longer = [t for t in after if t.trial_id.endswith("#round2")]
+    assert len(probes) == 3 and all(t.status == "probe" for t in probes + longer)  # eager is never probed
+    assert len(longer) == 2
+    assert {p.concurrency for t in probes for p in t.points} == {8}  # one point: 2 x workers x batch 4
+    dropped = [t for t in after if t.status == "skipped"]
+    assert len(dropped) == 2, [(t.trial_id, t.reason) for t in after]
+    assert sum("dropped after probe" in (t.reason or "") for t in dropped) == 1
+    assert sum("dropped after the longer run" in (t.reason or "") for t in dropped) == 1
+    assert all("req/s" in (t.reason or "") and not t.points for t in dropped)
+    finals = [t for t in after if t.status == "ok"]
+    assert len(finals) == 2 and any(t.candidate.backend == "eager" for t in finals)
+    for trial in finals:
+        assert {p.concurrency for p in trial.points} >= {1, 2, 4}, trial.trial_id
+    search = json.loads((out / "search.json").read_text())["machines"]["ci"]
+    assert (search["space"], search["probed"], search["run_longer"], search["fully_measured"]) == (4, 3, 2, 2)
+    assert set(search["dropped"]) == {t.trial_id for t in dropped}
+    assert "4 candidates in the space, 3 probed (concurrency 8)" in (out / "summary.md").read_text()
+    rows = json.loads((tmp_path / "run.json").read_text())["rows"]
+    assert len(rows) == 4 and not any("#" in row["trial_id"] for row in rows)  # probes are not listed
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert read_trials(out) == after  # a finished search measures nothing again, and decides the same
+    assert "4 candidates in the space, 3 probed, 2 run longer, 2 fully measured" in again.stdout

@@ -1,0 +1,92 @@
+"""Successive halving's decisions, over made-up served measurements (no server needed)."""
+
+from __future__ import annotations
+
+from deploybench.config import RuntimeKnobs
+from deploybench.results import Candidate, Interval, MachineInfo
+from deploybench.study.plan import PlannedTrial
+from deploybench.study.search import Score, decide, is_protected, probe_concurrency, round_sizes
+from deploybench.study.spec import SearchSpec, StudyConfig
+from deploybench.study.trial import TrialJob
+
+
+def score(name: str, rps: float | None, half_width: float = 2.0) -> Score:
+    if rps is None:
+        return Score(name, None, failure="failed: probe: deploybench did not start: boom")
+    return Score(name, rps, Interval(low=rps - half_width, high=rps + half_width, method="made up"))
+
+
+def job(
+    backend: str, workers: int = 1, batch: int = 1, stack: str = "deploybench", **knobs: object
+) -> TrialJob:
+    candidate = Candidate(
+        backend=backend,
+        stack=stack,
+        workers=workers,
+        threads=2 // workers,
+        max_batch_size=batch,
+        runtime=RuntimeKnobs(**knobs),  # type: ignore[arg-type]
+    )
+    return TrialJob(candidate.key, PlannedTrial(candidate, "serve"), MachineInfo(label="ci"))
+
+
+def test_round_sizes_keep_a_third_then_a_third_of_that_bounded_by_the_settings() -> None:
+    spec = SearchSpec()
+    assert round_sizes(16, spec) == (6, 2)
+    assert round_sizes(20, spec) == (7, 3)
+    assert round_sizes(4, spec) == (3, 1)  # at least 3 run longer
+    assert round_sizes(40, spec) == (14, 3)  # at most 3 finalists before ties
+    assert round_sizes(2, spec) == (2, 1)
+
+
+def test_the_best_survive_and_each_dropped_one_says_why_with_numbers() -> None:
+    scores = [score("a", 96.1), score("b", 134.0), score("c", 120.0), score("d", 50.0)]
+    outcome = decide(scores, keep=2, max_tied=0, label="probe", round_no=1)
+    assert outcome.kept == ["b", "c"]
+    assert (
+        outcome.dropped["a"]
+        == "dropped after probe: 96.1 req/s, 28% below the best 134.0 req/s (round 1 of 3)"
+    )
+    assert outcome.dropped["d"].startswith("dropped after probe: 50.0 req/s, 63% below")
+    assert set(outcome.kept) | set(outcome.dropped) == {"a", "b", "c", "d"}
+
+
+def test_candidates_tied_with_the_best_are_kept_up_to_the_limit() -> None:
+    scores = [score("best", 180.0, 5.0), score("next", 170.0, 5.0), score("tied", 176.0, 3.0)]
+    scores += [score("also-tied", 172.0, 4.0), score("far", 150.0, 5.0)]
+    outcome = decide(scores, keep=1, max_tied=2, label="the longer run", round_no=2)
+    assert outcome.kept == ["best", "tied", "also-tied"]  # 170 +- 5 overlaps too, but the limit is 2
+    assert outcome.tied == ["tied", "also-tied"]
+    assert "far" in outcome.dropped and "next" in outcome.dropped
+    no_ties = decide(scores, keep=1, max_tied=0, label="the longer run", round_no=2)
+    assert no_ties.kept == ["best"] and no_ties.tied == []
+
+
+def test_a_failed_probe_is_dropped_with_its_failure_and_never_ranked() -> None:
+    outcome = decide(
+        [score("ok", 100.0), score("broken", None)], keep=2, max_tied=0, label="probe", round_no=1
+    )
+    assert outcome.kept == ["ok"]
+    assert outcome.dropped["broken"] == "failed: probe: deploybench did not start: boom (round 1 of 3)"
+
+
+def test_the_decision_does_not_depend_on_the_order_measured() -> None:
+    scores = [score("x", 100.0), score("y", 100.0), score("z", 90.0)]
+    assert decide(scores, 1, 0, "probe", 1).kept == decide(scores[::-1], 1, 0, "probe", 1).kept == ["x"]
+
+
+def test_eager_at_default_knobs_and_other_stacks_always_reach_the_final() -> None:
+    assert is_protected(job("eager"))
+    assert is_protected(job("openvino-int8", stack="torchserve"))
+    assert not is_protected(job("eager", workers=2))
+    assert not is_protected(job("eager", batch=4))
+    assert not is_protected(job("eager", overlap=True))
+    assert not is_protected(job("openvino-int8"))
+
+
+def test_probe_concurrency_is_where_every_candidate_can_peak() -> None:
+    config = StudyConfig()
+    assert probe_concurrency(config, [job("eager"), job("onnxruntime", workers=2, batch=4)]) == 16
+    assert probe_concurrency(config, [job("onnxruntime", workers=2, batch=8)]) == 32  # 2 batches per worker
+    tiny = StudyConfig.model_validate({"load": {"include_concurrency": [4]}})
+    assert probe_concurrency(tiny, [job("eager")]) == 4
