@@ -144,11 +144,6 @@ class StudyConfig(StrictModel):
     oversubscribe: bool = Field(False, description="allow workers x threads above the core count")
     variant_batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8], min_length=1)
     timing_budget_s: float = Field(2.0, gt=0, description="in-process timing per backend and batch size")
-    batching_gain: float | None = Field(
-        None,
-        ge=0,
-        description="deprecated, ignored: batching knobs are never pruned on in-process timings (issue 10)",
-    )
     load: LoadPlan = Field(default_factory=LoadPlan)
     search: SearchSpec = Field(default_factory=SearchSpec)
     constraints: Constraints = Field(default_factory=Constraints)

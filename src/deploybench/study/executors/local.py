@@ -19,6 +19,7 @@ from deploybench.study.executors.base import (
     TrialEvents,
     register,
 )
+from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
 
@@ -27,10 +28,13 @@ from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_serv
 class LocalExecutor(Executor):
     name = "local"
 
-    def targets(self) -> list[MachineTarget]:
-        """This machine, detected and priced before anything is built (a price it lacks fails here)."""
+    def __init__(self, config: StudyConfig) -> None:
+        """Detect and price this machine before anything is built: a price it lacks fails here."""
+        super().__init__(config)
         self.profile: MachineProfile = detect_machine()
-        self.info = resolve_machine(self.config.machine, self.profile, socket.gethostname())
+        self.info = resolve_machine(config.machine, self.profile, socket.gethostname())
+
+    def targets(self) -> list[MachineTarget]:
         return [MachineTarget()]
 
     def prepare(
