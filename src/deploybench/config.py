@@ -7,9 +7,9 @@ library versions) is an explicit step recorded with every trial.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 
 class StrictModel(BaseModel):
@@ -181,7 +181,12 @@ class LoadConfig(StrictModel):
 
     concurrency: int | None = Field(None, ge=1, le=4096)
     rate: float | None = Field(None, gt=0)
-    arrival: Literal["constant", "poisson"] = "constant"
+    arrival: Literal["constant", "poisson", "intervals"] = "constant"
+    request_intervals_us: list[PositiveInt] | None = Field(
+        None,
+        description="arrival 'intervals': the gaps between successive sends, in microseconds, replayed "
+        "in order and repeated (perf_analyzer's --request-intervals); the rate is their mean",
+    )
     seed: int = 0
     duration_s: float = Field(30.0, gt=0, le=3600)
     max_requests: int | None = Field(None, ge=1)
@@ -195,6 +200,25 @@ class LoadConfig(StrictModel):
     slo_p99_ms: float | None = Field(None, gt=0)
     processes: int = Field(1, ge=1, le=64)
     request_timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _intervals_set_the_rate(cls, data: Any) -> Any:
+        """A trace of intervals is an open loop at the trace's mean rate; both ways to ask must agree."""
+        if not isinstance(data, dict):
+            return data
+        intervals, arrival = data.get("request_intervals_us"), data.get("arrival", "constant")
+        if (intervals is not None) != (arrival == "intervals"):
+            raise ValueError("arrival 'intervals' and request_intervals_us go together")
+        if not intervals:
+            return data
+        if data.get("sweep") == "rate":
+            raise ValueError("request_intervals_us fixes the schedule: no rate sweep over it")
+        mean_rate = 1e6 * len(intervals) / max(sum(intervals), 1)
+        rate = data.get("rate")
+        if rate is not None and abs(rate / mean_rate - 1) > 0.01:
+            raise ValueError(f"rate {rate} differs from the intervals' mean rate {mean_rate:.3f}: give one")
+        return {**data, "rate": mean_rate}
 
 
 class Constraints(StrictModel):

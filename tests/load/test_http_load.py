@@ -62,6 +62,18 @@ def test_open_loop_delivers_the_requested_rate(server_url: str, payloads: list[b
     assert point.late_send_fraction == pytest.approx(point.client.late_sends / point.client.sends)
 
 
+def test_open_loop_replays_a_trace_of_intervals_over_two_processes(
+    server_url: str, payloads: list[bytes]
+) -> None:
+    # perf_analyzer's --request-intervals: gaps of 5 ms and 15 ms in turn are 100 req/s on average
+    cfg = quick_cfg(arrival="intervals", request_intervals_us=[5000, 15000], window_s=1.0, max_windows=3,
+                    duration_s=4.0, processes=2)
+    point = run_load(HttpTarget(f"{server_url}/echo", payloads), cfg).points[0]
+    assert point.mode == "open" and point.target_rate == pytest.approx(100.0)
+    assert 85.0 <= point.client.sends / point.duration_s <= 115.0
+    assert point.accounting.issued == point.accounting.completed + point.accounting.errors
+
+
 def test_open_loop_shows_a_stall_that_closed_loop_hides(server_url: str, payloads: list[bytes]) -> None:
     # The server blocks for 1 s once. Open loop keeps its schedule, so every request due during the
     # stall waits (latency from the scheduled time); closed loop just stops sending for 1 s.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from deploybench.config import LoadConfig
 from deploybench.load import (
     WindowSummary,
     decode_histogram,
@@ -127,6 +129,27 @@ def test_arrivals_constant_and_seeded_poisson() -> None:
     again = [next(offsets) for offsets in [arrival_offsets(50.0, "poisson", 7)] for _ in range(2000)]
     assert first == again
     assert first[-1] / len(first) == pytest.approx(1 / 50.0, rel=0.1)
+
+
+def test_replayed_intervals_keep_the_trace_and_split_it_exactly() -> None:
+    trace = [1000, 3000, 2000, 4000, 500]
+    offsets = arrival_offsets(1.0, "intervals", 0, intervals_us=trace)
+    replay = [round(next(offsets), 6) for _ in range(7)]
+    assert replay == [0.001, 0.004, 0.006, 0.01, 0.0105, 0.0115, 0.0145]  # in order, then repeated
+    shares = [arrival_offsets(1.0, "intervals", 0, intervals_us=trace, share=(i, 3)) for i in range(3)]
+    merged = sorted(round(next(share), 6) for share in shares for _ in range(4))
+    assert merged[:10] == [*replay, 0.0165, 0.0205, 0.021]  # together: exactly the trace
+
+
+def test_interval_trace_sets_the_rate_and_refuses_a_contradiction() -> None:
+    cfg = LoadConfig(arrival="intervals", request_intervals_us=[10_000, 30_000])
+    assert cfg.rate == pytest.approx(50.0)
+    with pytest.raises(ValidationError, match="mean rate"):
+        LoadConfig(arrival="intervals", request_intervals_us=[10_000], rate=20.0)
+    with pytest.raises(ValidationError, match="go together"):
+        LoadConfig(rate=5.0, request_intervals_us=[10_000])
+    with pytest.raises(ValidationError, match="rate sweep"):
+        LoadConfig(arrival="intervals", request_intervals_us=[10_000], sweep="rate")
 
 
 def test_plateau_rule() -> None:

@@ -24,7 +24,22 @@ OPTION_NAMES = {
     "warmup_s": "--warmup", "window_s": "--window", "min_window_requests": "--min-window-requests",
     "max_windows": "--max-windows", "sweep": "--sweep", "slo_p99_ms": "--slo-p99-ms",
     "processes": "--processes", "request_timeout_s": "--timeout",
+    "request_intervals_us": "--request-intervals",
 }
+
+
+def read_intervals(path: Path | None) -> list[int] | None:
+    """perf_analyzer's --request-intervals file: one gap in microseconds per line (blank lines skipped)."""
+    if path is None:
+        return None
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        values = [int(float(line)) for line in lines if line and not line.startswith("#")]
+    except (OSError, ValueError) as exc:
+        raise fail(f"--request-intervals: {path}: {exc}") from exc
+    if not values or min(values) <= 0:
+        raise fail(f"--request-intervals: {path}: needs positive gaps in microseconds, one per line")
+    return values
 
 
 def _config(values: dict[str, object]) -> LoadConfig:
@@ -33,7 +48,9 @@ def _config(values: dict[str, object]) -> LoadConfig:
         return LoadConfig(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
+        if not first["loc"]:  # a rule across options (e.g. --rate against --request-intervals)
+            raise fail(first["msg"]) from exc
+        field = str(first["loc"][0])
         raise fail(f"{OPTION_NAMES.get(field, field)}: {first['msg']}") from exc
 
 
@@ -158,8 +175,14 @@ def load(
     accept: Annotated[str | None, typer.Option(help="Accept header")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Closed loop: requests in flight")] = None,
     rate: Annotated[float | None, typer.Option(help="Open loop: requests per second")] = None,
-    arrival: Annotated[Literal["constant", "poisson"], typer.Option(help="Open-loop arrivals")] = "constant",
+    arrival: Annotated[
+        Literal["constant", "poisson", "intervals"], typer.Option(help="Open-loop arrivals")
+    ] = "constant",
     seed: Annotated[int, typer.Option(help="Seed for Poisson arrivals")] = 0,
+    request_intervals: Annotated[
+        Path | None,
+        typer.Option(help="Open loop replaying these gaps (microseconds, one per line; as perf_analyzer)"),
+    ] = None,
     sweep: Annotated[Literal["none", "concurrency", "rate"], typer.Option(help="Find the peak")] = "none",
     slo_p99_ms: Annotated[float | None, typer.Option(help="p99 bound checked with early stopping")] = None,
     duration: Annotated[float, typer.Option(help="Max seconds per point, warm-up included")] = 30.0,
@@ -180,8 +203,10 @@ def load(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per point")] = None,
 ) -> None:
     """Load-test an endpoint: closed or open loop, windows until stable, HDR percentiles."""
+    intervals = read_intervals(request_intervals)
     cfg = _config({
-        "concurrency": concurrency, "rate": rate, "arrival": arrival, "seed": seed, "sweep": sweep,
+        "concurrency": concurrency, "rate": rate, "seed": seed, "sweep": sweep,
+        "arrival": "intervals" if intervals else arrival, "request_intervals_us": intervals,
         "slo_p99_ms": slo_p99_ms, "duration_s": duration, "max_requests": max_requests,
         "processes": processes,
         "warmup_s": warmup, "warmup_requests": warmup_requests, "window_s": window,

@@ -64,6 +64,7 @@ def make_plans(cfg: LoadConfig, concurrency: int | None, rate: float | None) -> 
             rate=rate / workers if rate is not None else None, arrival=cfg.arrival, seed=cfg.seed + i,
             phase=i / workers, tick_s=tick, max_requests=budgets[i],
             hard_stop_s=cfg.duration_s + 10.0, timeout_s=cfg.request_timeout_s,
+            intervals_us=cfg.request_intervals_us if rate is not None else None, workers=workers,
         )
         for i in range(workers)
     ]

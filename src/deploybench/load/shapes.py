@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,8 +131,20 @@ async def closed_client(
         last_end = perf_counter()
 
 
-def arrival_offsets(rate: float, arrival: str, seed: int, phase: float = 0.0) -> Iterator[float]:
-    """Send times in seconds from the start: evenly spaced, or seeded Poisson (exponential gaps)."""
+def arrival_offsets(
+    rate: float,
+    arrival: str,
+    seed: int,
+    phase: float = 0.0,
+    intervals_us: list[int] | None = None,
+    share: tuple[int, int] = (0, 1),
+) -> Iterator[float]:
+    """Send times in seconds from the start: evenly spaced, seeded Poisson (exponential gaps), or a
+    given trace of gaps replayed in order and repeated. share (i, n): worker i of n sends the trace's
+    sends i, i+n, ..., so the n workers together keep exactly the trace's schedule."""
+    if arrival == "intervals":
+        yield from itertools.islice(_replayed(intervals_us or []), share[0], None, share[1])
+        return
     if arrival == "constant":
         index = 0
         while True:
@@ -144,13 +157,25 @@ def arrival_offsets(rate: float, arrival: str, seed: int, phase: float = 0.0) ->
         yield clock
 
 
+def _replayed(intervals_us: list[int]) -> Iterator[float]:
+    if not intervals_us:
+        raise ValueError("arrival 'intervals' needs at least one interval")
+    clock = 0.0
+    for gap in itertools.cycle(intervals_us):
+        clock += gap / 1e6
+        yield clock
+
+
 async def _timed_send(client: TargetClient, payload: bytes, scheduled: float, rec: Recorder) -> None:
+    """Time one open-loop request from its scheduled time; from its real send when that was earlier
+    (a send up to EARLY_FIRE_S ahead of schedule must not take its head start off the latency)."""
+    origin = min(perf_counter(), scheduled)
     try:
         error, end, received, timing = await client.send(payload)
     except asyncio.CancelledError:  # still unanswered when the wait for late replies ran out
-        rec.record(perf_counter() - scheduled, TIMEOUT, len(payload), 0, None)
+        rec.record(perf_counter() - origin, TIMEOUT, len(payload), 0, None)
         raise
-    rec.record(end - scheduled, error, len(payload), received, timing)
+    rec.record(end - origin, error, len(payload), received, timing)
 
 
 async def open_loop(

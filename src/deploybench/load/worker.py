@@ -76,6 +76,8 @@ class WorkerPlan:
     hard_stop_s: float  # safety net if the parent vanishes: stop this long after the epoch
     timeout_s: float
     start_timeout_s: float = 60.0
+    intervals_us: list[int] | None = None  # arrival "intervals": whole trace; this worker sends its share
+    workers: int = 1
 
 
 def _slice(index: int, rec: Recorder, duration: float, cpu: float, final: bool) -> dict:
@@ -147,7 +149,9 @@ async def _drive(target: Target, client: TargetClient, plan: WorkerPlan, epoch: 
         await _drain(users, wait_s)
     else:
         assert plan.rate is not None
-        offsets = arrival_offsets(plan.rate, plan.arrival, plan.seed, plan.phase)
+        offsets = arrival_offsets(
+            plan.rate, plan.arrival, plan.seed, plan.phase, plan.intervals_us, (plan.worker_id, plan.workers)
+        )
         inflight: set[asyncio.Task[None]] = set()
         scheduler = asyncio.create_task(open_loop(client, payloads, offsets, epoch, rec, state, inflight))
         await ticker.run(stop, lambda: scheduler.done() and not inflight)
