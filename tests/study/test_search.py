@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
+
 from deploybench.config import RuntimeKnobs
 from deploybench.results import Candidate, Interval, MachineInfo
 from deploybench.study.plan import PlannedTrial
-from deploybench.study.search import Score, decide, is_protected, probe_concurrency, round_sizes
+from deploybench.study.search import (
+    Score,
+    decide,
+    final_groups,
+    is_protected,
+    probe_concurrency,
+    round_sizes,
+)
 from deploybench.study.spec import SearchSpec, StudyConfig
-from deploybench.study.trial import TrialJob
+from deploybench.study.trial import TrialContext, TrialJob
 
 
 def score(name: str, rps: float | None, half_width: float = 2.0) -> Score:
@@ -33,9 +43,10 @@ def job(
 def test_round_sizes_keep_a_third_then_a_third_of_that_bounded_by_the_settings() -> None:
     spec = SearchSpec()
     assert round_sizes(16, spec) == (6, 2)
-    assert round_sizes(20, spec) == (7, 3)
+    assert round_sizes(20, spec) == (7, 2)
     assert round_sizes(4, spec) == (3, 1)  # at least 3 run longer
-    assert round_sizes(40, spec) == (14, 3)  # at most 3 finalists before ties
+    assert round_sizes(40, spec) == (14, 2)  # at most 2 finalists before ties
+    assert round_sizes(40, spec.model_copy(update={"finalists": 3})) == (14, 3)
     assert round_sizes(2, spec) == (2, 1)
 
 
@@ -90,3 +101,16 @@ def test_probe_concurrency_is_where_every_candidate_can_peak() -> None:
     assert probe_concurrency(config, [job("onnxruntime", workers=2, batch=8)]) == 32  # 2 batches per worker
     tiny = StudyConfig.model_validate({"load": {"include_concurrency": [4]}})
     assert probe_concurrency(tiny, [job("eager")]) == 4
+
+
+def test_the_baseline_is_measured_at_the_fixed_levels_and_finalists_get_the_full_plan() -> None:
+    ctx = TrialContext(StudyConfig(), "random", [b"x"], None, threading.Event())
+    groups = final_groups(ctx, [job("eager"), job("onnxruntime", workers=2), job("eager", workers=2)])
+    (base_ctx, baseline), (full_ctx, others) = groups
+    assert [j.trial_id for j in baseline] == [job("eager").trial_id]
+    assert len(others) == 2 and full_ctx is ctx  # eager at other knobs won through the search: full plan
+    plan = base_ctx.config.load
+    assert (plan.concurrency_levels, plan.include_concurrency, plan.rate_search) == ([16], [], False)
+    sweep = ctx.config.model_copy(update={"search": SearchSpec(baseline_sweep=True)})
+    assert final_groups(replace(ctx, config=sweep), baseline) == [(replace(ctx, config=sweep), baseline)]
+    assert final_groups(ctx, []) == []

@@ -26,7 +26,7 @@ from deploybench.study.executors import (
 )
 from deploybench.study.measure import LiveCallback
 from deploybench.study.plan import StackOffer, plan_trials
-from deploybench.study.search import SearchRun, run_search
+from deploybench.study.search import SearchRun, final_groups, run_search
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, machine_file
 from deploybench.study.trial import TrialContext, TrialJob, unserved_record
@@ -154,10 +154,9 @@ def run_study(
 
             search = SearchRun(runner, ctx, store, events, keep, {t.trial_id: t for t in store.trials()})
             finalists = run_search(search, [j for j in jobs if j.trial.action == "serve"])
-            for record in runner.run_trials(
-                ctx, [j for j in finalists if j.trial_id not in done], store, events
-            ):
-                keep(record)
+            for context, group in final_groups(ctx, [j for j in finalists if j.trial_id not in done]):
+                for record in runner.run_trials(context, group, store, events):
+                    keep(record)
             for job in jobs:
                 if job.trial.action != "serve" and job.trial_id not in done:
                     record = unserved_record(ctx, job)

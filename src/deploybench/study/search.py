@@ -11,7 +11,8 @@ Rounds (each on the same load generator as the full plan, only with other window
 2. the best 1/eta (at least min_round2) again at that concurrency with windows twice as long;
 3. finalists: the best 1/eta of round 2 (at most `finalists`), plus up to `max_tied` whose 95%
    throughput interval overlaps the best one's, get the full load plan; only they are ranked.
-Eager (the baseline) and each other serving stack's candidate skip the rounds: always finalists.
+Eager (the baseline) and each other serving stack's candidate skip the rounds: always finalists;
+the baseline is measured at the plan's fixed levels only (final_groups), as the comparison.
 Each round's records are trials (status "probe", trial id KEY#probe / KEY#round2), so a resumed study
 re-probes nothing and takes the same decisions; each dropped candidate is recorded with why.
 """
@@ -151,12 +152,43 @@ def dropped_record(ctx: TrialContext, job: TrialJob, why: str, probe: TrialRecor
     return record.model_copy(update={"log_tail": probe.log_tail}) if failed and probe else record
 
 
-def is_protected(job: TrialJob) -> bool:
-    """Eager at default knobs (the baseline) and any other stack's candidate: always fully measured."""
+def is_baseline(job: TrialJob) -> bool:
+    """Eager at default knobs on deploybench: what every other candidate's speed-up is measured against."""
     c = job.trial.candidate
-    if c.stack != DEFAULT_STACK:
-        return True
-    return c.backend == BASELINE and c.workers == 1 and c.max_batch_size == 1 and c.runtime == RuntimeKnobs()
+    return (
+        c.stack == DEFAULT_STACK
+        and c.backend == BASELINE
+        and c.workers == 1
+        and c.max_batch_size == 1
+        and c.runtime == RuntimeKnobs()
+    )
+
+
+def is_protected(job: TrialJob) -> bool:
+    """The baseline and any other stack's candidate: never dropped by the search."""
+    return job.trial.candidate.stack != DEFAULT_STACK or is_baseline(job)
+
+
+def baseline_plan(plan: LoadPlan) -> LoadPlan:
+    """The baseline's points: the plan's fixed concurrency levels (16 by default), no sweep to a
+    peak, no rate search; a slow eager server would otherwise take a third of the study."""
+    levels = plan.include_concurrency or [plan.max_concurrency]
+    return plan.model_copy(
+        update={"concurrency_levels": levels, "include_concurrency": [], "rate_search": False}
+    )
+
+
+def final_groups(ctx: TrialContext, jobs: list[TrialJob]) -> list[tuple[TrialContext, list[TrialJob]]]:
+    """The finalists to measure, each group with its plan: the baseline its own (unless
+    search.baseline_sweep or the search is off), every other one the full plan."""
+    spec = ctx.config.search
+    if not spec.enabled or spec.baseline_sweep:
+        return [(ctx, jobs)] if jobs else []
+    baseline = [job for job in jobs if is_baseline(job)]
+    others = [job for job in jobs if not is_baseline(job)]
+    plan = baseline_plan(ctx.config.load)
+    base_ctx = replace(ctx, config=ctx.config.model_copy(update={"load": plan}))
+    return [(c, group) for c, group in ((base_ctx, baseline), (ctx, others)) if group]
 
 
 def summary_line(machine: str | None, counts: dict[str, Any]) -> str:
@@ -164,7 +196,7 @@ def summary_line(machine: str | None, counts: dict[str, Any]) -> str:
     return (
         f"search{where}: {counts['space']} candidates in the space, {counts['probed']} probed, "
         f"{counts['run_longer']} run longer, {counts['fully_measured']} fully measured "
-        f"({counts['always']} always: eager and other stacks); {len(counts['dropped'])} dropped"
+        f"({counts['always']} always: the eager baseline, at the fixed levels, and other stacks); {len(counts['dropped'])} dropped"
     )
 
 

@@ -75,12 +75,17 @@ class SearchSpec(StrictModel):
     enabled: bool = Field(True, description="False: every planned candidate gets the full load plan")
     eta: int = Field(3, ge=2, description="each round keeps the best 1/eta of its candidates")
     min_round2: int = Field(3, ge=1, description="at least this many get the longer run")
-    finalists: int = Field(3, ge=1, description="at most this many best get the full plan (+ eager, stacks)")
+    finalists: int = Field(2, ge=1, description="at most this many best get the full plan (+ eager, stacks)")
     max_tied: int = Field(2, ge=0, description="extra finalists statistically tied with the best")
     probe_window_s: float = Field(1.5, gt=0)
     probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
     round2_window_s: float = Field(3.0, gt=0, description="twice the probe's: the longer run")
     round2_windows: int = Field(6, ge=3)
+    baseline_sweep: bool = Field(
+        False,
+        description="False: the eager baseline is measured at the plan's fixed concurrency levels only "
+        "(16: the client the project grew from): it is the comparison, never a contender",
+    )
 
 
 class MachineSpec(StrictModel):
