@@ -14,7 +14,6 @@ value the p-th percentile can be claimed under. We add the mirror test so a verd
 from __future__ import annotations
 
 from hdrh.histogram import HdrHistogram
-from scipy.stats import binom
 
 from deploybench.load.stats import count_above, counts_of, value_at_ranks
 from deploybench.results import SloVerdict
@@ -26,6 +25,8 @@ def early_stopping_passes(
     """LoadGen's test (find_min_passing uses a strict `<`): may "p{percentile} <= bound" be claimed?"""
     if n <= overshoots:
         return False
+    from scipy.stats import binom  # here: a second of import every CLI start (serve too) would pay
+
     return float(binom.cdf(overshoots, n, 1.0 - percentile / 100.0)) < 1.0 - confidence
 
 
@@ -33,6 +34,8 @@ def clearly_missed(n: int, overshoots: int, percentile: float = 99.0, confidence
     """The mirror test: seeing this many overshoots at a true rate of (100 - p)% is that unlikely."""
     if overshoots <= 0:
         return False
+    from scipy.stats import binom
+
     return float(binom.sf(overshoots - 1, n, 1.0 - percentile / 100.0)) < 1.0 - confidence
 
 
