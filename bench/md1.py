@@ -12,11 +12,15 @@ printed beside them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
+
+import uvloop
 
 from deploybench.config import LoadConfig
 from deploybench.load import HttpTarget, run_load
@@ -51,13 +55,19 @@ def md1_sojourn_ms(rate: float, service_s: float, quantile: float) -> float:
     return (high + service_s) * 1000
 
 
-def run_ours(url: str, body: bytes, rate: float, duration_s: float, seed: int) -> dict[str, float]:
-    """Our open loop: Poisson schedule, every window kept (no early stop), latency from the schedule."""
+def run_ours(
+    url: str, body: bytes, rate: float, duration_s: float, seed: int, intervals_us: list[int] | None = None
+) -> dict[str, float]:
+    """Our open loop, every window kept (no early stop), latency from the schedule: our own seeded
+    Poisson schedule, or (intervals_us) exactly the schedule LoadGen issued, every request counted."""
+    replay = intervals_us is not None
     cfg = LoadConfig(
-        rate=rate,
-        arrival="poisson",
+        rate=None if replay else rate,
+        arrival="intervals" if replay else "poisson",
+        request_intervals_us=intervals_us,
+        max_requests=len(intervals_us) if replay else None,
         seed=seed,
-        warmup_s=2.0,
+        warmup_s=0.0 if replay else 2.0,
         warmup_requests=0,
         window_s=5.0,
         min_window_requests=1,
@@ -73,7 +83,8 @@ def run_ours(url: str, body: bytes, rate: float, duration_s: float, seed: int) -
         "p99_ms": point.latency.p99_ms,
         "mean_ms": point.latency.mean_ms,
         "rps": point.throughput_rps,
-        "requests": point.latency.count,
+        "requests": point.accounting.issued,
+        "timed": point.latency.count,
         "lateness_p99_ms": lateness.p99_ms if lateness else float("nan"),
     }
 
@@ -85,7 +96,10 @@ class _AiohttpSut:
         import aiohttp
 
         self.url, self.body = url, body
-        self.loop = asyncio.new_event_loop()
+        self.issued: list[float] = []  # when LoadGen issued each query (perf_counter), its schedule
+        # the same event loop and HTTP client as ours (uvloop + aiohttp): what differs is the schedule
+        # keeping and the timing, LoadGen's (C++) against ours, which is what this check compares
+        self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="loadgen-sut")
         self.thread.start()
         connector = asyncio.run_coroutine_threadsafe(self._session(aiohttp), self.loop)
@@ -104,6 +118,7 @@ class _AiohttpSut:
 
     def issue(self, samples: list) -> None:  # type: ignore[type-arg]
         for sample in samples:
+            self.issued.append(time.perf_counter())
             asyncio.run_coroutine_threadsafe(self._one(sample.id), self.loop)
 
     def close(self) -> None:
@@ -128,8 +143,11 @@ def _settings(rate: float, duration_s: float, seed: int):  # type: ignore[no-unt
     return settings
 
 
-def run_loadgen(url: str, body: bytes, rate: float, duration_s: float, seed: int) -> dict[str, float]:
-    """MLPerf LoadGen, Server scenario, against the same endpoint; figures from its summary log."""
+def run_loadgen(
+    url: str, body: bytes, rate: float, duration_s: float, seed: int
+) -> tuple[dict[str, float], list[int]]:
+    """MLPerf LoadGen, Server scenario, against the same endpoint: figures from its summary log, and
+    the gaps between the queries it issued (its Poisson schedule, as it really went out)."""
     import mlperf_loadgen as lg
 
     sut_impl = _AiohttpSut(url, body)
@@ -153,4 +171,12 @@ def run_loadgen(url: str, body: bytes, rate: float, duration_s: float, seed: int
     }
     completed = re.search(r"Completed samples per second\s*:\s*([\d.]+)", summary)
     row["rps"] = float(completed.group(1)) if completed else float("nan")
-    return row
+    row["requests"] = len(sut_impl.issued)
+    row["duration_s"] = sut_impl.issued[-1] - sut_impl.issued[0]
+    return row, issue_intervals_us(sut_impl.issued)
+
+
+def issue_intervals_us(issued: list[float]) -> list[int]:
+    """LoadGen's realised schedule as gaps (the first send right away), for our client to replay."""
+    gaps = [max(1, round((b - a) * 1e6)) for a, b in itertools.pairwise(issued)]
+    return [1, *gaps]
