@@ -196,7 +196,8 @@ def summary_line(machine: str | None, counts: dict[str, Any]) -> str:
     return (
         f"search{where}: {counts['space']} candidates in the space, {counts['probed']} probed, "
         f"{counts['run_longer']} run longer, {counts['fully_measured']} fully measured "
-        f"({counts['always']} always: the eager baseline, at the fixed levels, and other stacks); {len(counts['dropped'])} dropped"
+        f"({counts['always']} always: the eager baseline, at the fixed levels, and other stacks); "
+        f"{len(counts['dropped'])} dropped"
     )
 
 
