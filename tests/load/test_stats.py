@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from time import perf_counter
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -21,9 +24,10 @@ from deploybench.load import (
     stats_from_histogram,
 )
 from deploybench.load.intervals import Block, bootstrap_intervals
-from deploybench.load.shapes import arrival_offsets, parse_server_timing
+from deploybench.load.shapes import Recorder, _timed_send, arrival_offsets, parse_server_timing
 from deploybench.load.stats import new_histogram
 from deploybench.load.sweeps import plateau_reached
+from deploybench.load.targets import TargetClient
 
 
 @pytest.mark.parametrize(("overshoots", "needed"), [(0, 459), (1, 662), (2, 838), (3, 1001)])
@@ -227,3 +231,30 @@ def test_bootstrap_intervals_over_time_slices() -> None:
     assert p99 is not None and p99.low < 46.0 < p99.high  # exponential(10 ms): p99 = 46 ms
     assert "bootstrap" in throughput.method and throughput.confidence == 0.95
     assert bootstrap_intervals(blocks[:1]) == (None, None)  # one slice cannot show its own noise
+
+
+class _ReplyAfter(TargetClient):
+    """A client whose reply comes `delay_s` after the send (no network)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    async def send(self, payload: bytes) -> tuple[None, float, int, None]:
+        await asyncio.sleep(self.delay_s)
+        return None, perf_counter(), 0, None
+
+    async def close(self) -> None:
+        return None
+
+
+def test_an_open_loop_send_fired_early_is_timed_from_its_real_send() -> None:
+    # a timer may fire the send up to EARLY_FIRE_S before its schedule: timing it from the schedule
+    # would take that head start off the latency (a 10 ms reply would read as ~9.5 ms)
+    rec = Recorder()
+
+    async def one_early_send() -> None:
+        scheduled = perf_counter() + 0.05  # sent 50 ms ahead of its schedule
+        await _timed_send(_ReplyAfter(0.06), b"x", scheduled, rec)
+
+    asyncio.run(one_early_send())
+    assert rec.latencies_us[0] >= 59_000  # the reply took 60 ms from the send, not 10 ms
