@@ -14,7 +14,7 @@ Decode and preprocess ms per request come from the server's Server-Timing header
 
 Configurations are WxT[+knob...]: W workers x T threads, knobs ovl (overlap decode), sN (N streams),
 nopin, rest (front on the cores no worker has), spin, tpin (runtime thread pinning), ioN (inter-op
-threads), bN (max batch N, 5 ms delay). Run under the CPU lock:
+threads), bN (max batch N), dN (max delay N ms; 5 with bN). Run under the CPU lock:
 
     flock /tmp/deploybench-cpu.lock .venv/bin/python bench/serve_overhead.py \\
         --backends openvino-int8 --configs 1x2,1x2+ovl,2x1,2x1+nopin --duration 8 --rounds 2
@@ -63,14 +63,16 @@ def parse_config(text: str) -> Candidate:
     head, *knobs = text.split("+")
     workers, threads = (int(part) for part in head.split("x"))
     runtime: dict[str, object] = {}
-    batch, delay = 1, 0.0
+    batch, delay = 1, None
     for knob in knobs:
         if knob in KNOB_PATTERNS:
             runtime.update(KNOB_PATTERNS[knob])
-        elif match := re.fullmatch(r"(s|io|b)(\d+)", knob):
+        elif match := re.fullmatch(r"(s|io|b|d)(\d+)", knob):
             kind, value = match.group(1), int(match.group(2))
             if kind == "b":
-                batch, delay = value, 5.0
+                batch = value
+            elif kind == "d":
+                delay = float(value)
             else:
                 runtime["streams" if kind == "s" else "inter_op_threads"] = value
         else:
@@ -80,7 +82,7 @@ def parse_config(text: str) -> Candidate:
         workers=workers,
         threads=threads,
         max_batch_size=batch,
-        max_delay_ms=delay,
+        max_delay_ms=(5.0 if batch > 1 else 0.0) if delay is None else delay,
         runtime=RuntimeKnobs(**runtime),
     )
 
