@@ -11,8 +11,9 @@ Ties are broken deterministically, in this order (values compared at 6 significa
   objective p99:        p99, then cost per 1M, then throughput (higher first), then
   ...all three:         fewer cores used (workers x threads), lower peak RSS, then the label (A-Z).
 Beyond those exact ties, the winner must beat the runner-up beyond the noise: when their 95%
-intervals on the objective overlap they are statistically tied, and the tie rule (deploybench.ties)
-prefers the simpler, cheaper configuration. A trial rejected by the parity gate is never recommended;
+intervals on the objective overlap (and the estimates are within 5%) they are statistically tied,
+and the tie rule (deploybench.ties) prefers the simpler, cheaper configuration. A trial rejected by
+the parity gate is never recommended;
 with `max_accuracy_drop` (percentage points of labelled top-1 against eager) neither is one that loses
 more, nor, with `reject_significant_drop`, one whose drop is statistically significant (McNemar), nor
 one whose accuracy was not measured.
@@ -300,7 +301,8 @@ def _explain(ranked: list[Evaluation], front_keys: set[str], objective: str, tie
             ev.reason = f"dominated by {dominator.label} ({_deltas(ev, dominator)})"
             continue
         if ev.key in tied:
-            detail = (f"statistically tied with {winner.label} on {objective} (95% intervals overlap); "
+            detail = (f"statistically tied with {winner.label} on {objective} (95% intervals overlap, "
+                      "estimates within 5%); "
                       f"ranked after it by the tie rule ({tied[ev.key]})")
         else:
             tie = f"tied with {winner.label} on {objective}; ranked after it by the tie-break"

@@ -193,6 +193,16 @@ def test_a_winner_within_the_noise_of_the_runner_up_is_a_statistical_tie():
     assert "tie rule" in _by_label(rec)["beta fp32 w2t2"].reason
 
 
+def test_overlapping_intervals_beyond_the_tie_margin_keep_the_better_estimate():
+    """46 vs 40 req/s (15%) with +-10% intervals overlap, but a tie may give up at most 5%."""
+    simple = make_trial("alpha", capacity_rps=40, workers=1, threads=2, noise=0.10)
+    faster = make_trial("beta", capacity_rps=46, workers=2, threads=2, noise=0.10)
+    rec = recommend([simple, faster], Constraints(objective="throughput"))
+    assert rec.winner.backend == "beta" and rec.tied_with == []  # fewer cores does not buy 15%
+    assert "not beyond the noise" in rec.comparison and "at most 5%" in rec.comparison
+    assert re.search(r"by 1[34]%", rec.comparison), rec.comparison
+
+
 def test_a_winner_beyond_the_noise_says_so_with_both_intervals():
     slow = make_trial("alpha", capacity_rps=40)
     fast = make_trial("beta", capacity_rps=60, workers=2, threads=2)
