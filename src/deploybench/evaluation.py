@@ -59,6 +59,8 @@ class Evaluation(StrictModel):
     baseline_key: str | None = None
     throughput_x: float | None = None
     p99_change_pct: float | None = None
+    c16_p99_ms: float | None = Field(None, description="p99 at 16 clients: the load a p99 change compares at")
+    p99_change_at_c16: bool = Field(False, description="p99_change_pct compares the two at 16 clients")
     cost_change_pct: float | None = None
     cost_vs_winner: float | None = Field(None, description="cost per 1M / the recommended one's (5.4 = 5.4x)")
     capacity: CapacityPlan | None = None
@@ -97,7 +99,7 @@ class Evaluation(StrictModel):
             return None
         parts = [f"{self.throughput_x:.1f}x throughput"]
         if self.p99_change_pct is not None:
-            parts.append(f"{self.p99_change_pct:+.0f}% p99")
+            parts.append(f"{self.p99_change_pct:+.0f}% p99" + " at 16 clients" * self.p99_change_at_c16)
         if self.cost_change_pct is not None:
             parts.append(f"{self.cost_change_pct:+.0f}% cost per 1M")
         return ", ".join(parts)

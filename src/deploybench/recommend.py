@@ -166,6 +166,9 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
     if trial.peak is not None:
         ev.peak_throughput_rps = trial.peak.throughput_rps
         ev.peak_p99_ms = trial.peak.latency.p99_ms
+    c16 = trial.at_c16
+    if c16 is not None and c16.invalid_reason is None and c16.ok:
+        ev.c16_p99_ms = c16.latency.p99_ms
     if trial.status == "rejected":
         ev.reason = f"parity failed: {trial.reason or (trial.parity and trial.parity.reason) or 'rejected'}"
         return ev
@@ -315,6 +318,14 @@ def _baseline_for(ev: Evaluation, baselines: list[Evaluation]) -> Evaluation | N
     return (same or baselines or [None])[0]
 
 
+def _p99_change(ev: Evaluation, base: Evaluation) -> tuple[float | None, bool]:
+    """p99 against the baseline at the same load, 16 clients, when both have it: the two operating
+    points sit at different concurrencies (a slow baseline queues 16 deep), so theirs do not compare."""
+    if ev.c16_p99_ms and base.c16_p99_ms:
+        return _pct(ev.c16_p99_ms, base.c16_p99_ms), True
+    return (_pct(ev.p99_ms, base.ref_p99_ms) if base.ref_p99_ms else None), False
+
+
 def _relative(evaluations: list[Evaluation]) -> str | None:
     """Fill each evaluation's change against the eager baseline (same machine when there is one)."""
     baselines = sorted(
@@ -327,7 +338,7 @@ def _relative(evaluations: list[Evaluation]) -> str | None:
             continue
         ev.baseline_key = base.key
         ev.throughput_x = ev.throughput_rps / base.ref_throughput_rps
-        ev.p99_change_pct = _pct(ev.p99_ms, base.ref_p99_ms) if base.ref_p99_ms else None
+        ev.p99_change_pct, ev.p99_change_at_c16 = _p99_change(ev, base)
         if ev.cost_per_1m is not None and base.ref_cost_per_1m:
             ev.cost_change_pct = _pct(ev.cost_per_1m, base.ref_cost_per_1m)
     return baselines[0].key if baselines else None

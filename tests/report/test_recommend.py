@@ -14,7 +14,7 @@ from deploybench.recommend import pareto_front, recommend, select_point
 from deploybench.results import MachineInfo, TrialRecord
 from report.report_factory import C5_XLARGE, make_trial
 
-VS_BASELINE = re.compile(r"^\d+\.\dx throughput, [+-]\d+% p99, [+-]\d+% cost per 1M$")
+VS_BASELINE = re.compile(r"^\d+\.\dx throughput, [+-]\d+% p99 at 16 clients, [+-]\d+% cost per 1M$")
 
 
 def _by_label(rec):
@@ -60,7 +60,7 @@ def test_baseline_is_eager_with_default_knobs(cpu_trials: list[TrialRecord]):
     rec = recommend(cpu_trials)
     eager = _by_label(rec)["eager fp32 w1t2"]
     assert rec.baseline_key == eager.key
-    assert eager.vs_baseline == "1.0x throughput, +0% p99, +0% cost per 1M"
+    assert eager.vs_baseline == "1.0x throughput, +0% p99 at 16 clients, +0% cost per 1M"
     winner = rec.winner
     assert winner.throughput_x == pytest.approx(winner.throughput_rps / eager.throughput_rps)
     assert winner.cost_change_pct == pytest.approx((winner.cost_per_1m / eager.cost_per_1m - 1) * 100)
@@ -201,6 +201,19 @@ def test_overlapping_intervals_beyond_the_tie_margin_keep_the_better_estimate():
     assert rec.winner.backend == "beta" and rec.tied_with == []  # fewer cores does not buy 15%
     assert "not beyond the noise" in rec.comparison and "at most 5%" in rec.comparison
     assert re.search(r"by 1[34]%", rec.comparison), rec.comparison
+
+
+def test_p99_against_the_baseline_compares_both_at_16_clients():
+    """A slow baseline's operating point queues 16 deep: its p99 there says nothing about the winner's
+    at one client. Both are compared at 16 clients, and without that point at the operating points."""
+    rec = recommend([make_trial("eager", capacity_rps=10), make_trial("beta", capacity_rps=60)])
+    winner, base = rec.winner, _by_label(rec)["eager fp32 w1t2"]
+    assert winner.p99_change_at_c16 and winner.c16_p99_ms and base.c16_p99_ms
+    assert winner.p99_change_pct == pytest.approx((winner.c16_p99_ms / base.c16_p99_ms - 1) * 100)
+    no_c16 = [t.model_copy(update={"c16_index": None}) for t in (make_trial("eager", capacity_rps=10),
+                                                                 make_trial("beta", capacity_rps=60))]
+    plain = recommend(no_c16).winner
+    assert not plain.p99_change_at_c16 and "at 16 clients" not in (plain.vs_baseline or "")
 
 
 def test_a_winner_beyond_the_noise_says_so_with_both_intervals():
