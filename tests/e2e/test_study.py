@@ -43,7 +43,8 @@ def test_killed_study_resumes_without_repeating_or_losing_trials(tmp_path: Path)
     assert set(ids) == {"eager@cpu/w1t2/b1d0", "onnxruntime@cpu/w1t2/b1d0", "onnxruntime@cpu/w2t1/b1d0"}
     for trial in after:
         assert trial.status == "ok", (trial.trial_id, trial.reason, trial.log_tail)
-        assert {p.concurrency for p in trial.points} >= {1, 2, 4}
+        levels = {p.concurrency for p in trial.points}  # the baseline at the fixed level, the others swept
+        assert levels == {4} if trial.candidate.backend == "eager" else levels >= {1, 2, 4}, trial.trial_id
         assert sum(p.ok for p in trial.points) > 0
         assert trial.peak_rss_mb and trial.peak_rss_mb > 50
         assert trial.machine.price_per_hour == 0.17 and trial.weights.startswith("random")

@@ -114,3 +114,9 @@ def test_the_baseline_is_measured_at_the_fixed_levels_and_finalists_get_the_full
     sweep = ctx.config.model_copy(update={"search": SearchSpec(baseline_sweep=True)})
     assert final_groups(replace(ctx, config=sweep), baseline) == [(replace(ctx, config=sweep), baseline)]
     assert final_groups(ctx, []) == []
+    no_fixed = ctx.config.model_copy(
+        update={"load": ctx.config.load.model_copy(update={"include_concurrency": []})}
+    )
+    assert final_groups(replace(ctx, config=no_fixed), baseline) == [
+        (replace(ctx, config=no_fixed), baseline)
+    ]

@@ -172,17 +172,21 @@ def is_protected(job: TrialJob) -> bool:
 def baseline_plan(plan: LoadPlan) -> LoadPlan:
     """The baseline's points: the plan's fixed concurrency levels (16 by default), no sweep to a
     peak, no rate search; a slow eager server would otherwise take a third of the study."""
-    levels = plan.include_concurrency or [plan.max_concurrency]
     return plan.model_copy(
-        update={"concurrency_levels": levels, "include_concurrency": [], "rate_search": False}
+        update={
+            "concurrency_levels": plan.include_concurrency,
+            "include_concurrency": [],
+            "rate_search": False,
+        }
     )
 
 
 def final_groups(ctx: TrialContext, jobs: list[TrialJob]) -> list[tuple[TrialContext, list[TrialJob]]]:
     """The finalists to measure, each group with its plan: the baseline its own (unless
-    search.baseline_sweep or the search is off), every other one the full plan."""
+    search.baseline_sweep, the search is off, or the plan has no fixed level to compare at), every
+    other one the full plan."""
     spec = ctx.config.search
-    if not spec.enabled or spec.baseline_sweep:
+    if not spec.enabled or spec.baseline_sweep or not ctx.config.load.include_concurrency:
         return [(ctx, jobs)] if jobs else []
     baseline = [job for job in jobs if is_baseline(job)]
     others = [job for job in jobs if not is_baseline(job)]
