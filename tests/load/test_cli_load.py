@@ -64,6 +64,18 @@ def test_bad_arrival_is_rejected_by_typer() -> None:
     assert result.exit_code == 2 and "--arrival" in result.output
 
 
+def test_a_bad_request_intervals_file_is_a_clear_error(tmp_path: Path) -> None:
+    trace = tmp_path / "gaps.txt"
+    for text, message in (("1000\n0\n", "positive gaps"), ("10 ms\n", "gaps.txt"), ("10000\n", "mean rate")):
+        trace.write_text(text)
+        args = ["load", "http://127.0.0.1:9/x", "--request-intervals", str(trace), "--rate", "5"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output, result.output
+    absent = str(tmp_path / "no")
+    missing = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--request-intervals", absent])
+    assert missing.exit_code == 2 and "--request-intervals" in missing.output
+
+
 def test_empty_or_missing_payload_fails_before_any_load(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
