@@ -148,3 +148,33 @@ def test_corrupt_and_mismatched_state_dicts(tmp_path: Path) -> None:
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
     with pytest.raises(ModelLoadError, match="does not fit the model"):
         load_model(ModelSpec(source=TINY, weights=str(wrong)))
+
+
+def test_a_cached_manifest_loads_a_torchvision_model_without_building_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A server worker loading a cached ONNX/OpenVINO artifact needs the fingerprint, not the network."""
+    from deploybench import model_manifest
+    from deploybench.models import _torchvision_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    spec, cache = ModelSpec(source="torchvision:mobilenet_v3_small"), tmp_path / "cache"
+    first = load_model(spec, cache)
+    second = load_model(spec, cache)
+    assert first.built_module is not None and second.built_module is None  # nothing built yet
+    described = (second.fingerprint, second.weights, second.labels)
+    assert described == (first.fingerprint, first.weights, first.labels)
+    np.testing.assert_allclose(logits_for(second, _cat_batch()), logits_for(first, _cat_batch()), rtol=1e-5)
+
+    checkpoint = _torchvision_checkpoint(spec)  # a pretrained file appears: auto would now load it
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"not yet a checkpoint")
+    assert model_manifest.lookup(spec, cache) is None
+    checkpoint.unlink()
+
+    known = model_manifest.lookup(spec, cache)
+    assert known is not None
+    known.path.write_text(known.path.read_text().replace(known.fingerprint, "0" * 16))
+    stale = load_model(spec, cache)
+    with pytest.raises(ModelLoadError, match="not the one its cached manifest names"):
+        _ = stale.module

@@ -42,6 +42,7 @@ from deploybench.config import ModelSpec
 
 if TYPE_CHECKING:
     from deploybench.handler_check import HandlerCheck
+    from deploybench.model_manifest import ModelManifest
 
 
 class ModelLoadError(ValueError):
@@ -64,7 +65,7 @@ DOWNLOAD_TIMEOUT_S = 10.0
 
 @dataclass
 class LoadedModel:
-    module: nn.Module
+    built_module: nn.Module | None  # None until first use when module_factory is set (see .module)
     spec: ModelSpec
     input_shape: tuple[int, int, int]
     weights: str  # "pretrained" | "random" | "file:<path>" — shown in every output
@@ -76,6 +77,17 @@ class LoadedModel:
     preprocess: Callable[[Any], np.ndarray] | None = None
     sample_inputs: np.ndarray | None = None  # the user's own requests as model inputs: parity runs them first
     handler: HandlerCheck | None = None  # a SageMaker handler: may a variant replace its predict_fn?
+    # Builds the module on first use: a server worker that loads a cached ONNX or OpenVINO artifact
+    # never needs it, and skips torchvision's import and the network's initialisation (~3.5 s here).
+    module_factory: Callable[[], nn.Module] | None = None
+
+    @property
+    def module(self) -> nn.Module:
+        if self.built_module is None:
+            if self.module_factory is None:
+                raise ModelLoadError(f"{self.name}: no module and nothing to build it from")
+            self.built_module = self.module_factory()
+        return self.built_module
 
     @property
     def name(self) -> str:
@@ -220,12 +232,6 @@ def _randomise_batchnorm(
     return RANDOM_BN_WEIGHTS, fingerprint
 
 
-def _cached_weights_path(weights_enum: object) -> str | None:
-    filename = os.path.basename(weights_enum.url)  # type: ignore[attr-defined]
-    path = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
-    return path if os.path.exists(path) else None
-
-
 def _download_pretrained(name: str, weights_enum: object) -> dict[str, torch.Tensor]:
     """Download with a short socket timeout, so a closed network fails in seconds, not minutes."""
     previous = socket.getdefaulttimeout()
@@ -243,6 +249,41 @@ def _download_pretrained(name: str, weights_enum: object) -> dict[str, torch.Ten
 
 
 def _load_torchvision(spec: ModelSpec, cache_dir: Path | None) -> LoadedModel:
+    """From the model manifest when one is cached (the module is then built on first use), else built."""
+    from deploybench import model_manifest
+
+    known = model_manifest.lookup(spec, cache_dir)
+    if known is not None:
+        return _from_manifest(spec, cache_dir, known)
+    loaded = _build_torchvision(spec, cache_dir)
+    model_manifest.record(spec, cache_dir, loaded, _torchvision_checkpoint(spec))
+    return loaded
+
+
+def _torchvision_checkpoint(spec: ModelSpec) -> Path:
+    """Where torch keeps this model's pretrained checkpoint (present or not)."""
+    import torchvision
+
+    weights_enum = torchvision.models.get_model_weights(spec.source.split(":", 1)[1]).DEFAULT
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
+
+
+def _from_manifest(spec: ModelSpec, cache_dir: Path | None, known: ModelManifest) -> LoadedModel:
+    def build() -> nn.Module:
+        built = _build_torchvision(spec, cache_dir)
+        if built.fingerprint != known.fingerprint:  # the cached artifacts were keyed by the manifest's
+            raise ModelLoadError(
+                f"{spec.source}: the network built here ({built.fingerprint}) is not the one its cached "
+                f"manifest names ({known.fingerprint}); delete {known.path} and run again"
+            )
+        return built.module
+
+    return LoadedModel(
+        None, spec, spec.input_shape, known.weights, known.labels, known.fingerprint, module_factory=build
+    )
+
+
+def _build_torchvision(spec: ModelSpec, cache_dir: Path | None) -> LoadedModel:
     import torchvision
 
     name = spec.source.split(":", 1)[1]
@@ -254,7 +295,7 @@ def _load_torchvision(spec: ModelSpec, cache_dir: Path | None) -> LoadedModel:
     torch.manual_seed(0)  # random weights are reproducible, so caches and parity stay meaningful
     module = builder(weights=None)
     labels = list(weights_enum.meta.get("categories", [])) or None
-    if spec.weights == "pretrained" or (spec.weights == "auto" and _cached_weights_path(weights_enum)):
+    if spec.weights == "pretrained" or (spec.weights == "auto" and _torchvision_checkpoint(spec).is_file()):
         module.load_state_dict(_download_pretrained(name, weights_enum))
         return _finish(module, spec, "pretrained", labels)
     if spec.weights not in ("auto", "random"):

@@ -16,6 +16,7 @@ import numpy as np
 from deploybench.config import RuntimeKnobs
 
 if TYPE_CHECKING:
+    from deploybench.backends.calibration import CalibrationSet
     from deploybench.models import LoadedModel
 
 
@@ -39,7 +40,8 @@ class BuildContext:
 
     threads: int
     example: np.ndarray  # one NCHW float32 batch in the model's input shape
-    calibration: list[np.ndarray] = field(default_factory=list)  # preprocessed CHW images
+    # preprocessed CHW images, or a CalibrationSet that makes them on first use (build_variant's)
+    calibration: list[np.ndarray] | CalibrationSet = field(default_factory=list)
     cache_dir: Path | None = None
     device: str = "cpu"
     runtime: RuntimeKnobs = field(default_factory=RuntimeKnobs)  # streams, spin, pinning, inter-op

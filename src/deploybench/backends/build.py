@@ -9,7 +9,7 @@ import torch
 
 from deploybench.backends.base import BackendUnavailableError, BuildContext, Variant, get_backend
 from deploybench.backends.cache import default_cache_root, variant_cache_dir
-from deploybench.backends.calibration import calibration_images
+from deploybench.backends.calibration import CalibrationSet
 from deploybench.config import ModelSpec, RuntimeKnobs
 from deploybench.models import LoadedModel, load_model
 
@@ -52,7 +52,7 @@ def build_variant(
     ctx = BuildContext(
         threads=threads,
         example=example_batch(model),
-        calibration=calibration_images(model.input_shape, folder=calibration_dir, preprocess=model.preprocess)
+        calibration=CalibrationSet(model.input_shape, calibration_dir, model.preprocess, cache_dir)
         if impl.needs_calibration
         else [],
         cache_dir=variant_cache_dir(

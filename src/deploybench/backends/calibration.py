@@ -10,6 +10,8 @@ labelled set (data/labelled) is made from the parity photos, never from the cali
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -184,3 +186,68 @@ def parity_inputs(
     convert = _converter(input_shape, preprocess)
     synthetic = [convert(smooth_noise_image(rng)) for _ in range(fields)]
     return np.stack(photos + synthetic).astype(np.float32)
+
+
+def calibration_digest(images: list[np.ndarray]) -> str:
+    """A short hash of the calibration set: int8 artifacts are keyed by the data that set their scales."""
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(np.ascontiguousarray(image, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _sources_stat(sources: list[Path]) -> list[list[object]]:
+    return [[str(path), path.stat().st_size, path.stat().st_mtime_ns] for path in sources]
+
+
+class CalibrationSet:
+    """The int8 calibration images, made on first use, and their digest (the int8 artifacts' key).
+
+    A server worker that loads a cached int8 artifact needs only the digest, to find it; making the
+    100 images for it took ~1.2 s of every int8 worker's start here. So the digest of the reference
+    preprocessing of these photos is cached on disk, keyed by the photos' paths, sizes and times;
+    a handler's own input_fn (preprocess) cannot be keyed, so its images are always made.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        folder: Path | None = None,
+        preprocess: Preprocess | None = None,
+        cache_root: Path | None = None,
+    ) -> None:
+        self.input_shape = tuple(input_shape)
+        self.folder = folder
+        self.preprocess = preprocess
+        self.cache_root = cache_root
+
+    def images(self) -> list[np.ndarray]:
+        return calibration_images(self.input_shape, folder=self.folder, preprocess=self.preprocess)  # type: ignore[arg-type]
+
+    def digest(self) -> str:
+        path = self._digest_path()
+        if path is not None and path.is_file():
+            return path.read_text().strip()
+        digest = calibration_digest(self.images())
+        if path is not None:
+            tmp = path.with_name(f".{os.getpid()}.{path.name}")
+            tmp.write_text(digest)
+            os.replace(tmp, path)
+        return digest
+
+    def _digest_path(self) -> Path | None:
+        if self.preprocess is not None:
+            return None
+        from deploybench.backends.cache import default_cache_root, variant_cache_dir
+
+        options = {
+            "count": DEFAULT_CALIBRATION_COUNT,
+            "seed": CALIBRATION_SEED,
+            "input_shape": list(self.input_shape),
+            "pillow": Image.__version__,  # resizing and augmenting are Pillow's
+            "sources": _sources_stat(calibration_source_paths(self.folder)),
+        }
+        folder = variant_cache_dir(
+            "calibration", "photos", "calibration-digest", options, self.cache_root or default_cache_root()
+        )
+        return folder / "digest.txt"

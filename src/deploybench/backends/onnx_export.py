@@ -10,7 +10,6 @@ trace, and models the dynamo exporter rejects fall back to the legacy exporter (
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import os
 import shutil
@@ -26,6 +25,7 @@ import torch
 
 from deploybench.backends.base import Backend, BackendUnavailableError, BuildContext
 from deploybench.backends.cache import KEY_FILE, variant_cache_dir
+from deploybench.backends.calibration import calibration_digest
 from deploybench.models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -71,22 +71,22 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def calibration_digest(images: list[np.ndarray]) -> str:
-    """A short hash of the calibration set: int8 artifacts are keyed by the data that set their scales."""
-    digest = hashlib.sha256()
-    for image in images:
-        digest.update(np.ascontiguousarray(image, dtype=np.float32).tobytes())
-    return digest.hexdigest()[:16]
-
-
 def require_calibration(ctx: BuildContext, backend: str) -> list[np.ndarray]:
     """int8 scales come from real images; refuse to guess them from nothing."""
-    if not ctx.calibration:
+    images = ctx.calibration if isinstance(ctx.calibration, list) else ctx.calibration.images()
+    if not images:
         raise ValueError(
             f"backend {backend!r} needs calibration images (BuildContext.calibration is empty); "
             "build it with deploybench.backends.calibration.calibration_images(input_shape)"
         )
-    return ctx.calibration
+    return images
+
+
+def calibration_key(ctx: BuildContext, backend: str) -> str:
+    """The digest that keys an int8 artifact: from the cache when the set can be keyed (no images made)."""
+    if isinstance(ctx.calibration, list):
+        return calibration_digest(require_calibration(ctx, backend))
+    return ctx.calibration.digest()
 
 
 def _export_dynamo(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

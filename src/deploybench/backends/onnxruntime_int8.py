@@ -24,7 +24,7 @@ import numpy as np
 from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
 from deploybench.backends.onnx_export import (
     artifact_dir,
-    calibration_digest,
+    calibration_key,
     ensure_available,
     exported_onnx,
     onnx_input_name,
@@ -126,13 +126,13 @@ class OnnxRuntimeInt8Backend(Backend):
 
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         ensure_available(self)
-        images = require_calibration(ctx, self.name)
         start = time.perf_counter()
         fp32 = exported_onnx(model, ctx)
-        options = {**quant_options(), "calibration": calibration_digest(images)}
+        options = {**quant_options(), "calibration": calibration_key(ctx, self.name)}
         target = artifact_dir(model, self.name, ctx, options) / INT8_FILE
         if not target.exists():
             reduce_range = bool(options["reduce_range"])
+            images = require_calibration(ctx, self.name)
             write_atomically(target, lambda tmp: quantize_qdq(fp32, tmp, images, reduce_range))
         # QDQ int8 kernels are CPU ones; the CUDA provider would run most of the graph dequantised.
         session = ort_session(target, ctx.threads, providers=["CPUExecutionProvider"], runtime=ctx.runtime)

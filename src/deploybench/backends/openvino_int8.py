@@ -27,7 +27,7 @@ from deploybench.backends.base import (
 )
 from deploybench.backends.onnx_export import (
     artifact_dir,
-    calibration_digest,
+    calibration_key,
     ensure_available,
     require_calibration,
 )
@@ -85,11 +85,11 @@ class OpenVinoInt8Backend(Backend):
 
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         ensure_available(self)
-        images = require_calibration(ctx, self.name)
         start = time.perf_counter()
         fp32_xml = fp32_ir(model, ctx)
-        options = {"tool": "nncf.quantize", "preset": "default", "calibration": calibration_digest(images)}
+        key = calibration_key(ctx, self.name)
+        options = {"tool": "nncf.quantize", "preset": "default", "calibration": key}
         target = artifact_dir(model, self.name, ctx, options) / IR_FILE
         if not target.exists():
-            quantize_ir(fp32_xml, target, images)
+            quantize_ir(fp32_xml, target, require_calibration(ctx, self.name))
         return compile_ir(self.name, target, ctx, None, start)

@@ -3,6 +3,7 @@
 Pruning rules (each pruned candidate is recorded with its reason, never silently dropped):
 - a backend that is unavailable here, failed to build, or failed the parity gate is not served;
 - eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process;
+  eager's own knob grid is swept only when it is itself among those fastest (else it is the comparison);
 - the knob grid is swept on every served backend (or only the `tune_top` fastest, when set); no serving
   knob is pruned on an in-process timing (in-process batch 8 was "not 5% faster" where served batching
   gained 14%): in-process speed only orders the candidates, the search (study/search.py) decides;
@@ -106,6 +107,18 @@ def _served_backends(passed: list[VariantSummary], serve_top: int | None) -> lis
     return [s for s in ranked if s.backend == BASELINE] + keep
 
 
+def _tuned_backends(
+    passed: list[VariantSummary], served: list[VariantSummary], config: StudyConfig
+) -> set[str]:
+    """The served backends whose knob grid is swept (the tune_top fastest; default every one). The eager
+    baseline is one of them only when it is itself among the serve_top fastest: otherwise it is the
+    comparison, measured with its default knobs, and probing its grid costs minutes for nothing."""
+    ranked = sorted(passed, key=lambda s: (-s.speed, s.backend))
+    contenders = {s.backend for s in ranked[: config.serve_top]} if config.serve_top is not None else None
+    candidates = [s for s in served if s.backend != BASELINE or contenders is None or BASELINE in contenders]
+    return {s.backend for s in sorted(candidates, key=lambda s: -s.speed)[: config.tune_top]}
+
+
 def stack_trials(
     passed: list[VariantSummary], offers: Sequence[StackOffer], cores: int
 ) -> list[PlannedTrial]:
@@ -142,7 +155,7 @@ def plan_trials(
     """The ordered list of trials: served candidates first (fastest backends first), then the rest."""
     passed = [s for s in summaries if s.state == "passed"]
     served = _served_backends(passed, config.serve_top)
-    tuned = {s.backend for s in sorted(served, key=lambda s: -s.speed)[: config.tune_top]}
+    tuned = _tuned_backends(passed, served, config)
     picks = stack_trials(passed, stacks, cores)
     # a backend only another stack was given is served by deploybench too: the comparison is like for like
     picked = {t.candidate.backend for t in picks if t.action == "serve"}

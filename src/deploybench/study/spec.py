@@ -147,7 +147,12 @@ class StudyConfig(StrictModel):
     )
     knobs: KnobGrid = Field(default_factory=KnobGrid)
     oversubscribe: bool = Field(False, description="allow workers x threads above the core count")
-    variant_batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 8], min_length=1)
+    variant_batch_sizes: list[PositiveInt] = Field(
+        default_factory=lambda: [1],
+        min_length=1,
+        description="batch sizes timed in-process (batch 1 ranks the backends; served batching is "
+        "measured by the search, so larger ones only add columns to the variants table)",
+    )
     timing_budget_s: float = Field(2.0, gt=0, description="in-process timing per backend and batch size")
     load: LoadPlan = Field(default_factory=LoadPlan)
     search: SearchSpec = Field(default_factory=SearchSpec)

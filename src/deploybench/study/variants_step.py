@@ -83,11 +83,14 @@ def evaluate_study_variants(
     config: StudyConfig, cache_dir: Path | None, on_stage: Callable[[str], None]
 ) -> VariantsOutcome:
     from deploybench.backends.evaluate import evaluate_variants
+    from deploybench.hardware import usable_cores
 
     report = evaluate_variants(
         study_model_spec(config),
         config.backends,
         batch_sizes=tuple(config.variant_batch_sizes),
+        threads=(usable_cores(),),  # the default candidate's threads: 1 worker on every core
+        passes=2,  # the plan ranks backends on these timings: one disturbed pass must not prune one
         thresholds=config.parity,
         cache_dir=cache_dir,
         time_budget_s=config.timing_budget_s,
