@@ -13,7 +13,7 @@ request and % of the machine), the load client, and everything else on the machi
 Decode and preprocess ms per request come from the server's Server-Timing header.
 
 Configurations are WxT[+knob...]: W workers x T threads, knobs ovl (overlap decode), sN (N streams),
-nopin, rest (front on the cores no worker has), spin, tpin (runtime thread pinning), ioN (inter-op
+nopin, rest (front on the cores no worker has), spin, nospin, tpin (runtime thread pinning), ioN (inter-op
 threads), bN (max batch N), dN (max delay N ms; 5 with bN). Run under the CPU lock:
 
     flock /tmp/deploybench-cpu.lock .venv/bin/python bench/serve_overhead.py \\
@@ -54,6 +54,7 @@ KNOB_PATTERNS = {
     r"nopin": {"pin": False},
     r"rest": {"front": "rest"},
     r"spin": {"spin": True},
+    r"nospin": {"spin": False},
     r"tpin": {"thread_pinning": True},
 }
 

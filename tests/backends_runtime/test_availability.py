@@ -66,3 +66,18 @@ def test_onnxruntime_uses_cuda_when_present(lite0: LoadedModel, ctx: BuildContex
         pytest.skip("onnxruntime without the CUDA provider (install onnxruntime-gpu)")
     variant = get_backend("onnxruntime").build(lite0, ctx)
     assert variant.device == "cuda"
+
+
+def test_onnxruntime_spins_by_default_only_where_a_worker_has_a_pool() -> None:
+    """1 worker x 2 threads served +19% spinning here; a 1-thread worker has no pool to spin."""
+    pytest.importorskip("onnxruntime")
+    from deploybench.backends.onnxruntime_backend import SPIN_KEYS, session_options
+    from deploybench.config import RuntimeKnobs
+
+    def spins(threads: int, knobs: RuntimeKnobs) -> set[str]:
+        options = session_options(threads, knobs)
+        return {options.get_session_config_entry(key) for key in SPIN_KEYS}
+
+    assert spins(2, RuntimeKnobs()) == {"1"} and spins(1, RuntimeKnobs()) == {"0"}
+    assert spins(2, RuntimeKnobs(spin=False)) == {"0"} and spins(1, RuntimeKnobs(spin=True)) == {"1"}
+    assert RuntimeKnobs(spin=False).key_suffix == "nospin" and RuntimeKnobs().key_suffix == ""

@@ -167,7 +167,10 @@ def serve(
         int | None, typer.Option(help="ONNX Runtime / torch inter-op threads (default 1)")
     ] = None,
     spin: Annotated[
-        bool | None, typer.Option("--spin/--no-spin", help="idle runtime threads spin (default off)")
+        bool | None, typer.Option(
+            "--spin/--no-spin",
+            help="idle runtime threads spin (default: ONNX Runtime when 2+ threads, never OpenMP)",
+        ),
     ] = None,
     thread_pinning: Annotated[
         bool | None,

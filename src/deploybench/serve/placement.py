@@ -104,7 +104,7 @@ def worker_environment(threads: int, knobs: RuntimeKnobs) -> dict[str, str]:
     """
     per_stream = str(knobs.threads_per_stream(threads))
     env = {name: per_stream for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    env["OMP_WAIT_POLICY"] = "ACTIVE" if knobs.spin else "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE" if knobs.spin is True else "PASSIVE"
     env["OMP_PROC_BIND"] = "close" if knobs.thread_pinning else "false"
     if knobs.thread_pinning:
         env["OMP_PLACES"] = "cores"

@@ -75,7 +75,7 @@ def runtime_flags(knobs: RuntimeKnobs) -> list[str]:
         "--pin" if knobs.pin else "--no-pin",
         f"--front={knobs.front}",
         f"--inter-op-threads={knobs.inter_op_threads}",
-        "--spin" if knobs.spin else "--no-spin",
+        *([] if knobs.spin is None else ["--spin" if knobs.spin else "--no-spin"]),  # None: the default
         "--thread-pinning" if knobs.thread_pinning else "--no-thread-pinning",
     ]
 

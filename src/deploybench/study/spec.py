@@ -32,7 +32,7 @@ class KnobGrid(StrictModel):
     pin: list[bool] = Field(default_factory=lambda: [True], min_length=1)
     front: list[Literal["shared", "rest"]] = Field(default_factory=lambda: ["shared"], min_length=1)
     inter_op_threads: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
-    spin: list[bool] = Field(default_factory=lambda: [False], min_length=1)
+    spin: list[bool | None] = Field(default_factory=lambda: [None], min_length=1)
     thread_pinning: list[bool] = Field(default_factory=lambda: [False], min_length=1)
 
     def runtime_options(self, honoured: frozenset[str]) -> list[RuntimeKnobs]:
