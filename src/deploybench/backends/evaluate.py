@@ -133,7 +133,6 @@ class _Run:
         self.batches: dict[int, np.ndarray] = {}
         self.eval_batches = eval_batches
         self.eval_reference: accuracy.Outcome | None = None
-        self.keep = False  # hold each verified variant for another timing pass
         self.stand_in = (
             StandIn(thresholds, self.parity_sizes, cache_dir, calibration_dir, self.say)
             if is_random_weights(model.weights)
@@ -206,7 +205,7 @@ def _error_text(exc: Exception) -> str:
 def _evaluate_one(
     run: _Run, backend: str, batch_sizes: Sequence[int], threads: Sequence[int], budget_s: float
 ) -> tuple[VariantReport, Variant | None]:
-    """The backend's report, and its variant at threads[0] when run.keep is set (for later passes)."""
+    """The backend's report, and its verified variant at threads[0] (for later passes), else None."""
     impl = all_backends()[backend]()
     availability = impl.availability()
     if not availability.ok:
@@ -224,7 +223,7 @@ def _evaluate_one(
                 _record_build(report, variant, run.parity(backend, variant, thread_count))
                 if report.usable:
                     report.accuracy = run.accuracy(backend, variant)
-                    kept = variant if run.keep else None
+                    kept = variant
             for size in batch_sizes:
                 run.say(f"{backend}: timing batch {size}, {thread_count} threads")
                 report.timings.append(
@@ -349,7 +348,6 @@ def evaluate_variants(
     )
     points = max(1, len(names) * len(batch_sizes) * len(threads))
     budget = min(10.0, max(0.5, time_budget_s / points))
-    run.keep = passes > 1
     kept: dict[str, Variant] = {}
     for done, name in enumerate(names):
         if on_step is not None:
@@ -357,7 +355,7 @@ def evaluate_variants(
         started = time.perf_counter()
         variant_report, variant = _evaluate_one(run, name, batch_sizes, threads, budget)
         report.variants.append(variant_report)
-        if variant is not None:
+        if variant is not None and passes > 1:
             kept[name] = variant
         run.say(f"{name}: done in {time.perf_counter() - started:.1f} s")
     for _ in range(passes - 1):
