@@ -11,7 +11,7 @@ from pydantic import Field
 
 from deploybench.config import Constraints, StrictModel, is_random_weights
 from deploybench.pricing import CapacityPlan, cost_per_million
-from deploybench.results import Interval
+from deploybench.results import Interval, RunoffSample
 
 
 class Evaluation(StrictModel):
@@ -40,6 +40,9 @@ class Evaluation(StrictModel):
     price_source: str | None = None
     peak_rss_mb: float | None = None
     server_cpu_pct: float | None = None
+    runoff: RunoffSample | None = Field(
+        None, description="its paired runoff, when ranked on throughput or cost with no p99 bound"
+    )
     peak_throughput_rps: float | None = None
     peak_p99_ms: float | None = None
     point_index: int | None = None

@@ -160,6 +160,7 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
         price_source=price_source,
         peak_rss_mb=trial.peak_rss_mb,
         server_cpu_pct=trial.server_cpu_pct,
+        runoff=trial.runoff if constraints.p99_ms is None else None,  # it compared throughput only
         eligible=False,
         reason="",
     )

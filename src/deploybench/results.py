@@ -283,6 +283,17 @@ class StackRecord(StrictModel):
     )
 
 
+class RunoffSample(StrictModel):
+    """A candidate's throughput in each round of a paired runoff (study/runoff.py): every contender's
+    server up at once, one short window each per round, in turn. Two samples of one group compare
+    window by window, seconds apart, so the host's drift cancels in their ratio."""
+
+    group: str = Field(description="the runoff: only samples of one group are compared")
+    concurrency: int = Field(ge=1)
+    window_s: float = Field(gt=0)
+    rps: list[float] = Field(description="throughput of each round's window, in round order")
+
+
 class TrialRecord(StrictModel):
     """One line of trials.jsonl: a candidate built, verified, served and load-tested."""
 
@@ -312,6 +323,9 @@ class TrialRecord(StrictModel):
     started_at: str
     finished_at: str
     log_tail: str | None = None
+    runoff: RunoffSample | None = Field(
+        None, description="its paired runoff (search round 2), compared window by window with the others'"
+    )
 
     @property
     def peak(self) -> LoadPoint | None:

@@ -9,6 +9,11 @@ prefers, in this order:
   3. no dynamic batching (batch 1): no batching delay, one knob fewer;
   4. lower peak memory (RSS);
   5. then the ranking by point estimates (objective, secondary metrics, label).
+Candidates of one paired runoff (search round 2, study/runoff.py: served side by side, measured in
+turn, seconds apart) are compared by that runoff instead, for throughput and cost: they are ranked by
+it, and tied when the 95% interval of their window-by-window throughput ratio reaches 1. Their own
+intervals come from points measured minutes apart, and the host's drift over minutes (10% and more
+here) is wider than the gaps between the best configurations.
 Overlapping 95% intervals is a conservative test of a difference (at about 99% confidence when the
 two are alike in width): a candidate is called better only when the data clearly say so.
 A tie hands the win to a simpler candidate only when that gives up at most TIE_MARGIN (5%) of the
@@ -25,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from deploybench.evaluation import Evaluation
-from deploybench.results import Interval
+from deploybench.results import Interval, RunoffSample
 
 UNITS = {"cost": "$ per 1M", "throughput": "req/s", "p99": "ms p99"}
 TIE_MARGIN = 0.05  # the most of the objective (relative, by the point estimates) a tie may give up
@@ -38,6 +43,68 @@ class TieOutcome:
     ranked: list[Evaluation]
     tied: dict[str, str] = field(default_factory=dict)
     comparison: str | None = None
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """Throughput of `other` over `reference`, window by window: geometric mean and 95% interval."""
+
+    ratio: float
+    low: float
+    high: float
+    rounds: int
+
+    def words(self) -> str:
+        interval = f"{self.low:.3f}-{self.high:.3f}"
+        return f"paired runoff {self.ratio:.3f}x ({interval}, {self.rounds} rounds side by side)"
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """0 when any value is not positive (a round that answered nothing)."""
+    if not values or min(values) <= 0:
+        return 0.0
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def paired_ratio(
+    reference: RunoffSample, other: RunoffSample, confidence: float = 0.95
+) -> PairedRatio | None:
+    """A paired t interval on the log ratios of the rounds; None unless one runoff, 2+ usable rounds."""
+    if reference.group != other.group or len(reference.rps) != len(other.rps):
+        return None
+    logs = [math.log(b / a) for a, b in zip(reference.rps, other.rps, strict=True) if a > 0 and b > 0]
+    if len(logs) < 2 or len(logs) < len(reference.rps):
+        return None
+    from scipy.stats import t  # here: scipy's import is a second every CLI start would pay
+
+    mean = sum(logs) / len(logs)
+    spread = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    half = float(t.ppf(0.5 + confidence / 2, len(logs) - 1)) * spread / math.sqrt(len(logs))
+    return PairedRatio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), len(logs))
+
+
+def runoff_pair(best: Evaluation, other: Evaluation, objective: str) -> PairedRatio | None:
+    """The paired comparison of two candidates, where one runoff measured both (not for p99)."""
+    if objective == "p99" or best.runoff is None or other.runoff is None:
+        return None
+    return paired_ratio(best.runoff, other.runoff)
+
+
+def runoff_order(ranked: Sequence[Evaluation], objective: str) -> list[Evaluation]:
+    """Each runoff's candidates, in the places they hold, reordered by their runoff throughput: on one
+    machine (one price), the faster side by side is also the cheaper."""
+    ranked = list(ranked)
+    if objective == "p99":
+        return ranked
+    places: dict[str, list[int]] = {}
+    for index, ev in enumerate(ranked):
+        if ev.runoff is not None:
+            places.setdefault(ev.runoff.group, []).append(index)
+    for indices in places.values():
+        members = sorted((ranked[i] for i in indices), key=lambda ev: -geometric_mean(ev.runoff.rps))  # type: ignore[union-attr]
+        for index, ev in zip(indices, members, strict=True):
+            ranked[index] = ev
+    return ranked
 
 
 def objective_interval(ev: Evaluation, objective: str) -> Interval | None:
@@ -84,35 +151,64 @@ def _fmt(interval: Interval, objective: str) -> str:
     return f"{interval.low:,.{digits}f}-{interval.high:,.{digits}f} {UNITS[objective]}"
 
 
+def _evidence(best: Evaluation, other: Evaluation, objective: str) -> str:
+    """What the comparison rests on, in words: the paired runoff, or the two 95% intervals."""
+    pair = runoff_pair(best, other, objective)
+    if pair is not None:
+        return pair.words()
+    best_ci, other_ci = objective_interval(best, objective), objective_interval(other, objective)
+    return f"{_fmt(best_ci, objective)} vs {_fmt(other_ci, objective)}"  # type: ignore[arg-type]
+
+
+def _indistinguishable(best: Evaluation, other: Evaluation, objective: str) -> bool:
+    """The data cannot tell the two apart: the paired ratio's interval reaches 1, or the intervals overlap."""
+    pair = runoff_pair(best, other, objective)
+    if pair is not None:
+        return pair.high >= 1.0
+    best_ci, other_ci = objective_interval(best, objective), objective_interval(other, objective)
+    return best_ci is not None and other_ci is not None and overlap(best_ci, other_ci)
+
+
+def _close(best: Evaluation, other: Evaluation, objective: str) -> bool:
+    """Within the margin a tie may give up: by the paired ratio where there is one."""
+    pair = runoff_pair(best, other, objective)
+    if pair is not None:
+        return pair.ratio >= 1.0 - TIE_MARGIN
+    return within_margin(best, other, objective)
+
+
 def _lead(best: Evaluation, runner_up: Evaluation, objective: str, overlapping: bool) -> str:
     """The winner's lead over the runner-up in words: beyond the noise, or only on the estimates."""
-    best_ci, runner_ci = objective_interval(best, objective), objective_interval(runner_up, objective)
-    both = f"{_fmt(best_ci, objective)} vs {_fmt(runner_ci, objective)}"  # type: ignore[arg-type]
+    both = _evidence(best, runner_up, objective)
+    paired = runoff_pair(best, runner_up, objective) is not None
     if not overlapping:
-        return (
-            f"beats the runner-up {runner_up.label} beyond the noise on {objective}: {both} "
-            "(95% intervals do not overlap)"
-        )
-    mine, theirs = objective_value(best, objective) or 0.0, objective_value(runner_up, objective) or 0.0
-    gap = abs(mine - theirs) / mine if mine else 0.0
+        test = "the paired interval stays below 1" if paired else "95% intervals do not overlap"
+        return f"beats the runner-up {runner_up.label} beyond the noise on {objective}: {both} ({test})"
+    pair = runoff_pair(best, runner_up, objective)
+    if pair is not None:
+        gap = 1.0 - pair.ratio
+    else:
+        mine, theirs = objective_value(best, objective) or 0.0, objective_value(runner_up, objective) or 0.0
+        gap = abs(mine - theirs) / mine if mine else 0.0
+    test = "the paired interval reaches 1" if paired else "95% intervals overlap"
     return (
         f"ahead of the runner-up {runner_up.label} by {gap:.0%} on {objective}, not beyond the noise "
-        f"({both}: 95% intervals overlap); kept on the point estimates, since a tie may give up "
+        f"({both}: {test}); kept on the point estimates, since a tie may give up "
         f"at most {TIE_MARGIN:.0%}"
     )
 
 
 def break_statistical_ties(ranked: Sequence[Evaluation], objective: str) -> TieOutcome:
     """Reorder the candidates tied with the best one by the tie rule; say what the data support."""
-    ranked = list(ranked)
+    ranked = runoff_order(ranked, objective)
     if len(ranked) < 2:
         return TieOutcome(ranked)
     best, runner_up = ranked[0], ranked[1]
-    best_ci, runner_ci = objective_interval(best, objective), objective_interval(runner_up, objective)
-    if best_ci is None or runner_ci is None:
+    intervals = objective_interval(best, objective), objective_interval(runner_up, objective)
+    if None in intervals and runoff_pair(best, runner_up, objective) is None:
         return TieOutcome(ranked, comparison="no intervals recorded: ranked on the point estimates alone")
-    noisy = [ev for ev in ranked[1:] if (ci := objective_interval(ev, objective)) and overlap(best_ci, ci)]
-    tied = [ev for ev in noisy if within_margin(best, ev, objective)]
+    noisy = [ev for ev in ranked[1:] if _indistinguishable(best, ev, objective)]
+    tied = [ev for ev in noisy if _close(best, ev, objective)]
     if not tied:
         return TieOutcome(ranked, comparison=_lead(best, runner_up, objective, runner_up in noisy))
     group = sorted([best, *tied], key=lambda ev: (_rule_key(ev), ranked.index(ev)))
@@ -120,14 +216,17 @@ def break_statistical_ties(ranked: Sequence[Evaluation], objective: str) -> TieO
     rest = [ev for ev in ranked if ev not in group]
     reasons = {ev.key: _why(winner, ev) for ev in group[1:]}
     others = ", ".join(
-        f"{ev.label} ({_fmt(objective_interval(ev, objective), objective)})"  # type: ignore[arg-type]
+        f"{ev.label} ({'the best estimate; ' if ev is best else ''}{_evidence(winner, ev, objective)})"
         for ev in group[1:]
     )
-    winner_ci = objective_interval(winner, objective)
     comparison = (
-        f"statistically tied on {objective} with {others}: 95% intervals overlap and the point "
-        f"estimates are within {TIE_MARGIN:.0%} "
-        f"(winner {_fmt(winner_ci, objective)}); chosen by the tie rule: "  # type: ignore[arg-type]
-        f"{reasons[group[1].key]}"
+        f"statistically tied on {objective} with {others}: the data cannot tell them apart and the "
+        f"estimates are within {TIE_MARGIN:.0%} (winner {_winner_figure(winner, objective)}); chosen by "
+        f"the tie rule: {reasons[group[1].key]}"
     )
     return TieOutcome([*group, *rest], reasons, comparison)
+
+
+def _winner_figure(winner: Evaluation, objective: str) -> str:
+    interval = objective_interval(winner, objective)
+    return _fmt(interval, objective) if interval is not None else "no interval recorded"

@@ -26,6 +26,9 @@ def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_final
     longer = [t for t in after if t.trial_id.endswith("#round2")]
     assert len(probes) == 3 and all(t.status == "probe" for t in probes + longer)  # eager is never probed
     assert len(longer) == 2
+    # round 2 is a paired runoff: both served at once, 4 rounds of one window each, in turn
+    assert all(t.runoff is not None and len(t.runoff.rps) == 4 and len(t.points) == 4 for t in longer)
+    assert len({t.runoff.group for t in longer if t.runoff}) == 1
     assert {p.concurrency for t in probes for p in t.points} == {8}  # one point: 2 x workers x batch 4
     dropped = [t for t in after if t.status == "skipped"]
     assert len(dropped) == 2, [(t.trial_id, t.reason) for t in after]
@@ -34,6 +37,8 @@ def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_final
     assert all("req/s" in (t.reason or "") and not t.points for t in dropped)
     finals = [t for t in after if t.status == "ok"]
     assert len(finals) == 2 and any(t.candidate.backend == "eager" for t in finals)
+    searched = next(t for t in finals if t.candidate.backend != "eager")  # carries its runoff sample
+    assert searched.runoff == next(t.runoff for t in longer if t.trial_id == f"{searched.trial_id}#round2")
     for trial in finals:  # the baseline at the fixed level only; the winner of the search the full plan
         levels = {p.concurrency for p in trial.points}
         assert levels == {4} if trial.candidate.backend == "eager" else levels >= {1, 2, 4}, trial.trial_id

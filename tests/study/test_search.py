@@ -120,3 +120,23 @@ def test_the_baseline_is_measured_at_the_fixed_levels_and_finalists_get_the_full
     assert final_groups(replace(ctx, config=no_fixed), baseline) == [
         (replace(ctx, config=no_fixed), baseline)
     ]
+
+
+def test_a_runoff_keeps_a_candidate_the_paired_rounds_cannot_tell_from_the_best() -> None:
+    """Round 2 as a runoff: 'b' trails by 3% in every round but one, where it leads: the paired
+    interval reaches 1, so b is kept as tied; 'c' trails by 10% in every round: dropped."""
+    from deploybench.results import RunoffSample
+
+    def runoff(name: str, rps: list[float]) -> Score:
+        sample = RunoffSample(group="round 2 at t", concurrency=16, window_s=3.0, rps=rps)
+        return Score(name, sum(rps) / len(rps), runoff=sample)
+
+    drift = [36.0, 33.0, 31.0, 35.0]
+    scores = [
+        runoff("a", drift),
+        runoff("b", [36.0 * 0.97, 33.0 * 1.02, 31.0 * 0.97, 35.0 * 0.97]),
+        runoff("c", [r * 0.90 for r in drift]),
+    ]
+    outcome = decide(scores, keep=1, max_tied=2, label="the longer run", round_no=2)
+    assert outcome.kept == ["a", "b"] and outcome.tied == ["b"]
+    assert "c" in outcome.dropped

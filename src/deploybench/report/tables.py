@@ -13,6 +13,7 @@ import pandas as pd
 
 from deploybench.evaluation import Evaluation, Recommendation
 from deploybench.results import Interval, TrialRecord, with_interval
+from deploybench.ties import geometric_mean
 
 COST_FORMULA = "cost per 1M inferences = USD per hour / (throughput per second x 3600) x 1e6"
 TX_FORMULA = "transactions per hour = throughput per second x 3600"
@@ -71,6 +72,7 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "transactions_per_hour": ev.transactions_per_hour,
         "peak_throughput_rps": ev.peak_throughput_rps,
         "peak_p99_ms": ev.peak_p99_ms,
+        "runoff_rps": geometric_mean(ev.runoff.rps) if ev.runoff else None,  # side by side, round 2
         "vs_baseline": ev.vs_baseline,
         "throughput_x": ev.throughput_x,
         "p99_change_pct": ev.p99_change_pct,

@@ -156,7 +156,7 @@ def run_study(
             finalists = run_search(search, [j for j in jobs if j.trial.action == "serve"])
             for context, group in final_groups(ctx, [j for j in finalists if j.trial_id not in done]):
                 for record in runner.run_trials(context, group, store, events):
-                    keep(record)
+                    keep(search.with_runoff(record))
             for job in jobs:
                 if job.trial.action != "serve" and job.trial_id not in done:
                     record = unserved_record(ctx, job)

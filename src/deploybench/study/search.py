@@ -8,9 +8,13 @@ trials than the space has to learn anything. In-process timings only order the c
 
 Rounds (each on the same load generator as the full plan, only with other windows):
 1. probe: every candidate, closed loop at one concurrency where all of them peak (probe_concurrency);
-2. the best 1/eta (at least min_round2) again at that concurrency with windows twice as long;
-3. finalists: the best 1/eta of round 2 (at most `finalists`), plus up to `max_tied` whose 95%
-   throughput interval overlaps the best one's, get the full load plan; only they are ranked.
+2. the best 1/eta (at least min_round2) again at that concurrency with windows twice as long: as a
+   paired runoff (study/runoff.py: all served at once, one window each per round, in turn) where the
+   executor can, else one after another;
+3. finalists: the best 1/eta of round 2 (at most `finalists`), plus up to `max_tied` that the data
+   cannot tell from the best (the runoff's paired interval reaches 1, or the 95% throughput intervals
+   overlap), get the full load plan; only they are ranked, and each carries its runoff sample, so the
+   recommendation compares them side by side too (deploybench.ties).
 Eager (the baseline) and each other serving stack's candidate skip the rounds: always finalists;
 the baseline is measured at the plan's fixed levels only (final_groups), as the comparison.
 Each round's records are trials (status "probe", trial id KEY#probe / KEY#round2), so a resumed study
@@ -25,13 +29,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deploybench.config import RuntimeKnobs
-from deploybench.results import DEFAULT_STACK, Interval, TrialRecord
+from deploybench.results import DEFAULT_STACK, Interval, RunoffSample, TrialRecord
 from deploybench.study.executors import Executor, TrialEvents
 from deploybench.study.plan import BASELINE
+from deploybench.study.runoff import RunoffPlan
 from deploybench.study.spec import LoadPlan, SearchSpec, StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialJob, unserved_record
-from deploybench.ties import overlap
+from deploybench.ties import geometric_mean, overlap, paired_ratio
 
 PROBE_STATUS = "probe"
 SEARCH_FILE = "search.json"
@@ -46,6 +51,7 @@ class Score:
     rps: float | None
     ci: Interval | None = None
     failure: str | None = None
+    runoff: RunoffSample | None = None
 
 
 @dataclass
@@ -77,6 +83,10 @@ def _dropped_reason(score: Score, best: Score, label: str, round_no: int) -> str
 
 
 def _tied(best: Score, other: Score) -> bool:
+    """The data cannot tell `other` from the best: by the paired runoff where both ran in one."""
+    if best.runoff is not None and other.runoff is not None:
+        pair = paired_ratio(best.runoff, other.runoff)
+        return pair is not None and pair.high >= 1.0
     return best.ci is not None and other.ci is not None and overlap(best.ci, other.ci)
 
 
@@ -96,7 +106,10 @@ def decide(scores: list[Score], keep: int, max_tied: int, label: str, round_no: 
 
 
 def score_of(trial_id: str, record: TrialRecord) -> Score:
-    """A round's record as a score: its best valid point's throughput and 95% interval."""
+    """A round's record as a score: its best valid point's throughput and 95% interval (a runoff's:
+    the geometric mean of its rounds, compared pairwise)."""
+    if record.runoff is not None:
+        return Score(trial_id, geometric_mean(record.runoff.rps), runoff=record.runoff)
     valid = [p for p in record.points if p.invalid_reason is None and p.ok > 0]
     if not valid:
         return Score(trial_id, None, failure=record.reason or "no successful request")
@@ -138,6 +151,9 @@ def as_round_record(record: TrialRecord, label: str) -> TrialRecord:
     """A round's trial as stored: status probe (never ranked), its outcome in the reason."""
     if record.status == "failed":
         reason = f"failed: {label}: {record.reason}"
+    elif record.runoff is not None:
+        rounds = ", ".join(f"{rps:.1f}" for rps in record.runoff.rps)
+        reason = f"search {label}: {geometric_mean(record.runoff.rps):.1f} req/s (runoff rounds: {rounds})"
     else:
         rps = max((p.throughput_rps for p in record.points), default=0.0)
         reason = f"search {label}: {rps:.1f} req/s"
@@ -223,22 +239,52 @@ class SearchRun:
     on_record: OnRecord  # a candidate's own record: kept in the study folder and shown
     known: dict[str, TrialRecord] = field(default_factory=dict)
 
+    def _todo(self, jobs: list[TrialJob], suffix: str) -> list[TrialJob]:
+        """The round's jobs (trial id KEY+suffix) not already stored."""
+        rounds = [replace(job, trial_id=job.trial_id + suffix) for job in jobs]
+        return [job for job in rounds if job.trial_id not in self.known]
+
+    def _scores(self, jobs: list[TrialJob], suffix: str) -> list[Score]:
+        """The round's scores in the jobs' order (those it measured)."""
+        ids = [(job.trial_id, job.trial_id + suffix) for job in jobs]
+        return [self._score(trial_id, round_id) for trial_id, round_id in ids if round_id in self.known]
+
     def run_round(self, jobs: list[TrialJob], suffix: str, plan: LoadPlan, label: str) -> list[Score]:
         """Measure each job's round (skipping those already stored); their scores in the jobs' order."""
-        ids = {job.trial_id: job.trial_id + suffix for job in jobs}
-        todo = [
-            replace(job, trial_id=ids[job.trial_id]) for job in jobs if ids[job.trial_id] not in self.known
-        ]
-        if todo:
+        if todo := self._todo(jobs, suffix):
             measured = self.runner.run_trials(round_context(self.ctx, plan), todo, self.store, self.events)
             for record in measured:
-                stored = as_round_record(record, label)
-                self.store.append_trial(stored)
-                self.known[stored.trial_id] = stored
-                self.events.on_stage(f"  {label:>8}  {stored.trial_id}  {stored.reason}")
-        return [
-            self._score(job.trial_id, ids[job.trial_id]) for job in jobs if ids[job.trial_id] in self.known
-        ]
+                self._keep_round(record, label)
+        return self._scores(jobs, suffix)
+
+    def run_round2(self, jobs: list[TrialJob], level: int, plan: LoadPlan) -> list[Score]:
+        """Round 2: a paired runoff where the executor serves several candidates at once."""
+        spec = self.ctx.config.search
+        if not (spec.runoff_rounds and self.runner.runs_runoffs and len(jobs) > 1):
+            longer = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)
+            return self.run_round(jobs, "#round2", longer, "round 2")
+        if todo := self._todo(jobs, "#round2"):
+            runoff = RunoffPlan(level, spec.round2_window_s, spec.runoff_warmup_s, spec.runoff_rounds)
+            self.events.on_stage(
+                f"round 2: a paired runoff of {len(todo)} candidates at concurrency {level}, served at "
+                f"once: {runoff.rounds} rounds of one {runoff.window_s:g} s window each, in turn"
+            )
+            for record in self.runner.run_runoff(self.ctx, todo, runoff, self.store, self.events):
+                self._keep_round(record, "round 2")
+        return self._scores(jobs, "#round2")
+
+    def _keep_round(self, record: TrialRecord, label: str) -> None:
+        stored = as_round_record(record, label)
+        self.store.append_trial(stored)
+        self.known[stored.trial_id] = stored
+        self.events.on_stage(f"  {label:>8}  {stored.trial_id}  {stored.reason}")
+
+    def with_runoff(self, record: TrialRecord) -> TrialRecord:
+        """A finalist's record with its round-2 runoff sample, for the recommendation's comparison."""
+        round2 = self.known.get(f"{record.trial_id}#round2")
+        if record.status != "ok" or round2 is None or round2.runoff is None:
+            return record
+        return record.model_copy(update={"runoff": round2.runoff})
 
     def _score(self, trial_id: str, round_id: str) -> Score:
         record = self.known[round_id]
@@ -286,8 +332,7 @@ class SearchRun:
         )
         first = decide(probes, longer, 0, "probe", 1)
         by_id = {job.trial_id: job for job in contenders}
-        longer_plan = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)
-        runs = self.run_round([by_id[i] for i in first.kept], "#round2", longer_plan, "round 2")
+        runs = self.run_round2([by_id[i] for i in first.kept], level, plan)
         second = decide(runs, final, spec.max_tied, "the longer run", 2)
         dropped = {**first.dropped, **second.dropped}
         for trial_id, why in dropped.items():

@@ -81,6 +81,13 @@ class SearchSpec(StrictModel):
     probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
     round2_window_s: float = Field(3.0, gt=0, description="twice the probe's: the longer run")
     round2_windows: int = Field(6, ge=3)
+    runoff_rounds: int = Field(
+        4,
+        ge=0,
+        description="round 2 as a paired runoff of this many rounds (every contender served at once, one "
+        "round2_window_s window each per round, in turn; study/runoff.py); 0: one after another",
+    )
+    runoff_warmup_s: float = Field(0.5, ge=0, description="before each runoff window")
     baseline_sweep: bool = Field(
         False,
         description="False: the eager baseline is measured at the plan's fixed concurrency levels only "

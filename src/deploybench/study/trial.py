@@ -46,7 +46,7 @@ class TrialJob:
     accuracy: AccuracyReport | None = None  # labelled accuracy of the candidate's variant, when measured
 
 
-def _base_record(ctx: TrialContext, job: TrialJob, started: str) -> dict[str, object]:
+def base_record(ctx: TrialContext, job: TrialJob, started: str) -> dict[str, object]:
     return {
         "trial_id": job.trial_id,
         "model": ctx.config.model.source,
@@ -63,7 +63,7 @@ def unserved_record(ctx: TrialContext, job: TrialJob) -> TrialRecord:
     """A candidate the plan did not serve (rejected, skipped, failed to build), with the plan's reason."""
     started = now()
     return TrialRecord(
-        **_base_record(ctx, job, started),
+        **base_record(ctx, job, started),
         status=job.trial.action,
         reason=job.trial.reason,  # type: ignore[arg-type]
         parity=job.parity,
@@ -80,7 +80,7 @@ def failed_record(
     log_tail: str | None = None,
 ) -> TrialRecord:
     """A trial that began but never returned its record (its node died, say): failed, with why."""
-    base = {**_base_record(ctx, job, started), "machine": machine}
+    base = {**base_record(ctx, job, started), "machine": machine}
     return TrialRecord(
         **base, status="failed", reason=reason, parity=job.parity, finished_at=now(), log_tail=log_tail
     )
@@ -94,7 +94,7 @@ class TrialFiles:
     stack_dir: Path
 
 
-def _stack_launch(
+def stack_launch(
     ctx: TrialContext, job: TrialJob, files: TrialFiles, on_message: Callable[[str], None]
 ) -> StackLaunch:
     return StackLaunch(
@@ -117,10 +117,10 @@ def run_served_trial(
 ) -> TrialRecord:
     """Start the candidate's stack, run the load plan, stop it; a failure is a failed trial with its log."""
     started = now()
-    base = _base_record(ctx, job, started)
+    base = base_record(ctx, job, started)
     parity = job.parity
     stack = get_stack(job.trial.candidate.stack)
-    launch = _stack_launch(ctx, job, files, on_message)
+    launch = stack_launch(ctx, job, files, on_message)
     record = StackRecord(
         name=stack.name, protocol=stack.protocol, settings=stack.settings(job.trial.candidate)
     )

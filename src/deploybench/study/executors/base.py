@@ -12,7 +12,7 @@ import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deploybench.results import MachineInfo, TrialRecord
 from deploybench.study.measure import LiveCallback
@@ -20,6 +20,9 @@ from deploybench.study.plan import StackOffer
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialJob
+
+if TYPE_CHECKING:
+    from deploybench.study.runoff import RunoffPlan
 
 
 class ExecutorError(ValueError):
@@ -100,6 +103,24 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def machine_info(self, target: MachineTarget, environment: dict[str, Any]) -> MachineInfo:
         """The label and price recorded with the machine's trials."""
+
+    runs_runoffs: ClassVar[bool] = False  # serves several candidates at once (search round 2's runoff)
+
+    def run_runoff(
+        self,
+        ctx: TrialContext,
+        jobs: list[TrialJob],
+        plan: RunoffPlan,
+        store: StudyStore,
+        events: TrialEvents,
+    ) -> list[TrialRecord]:
+        """Search round 2 as a paired runoff (study/runoff.py), here: for executors whose trials run on
+        this machine (runs_runoffs); the others run round 2 one trial after another."""
+        if not self.runs_runoffs:
+            raise NotImplementedError(f"the {self.name} executor runs round 2 one trial after another")
+        from deploybench.study.runoff import run_runoff
+
+        return run_runoff(ctx, jobs, plan, store, events)
 
     @abc.abstractmethod
     def run_trials(

@@ -27,6 +27,7 @@ from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_serv
 @register
 class LocalExecutor(Executor):
     name = "local"
+    runs_runoffs = True  # its trials run here, so it can serve several at once
 
     def __init__(self, config: StudyConfig) -> None:
         """Detect and price this machine before anything is built: a price it lacks fails here."""

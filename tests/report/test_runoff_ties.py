@@ -1,0 +1,72 @@
+"""The paired runoff in the recommendation: candidates measured side by side are ranked and tied by
+their window-by-window ratio, not by points measured minutes apart (through host drift)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from deploybench.config import Constraints
+from deploybench.recommend import recommend
+from deploybench.results import RunoffSample
+from deploybench.ties import paired_ratio
+from report.report_factory import make_trial
+
+# The host slows down 12% over the runoff: every candidate's rounds drift together.
+DRIFT = [1.00, 0.96, 0.92, 0.88]
+
+
+def sample(level: float, wobble: list[float] | None = None, group: str = "round 2 at t") -> RunoffSample:
+    wobble = wobble or [1.0] * len(DRIFT)
+    rps = [level * d * w for d, w in zip(DRIFT, wobble, strict=True)]
+    return RunoffSample(group=group, concurrency=16, window_s=3.0, rps=rps)
+
+
+def test_the_paired_ratio_cancels_drift_and_its_interval_follows_the_rounds_spread() -> None:
+    steady = paired_ratio(sample(30.0), sample(33.0))
+    assert steady is not None and steady.ratio == pytest.approx(1.1) and steady.rounds == 4
+    assert steady.low == pytest.approx(1.1) and steady.high == pytest.approx(1.1)  # drift cancels exactly
+    noisy = paired_ratio(sample(30.0), sample(30.0, [1.02, 0.98, 1.03, 0.97]))
+    assert noisy is not None and noisy.low < 1.0 < noisy.high
+    logs = [math.log(w) for w in (1.02, 0.98, 1.03, 0.97)]
+    mean = sum(logs) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 3)
+    assert math.log(noisy.high) - mean == pytest.approx(3.182446 * sd / 2, rel=1e-4)  # t(0.975, 3)
+    assert paired_ratio(sample(30.0), sample(30.0, group="round 2 at another time")) is None
+    assert paired_ratio(sample(30.0), sample(0.0)) is None  # a round that answered nothing
+
+
+def test_candidates_of_one_runoff_are_tied_by_it_though_their_own_points_are_far_apart() -> None:
+    """Finals measured minutes apart: 36 vs 32 req/s with tight intervals (not tied on their own).
+    Side by side they are within 2%, the paired interval reaches 1: tied, the tie rule picks batch 1."""
+    early = make_trial("alpha", capacity_rps=36.0, workers=2, threads=1, max_batch_size=4, noise=0.02)
+    late = make_trial("beta", capacity_rps=32.0, workers=2, threads=1, noise=0.02)
+    alone = recommend([early, late], Constraints(objective="throughput"))
+    assert alone.winner.backend == "alpha" and alone.tied_with == []  # the drift decides on its own
+    paired = [
+        early.model_copy(update={"runoff": sample(31.0, [1.01, 0.99, 1.02, 0.98])}),
+        late.model_copy(update={"runoff": sample(30.5, [0.99, 1.01, 0.98, 1.02])}),
+    ]
+    rec = recommend(paired, Constraints(objective="throughput"))
+    assert rec.winner.backend == "beta" and rec.tied_with  # no batching, by the tie rule
+    assert "paired runoff" in rec.comparison and "statistically tied" in rec.comparison
+    assert "no batching" in rec.comparison
+
+
+def test_a_runoff_that_sees_the_later_candidate_faster_ranks_it_first() -> None:
+    early = make_trial("alpha", capacity_rps=36.0, workers=2, threads=1, noise=0.02)
+    late = make_trial("beta", capacity_rps=32.0, workers=2, threads=1, noise=0.02)
+    paired = [
+        early.model_copy(update={"runoff": sample(30.0)}),
+        late.model_copy(update={"runoff": sample(33.0, [1.0, 1.01, 0.99, 1.0])}),
+    ]
+    rec = recommend(paired, Constraints(objective="throughput"))
+    assert rec.winner.backend == "beta" and rec.tied_with == []
+    assert "beyond the noise" in rec.comparison and "paired runoff" in rec.comparison
+
+
+def test_the_runoff_is_not_used_under_a_p99_bound_it_did_not_measure() -> None:
+    trial = make_trial("alpha", capacity_rps=36.0).model_copy(update={"runoff": sample(30.0)})
+    assert recommend([trial]).evaluations[0].runoff is not None
+    assert recommend([trial], Constraints(p99_ms=10_000)).evaluations[0].runoff is None

@@ -1,0 +1,58 @@
+"""Search round 2's paired runoff: every contender served at once, visited in turn, on real servers."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from deploybench.config import ModelSpec
+from deploybench.payload import default_payload_path
+from deploybench.results import Candidate, MachineInfo
+from deploybench.study.executors.base import TrialEvents
+from deploybench.study.plan import PlannedTrial
+from deploybench.study.runoff import RunoffPlan, run_runoff, visit_config, visit_order
+from deploybench.study.spec import StudyConfig
+from deploybench.study.store import StudyStore
+from deploybench.study.trial import TrialContext, TrialJob
+
+TESTS = Path(__file__).parents[1]
+
+
+def test_each_round_reverses_the_order_so_no_contender_is_always_first() -> None:
+    assert [visit_order(3, r) for r in range(4)] == [[0, 1, 2], [2, 1, 0], [0, 1, 2], [2, 1, 0]]
+    cfg = visit_config(RunoffPlan(concurrency=16, window_s=3.0, warmup_s=0.5, rounds=4))
+    assert (cfg.concurrency, cfg.max_windows, cfg.window_s, cfg.warmup_s) == (16, 1, 3.0, 0.5)
+    assert cfg.duration_s == pytest.approx(3.5)
+
+
+def _job(backend: str, batch: int = 1) -> TrialJob:
+    candidate = Candidate(
+        backend=backend, workers=1, threads=1, max_batch_size=batch, max_delay_ms=2.0 if batch > 1 else 0.0
+    )
+    return TrialJob(candidate.key, PlannedTrial(candidate, "serve"), MachineInfo(label="ci"))
+
+
+@pytest.mark.slow
+def test_a_runoff_measures_every_round_and_a_server_that_cannot_start_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    config = StudyConfig(model=ModelSpec(source="backends.tiny_models:tiny_cnn", weights="random"))
+    (tmp_path / "study").mkdir()
+    store = StudyStore(tmp_path / "study")
+    ctx = TrialContext(config, "random", [default_payload_path().read_bytes()], tmp_path, threading.Event())
+    stages: list[str] = []
+    events = TrialEvents(lambda job, node: None, lambda update: None, stages.append)
+    jobs = [_job("eager"), _job("eager", batch=2), _job("tensorrt")]  # no CUDA here: it cannot start
+    plan = RunoffPlan(concurrency=4, window_s=0.4, warmup_s=0.1, rounds=3)
+    first, second, failed = run_runoff(ctx, jobs, plan, store, events)
+    for record in (first, second):
+        assert record.status == "ok" and record.runoff is not None, record.reason
+        assert len(record.runoff.rps) == 3 and min(record.runoff.rps) > 0 and len(record.points) == 3
+        assert {point.concurrency for point in record.points} == {4}
+    assert first.runoff.group == second.runoff.group and "round 2 on ci" in first.runoff.group
+    assert failed.status == "failed" and "did not start" in (failed.reason or "") and failed.runoff is None
+    assert sum("runoff round" in line for line in stages) == 3
