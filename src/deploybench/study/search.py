@@ -8,9 +8,10 @@ trials than the space has to learn anything. In-process timings only order the c
 
 Rounds (each on the same load generator as the full plan, only with other windows):
 1. probe: every candidate, closed loop at one concurrency where all of them peak (probe_concurrency);
-2. the best 1/eta (at least min_round2) again at that concurrency with windows twice as long: as a
-   paired runoff (study/runoff.py: all served at once, one window each per round, in turn) where the
-   executor can, else one after another;
+2. the best 1/eta (at least min_round2), plus up to `probe_tied` whose probe interval overlaps the
+   last one kept's, again at that concurrency with windows twice as long: as a paired runoff
+   (study/runoff.py: all served at once, one window each per round, in turn) where the executor
+   can, else one after another;
 3. finalists: the best 1/eta of round 2 (at most `finalists`), plus up to `max_tied` that the data
    cannot tell from the best (the runoff's paired interval reaches 1, or the 95% throughput intervals
    overlap), get the full load plan; only they are ranked, and each carries its runoff sample, so the
@@ -90,12 +91,16 @@ def _tied(best: Score, other: Score) -> bool:
     return best.ci is not None and other.ci is not None and overlap(best.ci, other.ci)
 
 
-def decide(scores: list[Score], keep: int, max_tied: int, label: str, round_no: int) -> RoundOutcome:
-    """Keep the `keep` best, then up to `max_tied` more whose interval overlaps the best's; drop the rest."""
+def decide(
+    scores: list[Score], keep: int, max_tied: int, label: str, round_no: int, cutoff: bool = False
+) -> RoundOutcome:
+    """Keep the `keep` best, then up to `max_tied` more that the data cannot tell from the best (or,
+    with `cutoff`, from the last one kept: the probe asks who is among the best, not who is best)."""
     ranked = _ranked(scores)
     outcome = RoundOutcome(kept=[s.trial_id for s in ranked[:keep]])
     if ranked:
-        tied = [s for s in ranked[keep:] if _tied(ranked[0], s)][:max_tied]
+        against = ranked[min(keep, len(ranked)) - 1] if cutoff else ranked[0]
+        tied = [s for s in ranked[keep:] if _tied(against, s)][:max_tied]
         outcome.tied = [s.trial_id for s in tied]
         outcome.kept += outcome.tied
     best = ranked[0] if ranked else Score("", None)
@@ -325,12 +330,13 @@ class SearchRun:
         self.events.on_stage(
             f"search: {len(contenders)} candidates probed at concurrency {level} "
             f"({spec.probe_windows} x {spec.probe_window_s:g} s windows at most); "
-            f"the best {longer} run longer, the best {final} (+ up to {spec.max_tied} tied) get the full plan"
+            f"the best {longer} (+ up to {spec.probe_tied} tied with the last) run longer, "
+            f"the best {final} (+ up to {spec.max_tied} tied) get the full plan"
         )
         probes = self.run_round(
             contenders, "#probe", round_plan(plan, level, spec.probe_window_s, spec.probe_windows), "probe"
         )
-        first = decide(probes, longer, 0, "probe", 1)
+        first = decide(probes, longer, spec.probe_tied, "probe", 1, cutoff=True)
         by_id = {job.trial_id: job for job in contenders}
         runs = self.run_round2([by_id[i] for i in first.kept], level, plan)
         second = decide(runs, final, spec.max_tied, "the longer run", 2)
@@ -341,7 +347,8 @@ class SearchRun:
                 self.on_record(dropped_record(self.ctx, by_id[trial_id], why, probe))
         finalists = {job.trial_id: "always measured (baseline or another stack)" for job in always}
         finalists.update({i: "best after the longer run" for i in second.kept if i not in second.tied})
-        finalists.update({i: "statistically tied with the best (95% intervals overlap)" for i in second.tied})
+        tied = "statistically tied with the best (the data cannot tell them apart)"
+        finalists.update({i: tied for i in second.tied})
         counts.update(
             probed=len(probes),
             run_longer=len(runs),

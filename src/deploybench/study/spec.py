@@ -79,6 +79,12 @@ class SearchSpec(StrictModel):
     max_tied: int = Field(2, ge=0, description="extra finalists statistically tied with the best")
     probe_window_s: float = Field(1.5, gt=0)
     probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
+    probe_tied: int = Field(
+        1,
+        ge=0,
+        description="extra candidates the probe keeps because its intervals cannot tell them from the "
+        "last one kept (a drift of a few % over the probes decided that cut)",
+    )
     round2_window_s: float = Field(3.0, gt=0, description="twice the probe's: the longer run")
     round2_windows: int = Field(6, ge=3)
     runoff_rounds: int = Field(
