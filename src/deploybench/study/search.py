@@ -269,7 +269,7 @@ class SearchRun:
             longer = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)
             return self.run_round(jobs, "#round2", longer, "round 2")
         if todo := self._todo(jobs, "#round2"):
-            runoff = RunoffPlan(level, spec.round2_window_s, spec.runoff_warmup_s, spec.runoff_rounds)
+            runoff = RunoffPlan(level, spec.runoff_window_s, spec.runoff_warmup_s, spec.runoff_rounds)
             self.events.on_stage(
                 f"round 2: a paired runoff of {len(todo)} candidates at concurrency {level}, served at "
                 f"once: {runoff.rounds} rounds of one {runoff.window_s:g} s window each, in turn"

@@ -91,8 +91,9 @@ class SearchSpec(StrictModel):
         4,
         ge=0,
         description="round 2 as a paired runoff of this many rounds (every contender served at once, one "
-        "round2_window_s window each per round, in turn; study/runoff.py); 0: one after another",
+        "runoff_window_s window each per round, in turn; study/runoff.py); 0: one after another",
     )
+    runoff_window_s: float = Field(2.5, gt=0, description="each runoff visit's window (~80 requests here)")
     runoff_warmup_s: float = Field(0.5, ge=0, description="before each runoff window")
     baseline_sweep: bool = Field(
         False,
