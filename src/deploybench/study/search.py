@@ -190,19 +190,14 @@ def is_protected(job: TrialJob) -> bool:
     return job.trial.candidate.stack != DEFAULT_STACK or is_baseline(job)
 
 
-BASELINE_WARMUP_S = 5.0  # eager ResNet50 here: 4.0 req/s in its first 3 s window, then 6.0-7.0
-
-
 def baseline_plan(plan: LoadPlan) -> LoadPlan:
     """The baseline's points: the plan's fixed concurrency levels (16 by default), no sweep to a
-    peak, no rate search; a slow eager server would otherwise take a third of the study. Its warm-up
-    is longer: with the plan's 1 s, eager's slow first seconds left its point unstable (runs F-H)."""
+    peak, no rate search; a slow eager server would otherwise take a third of the study."""
     return plan.model_copy(
         update={
             "concurrency_levels": plan.include_concurrency,
             "include_concurrency": [],
             "rate_search": False,
-            "warmup_s": max(plan.warmup_s, BASELINE_WARMUP_S),
         }
     )
 
