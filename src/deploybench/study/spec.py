@@ -76,7 +76,7 @@ class SearchSpec(StrictModel):
     eta: int = Field(3, ge=2, description="each round keeps the best 1/eta of its candidates")
     min_round2: int = Field(3, ge=1, description="at least this many get the longer run")
     finalists: int = Field(2, ge=1, description="at most this many best get the full plan (+ eager, stacks)")
-    max_tied: int = Field(2, ge=0, description="extra finalists statistically tied with the best")
+    max_tied: int = Field(1, ge=0, description="extra finalists tied with the best (~60 s each here)")
     probe_window_s: float = Field(1.5, gt=0)
     probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
     probe_tied: int = Field(
