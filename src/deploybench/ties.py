@@ -54,6 +54,11 @@ class PairedRatio:
     high: float
     rounds: int
 
+    @property
+    def indistinguishable(self) -> bool:
+        """The data cannot tell the two apart: the 95% interval reaches 1 (a ratio above 1 is reordered)."""
+        return self.high >= 1.0
+
     def words(self) -> str:
         interval = f"{self.low:.3f}-{self.high:.3f}"
         return f"paired runoff {self.ratio:.3f}x ({interval}, {self.rounds} rounds side by side)"
@@ -164,7 +169,7 @@ def _indistinguishable(best: Evaluation, other: Evaluation, objective: str) -> b
     """The data cannot tell the two apart: the paired ratio's interval reaches 1, or the intervals overlap."""
     pair = runoff_pair(best, other, objective)
     if pair is not None:
-        return pair.high >= 1.0
+        return pair.indistinguishable
     best_ci, other_ci = objective_interval(best, objective), objective_interval(other, objective)
     return best_ci is not None and other_ci is not None and overlap(best_ci, other_ci)
 
@@ -180,11 +185,11 @@ def _close(best: Evaluation, other: Evaluation, objective: str) -> bool:
 def _lead(best: Evaluation, runner_up: Evaluation, objective: str, overlapping: bool) -> str:
     """The winner's lead over the runner-up in words: beyond the noise, or only on the estimates."""
     both = _evidence(best, runner_up, objective)
-    paired = runoff_pair(best, runner_up, objective) is not None
+    pair = runoff_pair(best, runner_up, objective)
+    paired = pair is not None
     if not overlapping:
         test = "the paired interval stays below 1" if paired else "95% intervals do not overlap"
         return f"beats the runner-up {runner_up.label} beyond the noise on {objective}: {both} ({test})"
-    pair = runoff_pair(best, runner_up, objective)
     if pair is not None:
         gap = 1.0 - pair.ratio
     else:

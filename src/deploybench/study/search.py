@@ -87,7 +87,7 @@ def _tied(best: Score, other: Score) -> bool:
     """The data cannot tell `other` from the best: by the paired runoff where both ran in one."""
     if best.runoff is not None and other.runoff is not None:
         pair = paired_ratio(best.runoff, other.runoff)
-        return pair is not None and pair.high >= 1.0
+        return pair is not None and pair.indistinguishable
     return best.ci is not None and other.ci is not None and overlap(best.ci, other.ci)
 
 
