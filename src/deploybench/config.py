@@ -117,7 +117,8 @@ class RuntimeKnobs(StrictModel):
         None,
         description="idle runtime threads spin (ORT allow_spinning, OMP_WAIT_POLICY=ACTIVE); None: each "
         "runtime's measured default: ONNX Runtime spins when a worker has 2+ threads (1 worker x 2 threads "
-        "served +19% here), OpenMP waits passively (active waiting starved the front: eager 0.4 req/s)",
+        "served +19% here), OpenMP keeps libgomp's spin-then-sleep (eager 1 x 2 served 1.03 of in-process; "
+        "passive waiting 0.52, active waiting starved everything beside it)",
     )
     thread_pinning: bool = Field(
         False, description="the runtime pins each of its threads to one core of the worker's cores"

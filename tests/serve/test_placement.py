@@ -33,8 +33,10 @@ def test_unpinned_and_oversubscribed_layouts() -> None:
 
 def test_worker_environment_is_explicit_about_threads_waiting_and_binding() -> None:
     env = worker_environment(2, RuntimeKnobs(streams=2))
-    assert env["OMP_NUM_THREADS"] == "1" and env["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert env["OMP_PROC_BIND"] == "false" and "OMP_PLACES" not in env
+    # libgomp's own spin-then-sleep: removed, whatever the parent had (passive served eager at 0.52)
+    assert env["OMP_NUM_THREADS"] == "1" and env["OMP_WAIT_POLICY"] is None and env["GOMP_SPINCOUNT"] is None
+    assert env["OMP_PROC_BIND"] == "false" and env["OMP_PLACES"] is None
+    assert worker_environment(1, RuntimeKnobs(spin=False))["OMP_WAIT_POLICY"] == "PASSIVE"
     pinned = worker_environment(2, RuntimeKnobs(spin=True, thread_pinning=True))
     assert pinned["OMP_NUM_THREADS"] == "2" and pinned["OMP_WAIT_POLICY"] == "ACTIVE"
     assert pinned["OMP_PROC_BIND"] == "close" and pinned["OMP_PLACES"] == "cores"

@@ -96,19 +96,35 @@ def apply_cores(cores: Cores | None) -> bool:
     return True
 
 
-def worker_environment(threads: int, knobs: RuntimeKnobs) -> dict[str, str]:
-    """Variables OpenMP/MKL read once when they load, so they are set before any runtime imports.
+# OpenMP's wait policy per RuntimeKnobs.spin; None: libgomp's own default (spin ~300k iterations,
+# then sleep), so the variable is removed. Measured here (bench/serve_overhead.py, eager 1 x 2):
+# PASSIVE served 0.52 of in-process (the worker kept 0.8 of its 2 cores busy: every parallel region
+# slept and woke), the default 1.03, ACTIVE 1.0 but its idle threads spun and took the in-process
+# reference beside it from 7.7 to 0.5 img/s.
+OMP_WAIT = {None: None, False: "PASSIVE", True: "ACTIVE"}
 
-    Passive waiting by default: spinning OpenMP threads stole the CPU of the front and the load
-    client, and eager PyTorch served 0.4 instead of 5.8 req/s under contention here.
-    """
+
+def worker_environment(threads: int, knobs: RuntimeKnobs) -> dict[str, str | None]:
+    """Variables OpenMP/MKL read once when they load, so they are set before any runtime imports;
+    None: removed (the runtime's own default applies, whatever the parent process had set)."""
     per_stream = str(knobs.threads_per_stream(threads))
-    env = {name: per_stream for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    env["OMP_WAIT_POLICY"] = "ACTIVE" if knobs.spin is True else "PASSIVE"
+    env: dict[str, str | None] = {
+        name: per_stream for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    }
+    env["OMP_WAIT_POLICY"] = OMP_WAIT[knobs.spin]
+    env["GOMP_SPINCOUNT"] = None
     env["OMP_PROC_BIND"] = "close" if knobs.thread_pinning else "false"
-    if knobs.thread_pinning:
-        env["OMP_PLACES"] = "cores"
+    env["OMP_PLACES"] = "cores" if knobs.thread_pinning else None
     return env
+
+
+def apply_environment(env: dict[str, str | None]) -> None:
+    """Set (or, for None, remove) each variable in this process."""
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def thread_affinities(pid: int | str = "self") -> dict[str, int]:

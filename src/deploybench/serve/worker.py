@@ -125,7 +125,8 @@ def worker_main(
     _isolate_signals()
     settings = ServeSettings.model_validate_json(settings_json)
     pinned = placement.apply_cores(cores)
-    os.environ.update(placement.worker_environment(settings.server.threads, settings.server.runtime))
+    server = settings.server
+    placement.apply_environment(placement.worker_environment(server.threads, server.runtime))
     start = time.perf_counter()
     try:
         pipeline, info = build_pipeline(settings, index)

@@ -137,13 +137,15 @@ def json_top_classes(body: bytes) -> list[int]:
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """The same threading environment for every stack: N intra-op threads, OpenMP waiting passively.
+    """The same threading environment for every stack: N intra-op threads, OpenMP's own wait policy
+    (as deploybench's workers at default knobs: serve/placement.py measured why) unless the user set one.
 
     deploybench's own workers set these; TorchServe, Triton and LitServe do not, so without them a
     comparison would measure oversubscription, not the stack.
     """
     env = {var: str(threads) for var in THREAD_ENV_VARS}
-    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" in os.environ:
+        env["OMP_WAIT_POLICY"] = os.environ["OMP_WAIT_POLICY"]
     return env
 
 
