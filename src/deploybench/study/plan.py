@@ -2,7 +2,10 @@
 
 Pruning rules (each pruned candidate is recorded with its reason, never silently dropped):
 - a backend that is unavailable here, failed to build, or failed the parity gate is not served;
-- eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process;
+- eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process,
+  each at least `serve_within` as fast as the fastest (a backend at half the speed cannot come within 5%
+  of it served: batching and layouts moved served throughput by at most ~20% against in-process here;
+  with an accuracy rule the comparison is within one precision, as a faster int8 may fail it later);
   eager's own knob grid is swept only when it is itself among those fastest (else it is the comparison);
 - the knob grid is swept on every served backend (or only the `tune_top` fastest, when set); no serving
   knob is pruned on an in-process timing (in-process batch 8 was "not 5% faster" where served batching
@@ -100,11 +103,38 @@ def _not_served(summary: VariantSummary, cores: int) -> PlannedTrial:
     return PlannedTrial(default_candidate(summary, cores), action, summary.reason, summary.precision)  # type: ignore[arg-type]
 
 
-def _served_backends(passed: list[VariantSummary], serve_top: int | None) -> list[VariantSummary]:
+def _fastest_peer(
+    summary: VariantSummary, passed: list[VariantSummary], config: StudyConfig
+) -> VariantSummary:
+    """What `summary`'s speed is compared with: the fastest verified backend (of its own precision
+    when an accuracy rule may still exclude a faster lower-precision one)."""
+    rules = config.constraints
+    by_precision = rules.max_accuracy_drop is not None or rules.reject_significant_drop
+    peers = [s for s in passed if not by_precision or s.precision == summary.precision]
+    return max(peers, key=lambda s: (s.speed, s.backend))
+
+
+def serve_pruned_reason(
+    summary: VariantSummary, passed: list[VariantSummary], config: StudyConfig
+) -> str | None:
+    """Why a verified backend is not served (None: it is): not among serve_top, or below serve_within."""
+    ranked = sorted((s for s in passed if s.backend != BASELINE), key=lambda s: (-s.speed, s.backend))
+    if summary.backend == BASELINE:
+        return None
+    if config.serve_top is not None and summary not in ranked[: config.serve_top]:
+        return f"pruned: {summary.speed:.1f} images/s in-process, not among the {config.serve_top} fastest"
+    peer = _fastest_peer(summary, passed, config)
+    if config.serve_within is not None and peer.speed and summary.speed < config.serve_within * peer.speed:
+        return (
+            f"pruned: {summary.speed:.1f} images/s in-process, {summary.speed / peer.speed:.0%} of "
+            f"{peer.backend}'s {peer.speed:.1f} (served only within {config.serve_within:.0%} of the fastest)"
+        )
+    return None
+
+
+def _served_backends(passed: list[VariantSummary], config: StudyConfig) -> list[VariantSummary]:
     ranked = sorted(passed, key=lambda s: (s.backend != BASELINE, -s.speed, s.backend))
-    others = [s for s in ranked if s.backend != BASELINE]
-    keep = others if serve_top is None else others[:serve_top]
-    return [s for s in ranked if s.backend == BASELINE] + keep
+    return [s for s in ranked if serve_pruned_reason(s, passed, config) is None]
 
 
 def _tuned_backends(
@@ -154,7 +184,7 @@ def plan_trials(
 ) -> list[PlannedTrial]:
     """The ordered list of trials: served candidates first (fastest backends first), then the rest."""
     passed = [s for s in summaries if s.state == "passed"]
-    served = _served_backends(passed, config.serve_top)
+    served = _served_backends(passed, config)
     tuned = _tuned_backends(passed, served, config)
     picks = stack_trials(passed, stacks, cores)
     # a backend only another stack was given is served by deploybench too: the comparison is like for like
@@ -167,9 +197,7 @@ def plan_trials(
     served_names = {s.backend for s in served}
     for summary in passed:
         if summary.backend not in served_names:
-            reason = (
-                f"pruned: {summary.speed:.1f} images/s in-process, not among the {config.serve_top} fastest"
-            )
+            reason = serve_pruned_reason(summary, passed, config) or "pruned"
             trials.append(
                 PlannedTrial(default_candidate(summary, cores), "skipped", reason, summary.precision)
             )

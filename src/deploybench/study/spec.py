@@ -156,6 +156,13 @@ class StudyConfig(StrictModel):
         description="serve eager plus the N fastest verified backends in-process (a choice of variants, "
         "not of knobs: every served backend gets the whole grid and the search decides); None: all",
     )
+    serve_within: float | None = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="serve only backends at least this fraction of the fastest one's in-process speed "
+        "(onnxruntime fp32 here: 51% of onnxruntime-int8, 54% when served; four probes, 65 s); None: off",
+    )
     tune_top: int | None = Field(
         None, ge=0, description="sweep the knob grid on the N fastest served backends; None: every one"
     )
