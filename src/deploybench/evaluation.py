@@ -61,6 +61,8 @@ class Evaluation(StrictModel):
     pareto: bool = False
     baseline_key: str | None = None
     throughput_x: float | None = None
+    throughput_x_ci: Interval | None = Field(None, description="95% interval of throughput_x, where paired")
+    throughput_x_paired: int = Field(0, description="rounds of the runoff throughput_x is from; 0: points")
     p99_change_pct: float | None = None
     c16_p99_ms: float | None = Field(None, description="p99 at 16 clients: the load a p99 change compares at")
     p99_change_at_c16: bool = Field(False, description="p99_change_pct compares the two at 16 clients")
@@ -101,6 +103,10 @@ class Evaluation(StrictModel):
         if self.throughput_x is None:
             return None
         parts = [f"{self.throughput_x:.1f}x throughput"]
+        if self.throughput_x_ci is not None and self.throughput_x_paired:
+            ci = self.throughput_x_ci
+            clients = f" at {self.runoff.concurrency} clients" if self.runoff else ""
+            parts[0] += f" ({ci.low:.1f}-{ci.high:.1f} in a paired runoff{clients})"
         if self.p99_change_pct is not None:
             parts.append(f"{self.p99_change_pct:+.0f}% p99" + " at 16 clients" * self.p99_change_at_c16)
         if self.cost_change_pct is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from deploybench.baseline import compare_with_baseline, pct_change
 from deploybench.config import Constraints
 from deploybench.evaluation import Evaluation, Recommendation
 from deploybench.load import decode_histogram, slo_verdict
@@ -263,18 +264,14 @@ def pareto_front(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
     return [e for e in eligible if not any(_dominates(o, e) for o in eligible if o is not e)]
 
 
-def _pct(value: float, reference: float) -> float:
-    return (value / reference - 1) * 100
-
-
 def _versus(ev: Evaluation, ref: Evaluation, objective: str) -> str:
     if objective == "cost" and ev.cost_per_1m is not None and ref.cost_per_1m is not None:
-        pct = _pct(ev.cost_per_1m, ref.cost_per_1m)
+        pct = pct_change(ev.cost_per_1m, ref.cost_per_1m)
         return f"more expensive than {ref.label} by {pct:.0f}% per 1M" if round(pct) else ""
     if objective == "p99":
-        pct = _pct(ev.p99_ms or 0, ref.p99_ms or 1)
+        pct = pct_change(ev.p99_ms or 0, ref.p99_ms or 1)
         return f"p99 {pct:.0f}% higher than {ref.label}" if round(pct) else ""
-    pct = -_pct(ev.throughput_rps or 0, ref.throughput_rps or 1)
+    pct = -pct_change(ev.throughput_rps or 0, ref.throughput_rps or 1)
     return f"{pct:.0f}% less throughput than {ref.label}" if round(pct) else ""
 
 
@@ -285,11 +282,11 @@ def _deltas(ev: Evaluation, ref: Evaluation) -> str:
     """'+30% cost per 1M, +28% p99, -20% throughput' of ev against ref (the parts both have)."""
     parts = []
     if ev.cost_per_1m is not None and ref.cost_per_1m:
-        parts.append(f"{_pct(ev.cost_per_1m, ref.cost_per_1m):+.0f}% cost per 1M")
+        parts.append(f"{pct_change(ev.cost_per_1m, ref.cost_per_1m):+.0f}% cost per 1M")
     if ev.p99_ms is not None and ref.p99_ms:
-        parts.append(f"{_pct(ev.p99_ms, ref.p99_ms):+.0f}% p99")
+        parts.append(f"{pct_change(ev.p99_ms, ref.p99_ms):+.0f}% p99")
     if ev.throughput_rps is not None and ref.throughput_rps:
-        parts.append(f"{_pct(ev.throughput_rps, ref.throughput_rps):+.0f}% throughput")
+        parts.append(f"{pct_change(ev.throughput_rps, ref.throughput_rps):+.0f}% throughput")
     return ", ".join(parts)
 
 
@@ -312,37 +309,6 @@ def _explain(ranked: list[Evaluation], front_keys: set[str], objective: str, tie
             tie = f"tied with {winner.label} on {objective}; ranked after it by the tie-break"
             detail = _versus(ev, winner, objective) or tie
         ev.reason = detail + " (on the Pareto front)" * (ev.key in front_keys)
-
-
-def _baseline_for(ev: Evaluation, baselines: list[Evaluation]) -> Evaluation | None:
-    same = [b for b in baselines if b.machine == ev.machine]
-    return (same or baselines or [None])[0]
-
-
-def _p99_change(ev: Evaluation, base: Evaluation) -> tuple[float | None, bool]:
-    """p99 against the baseline at the same load, 16 clients, when both have it: the two operating
-    points sit at different concurrencies (a slow baseline queues 16 deep), so theirs do not compare."""
-    if ev.c16_p99_ms and base.c16_p99_ms:
-        return _pct(ev.c16_p99_ms, base.c16_p99_ms), True
-    return (_pct(ev.p99_ms, base.ref_p99_ms) if base.ref_p99_ms else None), False
-
-
-def _relative(evaluations: list[Evaluation]) -> str | None:
-    """Fill each evaluation's change against the eager baseline (same machine when there is one)."""
-    baselines = sorted(
-        (e for e in evaluations if e.is_default_eager and e.ref_throughput_rps),
-        key=lambda e: (-e.threads, e.key),
-    )
-    for ev in evaluations:
-        base = _baseline_for(ev, baselines)
-        if base is None or ev.throughput_rps is None:
-            continue
-        ev.baseline_key = base.key
-        ev.throughput_x = ev.throughput_rps / base.ref_throughput_rps
-        ev.p99_change_pct, ev.p99_change_at_c16 = _p99_change(ev, base)
-        if ev.cost_per_1m is not None and base.ref_cost_per_1m:
-            ev.cost_change_pct = _pct(ev.cost_per_1m, base.ref_cost_per_1m)
-    return baselines[0].key if baselines else None
 
 
 def recommend(
@@ -374,7 +340,7 @@ def recommend(
     if ranked:
         _explain(ranked, front, objective, outcome.tied)
         _cost_ratios(evaluations, ranked[0])
-    baseline_key = _relative(evaluations)
+    baseline_key = compare_with_baseline(evaluations)
     if target_rps is not None:
         for ev in ranked:
             ev.capacity = _capacity(ev, target_rps, headroom)

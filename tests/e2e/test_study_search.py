@@ -3,6 +3,7 @@ measured, and a study killed mid-search resumed without probing anything twice."
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -25,8 +26,9 @@ def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_final
     probes = [t for t in after if t.trial_id.endswith("#probe")]
     longer = [t for t in after if t.trial_id.endswith("#round2")]
     assert len(probes) == 3 and all(t.status == "probe" for t in probes + longer)  # eager is never probed
-    assert len(longer) == 2
-    # round 2 is a paired runoff: both served at once, 4 rounds of one window each, in turn
+    # round 2 is a paired runoff: both served at once, with the eager baseline (the speed-up over it
+    # is paired too), 4 rounds of one window each, in turn
+    assert len(longer) == 3 and sum(t.candidate.backend == "eager" for t in longer) == 1
     assert all(t.runoff is not None and len(t.runoff.rps) == 4 and len(t.points) == 4 for t in longer)
     assert len({t.runoff.group for t in longer if t.runoff}) == 1
     assert {p.concurrency for t in probes for p in t.points} == {8}  # one point: 2 x workers x batch 4
@@ -37,8 +39,8 @@ def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_final
     assert all("req/s" in (t.reason or "") and not t.points for t in dropped)
     finals = [t for t in after if t.status == "ok"]
     assert len(finals) == 2 and any(t.candidate.backend == "eager" for t in finals)
-    searched = next(t for t in finals if t.candidate.backend != "eager")  # carries its runoff sample
-    assert searched.runoff == next(t.runoff for t in longer if t.trial_id == f"{searched.trial_id}#round2")
+    for final in finals:  # each carries its runoff sample, the baseline too
+        assert final.runoff == next(t.runoff for t in longer if t.trial_id == f"{final.trial_id}#round2")
     for trial in finals:  # the baseline at the fixed level only; the winner of the search the full plan
         levels = {p.concurrency for p in trial.points}
         assert levels == {4} if trial.candidate.backend == "eager" else levels >= {1, 2, 4}, trial.trial_id
@@ -48,6 +50,9 @@ def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_final
     assert "4 candidates in the space, 3 probed (concurrency 8)" in (out / "summary.md").read_text()
     rows = json.loads((tmp_path / "run.json").read_text())["rows"]
     assert len(rows) == 4 and not any("#" in row["trial_id"] for row in rows)  # probes are not listed
+    with (out / "results.csv").open() as results:
+        ranked = [r for r in csv.DictReader(results) if r["backend"] != "eager" and r["status"] == "ok"]
+    assert "in a paired runoff at 8 clients" in ranked[0]["vs_baseline"], ranked  # the speed-up over eager
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     assert read_trials(out) == after  # a finished search measures nothing again, and decides the same

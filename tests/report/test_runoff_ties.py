@@ -70,3 +70,25 @@ def test_the_runoff_is_not_used_under_a_p99_bound_it_did_not_measure() -> None:
     trial = make_trial("alpha", capacity_rps=36.0).model_copy(update={"runoff": sample(30.0)})
     assert recommend([trial]).evaluations[0].runoff is not None
     assert recommend([trial], Constraints(p99_ms=10_000)).evaluations[0].runoff is None
+
+
+def test_the_speed_up_over_an_unstable_eager_baseline_comes_from_their_paired_runoff() -> None:
+    """Eager's own point at 16 clients was unstable in every default study here (its 40-request
+    windows are 7 s long and catch the drift), so no speed-up was printed. In the runoff the two were
+    measured side by side: the ratio of their rounds is the speed-up, and the cost change follows."""
+    eager = make_trial("eager", capacity_rps=6.0, concurrencies=(16,), stable=False)
+    eager = eager.model_copy(update={"peak_index": None})  # as the study records it: no peak claimed
+    pick = make_trial("alpha", "int8", capacity_rps=36.0, workers=2, threads=1)
+    alone = recommend([eager, pick])
+    assert alone.winner.throughput_x is None and alone.baseline_key is None  # nothing trusted to compare
+    paired = [
+        eager.model_copy(update={"runoff": sample(6.0, [1.05, 0.95, 1.04, 0.96])}),
+        pick.model_copy(update={"runoff": sample(33.0)}),
+    ]
+    rec = recommend(paired)
+    winner = rec.winner
+    assert winner.backend == "alpha" and rec.baseline_key is not None
+    assert winner.throughput_x == pytest.approx(5.5, rel=0.01) and winner.throughput_x_paired == 4
+    assert winner.throughput_x_ci.low < 5.5 < winner.throughput_x_ci.high
+    assert winner.cost_change_pct == pytest.approx((1 / winner.throughput_x - 1) * 100)
+    assert "in a paired runoff at 16 clients" in winner.vs_baseline and "vs eager baseline" in rec.headline

@@ -75,6 +75,8 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "runoff_rps": geometric_mean(ev.runoff.rps) if ev.runoff else None,  # side by side, round 2
         "vs_baseline": ev.vs_baseline,
         "throughput_x": ev.throughput_x,
+        "throughput_x_low": ev.throughput_x_ci.low if ev.throughput_x_ci else None,  # paired runoff
+        "throughput_x_high": ev.throughput_x_ci.high if ev.throughput_x_ci else None,
         "p99_change_pct": ev.p99_change_pct,
         "cost_change_pct": ev.cost_change_pct,
         "peak_rss_mb": ev.peak_rss_mb,

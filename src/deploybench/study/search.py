@@ -262,17 +262,24 @@ class SearchRun:
                 self._keep_round(record, label)
         return self._scores(jobs, suffix)
 
-    def run_round2(self, jobs: list[TrialJob], level: int, plan: LoadPlan) -> list[Score]:
-        """Round 2: a paired runoff where the executor serves several candidates at once."""
+    def run_round2(
+        self, jobs: list[TrialJob], level: int, plan: LoadPlan, references: list[TrialJob]
+    ) -> list[Score]:
+        """Round 2: a paired runoff where the executor serves several candidates at once; the
+        `references` (the eager baseline) run in it too, never scored: the speed-up over them is
+        then paired, window by window, like the contenders' comparison (deploybench.baseline)."""
         spec = self.ctx.config.search
         if not (spec.runoff_rounds and self.runner.runs_runoffs and len(jobs) > 1):
             longer = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)
             return self.run_round(jobs, "#round2", longer, "round 2")
-        if todo := self._todo(jobs, "#round2"):
+        if todo := self._todo(jobs + references, "#round2"):
             runoff = RunoffPlan(level, spec.runoff_window_s, spec.runoff_warmup_s, spec.runoff_rounds)
+            refs = sum(job.trial_id in {r.trial_id + "#round2" for r in references} for job in todo)
+            also = " and the eager baseline (to compare with)" * bool(refs)
             self.events.on_stage(
-                f"round 2: a paired runoff of {len(todo)} candidates at concurrency {level}, served at "
-                f"once: {runoff.rounds} rounds of one {runoff.window_s:g} s window each, in turn"
+                f"round 2: a paired runoff of {len(todo) - refs} candidates{also} at concurrency "
+                f"{level}, served at once: {runoff.rounds} rounds of one {runoff.window_s:g} s window "
+                "each, in turn"
             )
             for record in self.runner.run_runoff(self.ctx, todo, runoff, self.store, self.events):
                 self._keep_round(record, "round 2")
@@ -338,7 +345,8 @@ class SearchRun:
         )
         first = decide(probes, longer, spec.probe_tied, "probe", 1, cutoff=True)
         by_id = {job.trial_id: job for job in contenders}
-        runs = self.run_round2([by_id[i] for i in first.kept], level, plan)
+        references = [job for job in always if is_baseline(job)]
+        runs = self.run_round2([by_id[i] for i in first.kept], level, plan, references)
         second = decide(runs, final, spec.max_tied, "the longer run", 2)
         dropped = {**first.dropped, **second.dropped}
         for trial_id, why in dropped.items():
