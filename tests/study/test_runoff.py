@@ -26,6 +26,9 @@ def test_each_round_reverses_the_order_so_no_contender_is_always_first() -> None
     cfg = visit_config(RunoffPlan(concurrency=16, window_s=3.0, warmup_s=0.5, rounds=4))
     assert (cfg.concurrency, cfg.max_windows, cfg.window_s, cfg.warmup_s) == (16, 1, 3.0, 0.5)
     assert cfg.duration_s == pytest.approx(3.5)
+    longer = RunoffPlan(concurrency=16, window_s=3.0, warmup_s=0.5, rounds=4, first_warmup_s=2.0)
+    first = visit_config(longer, first=True)  # a fresh server's first batches are slow
+    assert (first.warmup_s, first.duration_s, visit_config(longer).warmup_s) == (2.0, 5.0, 0.5)
 
 
 def _job(backend: str, batch: int = 1) -> TrialJob:

@@ -35,6 +35,7 @@ class RunoffPlan:
     window_s: float
     warmup_s: float
     rounds: int
+    first_warmup_s: float = 0.0  # before each contender's first window; 0: warmup_s
 
 
 @dataclass
@@ -55,12 +56,14 @@ def visit_order(count: int, round_index: int) -> list[int]:
     return order if round_index % 2 == 0 else order[::-1]
 
 
-def visit_config(plan: RunoffPlan) -> LoadConfig:
-    """One closed-loop window after a short warm-up (the server idled while the others were measured)."""
+def visit_config(plan: RunoffPlan, first: bool = False) -> LoadConfig:
+    """One closed-loop window after a short warm-up (the server idled while the others were measured);
+    a longer one on the first visit, the server's first requests since it started."""
+    warmup = max(plan.warmup_s, plan.first_warmup_s) if first else plan.warmup_s
     return LoadConfig(
         concurrency=plan.concurrency,
-        duration_s=plan.warmup_s + plan.window_s,
-        warmup_s=plan.warmup_s,
+        duration_s=warmup + plan.window_s,
+        warmup_s=warmup,
         warmup_requests=plan.concurrency,
         window_s=plan.window_s,
         max_windows=1,
@@ -86,7 +89,7 @@ def _visit(ctx: TrialContext, contender: Contender, plan: RunoffPlan) -> None:
     if server is None or contender.failure is not None:
         return
     target = server.target(ctx.payloads, ctx.config.content_type)
-    report = run_load(target, visit_config(plan), stop_event=ctx.stop)
+    report = run_load(target, visit_config(plan, first=not contender.points), stop_event=ctx.stop)
     if ctx.stop.is_set():
         raise KeyboardInterrupt  # a runoff cut short is not recorded: it reruns on resume
     contender.points.extend(report.points[:1])

@@ -273,7 +273,13 @@ class SearchRun:
             longer = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)
             return self.run_round(jobs, "#round2", longer, "round 2")
         if todo := self._todo(jobs + references, "#round2"):
-            runoff = RunoffPlan(level, spec.runoff_window_s, spec.runoff_warmup_s, spec.runoff_rounds)
+            runoff = RunoffPlan(
+                level,
+                spec.runoff_window_s,
+                spec.runoff_warmup_s,
+                spec.runoff_rounds,
+                first_warmup_s=spec.runoff_first_warmup_s,
+            )
             refs = sum(job.trial_id in {r.trial_id + "#round2" for r in references} for job in todo)
             also = " and the eager baseline (to compare with)" * bool(refs)
             self.events.on_stage(

@@ -88,13 +88,19 @@ class SearchSpec(StrictModel):
     round2_window_s: float = Field(3.0, gt=0, description="twice the probe's: the longer run")
     round2_windows: int = Field(6, ge=3)
     runoff_rounds: int = Field(
-        4,
+        6,
         ge=0,
         description="round 2 as a paired runoff of this many rounds (every contender served at once, one "
         "runoff_window_s window each per round, in turn; study/runoff.py); 0: one after another",
     )
     runoff_window_s: float = Field(2.5, gt=0, description="each runoff visit's window (~80 requests here)")
     runoff_warmup_s: float = Field(0.5, ge=0, description="before each runoff window")
+    runoff_first_warmup_s: float = Field(
+        2.0,
+        ge=0,
+        description="before each contender's first window: a fresh server's first batches of each "
+        "size are slow (round 1 read 24.9 req/s, then 30.2-32.0, in a default study here)",
+    )
     baseline_sweep: bool = Field(
         False,
         description="False: the eager baseline is measured at the plan's fixed concurrency levels only "
