@@ -25,6 +25,7 @@ QUICK_STUDY = {
     "content_type": "image/jpeg",
     "backends": ["eager", "onnxruntime", "openvino"],
     "serve_top": 2,
+    "serve_within": None,  # both runtimes served, however far apart: the export of each is tested
     "tune_top": 0,
     "variant_batch_sizes": [1],
     "timing_budget_s": 0.3,
