@@ -8,6 +8,10 @@ the recommendation itself would give: tied when the interval reaches 1 and the e
 the 5% tie margin. Run under the CPU lock, after the studies (they share the artifact cache):
 
     flock /tmp/deploybench-cpu.lock .venv/bin/python bench/picks_runoff.py /tmp/defaultK /tmp/defaultL
+
+With --space, every candidate the first study searched (its probes and finalists) is served too: an
+exhaustive sweep of that space at one concurrency, side by side, so the picks' ratios to its best
+are free of the drift a one-after-another sweep (bench/exhaustive.py) measures through.
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ def study_pick(folder: Path) -> tuple[StudyConfig, TrialRecord]:
     return config, next(t for t in trials if t.trial_id == winner.trial_id)
 
 
+def _job(record: TrialRecord) -> TrialJob:
+    trial = PlannedTrial(record.candidate, "serve", precision=record.precision)
+    return TrialJob(record.candidate.key, trial, record.machine, record.parity, record.accuracy)
+
+
+def space_jobs(folder: Path) -> list[TrialJob]:
+    """Every candidate the study searched or fully measured (deploybench's server), once each."""
+    searched = [t for t in StudyStore(folder).trials() if t.trial_id.endswith("#probe") or t.status == "ok"]
+    return list({t.candidate.key: _job(t) for t in searched if t.candidate.stack == "deploybench"}.values())
+
+
 def picks_jobs(folders: list[Path]) -> tuple[StudyConfig, str, list[TrialJob], dict[str, list[str]]]:
     """One job per distinct pick (by candidate key), and which folders picked it."""
     jobs: dict[str, TrialJob] = {}
@@ -48,8 +63,7 @@ def picks_jobs(folders: list[Path]) -> tuple[StudyConfig, str, list[TrialJob], d
         config, weights = config or study_config, record.weights
         key = record.candidate.key
         picked_by.setdefault(key, []).append(folder.name)
-        trial = PlannedTrial(record.candidate, "serve", precision=record.precision)
-        jobs.setdefault(key, TrialJob(key, trial, record.machine, record.parity, record.accuracy))
+        jobs.setdefault(key, _job(record))
     assert config is not None
     return config, weights, list(jobs.values()), picked_by
 
@@ -63,8 +77,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("/tmp/picks-runoff"))
+    parser.add_argument("--space", action="store_true", help="serve the first study's whole space too")
     args = parser.parse_args()
     config, weights, jobs, picked_by = picks_jobs(args.studies)
+    if args.space:
+        known = {job.trial_id for job in jobs}
+        jobs += [job for job in space_jobs(args.studies[0]) if job.trial_id not in known]
     if len(jobs) < 2:
         who = ", ".join(picked_by[jobs[0].trial_id])
         print(f"every study picked the same configuration: {jobs[0].trial_id} ({who})")
@@ -99,7 +117,8 @@ def report(records: list[TrialRecord], picked_by: dict[str, list[str]]) -> None:
             tied = pair.indistinguishable and pair.ratio >= 1 - TIE_MARGIN
             verdict = "tied with the best" if tied else "not tied"
             line += f"  {pair.ratio:.3f}x ({pair.low:.3f}-{pair.high:.3f}): {verdict}"
-        print(f"{line}  [picked by {', '.join(picked_by[record.trial_id])}]")
+        who = ", ".join(picked_by.get(record.trial_id, [])) or "none: in the space"
+        print(f"{line}  [picked by {who}]")
 
 
 if __name__ == "__main__":
