@@ -3,9 +3,9 @@
 Where the candidate and the baseline ran in one paired runoff (search round 2: served at once,
 visited in turn at 16 clients), the throughput ratio is theirs, window by window (deploybench.ties):
 the host's drift cancels, and so does the baseline's own instability. A slow eager server's windows
-are long (40 requests at 5.6 req/s: 7 s), so its three last windows span minutes of drift and its
-own point is rarely trusted (unstable in five default studies of five here); the paired ratio needs
-no trusted point. Elsewhere the ratio is of the two operating points, as before.
+are long (40 requests at 5.6 req/s: 7 s), so its three last windows span more of the drift (its point
+was unstable in five default studies of five here while its OpenMP threads waited passively); the
+paired ratio needs no trusted point. Elsewhere the ratio is of the two operating points, as before.
 """
 
 from __future__ import annotations
