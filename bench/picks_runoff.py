@@ -29,7 +29,7 @@ from deploybench.study.runoff import RunoffPlan, run_runoff
 from deploybench.study.spec import StudyConfig, load_study_config
 from deploybench.study.store import CONFIG, StudyStore
 from deploybench.study.trial import TrialContext, TrialJob
-from deploybench.ties import TIE_MARGIN, geometric_mean, paired_ratio
+from deploybench.ties import geometric_mean, paired_ratio
 
 
 def study_pick(folder: Path) -> tuple[StudyConfig, TrialRecord]:
@@ -114,7 +114,7 @@ def report(records: list[TrialRecord], picked_by: dict[str, list[str]]) -> None:
         line = f"  {record.trial_id:<40} {geometric_mean(record.runoff.rps):6.1f} req/s ({rounds})"
         pair = paired_ratio(best.runoff, record.runoff) if record is not best else None
         if pair is not None:
-            tied = pair.indistinguishable and pair.ratio >= 1 - TIE_MARGIN
+            tied = pair.indistinguishable and pair.within_margin
             verdict = "tied with the best" if tied else "not tied"
             line += f"  {pair.ratio:.3f}x ({pair.low:.3f}-{pair.high:.3f}): {verdict}"
         who = ", ".join(picked_by.get(record.trial_id, [])) or "none: in the space"

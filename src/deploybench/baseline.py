@@ -57,7 +57,8 @@ def _throughput_x(ev: Evaluation, base: Evaluation) -> bool:
 
 def _cost_change(ev: Evaluation, base: Evaluation) -> float | None:
     """Cost per 1M against the baseline's: from the paired ratio on one machine (one price)."""
-    if ev.throughput_x_paired and ev.throughput_x and ev.usd_per_hour == base.usd_per_hour:
+    priced = ev.usd_per_hour is not None and ev.usd_per_hour == base.usd_per_hour
+    if ev.throughput_x_paired and ev.throughput_x and priced:
         return (1 / ev.throughput_x - 1) * 100
     if ev.cost_per_1m is not None and base.ref_cost_per_1m:
         return pct_change(ev.cost_per_1m, base.ref_cost_per_1m)

@@ -59,6 +59,11 @@ class PairedRatio:
         """The data cannot tell the two apart: the 95% interval reaches 1 (a ratio above 1 is reordered)."""
         return self.high >= 1.0
 
+    @property
+    def within_margin(self) -> bool:
+        """The estimate gives up at most TIE_MARGIN: what a tie may trade away."""
+        return self.ratio >= 1.0 - TIE_MARGIN
+
     def words(self) -> str:
         interval = f"{self.low:.3f}-{self.high:.3f}"
         return f"paired runoff {self.ratio:.3f}x ({interval}, {self.rounds} rounds side by side)"
@@ -178,7 +183,7 @@ def _close(best: Evaluation, other: Evaluation, objective: str) -> bool:
     """Within the margin a tie may give up: by the paired ratio where there is one."""
     pair = runoff_pair(best, other, objective)
     if pair is not None:
-        return pair.ratio >= 1.0 - TIE_MARGIN
+        return pair.within_margin
     return within_margin(best, other, objective)
 
 

@@ -92,3 +92,7 @@ def test_the_speed_up_over_an_unstable_eager_baseline_comes_from_their_paired_ru
     assert winner.throughput_x_ci.low < 5.5 < winner.throughput_x_ci.high
     assert winner.cost_change_pct == pytest.approx((1 / winner.throughput_x - 1) * 100)
     assert "in a paired runoff at 16 clients" in winner.vs_baseline and "vs eager baseline" in rec.headline
+    bare = {"instance": None, "price_per_hour": None}  # unpriced: no cost to change
+    unpriced = [t.model_copy(update={"machine": t.machine.model_copy(update=bare)}) for t in paired]
+    free = recommend(unpriced, Constraints(objective="throughput")).evaluations[0]
+    assert free.usd_per_hour is None and free.throughput_x_paired == 4 and free.cost_change_pct is None

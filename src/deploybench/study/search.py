@@ -280,7 +280,8 @@ class SearchRun:
                 spec.runoff_rounds,
                 first_warmup_s=spec.runoff_first_warmup_s,
             )
-            refs = sum(job.trial_id in {r.trial_id + "#round2" for r in references} for job in todo)
+            reference_ids = {job.trial_id + "#round2" for job in references}
+            refs = sum(job.trial_id in reference_ids for job in todo)
             also = " and the eager baseline (to compare with)" * bool(refs)
             self.events.on_stage(
                 f"round 2: a paired runoff of {len(todo) - refs} candidates{also} at concurrency "
