@@ -7,7 +7,8 @@ prefers, in this order:
   1. the cheaper machine (lower USD per hour);
   2. fewer cores (workers x threads): less to provision, less to contend with;
   3. no dynamic batching (batch 1): no batching delay, one knob fewer;
-  4. lower peak memory (RSS);
+  4. lower peak memory (RSS), by at least MEMORY_MARGIN (10%): a few MB either way is the
+     allocator's noise, not a reason (two tied int8 runtimes here differed by 1%);
   5. then the ranking by point estimates (objective, secondary metrics, label).
 Candidates of one paired runoff (search round 2, study/runoff.py: served side by side, measured in
 turn, seconds apart) are compared by that runoff instead, for throughput and cost: they are ranked by
@@ -34,6 +35,7 @@ from deploybench.results import Interval, RunoffSample
 
 UNITS = {"cost": "$ per 1M", "throughput": "req/s", "p99": "ms p99"}
 TIE_MARGIN = 0.05  # the most of the objective (relative, by the point estimates) a tie may give up
+MEMORY_MARGIN = 0.10  # the least share of peak memory that "less memory" must save to decide a tie
 
 
 @dataclass
@@ -140,20 +142,45 @@ def within_margin(best: Evaluation, other: Evaluation, objective: str) -> bool:
 
 
 def _rule_key(ev: Evaluation) -> tuple:
+    """The tie rule's first three criteria; memory comes after them, with its margin (_tie_order)."""
     price = ev.usd_per_hour if ev.usd_per_hour is not None else math.inf
-    rss = ev.peak_rss_mb if ev.peak_rss_mb is not None else math.inf
-    return (price, ev.workers * ev.threads, ev.max_batch_size > 1, rss)
+    return (price, ev.workers * ev.threads, ev.max_batch_size > 1)
+
+
+def _less_memory(ev: Evaluation, than: Evaluation) -> bool:
+    """`ev` needs at least MEMORY_MARGIN less peak memory than `than` (unknown memory never wins)."""
+    if ev.peak_rss_mb is None:
+        return False
+    return than.peak_rss_mb is None or ev.peak_rss_mb <= (1.0 - MEMORY_MARGIN) * than.peak_rss_mb
+
+
+def _tie_order(group: list[Evaluation], ranked: list[Evaluation]) -> list[Evaluation]:
+    """The tied group by the tie rule: the first three criteria, then the leanest of the candidates
+    equal on them if it saves the memory margin over the best estimate among them, then the ranking."""
+    ordered = sorted(group, key=lambda ev: (_rule_key(ev), ranked.index(ev)))
+    head = ordered[0]
+    peers = [ev for ev in ordered if _rule_key(ev) == _rule_key(head)]
+    leanest = min(peers, key=lambda ev: math.inf if ev.peak_rss_mb is None else ev.peak_rss_mb)
+    if _less_memory(leanest, head):
+        ordered.remove(leanest)
+        ordered.insert(0, leanest)
+    return ordered
 
 
 def _why(winner: Evaluation, other: Evaluation) -> str:
     """The first tie-rule criterion on which the winner is preferred to `other`."""
-    names = ("cheaper machine", "fewer cores", "no batching", "less memory")
+    names = ("cheaper machine", "fewer cores", "no batching")
     for name, mine, theirs in zip(names, _rule_key(winner), _rule_key(other), strict=True):
         if mine != theirs:
             if name == "fewer cores":
                 return f"{name}: {mine} vs {theirs}"
             return name
-    return "equal on every tie criterion: ranked by the point estimates"
+    if _less_memory(winner, other):
+        theirs = "unknown" if other.peak_rss_mb is None else f"{other.peak_rss_mb:,.0f} MB"
+        return f"less memory: {winner.peak_rss_mb:,.0f} MB vs {theirs}"
+    return (
+        f"equal on every tie criterion (memory within {MEMORY_MARGIN:.0%}): ranked by the point estimates"
+    )
 
 
 def _fmt(interval: Interval, objective: str) -> str:
@@ -221,7 +248,7 @@ def break_statistical_ties(ranked: Sequence[Evaluation], objective: str) -> TieO
     tied = [ev for ev in noisy if _close(best, ev, objective)]
     if not tied:
         return TieOutcome(ranked, comparison=_lead(best, runner_up, objective, runner_up in noisy))
-    group = sorted([best, *tied], key=lambda ev: (_rule_key(ev), ranked.index(ev)))
+    group = _tie_order([best, *tied], ranked)
     winner = group[0]
     rest = [ev for ev in ranked if ev not in group]
     reasons = {ev.key: _why(winner, ev) for ev in group[1:]}
