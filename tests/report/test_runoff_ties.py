@@ -108,7 +108,9 @@ def test_less_memory_decides_a_tie_only_beyond_its_margin(leaner_mb: float, winn
     behind = make_trial("beta", capacity_rps=32.0, workers=2, threads=1, max_batch_size=4, noise=0.02)
     paired = [
         ahead.model_copy(update={"runoff": sample(31.0, [1.01, 0.99, 1.02, 0.98]), "peak_rss_mb": 1389.0}),
-        behind.model_copy(update={"runoff": sample(30.7, [0.99, 1.01, 0.98, 1.02]), "peak_rss_mb": leaner_mb}),
+        behind.model_copy(
+            update={"runoff": sample(30.7, [0.99, 1.01, 0.98, 1.02]), "peak_rss_mb": leaner_mb}
+        ),
     ]
     rec = recommend(paired, Constraints(objective="throughput"))
     assert rec.winner.backend == winner and rec.tied_with
