@@ -52,4 +52,16 @@ def resume(
     assert len(ids) == len(set(ids)), f"duplicated trials: {ids}"
     assert after[: len(before)] == before, "finished trials were measured again or changed"
     assert f"{len(before)} trials resumed" in done.stdout
+    assert NOTHING_MEASURED not in done.stdout, "the resumed run measured what was left"
     return after
+
+
+NOTHING_MEASURED = "nothing was measured this time"
+
+
+def rerun_measures_nothing(command: list[str], out: Path, before: list[TrialRecord]) -> None:
+    """A finished study run again reads its answer back, measures nothing, and says so."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert read_trials(out) == before, "a finished study measured something again"
+    assert NOTHING_MEASURED in done.stdout and "--fresh" in done.stdout, done.stdout

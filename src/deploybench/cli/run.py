@@ -293,4 +293,10 @@ def run(
         + (f" ({outcome.resumed} trials resumed from an earlier run)" if outcome.resumed else ""),
         soft_wrap=True,
     )
+    if outcome.resumed and not outcome.measured and not outcome.unfinished:
+        console.print(
+            "[yellow]nothing was measured this time: this answer is the earlier run's, read back from "
+            "its folder; add --fresh (make run RUN_ARGS=--fresh) to measure again[/]",
+            soft_wrap=True,
+        )
     _write_report(outcome, config, json_out)
