@@ -12,7 +12,8 @@ Ties are broken deterministically, in this order (values compared at 6 significa
   ...all three:         fewer cores used (workers x threads), lower peak RSS, then the label (A-Z).
 Beyond those exact ties, the winner must beat the runner-up beyond the noise: when their 95%
 intervals on the objective overlap (and the estimates are within 5%) they are statistically tied,
-and the tie rule (deploybench.ties) prefers the simpler, cheaper configuration. A trial rejected by
+and the tie rule (deploybench.ties) prefers the simpler, cheaper configuration where the data show
+it within 5% of the best estimate. A trial rejected by
 the parity gate is never recommended;
 with `max_accuracy_drop` (percentage points of labelled top-1 against eager) neither is one that loses
 more, nor, with `reject_significant_drop`, one whose drop is statistically significant (McNemar), nor

@@ -17,11 +17,13 @@ intervals come from points measured minutes apart, and the host's drift over min
 here) is wider than the gaps between the best configurations.
 Overlapping 95% intervals is a conservative test of a difference (at about 99% confidence when the
 two are alike in width): a candidate is called better only when the data clearly say so.
-A tie hands the win to a simpler candidate only when that gives up at most TIE_MARGIN (5%) of the
-objective by the point estimates (practical equivalence, as in an equivalence test's margin): on a
-noisy machine wide intervals overlap across 10-15% gaps, and trading that much throughput for "no
-batching" is a loss, not a tie. Beyond the margin the better estimate keeps the lead, and the
-sentence says the lead is not beyond the noise.
+A tie hands the win to a simpler candidate only when the data show it gives up at most TIE_MARGIN
+(5%) of the objective: the low end of the 95% interval on its share of the best (the paired ratio,
+or both intervals combined) reaches 0.95, an equivalence test (as TOST). Overlapping intervals alone
+are not enough: the pick would give up up to 5% by the estimates and more in truth. A tied candidate
+the data do not show within the margin stays behind the better estimate, and the sentence says so.
+Beyond the margin on the estimates they are not tied at all: the better estimate keeps the lead, and
+the sentence says the lead is not beyond the noise.
 """
 
 from __future__ import annotations
@@ -235,8 +237,70 @@ def _lead(best: Evaluation, runner_up: Evaluation, objective: str, overlapping: 
     )
 
 
+def share_low(best: Evaluation, other: Evaluation, objective: str) -> float | None:
+    """The low end of the 95% interval on `other`'s objective as a share of `best`'s (1: as good,
+    0.9: 10% worse): the paired runoff's ratio where one runoff measured both, else the two intervals
+    combined on a log scale (half-widths in quadrature, as for independent estimates)."""
+    pair = runoff_pair(best, other, objective)
+    if pair is not None:
+        return pair.low  # one machine, one price: the cost share is the throughput ratio
+    mine, theirs = objective_value(best, objective), objective_value(other, objective)
+    best_ci, other_ci = objective_interval(best, objective), objective_interval(other, objective)
+    if mine is None or theirs is None or best_ci is None or other_ci is None:
+        return None
+    if min(mine, theirs, best_ci.low, other_ci.low) <= 0:
+        return None
+    share = theirs / mine if objective == "throughput" else mine / theirs
+    half = math.hypot(math.log(best_ci.high / best_ci.low) / 2, math.log(other_ci.high / other_ci.low) / 2)
+    return share * math.exp(-half)
+
+
+def shown_within_margin(best: Evaluation, other: Evaluation, objective: str) -> bool:
+    """An equivalence test (as TOST's lower bound): the data show `other` gives up at most TIE_MARGIN.
+    Only then may the tie rule rank it above the best estimate; an overlap alone is not enough, since
+    the rule would otherwise give up up to 5% on the estimates and more in truth (study P: batch 1 at
+    0.962x of batch 4 by the estimate, 0.876x at the interval's low end)."""
+    low = share_low(best, other, objective)
+    return low is not None and low >= 1.0 - TIE_MARGIN
+
+
+def _kept_reason(best: Evaluation, other: Evaluation, objective: str) -> str:
+    low = share_low(best, other, objective)
+    down_to = "" if low is None else f" (down to {low:.3f}x at its interval's low end)"
+    return (
+        f"the better estimate kept: the data do not show {other.label} within {TIE_MARGIN:.0%} of "
+        f"{best.label}{down_to}"
+    )
+
+
+def _tie_sentence(
+    group: list[Evaluation], best: Evaluation, after: list[Evaluation], reasons: dict[str, str],
+    objective: str,
+) -> str:
+    """`group`: the winner, then the tied candidates the tie rule ranked (the others follow in `after`)."""
+    winner = group[0]
+    others = ", ".join(
+        f"{ev.label} ({'the best estimate; ' if ev is best else ''}{_evidence(winner, ev, objective)})"
+        for ev in after
+    )
+    head = (
+        f"statistically tied on {objective} with {others}: the data cannot tell them apart and the "
+        f"estimates are within {TIE_MARGIN:.0%} (winner {_winner_figure(winner, objective)}); "
+    )
+    if winner is not best:
+        low = share_low(best, winner, objective) or 0.0
+        return head + (
+            f"chosen by the tie rule: {reasons[best.key]}, and shown within {TIE_MARGIN:.0%} of the best "
+            f"estimate ({low:.3f}x at its 95% interval's low end)"
+        )
+    if len(group) > 1:
+        return head + f"chosen by the tie rule: {reasons[after[0].key]}"
+    return head + reasons[after[0].key]
+
+
 def break_statistical_ties(ranked: Sequence[Evaluation], objective: str) -> TieOutcome:
-    """Reorder the candidates tied with the best one by the tie rule; say what the data support."""
+    """Reorder the candidates tied with the best one by the tie rule, among those the data show
+    within the margin of it; say what the data support."""
     ranked = runoff_order(ranked, objective)
     if len(ranked) < 2:
         return TieOutcome(ranked)
@@ -248,20 +312,15 @@ def break_statistical_ties(ranked: Sequence[Evaluation], objective: str) -> TieO
     tied = [ev for ev in noisy if _close(best, ev, objective)]
     if not tied:
         return TieOutcome(ranked, comparison=_lead(best, runner_up, objective, runner_up in noisy))
-    group = _tie_order([best, *tied], ranked)
+    eligible = [ev for ev in tied if shown_within_margin(best, ev, objective)]
+    group = _tie_order([best, *eligible], ranked)
     winner = group[0]
-    rest = [ev for ev in ranked if ev not in group]
+    after = [*group[1:], *(ev for ev in tied if ev not in eligible)]
     reasons = {ev.key: _why(winner, ev) for ev in group[1:]}
-    others = ", ".join(
-        f"{ev.label} ({'the best estimate; ' if ev is best else ''}{_evidence(winner, ev, objective)})"
-        for ev in group[1:]
-    )
-    comparison = (
-        f"statistically tied on {objective} with {others}: the data cannot tell them apart and the "
-        f"estimates are within {TIE_MARGIN:.0%} (winner {_winner_figure(winner, objective)}); chosen by "
-        f"the tie rule: {reasons[group[1].key]}"
-    )
-    return TieOutcome([*group, *rest], reasons, comparison)
+    reasons.update({ev.key: _kept_reason(best, ev, objective) for ev in after if ev.key not in reasons})
+    rest = [ev for ev in ranked if ev is not winner and ev not in after]
+    comparison = _tie_sentence(group, best, after, reasons, objective)
+    return TieOutcome([winner, *after, *rest], reasons, comparison)
 
 
 def _winner_figure(winner: Evaluation, objective: str) -> str:

@@ -183,14 +183,29 @@ def test_an_invalid_point_is_never_an_operating_point():
 
 
 def test_a_winner_within_the_noise_of_the_runner_up_is_a_statistical_tie():
-    """41 vs 40 req/s with +-3% intervals overlap: tied; the tie rule prefers fewer cores."""
-    small = make_trial("alpha", capacity_rps=40, workers=1, threads=2, noise=0.03)
-    big = make_trial("beta", capacity_rps=41.2, workers=2, threads=2, noise=0.03)
+    """40.6 vs 40 req/s with +-1% intervals overlap: tied, and the data show the smaller one within
+    5% (0.97 at the low end of the combined interval): the tie rule prefers fewer cores."""
+    small = make_trial("alpha", capacity_rps=40, workers=1, threads=2, noise=0.01)
+    big = make_trial("beta", capacity_rps=40.6, workers=2, threads=2, noise=0.01)
     rec = recommend([big, small], Constraints(objective="throughput"))
     assert rec.winner.backend == "alpha"  # fewer cores, although its point estimate is lower
     assert rec.tied_with == [_by_label(rec)["beta fp32 w2t2"].key]
     assert "statistically tied" in rec.comparison and "fewer cores" in rec.comparison
+    assert "shown within 5% of the best estimate" in rec.comparison
     assert "tie rule" in _by_label(rec)["beta fp32 w2t2"].reason
+
+
+def test_a_tie_the_data_do_not_show_within_the_margin_keeps_the_better_estimate():
+    """41.2 vs 40 req/s with +-3% intervals: tied (they overlap, 3% apart), but the smaller one may
+    be 7% slower (0.93 at the combined interval's low end): fewer cores does not buy that risk."""
+    small = make_trial("alpha", capacity_rps=40, workers=1, threads=2, noise=0.03)
+    big = make_trial("beta", capacity_rps=41.2, workers=2, threads=2, noise=0.03)
+    rec = recommend([big, small], Constraints(objective="throughput"))
+    assert rec.winner.backend == "beta"
+    assert rec.tied_with == [_by_label(rec)["alpha fp32 w1t2"].key]
+    assert "statistically tied" in rec.comparison and "the better estimate kept" in rec.comparison
+    assert re.search(r"down to 0\.9[0-4]\dx", rec.comparison), rec.comparison
+    assert "the better estimate kept" in _by_label(rec)["alpha fp32 w1t2"].reason
 
 
 def test_overlapping_intervals_beyond_the_tie_margin_keep_the_better_estimate():
