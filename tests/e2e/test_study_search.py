@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from study.runs import kill_after_first_trial, read_trials, resume
+from study.runs import kill_after_first_trial, rerun_measures_nothing, resume
 
 TINY_SEARCH = Path(__file__).parents[1] / "study" / "data" / "tiny_search.yaml"
 pytestmark = pytest.mark.slow
@@ -54,7 +53,5 @@ def test_a_killed_search_resumes_without_reprobing_and_fully_measures_only_final
         ranked = [r for r in csv.DictReader(results) if r["backend"] != "eager" and r["status"] == "ok"]
     if ranked[0]["throughput_rps"]:  # a finalist with no trusted point has no speed-up to state
         assert "in a paired runoff at 8 clients" in ranked[0]["vs_baseline"], ranked  # over eager, paired
-    again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert read_trials(out) == after  # a finished search measures nothing again, and decides the same
-    assert "4 candidates in the space, 3 probed, 2 run longer, 2 fully measured" in again.stdout
+    again = rerun_measures_nothing(command, out, after)  # a finished search measures nothing again
+    assert "4 candidates in the space, 3 probed, 2 run longer, 2 fully measured" in again  # decides the same

@@ -59,9 +59,10 @@ def resume(
 NOTHING_MEASURED = "nothing was measured this time"
 
 
-def rerun_measures_nothing(command: list[str], out: Path, before: list[TrialRecord]) -> None:
-    """A finished study run again reads its answer back, measures nothing, and says so."""
+def rerun_measures_nothing(command: list[str], out: Path, before: list[TrialRecord]) -> str:
+    """A finished study run again reads its answer back, measures nothing, and says so (its stdout)."""
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert read_trials(out) == before, "a finished study measured something again"
     assert NOTHING_MEASURED in done.stdout and "--fresh" in done.stdout, done.stdout
+    return done.stdout

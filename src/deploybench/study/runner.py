@@ -53,7 +53,7 @@ class StudyOutcome:
     resumed: int = 0
     weights: str = "random"
     unfinished: list[str] = field(default_factory=list)  # what did not run and why; a rerun resumes it
-    measured: int = 0  # records this run added; 0 with resumed > 0: the answer is the earlier run's
+    measured: int = 0  # trials this run recorded; 0 with resumed > 0: the answer is the earlier run's
 
 
 @dataclass
@@ -149,11 +149,8 @@ def run_study(
             progress.on_plan(jobs, done)
             events = TrialEvents(progress.on_trial_start, progress.on_live, progress.on_stage)
 
-            measured: list[str] = []
-
             def keep(record: TrialRecord) -> None:
                 store.append_trial(record)
-                measured.append(record.trial_id)
                 progress.on_trial_done(record)
 
             search = SearchRun(runner, ctx, store, events, keep, {t.trial_id: t for t in store.trials()})
@@ -167,7 +164,7 @@ def run_study(
                     store.append_trial(record)
                     progress.on_trial_done(record)
             unfinished = list(runner.unfinished)
-        trials = candidate_trials(store.trials())
-        return StudyOutcome(root, trials, len(done), weights, unfinished, measured=len(measured))
+        trials, measured = candidate_trials(store.trials()), len(store.trial_ids() - done)
+        return StudyOutcome(root, trials, len(done), weights, unfinished, measured)
     finally:
         store.release()
