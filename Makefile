@@ -27,8 +27,9 @@ run: $(STAMP)
 	$(BIN)/deploybench run $(RUN_ARGS)
 
 # The report's browser test needs Debian's Chromium; install it where we may (root, as in CI).
+# Both the browser and its driver: a Chromium without chromedriver would skip the test.
 browser:
-	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
 		echo "warning: chromium not installed; the browser test skips (and fails under CI)"
 
@@ -38,13 +39,14 @@ java:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null) || \
 		echo "warning: no Java 17; the torchserve stack reports itself unavailable and its tests skip"
 
-test: $(STAMP) browser java
-	$(BIN)/ruff check src tests bench
+test: $(STAMP) browser java lint
 	$(BIN)/python -m pytest
 
+# ruff (style, complexity) and import-linter (the package's floors, pyproject [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

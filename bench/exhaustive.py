@@ -28,8 +28,8 @@ from typing import Any
 import psutil
 
 from deploybench.config import Constraints
-from deploybench.evaluation import Evaluation
-from deploybench.recommend import recommend
+from deploybench.recommend.rank import recommend
+from deploybench.recommend.records import Evaluation
 from deploybench.results import TrialRecord
 from deploybench.study.runner import StudyProgress, run_study
 from deploybench.study.spec import StudyConfig, load_study_config

@@ -25,10 +25,10 @@ from serve_overhead import load_rate  # bench/ is on sys.path when a script ther
 from deploybench.config import ModelSpec
 from deploybench.export import export_candidate
 from deploybench.export.core import study_config
-from deploybench.payload import default_payload_path, read_payloads
+from deploybench.inputs.payload import default_payload_path, read_payloads
 from deploybench.report.study import load_study
 from deploybench.results import TrialRecord
-from deploybench.study.launcher import start_server, stop_server
+from deploybench.stacks.process import start_server, stop_server
 from deploybench.study.spec import study_model_spec
 from deploybench.study.summary import headline_point
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deploybench.backends.calibration import CALIBRATION_PHOTOS, augment
-from deploybench.backends.labelled import bundled_labelled_dir
+from deploybench.inputs.calibration import CALIBRATION_PHOTOS, augment
+from deploybench.inputs.labelled import bundled_labelled_dir
 
 PER_CLASS = 16
 SEED = 11

@@ -24,13 +24,13 @@ from rich.console import Console
 from rich.table import Table
 
 from deploybench.backends import BackendUnavailableError
-from deploybench.backends.accuracy import evaluate_labelled
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import parity_inputs
-from deploybench.backends.labelled import bundled_labelled_dir, load_labelled
-from deploybench.backends.parity import check_parity, input_variation, served_batch_sizes
 from deploybench.config import ModelSpec
-from deploybench.models import load_model, logits_for
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.inputs.labelled import bundled_labelled_dir, load_labelled
+from deploybench.models.sources import load_model, logits_for
+from deploybench.variants.accuracy import evaluate_labelled
+from deploybench.variants.parity import check_parity, input_variation, served_batch_sizes
 
 MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 BACKENDS = (

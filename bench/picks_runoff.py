@@ -3,7 +3,7 @@
 Each study folder's recommended candidate is served again, all of them at once, and measured the way
 search round 2 measures (study/runoff.py): one window each per round, in turn, the order reversed
 every round, so the host's drift cancels in their ratios. Printed: each pick's throughput over the
-best one's, round by round, its paired 95% interval (deploybench.ties.paired_ratio) and the verdict
+best one's, round by round, its paired 95% interval (deploybench.recommend.ties.paired_ratio) and the verdict
 the recommendation itself would give: tied when the interval reaches 1 and the estimate is within
 the 5% tie margin. Run under the CPU lock, after the studies (they share the artifact cache):
 
@@ -20,16 +20,15 @@ import argparse
 import threading
 from pathlib import Path
 
-from deploybench.payload import default_payload_path, read_payloads
-from deploybench.recommend import recommend
+from deploybench.inputs.payload import default_payload_path, read_payloads
+from deploybench.recommend.rank import recommend
+from deploybench.recommend.ties import geometric_mean, paired_ratio
 from deploybench.results import TrialRecord
-from deploybench.study.executors.base import TrialEvents
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.runoff import RunoffPlan, run_runoff
 from deploybench.study.spec import StudyConfig, load_study_config
 from deploybench.study.store import CONFIG, StudyStore
-from deploybench.study.trial import TrialContext, TrialJob
-from deploybench.ties import geometric_mean, paired_ratio
+from deploybench.study.trial import TrialContext, TrialEvents, TrialJob
 
 
 def study_pick(folder: Path) -> tuple[StudyConfig, TrialRecord]:

@@ -39,11 +39,11 @@ from pathlib import Path
 import psutil
 
 from deploybench.config import LoadConfig, ModelSpec, RuntimeKnobs
+from deploybench.inputs.payload import default_payload_path, preprocess
 from deploybench.load import HttpTarget, run_load
-from deploybench.payload import default_payload_path, preprocess
 from deploybench.results import Candidate, LoadPoint
-from deploybench.study.launcher import ServerProcess, stop_server
-from deploybench.study.launcher import start_server as launch_server
+from deploybench.stacks.process import ServerProcess, stop_server
+from deploybench.stacks.process import start_server as launch_server
 
 WRK_SCRIPT = (
     'local f = io.open(os.getenv("WRK_BODY"), "rb")\nwrk.method = "POST"\nwrk.body = f:read("*all")\n'

@@ -30,11 +30,11 @@ from typing import Any
 from serve_overhead import cpu_seconds
 
 from deploybench.config import LoadConfig, ModelSpec
+from deploybench.inputs.payload import default_payload_path
 from deploybench.load import run_points
-from deploybench.payload import default_payload_path
 from deploybench.results import Candidate, LoadPoint
 from deploybench.stacks import StackLaunch, StackServer, get_stack, resolve_stacks
-from deploybench.study.launcher import ServerStartError
+from deploybench.stacks.process import ServerStartError
 
 LEVELS = [1, 2, 4, 8, 16]
 

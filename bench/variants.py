@@ -23,10 +23,11 @@ from rich.table import Table
 
 from deploybench.backends import BackendUnavailableError, Variant, all_backends, get_backend
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import parity_inputs
-from deploybench.backends.timing import time_variant
 from deploybench.config import ModelSpec
-from deploybench.models import LoadedModel, load_model
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import load_model
+from deploybench.variants.timing import time_variant
 
 # Ratios to eager at batch 1 that the libraries reach on a 2-core AVX-512 machine (issue 2, MEASUREMENTS.md).
 TARGET_RATIO = {

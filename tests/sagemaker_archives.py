@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from deploybench.payload import default_payload_path
+from deploybench.inputs.payload import default_payload_path
 
 HEADER = '''
 import io

@@ -12,8 +12,9 @@ import torch
 from deploybench.backends.base import BackendUnavailableError
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
-from deploybench.models import RANDOM_BN_WEIGHTS, ModelLoadError, load_model, logits_for
-from deploybench.payload import default_payload_path, preprocess
+from deploybench.inputs.payload import default_payload_path, preprocess
+from deploybench.models.loaded import ModelLoadError
+from deploybench.models.sources import RANDOM_BN_WEIGHTS, load_model, logits_for
 
 TESTS = Path(__file__).parent
 TINY = "backends.tiny_models:tiny_cnn"
@@ -154,8 +155,8 @@ def test_a_cached_manifest_loads_a_torchvision_model_without_building_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A server worker loading a cached ONNX/OpenVINO artifact needs the fingerprint, not the network."""
-    from deploybench import model_manifest
-    from deploybench.models import _torchvision_checkpoint
+    from deploybench.models import manifest as model_manifest
+    from deploybench.models.sources import _torchvision_checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     spec, cache = ModelSpec(source="torchvision:mobilenet_v3_small"), tmp_path / "cache"

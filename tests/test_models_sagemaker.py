@@ -23,11 +23,12 @@ from sagemaker_archives import (
 )
 from typer.testing import CliRunner
 
-from deploybench.backends.evaluate import evaluate_variants, parity_set
 from deploybench.cli import app
 from deploybench.config import ModelSpec
-from deploybench.handler_check import check_predict_fn
-from deploybench.models import ModelLoadError, load_model
+from deploybench.models.loaded import ModelLoadError
+from deploybench.models.sources import load_model
+from deploybench.sagemaker.handler_check import check_predict_fn
+from deploybench.variants.verify import evaluate_variants, parity_set
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploybench.payload import (
+from deploybench.inputs.payload import (
     CROP,
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -55,27 +55,18 @@ class ParityThresholds(StrictModel):
     `*_min_cosine` bounds the 10th percentile of the per-input cosine of the input-dependent logits
     (the typical input), `*_cosine_floor` the worst input; fp32 applies its limit to every input.
     `*_max_rel_err` bounds the largest logit error over the input's logit range (cosine is blind to
-    scale). Set from correct builds of pretrained networks (bench/parity_thresholds.py: 32 parity
-    inputs at batch sizes 1..8, AMD EPYC without native bf16, 2026-12-01), with margin:
-      fp32 (ORT, OpenVINO, TorchScript), EfficientNet-Lite0: cosine 1 - 1e-11, max_rel_err 1.2e-6,
-        top-1 100%  -> cosine 0.9999, max_rel_err 1e-3, top-1 99%;
-      bf16 (eager autocast), Lite0: top-1 95.0%, cosine p10 0.998 / worst 0.989, max_rel_err 0.061
-        -> 0.99 / 0.95, 0.2, top-1 90%;
-      int8: Lite0 onnxruntime-int8 top-1 81.7%, cosine p10 0.875 / worst 0.847, max_rel_err 0.23;
-        Lite0 openvino-int8 78.3%, 0.894 / 0.874, 0.25; Lite1 onnxruntime-int8 71.7%, 0.666 / 0.535,
-        0.40; Lite1 openvino-int8 91.7%, 0.883 / 0.873, 0.26  -> 0.55 / 0.40, 0.6, top-1 60%.
+    scale). Each limit sits with a margin below what correct builds of pretrained networks reach
+    (bench/parity_thresholds.py), so a correct build of any backend passes; none is set to let a
+    particular backend pass.
     min_input_variation: below it the reference's outputs barely depend on the input and nothing
-    can be verified (measured: Lite0 0.77, random ResNet50 with BatchNorm re-estimated 0.41, random
-    ResNet50 untouched 0.096).
-    min_batch_consistency: the worst input's cosine between a variant's own outputs at two batch sizes
-    (every backend measured: 1.0000, even on random ResNet50, where switching the whole network to
-    bf16 costs 0.91); a batch that swaps or repeats rows scores far below.
-    random_min_cosine: a random network amplifies rounding far beyond a trained one (random ResNet50:
-    correct openvino-int8 cosine p10 0.24 / worst -0.31, eager-bf16 0.965 / 0.908, where Lite0 gives
-    0.894 and 0.998), so a reduced-precision variant of a random-weight model has its backend judged on
-    a trained stand-in with the limits above (backends/stand_in.py), and its own artifact only against
-    this floor on the cosine p10: every correct build >= 0.24, broken ones well below zero
-    (zeros-calibrated int8 -0.95, a constant output -0.96, rows shifted -0.95, noise -0.54).
+    can be verified.
+    min_batch_consistency: the worst input's cosine between a variant's own outputs at two batch sizes;
+    a correct backend agrees with itself more closely than a change of precision would, and a batch
+    that swaps or repeats rows scores far below.
+    random_min_cosine: a random network amplifies rounding far beyond a trained one, so a
+    reduced-precision variant of a random-weight model has its backend judged on a trained stand-in
+    with the limits above (backends/stand_in.py), and its own artifact only against this floor on the
+    cosine p10: correct builds stay above it, broken ones fall well below zero.
     """
 
     fp32_min_cosine: float = 0.9999
@@ -99,7 +90,7 @@ class RuntimeKnobs(StrictModel):
 
     Every field is explicit and recorded with every trial, so a search can enumerate them; which
     backend honours which knob is declared by the backend (Backend.runtime_knobs). Defaults are
-    what measured best on the 2-core reference machines (see bench/serve_overhead.py).
+    the settings that served best in bench/serve_overhead.py.
     """
 
     pin: bool = Field(
@@ -115,10 +106,10 @@ class RuntimeKnobs(StrictModel):
     inter_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime / torch inter-op threads")
     spin: bool | None = Field(
         None,
-        description="idle runtime threads spin (ORT allow_spinning, OMP_WAIT_POLICY=ACTIVE); None: each "
-        "runtime's measured default: ONNX Runtime spins when a worker has 2+ threads (1 worker x 2 threads "
-        "served +19% here), OpenMP keeps libgomp's spin-then-sleep (eager 1 x 2 served 1.03 of in-process; "
-        "passive waiting 0.52, active waiting starved everything beside it)",
+        description="idle runtime threads spin (ORT allow_spinning, OMP_WAIT_POLICY=ACTIVE); None: the "
+        "setting that serves best per runtime: ONNX Runtime spins when a worker has 2+ threads, OpenMP "
+        "keeps libgomp's spin-then-sleep (passive waiting makes every parallel region sleep and wake, "
+        "active waiting starves every process beside the worker)",
     )
     thread_pinning: bool = Field(
         False, description="the runtime pins each of its threads to one core of the worker's cores"
@@ -237,3 +228,13 @@ class Constraints(StrictModel):
     reject_significant_drop: bool = Field(
         False, description="also exclude variants whose top-1 drop is significant (McNemar, p < 0.05)"
     )
+
+
+class MachineSpec(StrictModel):
+    """The machine the study runs on and its price: given, or the catalogue entry matching the
+    detected CPU family and vCPUs (deploybench.pricing.machine)."""
+
+    label: str | None = None
+    instance: str | None = None
+    price_per_hour: float | None = Field(None, gt=0)
+    unpriced: bool = Field(False, description="run without a price when no catalogue entry matches")

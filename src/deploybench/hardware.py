@@ -2,7 +2,7 @@
 
 The CPU family is read from /proc/cpuinfo's numbers (x86: vendor_id, cpu family, model, stepping;
 Arm: CPU implementer and part), never from the model name: a cloud VM often shows only "AMD EPYC".
-The family decides which catalogue rows may price the machine (deploybench.machine), so a Zen 3
+The family decides which catalogue rows may price the machine (deploybench.pricing.machine), so a Zen 3
 EPYC (AWS c6a/m6a/r6a) is never priced as an Intel Sapphire Rapids c7i.
 """
 
@@ -30,7 +30,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 # (vendor_id, cpu family, models) -> (family code, generation as vendors name it). Sources: AMD and
 # Intel model numbers as Linux reports them (arch/x86/include/asm/intel-family.h; AMD's processor
-# programming references); checked on the machines these studies ran on (Milan: family 25 model 1).
+# programming references), e.g. Milan reports family 25 model 1.
 X86_FAMILIES: tuple[tuple[str, int, Iterable[int], str, str], ...] = (
     ("AuthenticAMD", 23, range(0x00, 0x10), "naples", "1st Gen AMD EPYC (Zen)"),
     ("AuthenticAMD", 23, range(0x30, 0x40), "rome", "2nd Gen AMD EPYC (Zen 2)"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploybench.backends.calibration import parity_inputs
 from deploybench.config import ModelSpec
-from deploybench.models import LoadedModel, load_model, logits_for
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import load_model, logits_for
 
 TINY = "backends.tiny_models:tiny_cnn"
 

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploybench.backends.accuracy import evaluate_labelled, mcnemar_exact, paired_difference_interval
-from deploybench.backends.calibration import calibration_source_paths
-from deploybench.backends.labelled import (
+from deploybench.inputs.calibration import calibration_source_paths
+from deploybench.inputs.labelled import (
     LabelledDataError,
     bundled_labelled_dir,
     check_disjoint,
     load_labelled,
 )
-from deploybench.models import LoadedModel, imagenet_labels, logits_for
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import imagenet_labels, logits_for
+from deploybench.variants.accuracy import evaluate_labelled, mcnemar_exact, paired_difference_interval
 
 LABELS = imagenet_labels()
 BUNDLED = bundled_labelled_dir()

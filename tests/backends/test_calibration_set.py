@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploybench.backends import calibration
-from deploybench.backends.calibration import CalibrationSet, calibration_digest, calibration_source_paths
+from deploybench.inputs import calibration
+from deploybench.inputs.calibration import CalibrationSet, calibration_digest, calibration_source_paths
 
 SHAPE = (3, 224, 224)
 

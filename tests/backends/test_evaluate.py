@@ -21,9 +21,9 @@ from deploybench.backends.base import (
     register,
 )
 from deploybench.backends.eager import EagerBackend
-from deploybench.backends.evaluate import evaluate_variants
 from deploybench.config import ModelSpec
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
+from deploybench.variants.verify import evaluate_variants
 
 from .conftest import TINY
 

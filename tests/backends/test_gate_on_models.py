@@ -11,12 +11,13 @@ import torch
 
 from deploybench.backends import BuildContext, get_backend
 from deploybench.backends.build import example_batch
-from deploybench.backends.calibration import calibration_images, parity_inputs
 from deploybench.backends.eager import TorchModuleVariant
-from deploybench.backends.parity import check_parity, input_variation
-from deploybench.backends.served import ServedParityError, verify_served_variant
 from deploybench.config import ModelSpec, ParityThresholds
-from deploybench.models import BATCHNORM_FILE, RANDOM_BN_WEIGHTS, LoadedModel, load_model, logits_for
+from deploybench.inputs.calibration import calibration_images, parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import BATCHNORM_FILE, RANDOM_BN_WEIGHTS, load_model, logits_for
+from deploybench.variants.parity import check_parity, input_variation
+from deploybench.variants.served import ServedParityError, verify_served_variant
 
 
 def test_random_weights_get_batchnorm_statistics_so_outputs_depend_on_the_input(tmp_path: Path) -> None:

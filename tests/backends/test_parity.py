@@ -6,9 +6,9 @@ import numpy as np
 
 from deploybench.backends.base import Variant
 from deploybench.backends.eager import TorchModuleVariant
-from deploybench.backends.parity import check_parity, compare_logits, flat_logits_reason
 from deploybench.config import ParityThresholds
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
+from deploybench.variants.parity import check_parity, compare_logits, flat_logits_reason
 
 
 class _Perturbed(Variant):

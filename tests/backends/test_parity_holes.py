@@ -15,12 +15,12 @@ import torch
 import torchvision
 
 from deploybench.backends.base import _REGISTRY, Availability, Backend, BuildContext, Variant, register
-from deploybench.backends.calibration import calibration_images, parity_inputs
 from deploybench.backends.eager import TorchModuleVariant
-from deploybench.backends.evaluate import evaluate_variants
-from deploybench.backends.parity import check_parity, compare_logits
 from deploybench.config import ModelSpec, ParityThresholds
-from deploybench.models import LoadedModel
+from deploybench.inputs.calibration import calibration_images, parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.variants.parity import check_parity, compare_logits
+from deploybench.variants.verify import evaluate_variants
 
 from .conftest import TINY
 

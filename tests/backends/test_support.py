@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploybench.backends.cache import default_cache_root, variant_cache_dir
-from deploybench.backends.calibration import (
+from deploybench.backends.eager import TorchModuleVariant
+from deploybench.cache import default_cache_root, variant_cache_dir
+from deploybench.inputs.calibration import (
     calibration_images,
     calibration_source_paths,
     parity_inputs,
     parity_source_paths,
 )
-from deploybench.backends.eager import TorchModuleVariant
-from deploybench.backends.timing import time_preprocessing, time_variant
-from deploybench.models import LoadedModel
-from deploybench.payload import default_payload_path
+from deploybench.inputs.payload import default_payload_path
+from deploybench.models.loaded import LoadedModel
+from deploybench.variants.timing import time_preprocessing, time_variant
 
 
 def test_calibration_images_are_varied_natural_photos() -> None:

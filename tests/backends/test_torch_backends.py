@@ -10,11 +10,12 @@ import torch
 
 from deploybench.backends.base import get_backend
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import parity_inputs
-from deploybench.backends.parity import check_parity
 from deploybench.config import ParityThresholds
 from deploybench.hardware import has_native_bf16
-from deploybench.models import LoadedModel, logits_for
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import logits_for
+from deploybench.variants.parity import check_parity
 
 
 def skip_unless_available(backend: str) -> None:

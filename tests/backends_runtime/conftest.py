@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from deploybench.backends import BuildContext
-from deploybench.backends.calibration import calibration_images, parity_inputs
 from deploybench.config import ModelSpec
-from deploybench.models import LoadedModel, load_model
+from deploybench.inputs.calibration import calibration_images, parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import load_model
 
 THREADS = 2
 CALIBRATION_COUNT = 32  # small on purpose: tests check behaviour, the bench uses the full set

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deploybench.backends import BackendUnavailableError, BuildContext, available_backends, get_backend
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
 
 CUDA = torch.cuda.is_available()
 

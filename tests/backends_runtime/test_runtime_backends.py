@@ -10,9 +10,9 @@ import torch
 
 from deploybench.backends import BuildContext, Variant, get_backend
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import parity_inputs
-from deploybench.backends.parity import check_parity
-from deploybench.models import LoadedModel
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.variants.parity import check_parity
 
 THREADS = 2
 

@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 
 from deploybench.backends import Variant
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import parity_inputs
 from deploybench.backends.eager import TorchModuleVariant
-from deploybench.backends.evaluate import VariantsReport, evaluate_variants
-from deploybench.backends.stand_in import JUDGED_ON, StandIn, judge_variant, needs_stand_in
 from deploybench.cli import app
 from deploybench.config import ModelSpec, ParityThresholds
-from deploybench.models import LoadedModel, load_model, logits_for
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import load_model, logits_for
+from deploybench.variants.stand_in import JUDGED_ON, StandIn, judge_variant, needs_stand_in
+from deploybench.variants.verify import VariantsReport, evaluate_variants
 
 RANDOM_SMALL = ModelSpec(source="torchvision:mobilenet_v3_small", weights="random")
 SIZES = [1, 2, 3]

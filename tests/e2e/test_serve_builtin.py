@@ -28,7 +28,7 @@ from serve_support import (
 
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
-from deploybench.payload import default_payload_path, preprocess
+from deploybench.inputs.payload import default_payload_path, preprocess
 
 pytestmark = pytest.mark.slow
 JPEG = {"Content-Type": "image/jpeg"}

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from serve_support import SMALL_MODEL, Server, ping, request, serve_cli, start_server
 
-from deploybench.payload import default_payload_path
+from deploybench.inputs.payload import default_payload_path
 
 pytestmark = pytest.mark.slow
 JPEG = {"Content-Type": "image/jpeg"}

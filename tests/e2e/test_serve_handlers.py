@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from serve_support import SMALL_MODEL, Server, npy, request, serve_cli, start_server
 
-from deploybench.payload import default_payload_path, preprocess
+from deploybench.inputs.payload import default_payload_path, preprocess
 
 pytestmark = pytest.mark.slow
 

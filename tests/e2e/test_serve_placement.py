@@ -13,7 +13,7 @@ from serve_support import SMALL_MODEL, distinct_jpegs, npy, request, start_serve
 
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
-from deploybench.payload import preprocess
+from deploybench.inputs.payload import preprocess
 
 pytestmark = pytest.mark.slow
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1

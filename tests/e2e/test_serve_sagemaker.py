@@ -24,7 +24,7 @@ import pytest
 import torch
 from serve_support import Server, assert_no_internals, npy, request, serve_cli, start_server
 
-from deploybench.payload import default_payload_path
+from deploybench.inputs.payload import default_payload_path
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).parent / "sagemaker_examples"

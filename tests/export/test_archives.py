@@ -19,8 +19,8 @@ from sagemaker_archives import example_archive, sample_photos
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
 from deploybench.export import export_candidate
-from deploybench.payload import default_payload_path
-from deploybench.serve import vision
+from deploybench.inputs.payload import default_payload_path
+from deploybench.sagemaker import codecs
 
 TINY = "backends.tiny_models:tiny_cnn"
 
@@ -72,16 +72,16 @@ def test_builtin_pipeline_is_inlined_and_answers_like_deploybench(
     spec = ModelSpec(source=TINY, weights="random")
     variant, loaded = build_variant(spec, backend, threads=2, cache_dir=tmp_path / "cache")
     image = np.empty((3, 224, 224), np.float32)
-    vision.decode_into(body, "image/jpeg", image)
+    codecs.decode_into(body, "image/jpeg", image)
     reference = variant.predict(image[None])
-    expected = json.loads(vision.encode_output(reference[0], vision.JSON, loaded.labels, 5))
+    expected = json.loads(codecs.encode_output(reference[0], codecs.JSON, loaded.labels, 5))
     got = json.loads(answer)
-    assert content_type == vision.JSON
+    assert content_type == codecs.JSON
     assert [p["index"] for p in got["predictions"]] == [p["index"] for p in expected["predictions"]]
     scores = [p["score"] for p in expected["predictions"]]
     assert [p["score"] for p in got["predictions"]] == pytest.approx(scores, rel=1e-5)
     raw, kind = handler.output_fn(logits, "application/x-npy")  # type: ignore[attr-defined]
-    assert kind == vision.NPY
+    assert kind == codecs.NPY
     np.testing.assert_allclose(np.load(io.BytesIO(raw)), reference[0], rtol=1e-5, atol=1e-5)
 
 

@@ -56,8 +56,13 @@ def payloads() -> list[bytes]:
 def quick_cfg(**overrides: object) -> LoadConfig:
     """Short windows so a point takes a few seconds, not minutes."""
     values: dict[str, object] = {
-        "warmup_requests": 5, "warmup_s": 0.2, "window_s": 0.5, "min_window_requests": 20,
-        "max_windows": 6, "duration_s": 6.0, "request_timeout_s": 5.0,
+        "warmup_requests": 5,
+        "warmup_s": 0.2,
+        "window_s": 0.5,
+        "min_window_requests": 20,
+        "max_windows": 6,
+        "duration_s": 6.0,
+        "request_timeout_s": 5.0,
     }
     values.update(overrides)
     return LoadConfig(**values)

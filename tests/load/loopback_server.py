@@ -90,23 +90,35 @@ async def by_connection(request: Request) -> Response:
 async def invocations(request: Request) -> Response:
     body = await request.body()
     return JSONResponse(
-        {"endpoint": request.path_params["name"], "bytes": len(body),
-         "content_type": request.headers.get("content-type")},
+        {
+            "endpoint": request.path_params["name"],
+            "bytes": len(body),
+            "content_type": request.headers.get("content-type"),
+        },
         headers={"Server-Timing": "decode;dur=1.5, infer;dur=4"},
     )
 
 
-app = Starlette(routes=[
-    Route("/echo", echo, methods=["POST"]),
-    Route("/sleep/{ms}", sleep, methods=["POST"]),
-    Route("/stall/{key}/{after}", stall, methods=["POST"]),
-    Route("/flaky", flaky, methods=["POST"]),
-    Route("/serial/{ms}", serial, methods=["POST"]),
-    Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
-    Route("/redirect", redirect, methods=["POST"]),
-    Route("/by-connection/{fast}/{slow}", by_connection, methods=["POST"]),
-])
+app = Starlette(
+    routes=[
+        Route("/echo", echo, methods=["POST"]),
+        Route("/sleep/{ms}", sleep, methods=["POST"]),
+        Route("/stall/{key}/{after}", stall, methods=["POST"]),
+        Route("/flaky", flaky, methods=["POST"]),
+        Route("/serial/{ms}", serial, methods=["POST"]),
+        Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
+        Route("/redirect", redirect, methods=["POST"]),
+        Route("/by-connection/{fast}/{slow}", by_connection, methods=["POST"]),
+    ]
+)
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )

@@ -21,8 +21,22 @@ QUICK = ["--duration", "3", "--window", "0.5", "--warmup", "0.2", "--min-window-
 @pytest.mark.slow
 def test_load_command_writes_json_and_csv(server_url: str, tmp_path: Path) -> None:
     out_json, out_csv = tmp_path / "load.json", tmp_path / "load.csv"
-    result = runner.invoke(app, ["load", f"{server_url}/sleep/5", "--concurrency", "2", *QUICK,
-                                 "--slo-p99-ms", "500", "--json", str(out_json), "--csv", str(out_csv)])
+    result = runner.invoke(
+        app,
+        [
+            "load",
+            f"{server_url}/sleep/5",
+            "--concurrency",
+            "2",
+            *QUICK,
+            "--slo-p99-ms",
+            "500",
+            "--json",
+            str(out_json),
+            "--csv",
+            str(out_csv),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "req/s" in result.output and "c=2" in result.output
     data = json.loads(out_json.read_text())

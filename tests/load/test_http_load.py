@@ -66,8 +66,14 @@ def test_open_loop_replays_a_trace_of_intervals_over_two_processes(
     server_url: str, payloads: list[bytes]
 ) -> None:
     # perf_analyzer's --request-intervals: gaps of 5 ms and 15 ms in turn are 100 req/s on average
-    cfg = quick_cfg(arrival="intervals", request_intervals_us=[5000, 15000], window_s=1.0, max_windows=3,
-                    duration_s=4.0, processes=2)
+    cfg = quick_cfg(
+        arrival="intervals",
+        request_intervals_us=[5000, 15000],
+        window_s=1.0,
+        max_windows=3,
+        duration_s=4.0,
+        processes=2,
+    )
     point = run_load(HttpTarget(f"{server_url}/echo", payloads), cfg).points[0]
     assert point.mode == "open" and point.target_rate == pytest.approx(100.0)
     assert 85.0 <= point.client.sends / point.duration_s <= 115.0
@@ -78,10 +84,12 @@ def test_open_loop_shows_a_stall_that_closed_loop_hides(server_url: str, payload
     # The server blocks for 1 s once. Open loop keeps its schedule, so every request due during the
     # stall waits (latency from the scheduled time); closed loop just stops sending for 1 s.
     cfg = quick_cfg(warmup_requests=0, warmup_s=0.0, window_s=1.0, max_windows=4, duration_s=4.5)
-    opened = run_load(HttpTarget(f"{server_url}/stall/open/150", payloads),
-                      cfg.model_copy(update={"rate": 100.0}))
-    closed = run_load(HttpTarget(f"{server_url}/stall/closed/250", payloads),
-                      cfg.model_copy(update={"concurrency": 1}))
+    opened = run_load(
+        HttpTarget(f"{server_url}/stall/open/150", payloads), cfg.model_copy(update={"rate": 100.0})
+    )
+    closed = run_load(
+        HttpTarget(f"{server_url}/stall/closed/250", payloads), cfg.model_copy(update={"concurrency": 1})
+    )
     open_point, closed_point = opened.points[0], closed.points[0]
     assert open_point.latency.max_ms >= 800 and closed_point.latency.max_ms >= 800  # both saw the stall
     assert open_point.latency.p99_ms >= 500
@@ -97,8 +105,16 @@ def test_server_errors_are_counted_and_the_run_goes_on(server_url: str, payloads
 
 
 def test_timeouts_are_counted(server_url: str, payloads: list[bytes]) -> None:
-    cfg = quick_cfg(concurrency=2, request_timeout_s=0.2, warmup_requests=0, warmup_s=0.0,
-                    min_window_requests=1, max_windows=1, window_s=0.5, duration_s=2.0)
+    cfg = quick_cfg(
+        concurrency=2,
+        request_timeout_s=0.2,
+        warmup_requests=0,
+        warmup_s=0.0,
+        min_window_requests=1,
+        max_windows=1,
+        window_s=0.5,
+        duration_s=2.0,
+    )
     point = run_load(HttpTarget(f"{server_url}/sleep/2000", payloads), cfg).points[0]
     assert point.errors.get("timeout", 0) >= 2 and point.ok == 0
 
@@ -140,8 +156,9 @@ def test_stop_event_ends_a_run_early_and_still_reports(server_url: str, payloads
 
 def test_concurrency_levels_and_extra_level(server_url: str, payloads: list[bytes]) -> None:
     cfg = quick_cfg(max_windows=4, duration_s=3.0)
-    report = sweep_concurrency(HttpTarget(f"{server_url}/sleep/20", payloads), cfg, levels=[1, 4],
-                               extra_levels=[2])
+    report = sweep_concurrency(
+        HttpTarget(f"{server_url}/sleep/20", payloads), cfg, levels=[1, 4], extra_levels=[2]
+    )
     assert [p.concurrency for p in report.points] == [1, 2, 4]
     assert report.points[2].throughput_rps > 2 * report.points[0].throughput_rps
     assert report.index_of_concurrency(2) == 1
@@ -158,8 +175,15 @@ def test_concurrency_sweep_stops_at_the_plateau(server_url: str, payloads: list[
 
 def test_rate_sweep_finds_the_highest_rate_within_the_slo(server_url: str, payloads: list[bytes]) -> None:
     # /serial/5 serves one request at a time: at most 200 req/s. p99 <= 100 ms holds below that.
-    cfg = quick_cfg(sweep="rate", rate=100.0, slo_p99_ms=100.0, window_s=0.5, max_windows=4, duration_s=8.0,
-                    min_window_requests=10)
+    cfg = quick_cfg(
+        sweep="rate",
+        rate=100.0,
+        slo_p99_ms=100.0,
+        window_s=0.5,
+        max_windows=4,
+        duration_s=8.0,
+        min_window_requests=10,
+    )
     report = run_load(HttpTarget(f"{server_url}/serial/5", payloads), cfg)
     assert report.slo_rate_index is not None
     best = report.points[report.slo_rate_index]

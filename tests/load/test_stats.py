@@ -56,11 +56,14 @@ def test_slo_verdict_counts_errors_as_overshoots() -> None:
     assert slo_verdict(hist, errors=0, bound_ms=20).overshoots == 1
 
 
-def _windows(throughputs: list[float], p99s: list[float], requests: int = 2000,
-             p50s: list[float] | None = None) -> list[WindowSummary]:
+def _windows(
+    throughputs: list[float], p99s: list[float], requests: int = 2000, p50s: list[float] | None = None
+) -> list[WindowSummary]:
     p50s = p50s or [1.0] * len(throughputs)
-    return [WindowSummary(duration_s=1.0, ok=requests, errors=0, throughput_rps=t, p50_ms=m, p99_ms=p)
-            for t, p, m in zip(throughputs, p99s, p50s, strict=True)]
+    return [
+        WindowSummary(duration_s=1.0, ok=requests, errors=0, throughput_rps=t, p50_ms=m, p99_ms=p)
+        for t, p, m in zip(throughputs, p99s, p50s, strict=True)
+    ]
 
 
 def test_stability_is_perf_analyzers_max_over_min_rule() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploybench.pricing import (
+from deploybench.pricing.catalogue import (
     CATALOGUE_COLUMNS,
     PriceFileError,
     UnknownInstanceError,

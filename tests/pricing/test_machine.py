@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from report.report_factory import make_trial
 
+from deploybench.config import MachineSpec
 from deploybench.hardware import CpuProfile, MachineProfile
-from deploybench.machine import MachinePriceError, resolve_machine
-from deploybench.pricing import PriceOverride
+from deploybench.pricing.catalogue import PriceOverride
+from deploybench.pricing.machine import MachinePriceError, resolve_machine
 from deploybench.report import write_report
-from deploybench.study.spec import MachineSpec
 
 
 def machine(

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from deploybench.pricing import (
+from deploybench.pricing.catalogue import (
     HOURS_PER_MONTH,
     cost_per_million,
     plan_capacity,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deploybench.backends.accuracy import Outcome, absolute_report, compare
 from deploybench.config import Constraints
-from deploybench.recommend import recommend
+from deploybench.recommend.rank import recommend
 from deploybench.report import write_report
 from deploybench.results import TrialRecord
+from deploybench.variants.accuracy import Outcome, absolute_report, compare
 from report.report_factory import write_study
 
 N = 500

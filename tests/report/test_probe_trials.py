@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deploybench.recommend import recommend
+from deploybench.recommend.rank import recommend
 from deploybench.report import write_report
 from deploybench.report.study import load_study
 from deploybench.results import TrialRecord

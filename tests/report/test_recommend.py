@@ -9,8 +9,8 @@ import pytest
 
 from deploybench.config import Constraints
 from deploybench.load import decode_histogram, slo_verdict
-from deploybench.pricing import PriceOverride
-from deploybench.recommend import pareto_front, recommend, select_point
+from deploybench.pricing.catalogue import PriceOverride
+from deploybench.recommend.rank import pareto_front, recommend, select_point
 from deploybench.results import MachineInfo, TrialRecord
 from report.report_factory import C5_XLARGE, make_trial
 
@@ -175,9 +175,15 @@ def test_a_saturated_client_is_never_an_operating_point():
 
 def test_an_invalid_point_is_never_an_operating_point():
     trial = make_trial("eager", capacity_rps=20)
-    points = [p.model_copy(update={"invalid_reason": "load worker 1 died (exit code -9)",
-                                   "flags": ["invalid: load worker 1 died (exit code -9)"]})
-              for p in trial.points]
+    points = [
+        p.model_copy(
+            update={
+                "invalid_reason": "load worker 1 died (exit code -9)",
+                "flags": ["invalid: load worker 1 died (exit code -9)"],
+            }
+        )
+        for p in trial.points
+    ]
     ev = recommend([trial.model_copy(update={"points": points})]).evaluations[0]
     assert not ev.eligible and "invalid" in ev.reason
 
@@ -225,8 +231,10 @@ def test_p99_against_the_baseline_compares_both_at_16_clients():
     winner, base = rec.winner, _by_label(rec)["eager fp32 w1t2"]
     assert winner.p99_change_at_c16 and winner.c16_p99_ms and base.c16_p99_ms
     assert winner.p99_change_pct == pytest.approx((winner.c16_p99_ms / base.c16_p99_ms - 1) * 100)
-    no_c16 = [t.model_copy(update={"c16_index": None}) for t in (make_trial("eager", capacity_rps=10),
-                                                                 make_trial("beta", capacity_rps=60))]
+    no_c16 = [
+        t.model_copy(update={"c16_index": None})
+        for t in (make_trial("eager", capacity_rps=10), make_trial("beta", capacity_rps=60))
+    ]
     plain = recommend(no_c16).winner
     assert not plain.p99_change_at_c16 and "at 16 clients" not in (plain.vs_baseline or "")
 

@@ -8,9 +8,9 @@ import math
 import pytest
 
 from deploybench.config import Constraints
-from deploybench.recommend import recommend
+from deploybench.recommend.rank import recommend
+from deploybench.recommend.ties import paired_ratio
 from deploybench.results import RunoffSample
-from deploybench.ties import paired_ratio
 from report.report_factory import make_trial
 
 # The host slows down 12% over the runoff: every candidate's rounds drift together.
@@ -106,11 +106,14 @@ def test_the_speed_up_over_an_unstable_eager_baseline_comes_from_their_paired_ru
     assert free.usd_per_hour is None and free.throughput_x_paired == 4 and free.cost_change_pct is None
 
 
-@pytest.mark.parametrize(("leaner_mb", "winner", "why"), [
-    # 1% less: the allocator's noise, the better estimate stays
-    (1376.0, "alpha", "tie rule: equal on every tie criterion (memory within 10%)"),
-    (1200.0, "beta", "less memory: 1,200 MB vs 1,389 MB"),  # 14% less: a reason
-])
+@pytest.mark.parametrize(
+    ("leaner_mb", "winner", "why"),
+    [
+        # 1% less: the allocator's noise, the better estimate stays
+        (1376.0, "alpha", "tie rule: equal on every tie criterion (memory within 10%)"),
+        (1200.0, "beta", "less memory: 1,200 MB vs 1,389 MB"),  # 14% less: a reason
+    ],
+)
 def test_less_memory_decides_a_tie_only_beyond_its_margin(leaner_mb: float, winner: str, why: str) -> None:
     """Two tied int8 runtimes, equal on machine, cores and batching (study N: 1,376 vs 1,389 MB)."""
     ahead = make_trial("alpha", capacity_rps=33.0, workers=2, threads=1, max_batch_size=4, noise=0.02)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploybench.serve.archive import ArchiveError, safe_extract
+from deploybench.sagemaker.archive import ArchiveError, safe_extract
 
 
 def make_archive(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:

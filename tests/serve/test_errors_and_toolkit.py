@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse
 import torch
 
-from deploybench.serve import toolkit
-from deploybench.serve.errors import ServeError, client_message, exception_body
+from deploybench.sagemaker import toolkit
+from deploybench.sagemaker.errors import ServeError, client_message, exception_body
 
 
 class ToolkitError(Exception):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from deploybench.config import ModelSpec
-from deploybench.serve.context import HandlerContext
-from deploybench.serve.errors import ServeError, error_status
-from deploybench.serve.handlers import HandlerContractError, bind, check_contract_source
+from deploybench.sagemaker.context import HandlerContext
+from deploybench.sagemaker.contract import HandlerContractError, bind, check_contract_source
+from deploybench.sagemaker.errors import ServeError, error_status
 from deploybench.serve.settings import SettingsError, resolve_settings
 
 ENV = {

@@ -18,7 +18,7 @@ from sagemaker_archives import (
 )
 
 from deploybench.config import ModelSpec, ServerConfig
-from deploybench.models_sagemaker import open_handler, run_model_fn
+from deploybench.models.sagemaker import open_handler, run_model_fn
 from deploybench.serve.protocol import WorkItem
 from deploybench.serve.settings import ServeSettings
 from deploybench.serve.user import UserPipeline, resolve_functions

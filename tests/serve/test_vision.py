@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from deploybench.payload import default_payload_path, preprocess
-from deploybench.serve.errors import ServeError
-from deploybench.serve.vision import decode_into, encode_output, negotiate_accept, top_k_json
+from deploybench.inputs.payload import default_payload_path, preprocess
+from deploybench.sagemaker.codecs import decode_into, encode_output, negotiate_accept, top_k_json
+from deploybench.sagemaker.errors import ServeError
 
 
 def npy_body(array: np.ndarray) -> bytes:

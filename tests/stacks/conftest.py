@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from deploybench.config import ModelSpec
-from deploybench.payload import default_payload_path, preprocess
+from deploybench.inputs.payload import default_payload_path, preprocess
 from deploybench.stacks import Stack, get_stack
 
 MODEL = ModelSpec(source="efficientnet-lite0", weights="pretrained")
@@ -33,7 +33,7 @@ def sample() -> bytes:
 @pytest.fixture(scope="session")
 def eager_top1(sample: bytes) -> int:
     """The eager PyTorch answer on the sample image: what every stack must answer."""
-    from deploybench.models import load_model, logits_for
+    from deploybench.models.sources import load_model, logits_for
 
     logits = logits_for(load_model(MODEL), preprocess(sample)[None])
     return int(np.argmax(logits[0]))

@@ -17,7 +17,7 @@ from deploybench.config import LoadConfig
 from deploybench.load import measure_point
 from deploybench.results import Candidate
 from deploybench.stacks import StackLaunch, StackServer
-from deploybench.study.launcher import ServerStartError
+from deploybench.stacks.process import ServerStartError
 
 from .conftest import MODEL, installed
 

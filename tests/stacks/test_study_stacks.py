@@ -21,7 +21,7 @@ from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_serv
 from .conftest import installed
 
 pytestmark = pytest.mark.slow
-# recommend.py's words for a trial whose load points it cannot trust (client lag, instability)
+# recommend/rank.py's words for a trial whose load points it cannot trust (client lag, instability)
 MEASUREMENT_QUALITY = "load"
 
 TWO_STACKS = {

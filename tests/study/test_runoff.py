@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from deploybench.config import ModelSpec
-from deploybench.payload import default_payload_path
+from deploybench.inputs.payload import default_payload_path
 from deploybench.results import Candidate, MachineInfo
-from deploybench.study.executors.base import TrialEvents
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.runoff import RunoffPlan, run_runoff, visit_config, visit_order
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
-from deploybench.study.trial import TrialContext, TrialJob
+from deploybench.study.trial import TrialContext, TrialEvents, TrialJob
 
 TESTS = Path(__file__).parents[1]
 

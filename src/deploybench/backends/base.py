@@ -16,8 +16,8 @@ import numpy as np
 from deploybench.config import RuntimeKnobs
 
 if TYPE_CHECKING:
-    from deploybench.backends.calibration import CalibrationSet
-    from deploybench.models import LoadedModel
+    from deploybench.inputs.calibration import CalibrationSet
+    from deploybench.models.loaded import LoadedModel
 
 
 class UnknownBackendError(ValueError):
@@ -121,6 +121,7 @@ def register(cls: type[Backend]) -> type[Backend]:
 
 
 def all_backends() -> dict[str, type[Backend]]:
+    # lazy: the package imports this module; the registry loads every backend on first use
     from deploybench.backends import _load_all
 
     _load_all()

@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from deploybench.backends.base import BackendUnavailableError, BuildContext, Variant, get_backend
-from deploybench.backends.cache import default_cache_root, variant_cache_dir
-from deploybench.backends.calibration import CalibrationSet
+from deploybench.cache import default_cache_root, variant_cache_dir
 from deploybench.config import ModelSpec, RuntimeKnobs
-from deploybench.models import LoadedModel, load_model
+from deploybench.inputs.calibration import CalibrationSet
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import load_model
 
 
 def example_batch(model: LoadedModel, batch_size: int = 1) -> np.ndarray:

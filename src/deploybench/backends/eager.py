@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
-from deploybench.models import LoadedModel, OnnxModule
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import OnnxModule
 
 TORCH_KNOBS = frozenset({"spin", "inter_op_threads", "thread_pinning"})  # via OpenMP env + inter-op pool
 OMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_PROC_BIND", "OMP_PLACES")

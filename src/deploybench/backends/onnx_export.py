@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from deploybench.backends.base import Backend, BackendUnavailableError, BuildContext
-from deploybench.backends.cache import KEY_FILE, variant_cache_dir
-from deploybench.backends.calibration import calibration_digest
-from deploybench.models import LoadedModel
+from deploybench.cache import KEY_FILE, variant_cache_dir
+from deploybench.inputs.calibration import calibration_digest
+from deploybench.models.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def require_calibration(ctx: BuildContext, backend: str) -> list[np.ndarray]:
     if not images:
         raise ValueError(
             f"backend {backend!r} needs calibration images (BuildContext.calibration is empty); "
-            "build it with deploybench.backends.calibration.calibration_images(input_shape)"
+            "build it with deploybench.inputs.calibration.calibration_images(input_shape)"
         )
     return images
 

@@ -23,10 +23,10 @@ from deploybench.backends.base import (
     library_importable,
     register,
 )
-from deploybench.backends.cache import directory_bytes, library_versions
 from deploybench.backends.onnx_export import ensure_available, exported_onnx
+from deploybench.cache import directory_bytes, library_versions
 from deploybench.config import RuntimeKnobs
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
 
 ORT_INSTALL_HINT = "pip install onnxruntime==1.32.0"
 
@@ -64,9 +64,9 @@ def session_options(threads: int, runtime: RuntimeKnobs | None = None) -> Any:
 
     Intra-op threads: the worker's threads shared by its streams (concurrent run() calls). Inter-op:
     sequential unless inter_op_threads > 1 (ORT_PARALLEL, which only pays on branchy graphs).
-    Spinning (spin None) as ORT's own default wherever there is a pool to spin: 1 worker x 2 threads
-    served 25.9 req/s spinning vs 21.7 not (onnxruntime-int8, bench/serve_overhead.py); a 1-thread
-    worker has no pool.
+    Spinning (spin None) as ORT's own default wherever there is a pool to spin: its threads need no
+    wake-up between parallel regions, and a spinning pool served more (bench/serve_overhead.py); a
+    1-thread worker has no pool.
     """
     import onnxruntime as ort
 

@@ -1,14 +1,13 @@
 """ONNX Runtime int8: static post-training quantisation to QDQ, per-channel weights.
 
 U8 activations with S8 weights, because that is the pair ONNX Runtime's x86 kernels run with
-VNNI (u8 x s8 dot products); S8 activations measured about 2x slower on the same machine. Scales
-come from MinMax calibration over real preprocessed photos (BuildContext.calibration); the
-quantised model is cached, keyed by the calibration set, so server workers only load it.
+VNNI (u8 x s8 dot products); S8 activations run slower. Scales come from MinMax calibration over
+real preprocessed photos (BuildContext.calibration); the quantised model is cached, keyed by the
+calibration set, so server workers only load it.
 
 On a CPU without VNNI/AMX (e.g. AVX2-only AMD EPYC Milan) ORT's u8 x s8 kernels use VPMADDUBSW,
-whose 16-bit sums saturate; ORT's documented remedy is 7-bit weights (reduce_range). Measured on
-the pretrained EfficientNet-Lite0 there: mean cosine to fp32 0.911 -> 0.965, top-1 agreement
-50% -> 84% on 32 fresh inputs. With VNNI the full 8-bit range is kept.
+whose 16-bit sums saturate; ORT's documented remedy is 7-bit weights (reduce_range), whose
+products cannot saturate. With VNNI the full 8-bit range is kept.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from deploybench.backends.onnx_export import (
 )
 from deploybench.backends.onnxruntime_backend import ORT_KNOBS, OrtVariant, ort_availability, ort_session
 from deploybench.hardware import has_int8_dot_product
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
 
 INT8_FILE = "model.int8.onnx"
 CALIBRATION_BATCH = (

@@ -9,8 +9,8 @@ INFERENCE_NUM_THREADS threads. With S > 1 streams, THROUGHPUT mode splits the th
 streams and the variant keeps S infer requests, so S predict() calls from S threads run at once
 (infer() releases the GIL): OpenVINO's own concurrency in one process, the alternative to S worker
 processes. Every setting is explicit (NUM_STREAMS, INFERENCE_NUM_THREADS, ENABLE_CPU_PINNING) and
-read back from the compiled model: OpenVINO's default pinning put the threads of two 1-thread
-processes on the same core here, so pinning is a knob (RuntimeKnobs.thread_pinning), and the
+read back from the compiled model: OpenVINO's default pinning can put the threads of two 1-thread
+processes on the same core, so pinning is a knob (RuntimeKnobs.thread_pinning), and the
 server gives each worker its own cores first (serve/placement.py).
 
 Precision is read back from the compiled model, never assumed: OpenVINO silently turns a default
@@ -37,10 +37,10 @@ from deploybench.backends.base import (
     library_importable,
     register,
 )
-from deploybench.backends.cache import library_versions
 from deploybench.backends.onnx_export import artifact_dir, ensure_available, exported_onnx
+from deploybench.cache import library_versions
 from deploybench.config import RuntimeKnobs
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
 
 OV_INSTALL_HINT = "pip install openvino==2026.4.1"
 IR_FILE = "model.xml"

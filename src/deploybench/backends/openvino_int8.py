@@ -2,7 +2,7 @@
 
 NNCF's default preset (symmetric int8 weights and activations, fast bias correction) is the one
 OpenVINO's CPU plugin runs with VNNI/AMX int8 kernels. The quantised IR is cached, keyed by the
-calibration set, so the ~10 s quantisation runs once per model and machine, not per worker.
+calibration set, so the slow quantisation runs once per model and machine, not per worker.
 Layers NNCF leaves unquantised run in OpenVINO's default precision (bf16 where the CPU has it);
 the variant reports the precision of its compute layers as read back from the compiled model.
 """
@@ -40,7 +40,7 @@ from deploybench.backends.openvino_backend import (
     ov_core,
     save_ir,
 )
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
 
 NNCF_INSTALL_HINT = "pip install nncf==3.4.0"
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from deploybench.backends.base import (
     library_importable,
     register,
 )
-from deploybench.backends.cache import directory_bytes
 from deploybench.backends.onnx_export import (
     artifact_dir,
     ensure_available,
@@ -32,7 +31,8 @@ from deploybench.backends.onnx_export import (
     onnx_input_name,
 )
 from deploybench.backends.onnxruntime_backend import OrtVariant, cuda_device_present, ort_session
-from deploybench.models import LoadedModel
+from deploybench.cache import directory_bytes
+from deploybench.models.loaded import LoadedModel
 
 OPT_BATCH = 8
 MAX_BATCH = 32

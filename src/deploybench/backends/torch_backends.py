@@ -24,10 +24,10 @@ from deploybench.backends.base import (
     Variant,
     register,
 )
-from deploybench.backends.cache import directory_bytes
 from deploybench.backends.eager import TORCH_KNOBS, TorchModuleVariant, apply_torch_threads
+from deploybench.cache import directory_bytes
 from deploybench.hardware import has_native_bf16
-from deploybench.models import LoadedModel
+from deploybench.models.loaded import LoadedModel
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -81,8 +81,8 @@ class EagerBf16Backend(_TorchBackend):
     description = "PyTorch eager under autocast: bf16 on CPU (+ channels_last), fp16 on CUDA"
 
     def availability(self) -> Availability:
-        """Without bf16 instructions autocast emulates bf16 (measured on an AVX2 EPYC: 0.27x eager's
-        speed, 85 s of the study's variant step): a variant that can only lose is not built."""
+        """Without bf16 instructions autocast emulates bf16, slower than fp32 eager and costly to
+        verify: a variant that can only lose is not built."""
         if torch.cuda.is_available() or has_native_bf16():
             return Availability(True)
         return Availability(
@@ -178,8 +178,8 @@ class InductorBackend(Backend):
         start = time.perf_counter()
         module = _torch_module(model, ctx, self.name)
         # dynamic=None (torch's automatic dynamic): batch 1 keeps its static graph, the second batch
-        # size compiles one graph with a dynamic batch for every other. dynamic=False compiled each
-        # size parity and the batcher may form (1..4 and 8: five compiles, 83 s of a study here).
+        # size compiles one graph with a dynamic batch for every other. dynamic=False would compile
+        # once per size that parity and the batcher may form, each compile a slow step of the study.
         compiled = torch.compile(module, backend="inductor", dynamic=None)
         variant = InductorVariant(self.name, "fp32", compiled, 0.0, device=ctx.device, grad_mode="no_grad")
         _read_back_precision(variant, ctx.example)  # compilation happens on this first call

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from deploybench.cli.app import app, console, fail
+from deploybench.report.study import StudyReadError
 
 
 def _fmt(value: float | None, spec: str, unit: str) -> str:
@@ -28,8 +29,8 @@ def export(
     json_path: Annotated[Path | None, typer.Option("--json", help="write what was exported as JSON")] = None,
 ) -> None:
     """Package a candidate (artifact, generated code/inference.py, requirements, README) for SageMaker."""
+    # lazy: export imports torch; every other command starts without it
     from deploybench.export import ExportError, export_candidate
-    from deploybench.report.study import StudyReadError
 
     try:
         result = export_candidate(

@@ -13,17 +13,27 @@ from rich.text import Text
 
 from deploybench.cli.app import app, console, fail
 from deploybench.config import LoadConfig
+from deploybench.inputs.payload import PayloadError, default_payload_path, read_payloads
 from deploybench.load import HttpTarget, LiveStats, LoadError, LoadReport, SageMakerTarget, Target, run_load
-from deploybench.load.result import write_csv
-from deploybench.payload import PayloadError, default_payload_path, read_payloads
+from deploybench.load.load_report import write_csv
 from deploybench.results import LoadPoint, with_interval
 
 OPTION_NAMES = {
-    "concurrency": "--concurrency", "rate": "--rate", "arrival": "--arrival", "seed": "--seed",
-    "duration_s": "--duration", "max_requests": "--max-requests", "warmup_requests": "--warmup-requests",
-    "warmup_s": "--warmup", "window_s": "--window", "min_window_requests": "--min-window-requests",
-    "max_windows": "--max-windows", "sweep": "--sweep", "slo_p99_ms": "--slo-p99-ms",
-    "processes": "--processes", "request_timeout_s": "--timeout",
+    "concurrency": "--concurrency",
+    "rate": "--rate",
+    "arrival": "--arrival",
+    "seed": "--seed",
+    "duration_s": "--duration",
+    "max_requests": "--max-requests",
+    "warmup_requests": "--warmup-requests",
+    "warmup_s": "--warmup",
+    "window_s": "--window",
+    "min_window_requests": "--min-window-requests",
+    "max_windows": "--max-windows",
+    "sweep": "--sweep",
+    "slo_p99_ms": "--slo-p99-ms",
+    "processes": "--processes",
+    "request_timeout_s": "--timeout",
     "request_intervals_us": "--request-intervals",
 }
 
@@ -54,16 +64,29 @@ def _config(values: dict[str, object]) -> LoadConfig:
         raise fail(f"{OPTION_NAMES.get(field, field)}: {first['msg']}") from exc
 
 
-def _target(url: str | None, payload: Path | None, content_type: str, accept: str | None,
-            sagemaker: str | None, endpoint_url: str | None, region: str | None) -> Target:
+def _target(
+    url: str | None,
+    payload: Path | None,
+    content_type: str,
+    accept: str | None,
+    sagemaker: str | None,
+    endpoint_url: str | None,
+    region: str | None,
+) -> Target:
     try:
         bodies = read_payloads(payload or default_payload_path())
     except PayloadError as exc:
         raise fail(f"--payload: {exc}") from exc
     try:
         if sagemaker:
-            return SageMakerTarget(sagemaker, bodies, content_type, endpoint_url=endpoint_url or url,
-                                   region=region, accept=accept)
+            return SageMakerTarget(
+                sagemaker,
+                bodies,
+                content_type,
+                endpoint_url=endpoint_url or url,
+                region=region,
+                accept=accept,
+            )
         if not url:
             raise fail("URL: give the endpoint URL (or --sagemaker NAME)")
         return HttpTarget(url, bodies, content_type, accept)
@@ -110,16 +133,31 @@ def _requests(point: LoadPoint) -> str:
 def results_table(report: LoadReport) -> Table:
     """One row per point: figures with their 95% intervals, LoadGen's p99 estimate, the verdict."""
     table = Table(title=f"deploybench load: {report.target.get('url') or report.target.get('endpoint_name')}")
-    columns = ("point", "req/s (95% CI)", "p50", "p99 ms (95% CI)", "p99 LoadGen", "max ms",
-               "issued=ok+err+timeout", "verdict")
+    columns = (
+        "point",
+        "req/s (95% CI)",
+        "p50",
+        "p99 ms (95% CI)",
+        "p99 LoadGen",
+        "max ms",
+        "issued=ok+err+timeout",
+        "verdict",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("point", "verdict") else "right")
     for index, point in enumerate(report.points):
         lat = point.latency
         estimate = "-" if point.p99_estimate_ms is None else f"{point.p99_estimate_ms:.2f}"
-        table.add_row(_short(point), with_interval(point.throughput_rps, point.throughput_ci, ",.1f"),
-                      f"{lat.p50_ms:.2f}", with_interval(lat.p99_ms, point.p99_ci, ",.2f"), estimate,
-                      f"{lat.max_ms:.2f}", _requests(point), _verdict(report, index))
+        table.add_row(
+            _short(point),
+            with_interval(point.throughput_rps, point.throughput_ci, ",.1f"),
+            f"{lat.p50_ms:.2f}",
+            with_interval(lat.p99_ms, point.p99_ci, ",.2f"),
+            estimate,
+            f"{lat.max_ms:.2f}",
+            _requests(point),
+            _verdict(report, index),
+        )
     return table
 
 
@@ -145,22 +183,28 @@ def _slo_line(point: LoadPoint) -> str:
     slo = point.slo
     if slo is None:
         return ""
-    return (f"; p{slo.percentile:g} <= {slo.bound_ms:g} ms: {slo.status} ({slo.overshoots}/{slo.requests} "
-            f"over, {slo.required_requests} requests needed at {slo.confidence:.0%} confidence)")
+    return (
+        f"; p{slo.percentile:g} <= {slo.bound_ms:g} ms: {slo.status} ({slo.overshoots}/{slo.requests} "
+        f"over, {slo.required_requests} requests needed at {slo.confidence:.0%} confidence)"
+    )
 
 
 def _print_report(report: LoadReport) -> None:
     console.print(results_table(report))
     for point, detail in zip(report.points, report.details, strict=True):
-        line = (f"  {_short(point)}: {detail.stop_reason}; merged {point.windows} of {len(detail.windows)} "
-                f"complete window(s) + {detail.tail_requests} late replies; {client_summary(point)}")
+        line = (
+            f"  {_short(point)}: {detail.stop_reason}; merged {point.windows} of {len(detail.windows)} "
+            f"complete window(s) + {detail.tail_requests} late replies; {client_summary(point)}"
+        )
         console.print(line + _slo_line(point))
         for flag in point.flags:
             console.print(f"    [yellow]flag:[/] {flag}")
     interval = next((p.throughput_ci for p in report.points if p.throughput_ci), None)
     if interval is not None:
-        console.print(f"[dim]intervals: {interval.method}; p99 LoadGen: MLPerf LoadGen's early-stopping "
-                      "estimate at 99% confidence ('-': fewer than 662 requests)[/]")
+        console.print(
+            f"[dim]intervals: {interval.method}; p99 LoadGen: MLPerf LoadGen's early-stopping "
+            "estimate at 99% confidence ('-': fewer than 662 requests)[/]"
+        )
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}")
     if report.stopped_early:
@@ -204,20 +248,33 @@ def load(
 ) -> None:
     """Load-test an endpoint: closed or open loop, windows until stable, HDR percentiles."""
     intervals = read_intervals(request_intervals)
-    cfg = _config({
-        "concurrency": concurrency, "rate": rate, "seed": seed, "sweep": sweep,
-        "arrival": "intervals" if intervals else arrival, "request_intervals_us": intervals,
-        "slo_p99_ms": slo_p99_ms, "duration_s": duration, "max_requests": max_requests,
-        "processes": processes,
-        "warmup_s": warmup, "warmup_requests": warmup_requests, "window_s": window,
-        "min_window_requests": min_window_requests, "max_windows": max_windows, "request_timeout_s": timeout,
-    })
+    cfg = _config(
+        {
+            "concurrency": concurrency,
+            "rate": rate,
+            "seed": seed,
+            "sweep": sweep,
+            "arrival": "intervals" if intervals else arrival,
+            "request_intervals_us": intervals,
+            "slo_p99_ms": slo_p99_ms,
+            "duration_s": duration,
+            "max_requests": max_requests,
+            "processes": processes,
+            "warmup_s": warmup,
+            "warmup_requests": warmup_requests,
+            "window_s": window,
+            "min_window_requests": min_window_requests,
+            "max_windows": max_windows,
+            "request_timeout_s": timeout,
+        }
+    )
     target = _target(url, payload, content_type, accept, sagemaker, endpoint_url, region)
     try:
         # drawn only when the generator reports (once a second): no refresh thread beside the load
         with Live(Text("starting..."), console=console, auto_refresh=False, transient=True) as live:
-            report = run_load(target, cfg,
-                              on_progress=lambda stats: live.update(_live_text(stats), refresh=True))
+            report = run_load(
+                target, cfg, on_progress=lambda stats: live.update(_live_text(stats), refresh=True)
+            )
     except LoadError as exc:
         raise fail(str(exc)) from exc
     except KeyboardInterrupt as exc:

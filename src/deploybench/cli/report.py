@@ -12,8 +12,7 @@ from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
 from deploybench.config import Constraints
-from deploybench.evaluation import Recommendation
-from deploybench.pricing import (
+from deploybench.pricing.catalogue import (
     PriceFileError,
     UnknownInstanceError,
     cost_per_million,
@@ -22,6 +21,9 @@ from deploybench.pricing import (
     price_override,
     transactions_per_hour,
 )
+from deploybench.recommend.records import Recommendation
+from deploybench.report import StudyReadError, load_study, study_constraints, write_report
+from deploybench.report.compare import compare_studies
 from deploybench.results import with_interval
 
 StudyDir = Annotated[Path, typer.Argument(help="study folder (holds trials.jsonl)")]
@@ -126,8 +128,6 @@ def report(
     reject_significant_drop: RejectSignificantDrop = None,
 ) -> None:
     """Rank a study's candidates and write report.html, summary.md and results.csv into its folder."""
-    from deploybench.report import StudyReadError, load_study, study_constraints, write_report
-
     try:
         base = study_constraints(load_study(study_dir))
         result = write_report(
@@ -167,9 +167,6 @@ def compare(
     json_out: JsonOut = None,
 ) -> None:
     """Merge studies taken on different machines into one ranked comparison and report."""
-    from deploybench.report import StudyReadError, load_study, study_constraints
-    from deploybench.report.compare import compare_studies
-
     try:
         base = study_constraints(load_study(study_dirs[0]))
         result = compare_studies(

@@ -14,8 +14,10 @@ import typer
 from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
+from deploybench.cli.report import print_recommendation
 from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
+from deploybench.report import write_report
 from deploybench.results import Interval, with_interval
 from deploybench.study.runner import StudyOutcome, run_study
 from deploybench.study.spec import (
@@ -149,8 +151,10 @@ def print_reasons(outcome: StudyOutcome) -> None:
 def _print_share(rows: list[dict[str, Any]], key: str, who: str) -> None:
     shares = [row[key] for row in rows if row[key] is not None]
     if shares:
-        console.print(f"  {who} {sum(shares) / len(shares):.2f}% of the machine's {os.cpu_count()} cores "
-                      f"while points ran (worst trial {max(shares):.2f}%)")
+        console.print(
+            f"  {who} {sum(shares) / len(shares):.2f}% of the machine's {os.cpu_count()} cores "
+            f"while points ran (worst trial {max(shares):.2f}%)"
+        )
 
 
 def _install_sigint(stop: threading.Event) -> None:
@@ -166,8 +170,7 @@ def _install_sigint(stop: threading.Event) -> None:
 
 def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | None) -> None:
     """The recommendation and report, exactly as `deploybench report STUDY_DIR` prints and writes them."""
-    from deploybench.cli.report import print_recommendation  # plotly is heavy: import at the end only
-    from deploybench.report import write_report
+    # lazy: pandas loads when the study is done, not at start-up
     from deploybench.report.tables import recommendation_json
 
     result = write_report(outcome.root, config.constraints)

@@ -13,10 +13,12 @@ from typing import Annotated, Any
 
 import typer
 
+from deploybench.cache import default_cache_root
 from deploybench.cli.app import app, console, fail
 from deploybench.config import ModelSpec
-from deploybench.serve.archive import ArchiveError, is_archive, safe_extract
-from deploybench.serve.requirements import (
+from deploybench.sagemaker.archive import ArchiveError, is_archive, safe_extract
+from deploybench.sagemaker.contract import HandlerContractError, check_contract_source
+from deploybench.sagemaker.requirements import (
     RequirementsError,
     install_requirements,
     requirements_file,
@@ -48,8 +50,6 @@ def _with_requirements(settings: ServeSettings, install: bool) -> ServeSettings:
     if path is None:
         return settings
     if install:
-        from deploybench.backends.cache import default_cache_root
-
         target = install_requirements(path, settings.cache_dir or default_cache_root())
         return settings.model_copy(update={"extra_paths": [target]})
     unmet = unmet_requirements(path)
@@ -167,7 +167,8 @@ def serve(
         int | None, typer.Option(help="ONNX Runtime / torch inter-op threads (default 1)")
     ] = None,
     spin: Annotated[
-        bool | None, typer.Option(
+        bool | None,
+        typer.Option(
             "--spin/--no-spin",
             help="idle runtime threads spin (default: ONNX Runtime when 2+ threads, never OpenMP)",
         ),
@@ -214,8 +215,8 @@ def serve(
     json_path: Annotated[Path | None, typer.Option("--json", help="write the ready description here")] = None,
 ) -> None:
     """Serve a model over HTTP with the SageMaker contract (/ping, /invocations) until SIGTERM."""
+    # lazy: uvicorn and Starlette load only for `serve`
     from deploybench.serve.app import ServerStartError, run_server
-    from deploybench.serve.handlers import HandlerContractError, check_contract_source
 
     flags = {
         "backend": backend,

@@ -10,11 +10,10 @@ import typer
 from rich.table import Table
 
 from deploybench.cli.app import app, console
+from deploybench.stacks import all_stacks
 
 
 def stack_rows() -> list[dict[str, Any]]:
-    from deploybench.stacks import all_stacks
-
     rows = []
     for name, cls in all_stacks().items():
         stack = cls()

@@ -91,7 +91,8 @@ class RichStudyProgress(StudyProgress):
 
     def _variants(self, outcome: VariantsOutcome) -> None:
         """The in-process table of `deploybench variants`: what each backend does before serving."""
-        from deploybench.backends.evaluate import VariantsReport
+        # lazy: variants.verify imports torch; the CLI module loads for every command
+        from deploybench.variants.verify import VariantsReport
 
         report = VariantsReport.model_validate(outcome.raw)
         batch_sizes = tuple(sorted({t.batch for v in report.variants for t in v.timings})) or (1,)
@@ -101,8 +102,7 @@ class RichStudyProgress(StudyProgress):
         served = sum(1 for j in jobs if j.trial.action == "serve")
         self.progress.console.print(
             f"[cyan]•[/] plan: {len(jobs)} candidates, {served} to serve (the search decides which get "
-            "the full load plan)"
-            + (f"; {len(done)} already measured" if done else "")
+            "the full load plan)" + (f"; {len(done)} already measured" if done else "")
         )
         self.task = self.progress.add_task("candidates", total=len(jobs), live="")
         self.progress.update(self.task, completed=sum(1 for j in jobs if j.trial_id in done))

@@ -10,14 +10,15 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from deploybench.backends.base import UnknownBackendError
-from deploybench.backends.labelled import BUNDLED, LabelledDataError
 from deploybench.cli.app import app, console, fail
 from deploybench.config import ModelSpec, is_random_weights
-from deploybench.payload import PayloadError, read_payloads
+from deploybench.inputs.labelled import BUNDLED, LabelledDataError
+from deploybench.inputs.payload import PayloadError, read_payloads
+from deploybench.models.loaded import ModelLoadError
 from deploybench.results import ParityReport
 
 if TYPE_CHECKING:  # torch loads with these: only the commands that build models import them
-    from deploybench.backends.evaluate import VariantReport, VariantsReport
+    from deploybench.variants.verify import VariantReport, VariantsReport
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -189,7 +190,8 @@ def _footer(report: VariantsReport) -> None:
 
 
 def _run_with_progress(spec: ModelSpec, backends: list[str] | None, **options: object) -> VariantsReport:
-    from deploybench.backends.evaluate import evaluate_variants
+    # lazy: torch loads when the command runs, not for --help
+    from deploybench.variants.verify import evaluate_variants
 
     columns = (
         SpinnerColumn(),
@@ -249,8 +251,6 @@ def variants(
     ] = None,
 ) -> None:
     """Build every backend variant, check it against eager fp32 (parity gate) and time it in-process."""
-    from deploybench.models import ModelLoadError
-
     batch_sizes, thread_counts = parse_ints(batch, "batch"), parse_ints(threads, "threads")
     names = [name.strip() for name in backends.split(",") if name.strip()] if backends else None
     if calibration is not None and not calibration.is_dir():

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.backends.build import build_variant
-from deploybench.backends.evaluate import PARITY_INPUTS, REFERENCE, parity_set
-from deploybench.backends.parity import check_parity, predict_in_chunks
 from deploybench.config import ParityThresholds
 from deploybench.export.choose import ExportError
 from deploybench.export.package import copy_user_code, copy_user_files, merged_requirements, render
 from deploybench.export.runtimes import RuntimePlan, plan_for
-from deploybench.models import LoadedModel
-from deploybench.models_sagemaker import model_folder
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sagemaker import model_folder
 from deploybench.results import Candidate, ParityReport
+from deploybench.variants.parity import check_parity, predict_in_chunks
+from deploybench.variants.verify import PARITY_INPUTS, REFERENCE, parity_set
 
 TOP_K = 5
 

@@ -1,7 +1,7 @@
 """Which candidate of a study to export: the one asked for, else the recommended one, never one that
 failed parity or accuracy.
 
-The recommendation is recomputed exactly as `deploybench report` does (recommend.py over the study's
+The recommendation is recomputed exactly as `deploybench report` does (recommend/rank.py over the study's
 trials and constraints), so "the recommended candidate" means the same thing in both.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deploybench.evaluation import Evaluation, Recommendation
-from deploybench.pricing import load_catalogue
-from deploybench.recommend import recommend
+from deploybench.pricing.catalogue import load_catalogue
+from deploybench.recommend.rank import recommend
+from deploybench.recommend.records import Evaluation, Recommendation
 from deploybench.report import study_constraints
 from deploybench.report.study import StudyData
 from deploybench.results import TrialRecord
 
-GATE_PREFIXES = ("parity failed", "accuracy:")  # recommend.py's reasons for a variant that is not faithful
+GATE_PREFIXES = ("parity failed", "accuracy:")  # rank.py: reasons for an unfaithful variant
 
 
 class ExportError(ValueError):

@@ -14,8 +14,8 @@ from deploybench.export.choose import Choice, ExportError, choose_candidate
 from deploybench.export.package import MANIFEST, render, staging, write_archive, write_manifest
 from deploybench.export.readme import describe_files, manifest, readme_context
 from deploybench.export.runtimes import exportable_backends
-from deploybench.models import load_model
-from deploybench.models_sagemaker import is_sagemaker_source, model_folder
+from deploybench.models.sagemaker import is_sagemaker_source, model_folder
+from deploybench.models.sources import load_model
 from deploybench.report.study import StudyData, load_study
 from deploybench.study.spec import StudyConfig, study_model_spec
 

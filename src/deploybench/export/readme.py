@@ -11,12 +11,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from deploybench.backends.cache import installed_versions
+from deploybench.cache import installed_versions
 from deploybench.export.artifact import Built
 from deploybench.export.choose import Choice
 from deploybench.export.package import MANIFEST
-from deploybench.models import LoadedModel
-from deploybench.pricing import cost_per_million
+from deploybench.models.loaded import LoadedModel
+from deploybench.pricing.catalogue import cost_per_million
 from deploybench.report.study import StudyData
 from deploybench.results import Candidate
 from deploybench.study.spec import StudyConfig

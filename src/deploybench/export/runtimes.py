@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from deploybench.backends.base import Variant, get_backend
-from deploybench.backends.cache import installed_versions
+from deploybench.cache import installed_versions
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class OpenVinoExporter(Exporter):
     backends = ("openvino", "openvino-bf16", "openvino-int8")
 
     def plan(self, variant: Variant, threads: int) -> RuntimePlan:
+        # lazy: OpenVINO loads only for an OpenVINO export
         from deploybench.backends.openvino_backend import compile_config
 
         xml = Path(variant.artifact_path)  # type: ignore[arg-type]

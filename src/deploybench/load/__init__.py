@@ -16,7 +16,7 @@ from deploybench.load.early_stopping import (
     required_requests,
     slo_verdict,
 )
-from deploybench.load.result import ClientEnvironment, LiveStats, LoadReport, PointDetail, WindowSummary
+from deploybench.load.load_report import ClientEnvironment, LiveStats, LoadReport, PointDetail, WindowSummary
 from deploybench.load.runner import PointResult, measure_point
 from deploybench.load.stats import (
     decode_histogram,

@@ -16,8 +16,8 @@ import math
 
 from deploybench.config import LoadConfig
 from deploybench.load.early_stopping import required_requests, slo_verdict
+from deploybench.load.load_report import LiveStats, PointDetail, WindowSummary
 from deploybench.load.point import build_point
-from deploybench.load.result import LiveStats, PointDetail, WindowSummary
 from deploybench.load.span import Slice, Span
 from deploybench.load.stats import STABLE_WINDOWS, Stability, stability, stats_from_counts
 from deploybench.load.stats import dense as dense_counts
@@ -39,9 +39,14 @@ def resolution_floor(tolerance: float) -> int:
 def window_summary(span: Span) -> WindowSummary:
     stats = span.stats()
     duration = span.duration_s
-    return WindowSummary(duration_s=round(duration, 4), ok=span.ok, errors=span.error_count,
-                         throughput_rps=span.ok / duration if duration > 0 else 0.0,
-                         p50_ms=stats.p50_ms, p99_ms=stats.p99_ms)
+    return WindowSummary(
+        duration_s=round(duration, 4),
+        ok=span.ok,
+        errors=span.error_count,
+        throughput_rps=span.ok / duration if duration > 0 else 0.0,
+        p50_ms=stats.p50_ms,
+        p99_ms=stats.p99_ms,
+    )
 
 
 class PointMeter:
@@ -62,8 +67,9 @@ class PointMeter:
         self.invalid_reason: str | None = None
         self.min_window_requests = max(cfg.min_window_requests, resolution_floor(cfg.stability_tolerance))
         if cfg.slo_p99_ms is not None:
-            self.min_window_requests = max(self.min_window_requests,
-                                           math.ceil(required_requests(0) / STABLE_WINDOWS))
+            self.min_window_requests = max(
+                self.min_window_requests, math.ceil(required_requests(0) / STABLE_WINDOWS)
+            )
 
     @property
     def finished(self) -> bool:
@@ -106,21 +112,24 @@ class PointMeter:
             self.tail.add(piece)  # replies after measuring stopped: in the figures, not the rate
             return
         self.elapsed_s += piece.duration_s
-        self.recent = [*self.recent[-(LIVE_SLICES - 1):], piece]
+        self.recent = [*self.recent[-(LIVE_SLICES - 1) :], piece]
         if not self.warm:
             self._warm_up(piece)
         else:
             self.current.add(piece)
-            if (self.current.duration_s >= self.cfg.window_s
-                    and self.current.requests >= self.min_window_requests):
+            if (
+                self.current.duration_s >= self.cfg.window_s
+                and self.current.requests >= self.min_window_requests
+            ):
                 self._close_window()
         if not self.finished and self.elapsed_s >= self.cfg.duration_s - 1e-6:
             self.stop_reason = "duration reached"
 
     def _warm_up(self, piece: Slice) -> None:
         self.warmup.add(piece)
-        self.warm = (self.warmup.duration_s >= self.cfg.warmup_s
-                     and self.warmup.requests >= self.cfg.warmup_requests)
+        self.warm = (
+            self.warmup.duration_s >= self.cfg.warmup_s and self.warmup.requests >= self.cfg.warmup_requests
+        )
         if self.warm and self.warmup.requests and not self.warmup.ok:
             errors = ", ".join(f"{k} x{v}" for k, v in sorted(self.warmup.errors.items()))
             self.stop_reason = f"every warm-up request failed ({errors})"  # no point measuring
@@ -152,9 +161,13 @@ class PointMeter:
         stats = stats_from_counts(dense_counts([piece.latency for piece in self.recent]))
         errors = sum(w.error_count for w in self.windows) + self.current.error_count
         return LiveStats(
-            label=self.label, phase="measuring" if self.warm else "warm-up", elapsed_s=self.elapsed_s,
+            label=self.label,
+            phase="measuring" if self.warm else "warm-up",
+            elapsed_s=self.elapsed_s,
             rate_rps=sum(piece.ok for piece in self.recent) / duration if duration else 0.0,
-            p50_ms=stats.p50_ms, p99_ms=stats.p99_ms, errors=errors + self.warmup.error_count,
+            p50_ms=stats.p50_ms,
+            p99_ms=stats.p99_ms,
+            errors=errors + self.warmup.error_count,
             windows=len(self.windows),
         )
 
@@ -178,14 +191,26 @@ class PointMeter:
         spans, stable = self.chosen()
         why = self.stability.reason if self.windows else "no full window: figures come from a partial window"
         point = build_point(
-            Span.of(spans), self.tail, self.everything(), mode=mode, concurrency=concurrency, rate=rate,
-            stable=stable, windows=len(spans), cfg=self.cfg, unstable_reason=None if stable else why,
+            Span.of(spans),
+            self.tail,
+            self.everything(),
+            mode=mode,
+            concurrency=concurrency,
+            rate=rate,
+            stable=stable,
+            windows=len(spans),
+            cfg=self.cfg,
+            unstable_reason=None if stable else why,
             invalid_reason=self.invalid_reason,
         )
         detail = PointDetail(
-            label=self.label, windows=self.summaries, merged_windows=len(spans),
-            warmup_s=round(self.warmup.duration_s, 3), warmup_requests=self.warmup.requests,
-            stop_reason=self.stop_reason or "stopped", processes=self.workers,
+            label=self.label,
+            windows=self.summaries,
+            merged_windows=len(spans),
+            warmup_s=round(self.warmup.duration_s, 3),
+            warmup_requests=self.warmup.requests,
+            stop_reason=self.stop_reason or "stopped",
+            processes=self.workers,
             client_bound_reasons=[f for f in point.flags if f.startswith("client-bound")],
             tail_requests=self.tail.requests,
         )

@@ -20,8 +20,8 @@ from typing import Any
 
 from deploybench.config import LoadConfig
 from deploybench.load.channels import Channel, PipeChannel, QueueChannel
+from deploybench.load.load_report import LiveStats, PointDetail
 from deploybench.load.meter import PointMeter
-from deploybench.load.result import LiveStats, PointDetail
 from deploybench.load.stats import bucket_values
 from deploybench.load.targets import LoadError, Target
 from deploybench.load.worker import DRAIN_MARGIN_S, StartGate, WorkerPlan, process_entry, run_worker
@@ -59,12 +59,19 @@ def make_plans(cfg: LoadConfig, concurrency: int | None, rate: float | None) -> 
     tick = max(0.05, min(0.25, cfg.window_s / 4))
     return [
         WorkerPlan(
-            worker_id=i, mode="open" if rate is not None else "closed",
+            worker_id=i,
+            mode="open" if rate is not None else "closed",
             concurrency=OPEN_LOOP_CONNECTIONS if rate is not None else users[i],
-            rate=rate / workers if rate is not None else None, arrival=cfg.arrival, seed=cfg.seed + i,
-            phase=i / workers, tick_s=tick, max_requests=budgets[i],
-            hard_stop_s=cfg.duration_s + 10.0, timeout_s=cfg.request_timeout_s,
-            intervals_us=cfg.request_intervals_us if rate is not None else None, workers=workers,
+            rate=rate / workers if rate is not None else None,
+            arrival=cfg.arrival,
+            seed=cfg.seed + i,
+            phase=i / workers,
+            tick_s=tick,
+            max_requests=budgets[i],
+            hard_stop_s=cfg.duration_s + 10.0,
+            timeout_s=cfg.request_timeout_s,
+            intervals_us=cfg.request_intervals_us if rate is not None else None,
+            workers=workers,
         )
         for i in range(workers)
     ]
@@ -90,22 +97,29 @@ class WorkerPool:
             self.gate = StartGate(ctx.Event(), ctx.Value("d", 0.0))
             pipes = {plan.worker_id: ctx.Pipe(duplex=False) for plan in plans}
             self.runners: list[Any] = [
-                ctx.Process(target=process_entry,
-                            args=(target, plan, pipes[plan.worker_id][1], self.gate, self.stop_flag),
-                            daemon=True, name=f"deploybench-load-{plan.worker_id}")
+                ctx.Process(
+                    target=process_entry,
+                    args=(target, plan, pipes[plan.worker_id][1], self.gate, self.stop_flag),
+                    daemon=True,
+                    name=f"deploybench-load-{plan.worker_id}",
+                )
                 for plan in plans
             ]
-            self.channel: Channel = PipeChannel({w: ends[0] for w, ends in pipes.items()},
-                                                dict(zip(pipes, self.runners, strict=True)))
+            self.channel: Channel = PipeChannel(
+                {w: ends[0] for w, ends in pipes.items()}, dict(zip(pipes, self.runners, strict=True))
+            )
             self._child_ends = [ends[1] for ends in pipes.values()]
         else:
             self.stop_flag = threading.Event()
             self.gate = StartGate(threading.Event())
             self.channel = QueueChannel(len(plans))
             self.runners = [
-                threading.Thread(target=run_worker,
-                                 args=(target, plan, self.channel.put, self.gate, self.stop_flag),
-                                 daemon=True, name=f"deploybench-load-{plan.worker_id}")
+                threading.Thread(
+                    target=run_worker,
+                    args=(target, plan, self.channel.put, self.gate, self.stop_flag),
+                    daemon=True,
+                    name=f"deploybench-load-{plan.worker_id}",
+                )
                 for plan in plans
             ]
             self._child_ends = []
@@ -197,8 +211,9 @@ def _share(cpu_s: float, wall_s: float) -> float | None:
     return round(100.0 * cpu_s / wall_s / (os.cpu_count() or 1), 2) if wall_s > 0 else None
 
 
-def _pump(pool: WorkerPool, meter: PointMeter, on_progress: ProgressFn | None,
-          stop_event: threading.Event | None) -> bool:
+def _pump(
+    pool: WorkerPool, meter: PointMeter, on_progress: ProgressFn | None, stop_event: threading.Event | None
+) -> bool:
     """Feed worker messages to the meter until it is done; True when stopped from outside."""
     next_live = perf_counter() + LIVE_PERIOD_S
     while not meter.finished:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from deploybench.config import LoadConfig
 from deploybench.load.early_stopping import required_requests
-from deploybench.load.result import LoadReport, client_environment
+from deploybench.load.load_report import LoadReport, client_environment
 from deploybench.load.runner import PointResult, ProgressFn, measure_point
 from deploybench.load.targets import LoadError, Target
 from deploybench.results import LoadPoint
@@ -40,8 +40,13 @@ def _now() -> str:
 class _Session:
     """Collects the points of one run into a LoadReport."""
 
-    def __init__(self, target: Target, cfg: LoadConfig, on_progress: ProgressFn | None,
-                 stop_event: threading.Event | None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        cfg: LoadConfig,
+        on_progress: ProgressFn | None,
+        stop_event: threading.Event | None,
+    ) -> None:
         target.preflight()
         self.target, self.cfg, self.on_progress, self.stop_event = target, cfg, on_progress, stop_event
         self.results: list[PointResult] = []
@@ -53,20 +58,36 @@ class _Session:
         return any(r.interrupted for r in self.results) or bool(self.stop_event and self.stop_event.is_set())
 
     def measure(self, *, concurrency: int | None = None, rate: float | None = None) -> LoadPoint:
-        result = measure_point(self.target, self.cfg, concurrency=concurrency, rate=rate,
-                               on_progress=self.on_progress, stop_event=self.stop_event)
+        result = measure_point(
+            self.target,
+            self.cfg,
+            concurrency=concurrency,
+            rate=rate,
+            on_progress=self.on_progress,
+            stop_event=self.stop_event,
+        )
         self.results.append(result)
         self.notes.extend(result.notes)
         return result.point
 
     def report(self, order_by_concurrency: bool = False) -> LoadReport:
-        results = sorted(self.results, key=lambda r: r.point.concurrency or 0) if order_by_concurrency \
+        results = (
+            sorted(self.results, key=lambda r: r.point.concurrency or 0)
+            if order_by_concurrency
             else self.results
+        )
         points = [r.point for r in results]
         report = LoadReport(
-            settings=self.cfg, target=self.target.describe(), environment=client_environment(),
-            points=points, details=[r.detail for r in results], peak_index=peak_index(points),
-            stopped_early=self.stopped, notes=self.notes, started_at=self.started_at, finished_at=_now(),
+            settings=self.cfg,
+            target=self.target.describe(),
+            environment=client_environment(),
+            points=points,
+            details=[r.detail for r in results],
+            peak_index=peak_index(points),
+            stopped_early=self.stopped,
+            notes=self.notes,
+            started_at=self.started_at,
+            finished_at=_now(),
         )
         if points and report.peak_index is None:
             report.notes.append(f"no trusted point: no peak is claimed ({untrusted_summary(points)})")
@@ -98,7 +119,7 @@ def plateau_reached(throughputs: list[float], min_gain: float = MIN_GAIN) -> boo
     if len(throughputs) < PLATEAU_POINTS:
         return False
     before = max(throughputs[: -(PLATEAU_POINTS - 1)])
-    return max(throughputs[-(PLATEAU_POINTS - 1):]) < (1 + min_gain) * before
+    return max(throughputs[-(PLATEAU_POINTS - 1) :]) < (1 + min_gain) * before
 
 
 def _sweep_stop_reason(points: list[LoadPoint], cfg: LoadConfig) -> str | None:
@@ -107,8 +128,10 @@ def _sweep_stop_reason(points: list[LoadPoint], cfg: LoadConfig) -> str | None:
         return None  # the last point broke: no evidence either way
     last = valid[-1]
     if last.slo is not None and last.slo.status == "missed":
-        return (f"SLO verdict: p99 above {last.slo.bound_ms:g} ms ({last.slo.overshoots} of "
-                f"{last.slo.requests} requests over it)")
+        return (
+            f"SLO verdict: p99 above {last.slo.bound_ms:g} ms ({last.slo.overshoots} of "
+            f"{last.slo.requests} requests over it)"
+        )
     if _error_fraction(last) > MAX_ERROR_FRACTION:
         return f"{_error_fraction(last):.0%} of requests failed"
     if plateau_reached([p.throughput_rps for p in valid]):
@@ -250,5 +273,6 @@ def run_load(
         return sweep_rate(target, cfg, on_progress=on_progress, stop_event=stop_event)
     if cfg.rate is not None:
         return run_points(target, cfg, rates=[cfg.rate], on_progress=on_progress, stop_event=stop_event)
-    return run_points(target, cfg, concurrencies=[cfg.concurrency or 1], on_progress=on_progress,
-                      stop_event=stop_event)
+    return run_points(
+        target, cfg, concurrencies=[cfg.concurrency or 1], on_progress=on_progress, stop_event=stop_event
+    )

@@ -112,8 +112,9 @@ class _HttpClient(TargetClient):
     async def send(self, payload: bytes) -> Outcome:
         try:
             # a redirect is an answer the endpoint should not give: count it, never follow it
-            async with self._session.post(self._url, data=payload, headers=self._headers,
-                                          allow_redirects=False) as resp:
+            async with self._session.post(
+                self._url, data=payload, headers=self._headers, allow_redirects=False
+            ) as resp:
                 body = await resp.read()
                 end = perf_counter()
                 status = resp.status
@@ -151,8 +152,13 @@ class HttpTarget(Target):
         self.accept = accept
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "url": self.url, "content_type": self.content_type,
-                "accept": self.accept, **self._payload_facts()}
+        return {
+            "kind": self.kind,
+            "url": self.url,
+            "content_type": self.content_type,
+            "accept": self.accept,
+            **self._payload_facts(),
+        }
 
     def preflight(self, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
         check_tcp(self.host, self.port, timeout_s, self.url)
@@ -213,8 +219,14 @@ class SageMakerTarget(Target):
         self.accept = accept
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "endpoint_name": self.endpoint_name, "endpoint_url": self.endpoint_url,
-                "region": self.region, "content_type": self.content_type, **self._payload_facts()}
+        return {
+            "kind": self.kind,
+            "endpoint_name": self.endpoint_name,
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "content_type": self.content_type,
+            **self._payload_facts(),
+        }
 
     def preflight(self, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
         import boto3
@@ -366,8 +378,14 @@ class KServeV2Target(HttpTarget):
         self.header_bytes = widest
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "model": self.model, "input": self.input_name, "datatype": "BYTES",
-                "binary_tensor_extension": True, "classification_top_k": self.top_k}
+        return {
+            **super().describe(),
+            "model": self.model,
+            "input": self.input_name,
+            "datatype": "BYTES",
+            "binary_tensor_extension": True,
+            "classification_top_k": self.top_k,
+        }
 
     async def open(self, concurrency: int, timeout_s: float) -> TargetClient:
         headers = {

@@ -82,20 +82,31 @@ class WorkerPlan:
 
 def _slice(index: int, rec: Recorder, duration: float, cpu: float, final: bool) -> dict:
     return {
-        "type": "slice", "index": index, "final": final, "duration_s": duration, "cpu_s": cpu,
-        "latency": sparse_from_values(rec.latencies_us), "lateness": sparse_from_values(rec.lateness_us),
-        "gap": sparse_from_values(rec.gaps_us), "ok": rec.ok, "errors": dict(rec.errors),
-        "bytes_sent": rec.bytes_sent, "bytes_received": rec.bytes_received,
-        "sends": rec.sends, "late_sends": rec.late_sends,
-        "timing_sum": dict(rec.timing_sum), "timing_count": dict(rec.timing_count),
+        "type": "slice",
+        "index": index,
+        "final": final,
+        "duration_s": duration,
+        "cpu_s": cpu,
+        "latency": sparse_from_values(rec.latencies_us),
+        "lateness": sparse_from_values(rec.lateness_us),
+        "gap": sparse_from_values(rec.gaps_us),
+        "ok": rec.ok,
+        "errors": dict(rec.errors),
+        "bytes_sent": rec.bytes_sent,
+        "bytes_received": rec.bytes_received,
+        "sends": rec.sends,
+        "late_sends": rec.late_sends,
+        "timing_sum": dict(rec.timing_sum),
+        "timing_count": dict(rec.timing_count),
     }
 
 
 class _Ticker:
     """Cuts the recording into slices aligned to the shared epoch."""
 
-    def __init__(self, plan: WorkerPlan, rec: Recorder, sink: Sink, epoch: float,
-                 cpu_clock: Callable[[], float]) -> None:
+    def __init__(
+        self, plan: WorkerPlan, rec: Recorder, sink: Sink, epoch: float, cpu_clock: Callable[[], float]
+    ) -> None:
         self.plan, self.rec, self.sink, self.epoch = plan, rec, sink, epoch
         self.cpu_clock = cpu_clock
         self.index = 0
@@ -134,16 +145,25 @@ async def _drain(tasks: set[asyncio.Task[Any]] | list[asyncio.Task[Any]], wait_s
         await asyncio.gather(*still, return_exceptions=True)
 
 
-async def _drive(target: Target, client: TargetClient, plan: WorkerPlan, epoch: float,
-                 sink: Sink, stop: Flag, cpu_clock: Callable[[], float]) -> None:
+async def _drive(
+    target: Target,
+    client: TargetClient,
+    plan: WorkerPlan,
+    epoch: float,
+    sink: Sink,
+    stop: Flag,
+    cpu_clock: Callable[[], float],
+) -> None:
     rec, state = Recorder(), LoopState(budget=plan.max_requests)
     payloads = target.payloads
     await asyncio.sleep(max(0.0, epoch - perf_counter()))
     ticker = _Ticker(plan, rec, sink, epoch, cpu_clock)
     wait_s = plan.timeout_s + DRAIN_MARGIN_S
     if plan.mode == "closed":
-        users = [asyncio.create_task(closed_client(client, payloads, plan.worker_id + i, rec, state))
-                 for i in range(plan.concurrency)]
+        users = [
+            asyncio.create_task(closed_client(client, payloads, plan.worker_id + i, rec, state))
+            for i in range(plan.concurrency)
+        ]
         await ticker.run(stop, lambda: all(task.done() for task in users))
         state.running = False
         await _drain(users, wait_s)
@@ -162,8 +182,9 @@ async def _drive(target: Target, client: TargetClient, plan: WorkerPlan, epoch: 
     ticker.flush(final=True)
 
 
-async def _worker_main(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag,
-                       cpu_clock: Callable[[], float]) -> None:
+async def _worker_main(
+    target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag, cpu_clock: Callable[[], float]
+) -> None:
     client = await target.open(plan.concurrency, plan.timeout_s)
     try:
         sink({"type": "ready", "worker": plan.worker_id})
@@ -179,8 +200,14 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
 
 
-def run_worker(target: Target, plan: WorkerPlan, sink: Sink, gate: StartGate, stop: Flag,
-               cpu_clock: Callable[[], float] | None = None) -> None:
+def run_worker(
+    target: Target,
+    plan: WorkerPlan,
+    sink: Sink,
+    gate: StartGate,
+    stop: Flag,
+    cpu_clock: Callable[[], float] | None = None,
+) -> None:
     """Run one worker to completion; failures become an "error" message, never a silent hang.
 
     CPU time: the event-loop thread's, or the whole process's where the work happens in a thread

@@ -12,10 +12,10 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 
 from deploybench.config import Constraints, StrictModel
-from deploybench.evaluation import Recommendation
-from deploybench.machine import machine_warnings, override_warnings
-from deploybench.pricing import PriceOverride, load_catalogue
-from deploybench.recommend import recommend
+from deploybench.pricing.catalogue import PriceOverride, load_catalogue
+from deploybench.pricing.machine import machine_warnings, override_warnings
+from deploybench.recommend.rank import recommend
+from deploybench.recommend.records import Recommendation
 from deploybench.report.study import StudyData, StudyReadError, load_study
 from deploybench.results import TrialRecord
 
@@ -71,6 +71,7 @@ def write_outputs(
     json_path: Path | None = None,
 ) -> ReportResult:
     """Render report.html, summary.md and results.csv (and JSON if asked) into out_dir."""
+    # lazy: plotly and pandas load only when a report is written
     from deploybench.report.html import ReportContext, render_html
     from deploybench.report.markdown import render_markdown, search_section
     from deploybench.report.tables import recommendation_json, results_frame

@@ -1,8 +1,8 @@
 """Merge studies taken on different machines into one ranked comparison and report.
 
-This is the accelerator comparison the project grew from ("Inferentia was 5.4x more cost-effective than
-a T4, 16.5x more than a CPU instance"), for the user's own model: each study is labelled with its
-instance, priced, and all trials are ranked together.
+This is the accelerator comparison the project grew from (cost-effectiveness of Inferentia, a T4 and
+a CPU instance), for the user's own model: each study is labelled with its instance, priced, and all
+trials are ranked together.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deploybench.config import Constraints
-from deploybench.pricing import PriceCatalogue, UnknownInstanceError, load_catalogue
-from deploybench.recommend import recommend
+from deploybench.pricing.catalogue import PriceCatalogue, UnknownInstanceError, load_catalogue
+from deploybench.recommend.rank import recommend
 from deploybench.report import ReportResult, study_constraints, write_outputs
 from deploybench.report.study import StudyData, StudyReadError, load_study
 from deploybench.results import MachineInfo, TrialRecord

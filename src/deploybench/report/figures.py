@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from deploybench.evaluation import Evaluation, Recommendation
+from deploybench.recommend.records import Evaluation, Recommendation
 from deploybench.results import LoadPoint, TrialRecord
 
 PALETTE = [*qualitative.Plotly, *qualitative.D3, *qualitative.Dark24]

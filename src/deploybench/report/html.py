@@ -15,8 +15,8 @@ import plotly.offline
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from deploybench.evaluation import Recommendation
-from deploybench.pricing import HOURS_PER_MONTH
+from deploybench.pricing.catalogue import HOURS_PER_MONTH
+from deploybench.recommend.records import Recommendation
 from deploybench.report import tables
 from deploybench.report.figures import report_figures
 from deploybench.report.study import StudyData
@@ -108,8 +108,9 @@ def render_html(ctx: ReportContext) -> str:
         rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
         machine_rows=tables.machine_rows(rec),
         stack_groups=tables.stack_comparison(rec),
-        interval_method=next((ev.throughput_ci.method for ev in rec.evaluations if ev.throughput_ci),
-                             "none recorded"),
+        interval_method=next(
+            (ev.throughput_ci.method for ev in rec.evaluations if ev.throughput_ci), "none recorded"
+        ),
         plots=plots,
         parity=tables.parity_rows(ctx.trials),
         accuracy=tables.accuracy_rows(ctx.trials, rec),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from deploybench.evaluation import Recommendation
+from deploybench.recommend.records import Recommendation
 from deploybench.report import tables
 from deploybench.results import TrialRecord
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from deploybench.evaluation import Evaluation, Recommendation
+from deploybench.recommend.records import Evaluation, Recommendation
+from deploybench.recommend.ties import geometric_mean
 from deploybench.results import Interval, TrialRecord, with_interval
-from deploybench.ties import geometric_mean
 
 COST_FORMULA = "cost per 1M inferences = USD per hour / (throughput per second x 3600) x 1e6"
 TX_FORMULA = "transactions per hour = throughput per second x 3600"

@@ -26,13 +26,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from deploybench.serve import vision
+from deploybench.sagemaker import codecs
+from deploybench.sagemaker.errors import JSON, LOADING_RETRY_MS, ServeError, error_body, retry_after
 from deploybench.serve.batching import Pending, QueueFull, RequestQueue
-from deploybench.serve.errors import JSON, LOADING_RETRY_MS, ServeError, error_body, retry_after
 from deploybench.serve.metrics import ServerMetrics
+from deploybench.serve.pool import WorkerPool
 from deploybench.serve.protocol import WorkItem, WorkResult
 from deploybench.serve.settings import ServeSettings
-from deploybench.serve.workers import WorkerPool
 
 ReadyHook = Callable[[dict[str, Any]], None]
 ZERO_TIMING = "queue;dur=0, decode;dur=0, preprocess;dur=0, infer;dur=0, encode;dur=0"
@@ -123,14 +123,14 @@ class Front:
         accept = request.headers.get("accept", "")
         if not self.builtin:
             return content_type, accept
-        media = vision.media_type(content_type) or "application/x-image"
-        if media not in vision.INPUT_TYPES:
+        media = codecs.media_type(content_type) or "application/x-image"
+        if media not in codecs.INPUT_TYPES:
             raise ServeError(
-                f"unsupported Content-Type {media!r}; use one of {sorted(vision.INPUT_TYPES)}", 415
+                f"unsupported Content-Type {media!r}; use one of {sorted(codecs.INPUT_TYPES)}", 415
             )
-        chosen = vision.negotiate_accept(accept, default=self.settings.default_accept)
+        chosen = codecs.negotiate_accept(accept, default=self.settings.default_accept)
         if chosen is None:
-            raise ServeError(f"unsupported Accept {accept!r}; use one of {list(vision.OUTPUT_TYPES)}", 406)
+            raise ServeError(f"unsupported Accept {accept!r}; use one of {list(codecs.OUTPUT_TYPES)}", 406)
         return media, chosen
 
     def admit(self) -> None:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from deploybench.config import ServerConfig
-from deploybench.serve.protocol import BATCH, RESULTS, encode_frame, read_frame
+from deploybench.serve.builtin import BuiltinPipeline
+from deploybench.serve.protocol import BATCH, RESULTS, encode_frame, error_result, read_frame
 
 
 def inflight_depth(server: ServerConfig, builtin: bool) -> int:
@@ -51,8 +52,6 @@ class StreamGate:
 
 def replicate(pipeline: Any, depth: int, streams: int) -> list[Any]:
     """`depth` built-in pipelines sharing one gated model, each with its own input buffer."""
-    from deploybench.serve.handlers import BuiltinPipeline
-
     if depth <= 1 or not isinstance(pipeline, BuiltinPipeline):
         return [pipeline]
     pipeline.model.variant = StreamGate(pipeline.model.variant, streams)
@@ -74,8 +73,6 @@ def _receive(conn: Connection) -> tuple[int, list[Any]] | None:
 def answer_frame(pipeline: Any, batch_id: int, items: list[Any], debug: bool) -> bytes:
     """The batch's answers, pickled with its id. Should the pipeline fail as a whole (or a result
     not pickle), every request of the batch gets that error: exceptions never end a worker."""
-    from deploybench.serve.errors import error_result
-
     try:
         return pickle.dumps((RESULTS, (batch_id, pipeline.run(items))), pickle.HIGHEST_PROTOCOL)
     except (Exception, SystemExit) as exc:

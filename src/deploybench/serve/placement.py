@@ -1,8 +1,8 @@
 """Core placement of the server's processes, and the thread settings a worker's runtime starts with.
 
 Why a plan instead of leaving it to the OS and the runtimes: each runtime assumes it owns the whole
-machine. Two 1-thread OpenVINO workers with the default CPU pinning both pinned their thread to
-core 0 here (53 img/s each instead of ~106). A worker that sets its own affinity (sched_setaffinity)
+machine. Two 1-thread OpenVINO workers with the default CPU pinning can both pin their thread to
+core 0 and share it. A worker that sets its own affinity (sched_setaffinity)
 before its runtime loads makes every thread the runtime creates inherit that mask, and OpenVINO's
 own pinning then stays inside it. The front (HTTP) process shares every core by default, or takes
 only the cores no worker was given (RuntimeKnobs.front = "rest"), which helps only when some are
@@ -97,10 +97,8 @@ def apply_cores(cores: Cores | None) -> bool:
 
 
 # OpenMP's wait policy per RuntimeKnobs.spin; None: libgomp's own default (spin ~300k iterations,
-# then sleep), so the variable is removed. Measured here (bench/serve_overhead.py, eager 1 x 2):
-# PASSIVE served 0.52 of in-process (the worker kept 0.8 of its 2 cores busy: every parallel region
-# slept and woke), the default 1.03, ACTIVE 1.0 but its idle threads spun and took the in-process
-# reference beside it from 7.7 to 0.5 img/s.
+# then sleep), so the variable is removed: PASSIVE makes every parallel region sleep and wake, and
+# ACTIVE's idle threads spin and starve whatever runs beside the worker (bench/serve_overhead.py).
 OMP_WAIT = {None: None, False: "PASSIVE", True: "ACTIVE"}
 
 

@@ -11,6 +11,8 @@ import pickle
 import struct
 from typing import Any, NamedTuple
 
+from deploybench.sagemaker.errors import JSON, error_body, exception_body
+
 NO_TIMINGS = (0.0, 0.0, 0.0, 0.0)
 
 
@@ -63,3 +65,14 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[str, Any]:
     if size == -1:
         (size,) = _BIG_HEADER.unpack(await reader.readexactly(_BIG_HEADER.size))
     return pickle.loads(await reader.readexactly(size))
+
+
+def error_result(rid: int, exc: BaseException, debug: bool, timings: tuple = NO_TIMINGS) -> WorkResult:
+    """A worker's answer for a request that raised."""
+    status, body = exception_body(exc, debug)
+    return WorkResult(rid, status, body, JSON, timings)
+
+
+def status_result(rid: int, status: int, message: str, headers: dict[str, str] | None = None) -> WorkResult:
+    """The front's answer for a request its worker never answered (it died, or hung)."""
+    return WorkResult(rid, status, error_body(status, message), JSON, NO_TIMINGS, headers)

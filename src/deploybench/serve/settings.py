@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import Field
 
 from deploybench.config import ModelSpec, ServerConfig, StrictModel
-from deploybench.serve.vision import JSON, OUTPUT_TYPES
+from deploybench.sagemaker.codecs import JSON, OUTPUT_TYPES
+from deploybench.sagemaker.contract import DEFAULT_PROGRAM, HandlerContractError, program_name
 
-DEFAULT_PROGRAM = "inference.py"
 MODEL_FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")
 
 # SageMaker env var -> ServerConfig field, with the type to parse it as.
@@ -76,16 +76,6 @@ def _parse_env(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def program_name(env: Mapping[str, str]) -> tuple[str, bool]:
-    """(file name in code/, whether SAGEMAKER_PROGRAM chose it); "inference" means inference.py."""
-    program = env.get("SAGEMAKER_PROGRAM", "").strip()
-    if not program:
-        return DEFAULT_PROGRAM, False
-    if Path(program).name != program:
-        raise SettingsError(f"SAGEMAKER_PROGRAM={program!r} must be a file name inside code/")
-    return (program if program.endswith(".py") else f"{program}.py"), True
-
-
 def _check_program(model_dir: Path, program: str, explicit: bool) -> None:
     code = model_dir / "code"
     if (code / program).is_file():
@@ -131,7 +121,10 @@ def resolve_settings(
         server = ServerConfig(**values)
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
-    program, explicit = program_name(env)
+    try:
+        program, explicit = program_name(env)
+    except HandlerContractError as exc:
+        raise SettingsError(str(exc)) from exc
     has_handler = False
     if model_dir is not None:
         _check_program(model_dir, program, explicit)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from deploybench.serve import toolkit
-from deploybench.serve.context import HandlerContext
-from deploybench.serve.errors import declared_status, error_result
-from deploybench.serve.handlers import bind
-from deploybench.serve.protocol import WorkItem, WorkResult
+from deploybench.sagemaker import toolkit
+from deploybench.sagemaker.context import HandlerContext
+from deploybench.sagemaker.contract import bind
+from deploybench.sagemaker.errors import declared_status
+from deploybench.serve.protocol import WorkItem, WorkResult, error_result
 
 log = logging.getLogger("deploybench.serve.worker")
 ERROR_LOG_INTERVAL_S = 10.0  # one traceback per interval at most: a flood of bad requests is no log flood

@@ -3,7 +3,7 @@
 worker.build_pipeline calls `behind_handler` once the handler's model_fn (or the toolkit's default)
 has run. Backend eager serves the handler exactly as SageMaker would. Any other backend builds its
 variant from the network model_fn returned, through the very LoadedModel the study built
-(models_sagemaker.describe_network: same input shape, calibration and fingerprint, so the same
+(models/sagemaker.py, describe_network: same input shape, calibration and fingerprint, so the same
 cached artifact), and the variant's predict takes predict_fn's place in the HandlerFunctions when
 handler_check allows it. When it does not (predict_fn does
 more than call the model, transform_fn, a model_fn value that is no nn.Module), the worker refuses
@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
-from deploybench.handler_check import HandlerCheck, as_batch
+from deploybench.models.sagemaker import UserHandler, describe_network, is_sagemaker_source
+from deploybench.sagemaker.handler_check import HandlerCheck, as_batch
 from deploybench.serve.settings import ServeSettings
 from deploybench.serve.user import HandlerFunctions
 
@@ -45,8 +47,6 @@ class VariantPredictFn:
 def names_another_network(settings: ServeSettings) -> bool:
     """--model names a network other than the handler's own (the archive itself, as a study passes it
     for artifact cache keys, is the handler's own)."""
-    from deploybench.models_sagemaker import is_sagemaker_source
-
     return settings.model is not None and not is_sagemaker_source(settings.model.source)
 
 
@@ -66,9 +66,6 @@ def behind_handler(
     backend = settings.server.backend
     if backend == REFERENCE:
         return functions, model, {"backend": REFERENCE, "predict_fn": "yours (the handler as is)"}
-    from deploybench.backends.build import build_variant
-    from deploybench.models_sagemaker import UserHandler, describe_network
-
     spec = _spec(settings)
     handler = UserHandler(module, settings.model_dir or Path(), context, settings.program)
     loaded = describe_network(spec, handler, model)

@@ -15,7 +15,12 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from deploybench.inputs.payload import default_payload_path
+from deploybench.sagemaker.codecs import decode_into
+from deploybench.sagemaker.context import HandlerContext
+from deploybench.sagemaker.contract import load_user_module
 from deploybench.serve import inflight, placement
+from deploybench.serve.builtin import BuiltinPipeline, VisionModel
 from deploybench.serve.protocol import FAILED, READY
 from deploybench.serve.settings import ServeSettings
 
@@ -35,9 +40,11 @@ def _isolate_signals() -> None:
 
 
 def _build_vision_model(settings: ServeSettings) -> Any:
+    # lazy: torch loads in the worker, never in the front process that names this module as its spawn target
     from deploybench.backends.build import build_variant, example_batch
-    from deploybench.backends.served import verify_served_variant
-    from deploybench.serve.handlers import VisionModel
+
+    # lazy: torch: in the worker only (see _build_vision_model)
+    from deploybench.variants.served import verify_served_variant
 
     server = settings.server
     if settings.model is None:
@@ -64,9 +71,6 @@ def _build_vision_model(settings: ServeSettings) -> Any:
 
 
 def _warm_preprocessing(model: Any) -> None:
-    from deploybench.payload import default_payload_path
-    from deploybench.serve.vision import decode_into
-
     if model.input_shape == (3, 224, 224):
         import numpy as np
 
@@ -77,8 +81,6 @@ def _warm_preprocessing(model: Any) -> None:
 
 def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, Any]]:
     """The built-in pipeline, or the user's handler with the SageMaker PyTorch toolkit's defaults."""
-    from deploybench.serve.handlers import BuiltinPipeline
-
     path = settings.handler_path
     if path is None:
         model = _build_vision_model(settings)
@@ -89,8 +91,7 @@ def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, 
 
 
 def _build_user_pipeline(settings: ServeSettings, path: Any, index: int) -> tuple[Any, dict[str, Any]]:
-    from deploybench.serve.context import HandlerContext
-    from deploybench.serve.handlers import load_user_module
+    # lazy: torch: in the worker only (a user handler's toolkit defaults need it)
     from deploybench.serve.user import UserPipeline, resolve_functions
     from deploybench.serve.variant_handler import behind_handler, names_another_network
 

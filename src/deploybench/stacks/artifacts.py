@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from deploybench.cache import default_cache_root, variant_cache_dir
 from deploybench.config import ModelSpec
 
 ArtifactKind = Literal["onnx", "torchscript", "torch-module"]
@@ -34,8 +35,8 @@ def model_artifact(spec: ModelSpec, backend: str, cache_dir: Path | None) -> Mod
     """Build the variant (cached on disk) and return the file it runs; ValueError if it is not a file."""
     import torch
 
+    # lazy: torch loads only when a stack needs an artifact
     from deploybench.backends.build import build_variant
-    from deploybench.backends.cache import default_cache_root, variant_cache_dir
     from deploybench.backends.onnx_export import write_atomically
 
     variant, loaded = build_variant(spec, backend, threads=1, cache_dir=cache_dir)

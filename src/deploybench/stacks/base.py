@@ -27,7 +27,7 @@ from deploybench.backends.base import Availability
 from deploybench.config import ModelSpec
 from deploybench.load.targets import HttpTarget, Target
 from deploybench.results import Candidate
-from deploybench.study.launcher import (
+from deploybench.stacks.process import (
     LOOPBACK,
     ServerProcess,
     ServerStartError,
@@ -36,7 +36,7 @@ from deploybench.study.launcher import (
     stop_server,
     wait_ready,
 )
-from deploybench.study.launcher import launch as launch_process
+from deploybench.stacks.process import launch as launch_process
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 HTTP_TIMEOUT_S = 5.0
@@ -138,7 +138,7 @@ def json_top_classes(body: bytes) -> list[int]:
 
 def thread_env(threads: int) -> dict[str, str]:
     """The same threading environment for every stack: N intra-op threads, OpenMP's own wait policy
-    (as deploybench's workers at default knobs: serve/placement.py measured why) unless the user set one.
+    (as deploybench's workers at default knobs: serve/placement.py says why) unless the user set one.
 
     deploybench's own workers set these; TorchServe, Triton and LitServe do not, so without them a
     comparison would measure oversubscription, not the stack.
@@ -254,6 +254,7 @@ def register(cls: type[Stack]) -> type[Stack]:
 
 def all_stacks() -> dict[str, type[Stack]]:
     """Every registered stack, in the package's module order (deploybench's reference first)."""
+    # lazy: the package imports this module; the registry loads every stack on first use
     from deploybench.stacks import _STACK_MODULES, _load_all
 
     _load_all()

@@ -16,7 +16,7 @@ from deploybench.stacks.base import (
     loopback_url,
     register,
 )
-from deploybench.study.launcher import serve_command
+from deploybench.stacks.process import serve_command
 
 READY_FILE = "ready.json"  # `deploybench serve --json`: what each worker resolved and read back
 

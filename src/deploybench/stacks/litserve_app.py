@@ -31,6 +31,7 @@ class VisionAPI(ls.LitAPI):
         self.labels: list[str] | None = None
 
     def setup(self, device: str) -> None:
+        # lazy: torch loads in LitServe's inference workers, not in its front
         from deploybench.backends.build import build_variant, example_batch
         from deploybench.config import ModelSpec
 
@@ -45,7 +46,8 @@ class VisionAPI(ls.LitAPI):
         """`request` stays unannotated: LitServe reads the annotation to pick the request type (JSON)."""
         from fastapi import HTTPException
 
-        from deploybench.payload import PayloadError, preprocess
+        # lazy: in LitServe's inference workers only
+        from deploybench.inputs.payload import PayloadError, preprocess
 
         try:
             return preprocess(base64.b64decode(request["image"], validate=True))
@@ -57,7 +59,8 @@ class VisionAPI(ls.LitAPI):
         return logits if x.ndim == 4 else logits[0]
 
     def encode_response(self, output: np.ndarray, **kwargs: Any) -> dict[str, Any]:
-        from deploybench.serve.vision import top_k_json
+        # lazy: in LitServe's inference workers only
+        from deploybench.sagemaker.codecs import top_k_json
 
         return json.loads(top_k_json(output, self.labels, TOP_K))
 

@@ -2,8 +2,9 @@
 
 nvidia-pytriton pins numpy < 2 while deploybench runs numpy 2, so Triton's side lives in a separate
 venv: PyTriton (which bundles tritonserver and its Python backend), ONNX Runtime for the model and
-Pillow for THE reference preprocessing (deploybench.payload, imported from deploybench's source).
-Creating it takes about half a minute and ~450 MB; a file lock keeps two processes from racing.
+Pillow for THE reference preprocessing (deploybench.inputs.payload, imported from deploybench's source).
+Creating it is slow and takes a few hundred MB, so it is made once; a file lock keeps two processes
+from racing.
 
 Triton's Python-backend stub links libpython3.X.so; when the interpreter's own shared library is
 not the one the dynamic loader finds first (a pyenv Python next to Debian's), the stub mixes two
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from deploybench.backends.cache import default_cache_root
+from deploybench.cache import default_cache_root
 
 REQUIREMENTS = ("nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "numpy==1.26.4", "pillow==13.0.0")
 STAMP = "deploybench-venv.json"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.backends.base import Availability, library_importable
-from deploybench.backends.cache import default_cache_root
+from deploybench.cache import default_cache_root
 from deploybench.results import Candidate
 from deploybench.stacks.artifacts import ModelArtifact, model_artifact
 from deploybench.stacks.base import (
@@ -43,8 +43,8 @@ from deploybench.stacks.base import (
     register,
     thread_env,
 )
+from deploybench.stacks.process import ServerStartError, log_tail
 from deploybench.stacks.torchserve_handler import META_FILE
-from deploybench.study.launcher import ServerStartError, log_tail
 
 MODEL_NAME = "model"
 INSTALL = (

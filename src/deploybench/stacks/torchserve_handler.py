@@ -1,11 +1,11 @@
 """The TorchServe handler inside every .mar deploybench builds: THE reference preprocessing, one batched run.
 
 TorchServe loads this file in each of its Python workers. It decodes every request of the batch with
-deploybench.payload (the same preprocessing as deploybench's server), runs the model once on the
+deploybench.inputs.payload (the same preprocessing as deploybench's server), runs the model once on the
 whole batch and answers each request with the same top-5 JSON as deploybench's server. A bad image
 fails only its own request (400). The module defines exactly one class: TorchServe's rule for class
-handlers. It does not subclass BaseHandler, whose import pulls in OpenVINO's torch.compile backend and
-added half a minute to every worker start here.
+handlers. It does not subclass BaseHandler, whose import pulls in OpenVINO's torch.compile backend,
+a slow import every worker start would pay.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ META_FILE = "deploybench.json"
 
 
 def _onnx_runner(path: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    # lazy: ONNX Runtime loads only in TorchServe's workers that run an ONNX model
     from deploybench.backends.onnxruntime_backend import ort_session
 
     session = ort_session(path, threads, ["CPUExecutionProvider"])
@@ -64,8 +65,9 @@ class DeploybenchVisionHandler:
         self.initialized = True
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
-        from deploybench.payload import PayloadError, preprocess
-        from deploybench.serve.vision import top_k_json
+        # lazy: TorchServe imports this file in its frontend's model check too; decode only in workers
+        from deploybench.inputs.payload import PayloadError, preprocess
+        from deploybench.sagemaker.codecs import top_k_json
 
         batch = np.empty((len(data), *self.meta["input_shape"]), dtype=np.float32)
         answers: list[bytes] = [b""] * len(data)

@@ -34,7 +34,7 @@ from deploybench.stacks.base import (
 MODEL_NAME = "model"
 INPUT, OUTPUT, TOP_K = "image", "logits", 5
 APP = Path(__file__).with_name("triton_app.py")
-SOURCE_ROOT = Path(deploybench.__file__).resolve().parent.parent  # deploybench.payload, for the callable
+SOURCE_ROOT = Path(deploybench.__file__).resolve().parent.parent  # inputs.payload, for the callable
 INSTALL = (
     "install with: nothing by hand, deploybench creates PyTriton's venv on first use "
     f"({', '.join(pytriton_env.REQUIREMENTS)})"

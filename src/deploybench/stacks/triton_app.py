@@ -1,7 +1,7 @@
 """The PyTriton server of the `triton` stack: one ONNX model behind Triton's KServe v2 HTTP API, CPU only.
 
 Runs as a script in PyTriton's own virtual environment (numpy < 2), with deploybench's source on
-PYTHONPATH for THE reference preprocessing only (deploybench.payload needs numpy and Pillow). Each
+PYTHONPATH for THE reference preprocessing only (deploybench.inputs.payload needs numpy and Pillow). Each
 Triton model instance is one inference callable with its own ONNX Runtime session; Triton's dynamic
 batcher forms the batches. The input is one BYTES element per request (the encoded image), the
 output the logits, which Triton's classification extension turns into top-k on request.
@@ -40,7 +40,8 @@ def make_callable(onnx_path: str, threads: int, input_shape: tuple[int, ...]) ->
     import onnxruntime as ort
     from pytriton.decorators import batch
 
-    from deploybench.payload import preprocess
+    # lazy: imported inside PyTriton's venv once deploybench's source is on the path
+    from deploybench.inputs.payload import preprocess
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -94,8 +95,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve; retry a failed model load: PyTriton's stub gives its handshake 1 s, which a busy 2-core
-    machine sometimes misses ("Timeout occurred while waiting for config file")."""
+    """Serve; retry a failed model load: PyTriton's stub gives its handshake 1 s, which a busy machine
+    with few cores sometimes misses ("Timeout occurred while waiting for config file")."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)

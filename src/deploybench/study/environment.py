@@ -8,8 +8,9 @@ import socket
 from typing import Any
 
 import deploybench
-from deploybench.backends.cache import installed_versions
+from deploybench.cache import installed_versions
 from deploybench.hardware import MachineProfile, detect_machine
+from deploybench.stacks import all_stacks, resolve_stacks
 from deploybench.study.plan import StackOffer
 
 _LIBRARIES = (
@@ -55,8 +56,6 @@ def fingerprint(machine: MachineProfile | None = None) -> dict[str, Any]:
 def stack_offers(names: list[str]) -> list[StackOffer]:
     """Resolve the study's stacks on this machine: `all` expanded, each one's availability and backends.
     Part of a machine's environment: on a cluster each node answers for itself."""
-    from deploybench.stacks import all_stacks, resolve_stacks
-
     stacks = all_stacks()
     offers = []
     for name in resolve_stacks(names):

@@ -3,13 +3,13 @@
 Pruning rules (each pruned candidate is recorded with its reason, never silently dropped):
 - a backend that is unavailable here, failed to build, or failed the parity gate is not served;
 - eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process,
-  each at least `serve_within` as fast as the fastest (a backend at half the speed cannot come within 5%
-  of it served: batching and layouts moved served throughput by at most ~20% against in-process here;
-  with an accuracy rule the comparison is within one precision, as a faster int8 may fail it later);
+  each at least `serve_within` as fast as the fastest (batching and layouts move served throughput too
+  little against in-process for a much slower backend to come within 5% of it served; with an accuracy
+  rule the comparison is within one precision, as a faster int8 may fail it later);
   eager's own knob grid is swept only when it is itself among those fastest (else it is the comparison);
 - the knob grid is swept on every served backend (or only the `tune_top` fastest, when set); no serving
-  knob is pruned on an in-process timing (in-process batch 8 was "not 5% faster" where served batching
-  gained 14%): in-process speed only orders the candidates, the search (study/search.py) decides;
+  knob is pruned on an in-process timing (a batch size no faster in-process can still pay when served):
+  in-process speed only orders the candidates, the search (study/search.py) decides;
 - workers x threads never exceeds the usable cores unless `oversubscribe` is set;
 - runtime knobs (streams, overlap, placement, spinning, ...) only those the backend honours, and
   never more streams than threads per worker (deploybench's own server; other stacks get defaults);

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploybench.payload import default_payload_path, read_payloads
+from deploybench.inputs.payload import default_payload_path, read_payloads
 from deploybench.results import MachineInfo, TrialRecord, candidate_trials
 from deploybench.study.executors import (
     Executor,
     ExecutorError,
     MachineTarget,
     PrepareRequest,
-    TrialEvents,
     executor_for,
 )
 from deploybench.study.measure import LiveCallback
@@ -29,7 +28,7 @@ from deploybench.study.plan import StackOffer, plan_trials
 from deploybench.study.search import SearchRun, final_groups, run_search
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, machine_file
-from deploybench.study.trial import TrialContext, TrialJob, unserved_record
+from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, unserved_record
 from deploybench.study.variants_step import VariantsOutcome, summaries_from_json
 
 

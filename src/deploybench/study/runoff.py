@@ -1,13 +1,12 @@
 """Search round 2 as a paired runoff: every contender served at once, and measured in turn.
 
-Why: on a shared host one configuration's throughput drifts by 10% and more over minutes (the same
-server measured 31.1 and 35.2 req/s ten minutes apart), more than the 3-7% between the best
-configurations here. Measured one after another, the contenders' order followed the drift, and two
-runs of the default study picked different winners. In a runoff every contender's server is up for
+Why: on a shared host one configuration's throughput drifts over minutes by more than the gaps
+between the best configurations, so contenders measured one after another are ordered by the drift,
+and two runs of one study can pick different winners. In a runoff every contender's server is up for
 the whole round (an idle server costs no CPU), and the load visits each one in turn for one short
 window per round, the order reversed every round (A B C, C B A, ...). Two contenders are compared
 window by window, seconds apart: the ratio of their throughputs cancels the drift, and its spread
-over the rounds gives the interval (a paired design: deploybench.ties.paired_ratio).
+over the rounds gives the interval (a paired design: deploybench.recommend.ties.paired_ratio).
 Only the local executor runs it; on a Ray cluster round 2 stays one trial after another.
 """
 
@@ -21,10 +20,17 @@ from deploybench.config import LoadConfig
 from deploybench.load import run_load
 from deploybench.results import LoadPoint, RunoffSample, TrialRecord
 from deploybench.stacks import get_stack
-from deploybench.study.executors.base import TrialEvents
-from deploybench.study.launcher import ServerStartError, log_tail
+from deploybench.stacks.process import ServerStartError, log_tail
 from deploybench.study.store import StudyStore
-from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, base_record, now, stack_launch
+from deploybench.study.trial import (
+    TrialContext,
+    TrialEvents,
+    TrialFiles,
+    TrialJob,
+    base_record,
+    now,
+    stack_launch,
+)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The search over served measurements: successive halving, so the study serves the whole space.
 
 Why successive halving (Jamieson & Talwalkar 2016; Hyperband's inner loop) rather than a model-based
-search: the space is small and discrete (backend x workers x batch x runtime knobs, ~16-20 here), the
+search: the space is small and discrete (backend x workers x batch x runtime knobs, tens at most), the
 knobs interact (batching pays on one backend and not another), and the measurements are noisy, so a
 short measurement of *every* candidate is the cheapest way never to miss one; TPE would need more
 trials than the space has to learn anything. In-process timings only order the candidates.
@@ -15,7 +15,7 @@ Rounds (each on the same load generator as the full plan, only with other window
 3. finalists: the best 1/eta of round 2 (at most `finalists`), plus up to `max_tied` that the data
    cannot tell from the best (the runoff's paired interval reaches 1, or the 95% throughput intervals
    overlap), get the full load plan; only they are ranked, and each carries its runoff sample, so the
-   recommendation compares them side by side too (deploybench.ties).
+   recommendation compares them side by side too (deploybench.recommend.ties).
 Eager (the baseline) and each other serving stack's candidate skip the rounds: always finalists;
 the baseline is measured at the plan's fixed levels only (final_groups), as the comparison.
 Each round's records are trials (status "probe", trial id KEY#probe / KEY#round2), so a resumed study
@@ -30,14 +30,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deploybench.config import RuntimeKnobs
+from deploybench.recommend.ties import geometric_mean, overlap, paired_ratio
 from deploybench.results import DEFAULT_STACK, Interval, RunoffSample, TrialRecord
-from deploybench.study.executors import Executor, TrialEvents
+from deploybench.study.executors import Executor
 from deploybench.study.plan import BASELINE
 from deploybench.study.runoff import RunoffPlan
 from deploybench.study.spec import LoadPlan, SearchSpec, StudyConfig
 from deploybench.study.store import StudyStore
-from deploybench.study.trial import TrialContext, TrialJob, unserved_record
-from deploybench.ties import geometric_mean, overlap, paired_ratio
+from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, unserved_record
 
 PROBE_STATUS = "probe"
 SEARCH_FILE = "search.json"
@@ -123,8 +123,8 @@ def score_of(trial_id: str, record: TrialRecord) -> Score:
 
 
 def probe_concurrency(config: StudyConfig, jobs: list[TrialJob]) -> int:
-    """Where every candidate peaks: the study's c16 level (where the wrk figures of issue 10 were
-    taken: every batch-1 layout on 2 cores is saturated by then), raised to 2 x workers x max batch,
+    """Where every candidate peaks: the study's c16 level (every batch-1 layout on a few cores is
+    saturated by then), raised to 2 x workers x max batch,
     so a batching server has a full batch forming while the one before it infers."""
     plan = config.load
     level = max(plan.include_concurrency, default=plan.max_concurrency)
@@ -267,7 +267,7 @@ class SearchRun:
     ) -> list[Score]:
         """Round 2: a paired runoff where the executor serves several candidates at once; the
         `references` (the eager baseline) run in it too, never scored: the speed-up over them is
-        then paired, window by window, like the contenders' comparison (deploybench.baseline)."""
+        then paired, window by window, like the contenders' comparison (deploybench.recommend.baseline)."""
         spec = self.ctx.config.search
         if not (spec.runoff_rounds and self.runner.runs_runoffs and len(jobs) > 1):
             longer = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)

@@ -9,7 +9,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator, model_validator
 
-from deploybench.config import Constraints, ModelSpec, ParityThresholds, RuntimeKnobs, StrictModel
+from deploybench.config import (
+    Constraints,
+    MachineSpec,
+    ModelSpec,
+    ParityThresholds,
+    RuntimeKnobs,
+    StrictModel,
+)
+from deploybench.inputs.payload import default_payload_path
+from deploybench.stacks import ALL, all_stacks
 
 
 class StudyFileError(ValueError):
@@ -108,16 +117,6 @@ class SearchSpec(StrictModel):
     )
 
 
-class MachineSpec(StrictModel):
-    """The machine the study runs on and its price: given, or the catalogue entry matching the
-    detected CPU family and vCPUs (deploybench.machine)."""
-
-    label: str | None = None
-    instance: str | None = None
-    price_per_hour: float | None = Field(None, gt=0)
-    unpriced: bool = Field(False, description="run without a price when no catalogue entry matches")
-
-
 # Ray's node-label value syntax (Kubernetes labels), so a bad name fails here, not deep inside Ray.
 INSTANCE_LABEL_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 
@@ -207,8 +206,6 @@ class StudyConfig(StrictModel):
     @field_validator("stacks")
     @classmethod
     def _known_stacks(cls, names: list[str]) -> list[str]:
-        from deploybench.stacks import ALL, all_stacks
-
         known = all_stacks()
         unknown = [name for name in names if name != ALL and name not in known]
         if unknown:
@@ -219,8 +216,8 @@ class StudyConfig(StrictModel):
 def study_model_spec(config: StudyConfig) -> ModelSpec:
     """The model as the study builds and serves it: a SageMaker archive or folder gets the study's
     payload and content type, so its input_fn sees the requests the load test will send."""
-    from deploybench.models_sagemaker import is_sagemaker_source
-    from deploybench.payload import default_payload_path
+    # lazy: torch loads only for a SageMaker source, not to read a study file
+    from deploybench.models.sagemaker import is_sagemaker_source
 
     spec = config.model
     if not is_sagemaker_source(spec.source) or spec.payload is not None:

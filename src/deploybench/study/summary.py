@@ -13,11 +13,22 @@ def _ends(interval: Interval | None) -> list[float] | None:
 
 def _point_cells(point: LoadPoint | None) -> dict[str, Any]:
     if point is None:
-        return {"rps": None, "rps_ci": None, "p50_ms": None, "p99_ms": None, "p99_ci": None,
-                "p99_loadgen_ms": None}
-    return {"rps": point.throughput_rps, "rps_ci": _ends(point.throughput_ci), "p50_ms": point.latency.p50_ms,
-            "p99_ms": point.latency.p99_ms, "p99_ci": _ends(point.p99_ci),
-            "p99_loadgen_ms": point.p99_estimate_ms}
+        return {
+            "rps": None,
+            "rps_ci": None,
+            "p50_ms": None,
+            "p99_ms": None,
+            "p99_ci": None,
+            "p99_loadgen_ms": None,
+        }
+    return {
+        "rps": point.throughput_rps,
+        "rps_ci": _ends(point.throughput_ci),
+        "p50_ms": point.latency.p50_ms,
+        "p99_ms": point.latency.p99_ms,
+        "p99_ci": _ends(point.p99_ci),
+        "p99_loadgen_ms": point.p99_estimate_ms,
+    }
 
 
 def point_label(point: LoadPoint) -> str:
@@ -26,13 +37,19 @@ def point_label(point: LoadPoint) -> str:
 
 def flagged_points(trial: TrialRecord) -> list[dict[str, Any]]:
     """Every point not trusted, with its reasons (each carries its number)."""
-    return [{"point": point_label(p), "flags": p.flags or ["unstable" if not p.stable else "client-bound"]}
-            for p in trial.points if not p.trusted]
+    return [
+        {"point": point_label(p), "flags": p.flags or ["unstable" if not p.stable else "client-bound"]}
+        for p in trial.points
+        if not p.trusted
+    ]
 
 
 def _mean_client(trial: TrialRecord, name: str) -> float | None:
-    values = [getattr(p.client, name) for p in trial.points
-              if p.client is not None and getattr(p.client, name) is not None]
+    values = [
+        getattr(p.client, name)
+        for p in trial.points
+        if p.client is not None and getattr(p.client, name) is not None
+    ]
     return sum(values) / len(values) if values else None
 
 

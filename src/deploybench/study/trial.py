@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deploybench.results import AccuracyReport, MachineInfo, ParityReport, StackRecord, TrialRecord
 from deploybench.stacks import StackLaunch, get_stack
-from deploybench.study.launcher import ResourceMonitor, ServerStartError, log_tail
+from deploybench.stacks.process import ResourceMonitor, ServerStartError, log_tail
 from deploybench.study.measure import LiveCallback, measure_candidate
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.spec import StudyConfig, study_model_spec
@@ -161,3 +161,12 @@ def run_served_trial(
         finished_at=now(),
         log_tail=log_tail(launch.log_path) if status == "failed" else None,
     )
+
+
+@dataclass
+class TrialEvents:
+    """What an executor reports while trials run (the study forwards it to the CLI's progress)."""
+
+    on_start: Callable[[TrialJob, str | None], None]  # the job, and the node it runs on (None: here)
+    on_live: LiveCallback
+    on_stage: Callable[[str], None]

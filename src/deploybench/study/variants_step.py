@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploybench.backends.base import honoured_knobs
-from deploybench.backends.parity import served_batch_sizes
+from deploybench.hardware import usable_cores
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
 from deploybench.study.spec import StudyConfig, study_model_spec
+from deploybench.variants.parity import served_batch_sizes
 
 if TYPE_CHECKING:  # torch loads with it; a cluster's driver and the report need no torch
-    from deploybench.backends.evaluate import VariantsReport
+    # lazy: torch loads only where variants are built, never to read them back
+    from deploybench.variants.verify import VariantsReport
 
 
 @dataclass
@@ -68,7 +70,8 @@ def summarise(report: VariantsReport) -> VariantsOutcome:
 
 
 def summaries_from_json(raw: dict[str, Any]) -> VariantsOutcome:
-    from deploybench.backends.evaluate import VariantsReport
+    # lazy: torch loads only where variants are built, never to read them back
+    from deploybench.variants.verify import VariantsReport
 
     return summarise(VariantsReport.model_validate(raw))
 
@@ -82,8 +85,8 @@ def parity_sizes(config: StudyConfig) -> list[int]:
 def evaluate_study_variants(
     config: StudyConfig, cache_dir: Path | None, on_stage: Callable[[str], None]
 ) -> VariantsOutcome:
-    from deploybench.backends.evaluate import evaluate_variants
-    from deploybench.hardware import usable_cores
+    # lazy: torch loads only where variants are built (a Ray driver builds none)
+    from deploybench.variants.verify import evaluate_variants
 
     report = evaluate_variants(
         study_model_spec(config),

@@ -10,7 +10,6 @@ from deploybench.study.executors.base import (
     MachineTarget,
     Prepared,
     PrepareRequest,
-    TrialEvents,
     register,
     registered,
 )
@@ -32,7 +31,6 @@ __all__ = [
     "MachineTarget",
     "PrepareRequest",
     "Prepared",
-    "TrialEvents",
     "executor_for",
     "register",
 ]

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from deploybench.results import MachineInfo, TrialRecord
-from deploybench.study.measure import LiveCallback
 from deploybench.study.plan import StackOffer
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
-from deploybench.study.trial import TrialContext, TrialJob
+from deploybench.study.trial import TrialContext, TrialEvents, TrialJob
 
 if TYPE_CHECKING:
     from deploybench.study.runoff import RunoffPlan
@@ -57,15 +56,6 @@ class Prepared:
 class PrepareRequest:
     target: MachineTarget
     need_variants: bool
-
-
-@dataclass
-class TrialEvents:
-    """What an executor reports while trials run (the study forwards it to the CLI's progress)."""
-
-    on_start: Callable[[TrialJob, str | None], None]  # the job, and the node it runs on (None: here)
-    on_live: LiveCallback
-    on_stage: Callable[[str], None]
 
 
 class Executor(abc.ABC):
@@ -114,13 +104,9 @@ class Executor(abc.ABC):
         store: StudyStore,
         events: TrialEvents,
     ) -> list[TrialRecord]:
-        """Search round 2 as a paired runoff (study/runoff.py), here: for executors whose trials run on
-        this machine (runs_runoffs); the others run round 2 one trial after another."""
-        if not self.runs_runoffs:
-            raise NotImplementedError(f"the {self.name} executor runs round 2 one trial after another")
-        from deploybench.study.runoff import run_runoff
-
-        return run_runoff(ctx, jobs, plan, store, events)
+        """Search round 2 as a paired runoff (study/runoff.py), for executors whose trials run on this
+        machine (runs_runoffs, which override this); the others run round 2 one trial after another."""
+        raise NotImplementedError(f"the {self.name} executor runs round 2 one trial after another")
 
     @abc.abstractmethod
     def run_trials(

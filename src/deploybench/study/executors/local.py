@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.hardware import MachineProfile, detect_machine
-from deploybench.machine import resolve_machine
+from deploybench.pricing.machine import resolve_machine
 from deploybench.results import MachineInfo, TrialRecord
 from deploybench.study.environment import fingerprint, stack_offers
 from deploybench.study.executors.base import (
@@ -16,12 +16,13 @@ from deploybench.study.executors.base import (
     MachineTarget,
     Prepared,
     PrepareRequest,
-    TrialEvents,
     register,
 )
+from deploybench.study.runoff import RunoffPlan, run_runoff
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
-from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
+from deploybench.study.trial import TrialContext, TrialEvents, TrialFiles, TrialJob, run_served_trial
+from deploybench.study.variants_step import evaluate_study_variants
 
 
 @register
@@ -38,11 +39,20 @@ class LocalExecutor(Executor):
     def targets(self) -> list[MachineTarget]:
         return [MachineTarget()]
 
+    def run_runoff(
+        self,
+        ctx: TrialContext,
+        jobs: list[TrialJob],
+        plan: RunoffPlan,
+        store: StudyStore,
+        events: TrialEvents,
+    ) -> list[TrialRecord]:
+        """Round 2 as a paired runoff: every contender served here at once, visited in turns."""
+        return run_runoff(ctx, jobs, plan, store, events)
+
     def prepare(
         self, requests: list[PrepareRequest], cache_dir: Path | None, on_stage: Callable[[str], None]
     ) -> Iterator[Prepared]:
-        from deploybench.study.variants_step import evaluate_study_variants
-
         for request in requests:
             environment = fingerprint(self.profile)
             raw = None

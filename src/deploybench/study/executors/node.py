@@ -26,8 +26,8 @@ from typing import Any
 import psutil
 
 import deploybench
+from deploybench.stacks.process import die_with_parent, log_tail
 from deploybench.study.executors.node_main import SERVER_LOG
-from deploybench.study.launcher import die_with_parent, log_tail
 
 # Ray sets these in its workers (thread count, device visibility); the child gets the node's own.
 RAY_ADJUSTED_VARIABLES = (

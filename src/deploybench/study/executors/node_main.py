@@ -55,6 +55,7 @@ def planned_trial_json(trial: PlannedTrial) -> dict[str, Any]:
 
 
 def _evaluate(job: dict[str, Any], config: StudyConfig, events: EventWriter) -> None:
+    # lazy: after stdout is redirected: what the libraries print must not reach the event stream
     from deploybench.study.environment import fingerprint, stack_offers
     from deploybench.study.variants_step import evaluate_study_variants
 
@@ -72,6 +73,7 @@ def _evaluate(job: dict[str, Any], config: StudyConfig, events: EventWriter) -> 
 
 
 def _trial(job: dict[str, Any], config: StudyConfig, workdir: Path, events: EventWriter) -> None:
+    # lazy: after stdout is redirected (see _evaluate)
     from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
 
     parity = ParityReport.model_validate(job["parity"]) if job.get("parity") else None

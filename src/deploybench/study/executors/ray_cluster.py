@@ -20,6 +20,7 @@ from typing import Any
 
 import deploybench
 from deploybench.load import LiveStats
+from deploybench.pricing.catalogue import UnknownInstanceError, resolve_price
 from deploybench.results import MachineInfo, TrialRecord
 from deploybench.study.executors.base import (
     Executor,
@@ -27,7 +28,6 @@ from deploybench.study.executors.base import (
     MachineTarget,
     Prepared,
     PrepareRequest,
-    TrialEvents,
     register,
 )
 from deploybench.study.executors.node import run_on_node
@@ -36,7 +36,7 @@ from deploybench.study.executors.ray_streams import TaskStreams
 from deploybench.study.plan import StackOffer
 from deploybench.study.spec import ClusterMachine
 from deploybench.study.store import StudyStore
-from deploybench.study.trial import TrialContext, TrialJob, failed_record
+from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, failed_record
 
 INSTANCE_LABEL = "deploybench/instance-type"
 SLOT = "deploybench_slot"
@@ -79,8 +79,6 @@ def _import_ray() -> Any:
 
 
 def _price(machine: ClusterMachine) -> float:
-    from deploybench.pricing import UnknownInstanceError, resolve_price
-
     if machine.price_per_hour is not None:
         return machine.price_per_hour
     try:

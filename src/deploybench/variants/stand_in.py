@@ -31,11 +31,12 @@ import numpy as np
 
 from deploybench.backends.base import Variant
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import parity_inputs
-from deploybench.backends.parity import FULL_PRECISIONS, check_parity
 from deploybench.config import ModelSpec, ParityThresholds, is_random_weights
-from deploybench.models import LoadedModel, ModelLoadError, load_model, logits_for
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.models.loaded import LoadedModel, ModelLoadError
+from deploybench.models.sources import load_model, logits_for
 from deploybench.results import ParityReport
+from deploybench.variants.parity import FULL_PRECISIONS, check_parity
 
 STAND_IN = "efficientnet-lite0"
 JUDGED_ON = f"the trained stand-in {STAND_IN}"

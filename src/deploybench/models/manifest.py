@@ -1,9 +1,10 @@
 """What a torchvision model is, cached: weights label, fingerprint and labels, without building it.
 
-Every server worker used to import torchvision (which imports torch._dynamo: ~3 s here) and
-initialise the network (~0.5 s) only to learn its fingerprint, the key of the cached ONNX and
-OpenVINO artifacts it then loads. The first load writes this manifest beside the artifacts; later
-loads read it and build the module only when a backend asks for it (LoadedModel.module).
+A server worker that loads a cached ONNX or OpenVINO artifact needs only the model's fingerprint,
+the artifact's key; a full load would import torchvision (which imports torch._dynamo) and
+initialise the network just to learn it, the slowest part of a worker's start. So the first load
+writes this manifest beside the artifacts; later loads read it and build the module only when a
+backend asks for it (LoadedModel.module).
 
 A manifest is used only while it still describes what a full load would give: its key holds the
 source, the weights request, the input shape and the library versions (as every cache key does);
@@ -19,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploybench.backends.cache import default_cache_root, variant_cache_dir
+from deploybench.cache import default_cache_root, variant_cache_dir
 from deploybench.config import ModelSpec
 
 if TYPE_CHECKING:
-    from deploybench.models import LoadedModel
+    from deploybench.models.loaded import LoadedModel
 
 MANIFEST_FILE = "manifest.json"
 CACHED_REQUESTS = ("auto", "random", "pretrained")  # weights files are hashed each time

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploybench.serve.toolkit import default_predict_fn  # what the server runs without a predict_fn
+from deploybench.sagemaker.toolkit import default_predict_fn  # what the server runs without a predict_fn
 
 Returns = Literal["tensor", "ndarray", "list"]
 REL_TOLERANCE = 1e-4

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploybench.payload import CROP
-from deploybench.serve import vision
-from deploybench.serve.errors import ServeError
-from deploybench.serve.vision import DECODE_ERRORS, JSON, NPY
+from deploybench.inputs.payload import CROP
+from deploybench.sagemaker import codecs
+from deploybench.sagemaker.codecs import DECODE_ERRORS, JSON, NPY
+from deploybench.sagemaker.errors import ServeError
 
 CSV = "text/csv"
 NPZ = "application/x-npz"
@@ -68,18 +68,18 @@ def default_model_fn(model_dir: str) -> Any:
 def decode(body: bytes | str, content_type: str | None) -> Any:
     """decoder.decode: JSON, CSV, NPY, NPZ; plus images through deploybench's reference preprocessing."""
     if content_type == JSON:
-        return _array(vision.load_json(body))
+        return _array(codecs.load_json(body))
     if content_type == CSV:
         return _array_from(lambda: np.genfromtxt(io.StringIO(str(body)), delimiter=","))
     if content_type == NPY:
-        return vision.load_npy(bytes(body))
+        return codecs.load_npy(bytes(body))
     if content_type == NPZ:
         import scipy.sparse
 
         return _array_from(lambda: scipy.sparse.load_npz(io.BytesIO(bytes(body))).toarray())
     if content_type in IMAGE_TYPES:
         image = np.empty((1, 3, CROP, CROP), np.float32)
-        vision.decode_into(bytes(body), content_type, image[0])
+        codecs.decode_into(bytes(body), content_type, image[0])
         return image
     raise ServeError(
         f"Content-Type {content_type!r} is not read by the default input_fn "
@@ -101,7 +101,7 @@ def _array_from(make: Any) -> np.ndarray:
 
 def default_input_fn(body: bytes | str, content_type: str | None) -> torch.Tensor:
     array = decode(body, content_type)
-    if array.dtype.kind not in vision.NUMERIC_KINDS:
+    if array.dtype.kind not in codecs.NUMERIC_KINDS:
         raise ServeError(f"array of dtype {array.dtype.str!r}; expected numbers", 400)
     if content_type in UTF8_TYPES:
         return torch.FloatTensor(array)  # as the toolkit: text bodies become float32
@@ -134,7 +134,7 @@ def encode(prediction: Any, content_type: str) -> bytes:
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     if isinstance(prediction, torch.Tensor):
         prediction = prediction.detach().cpu().numpy().tolist()
-    chosen = vision.negotiate_accept(accept, ENCODED_TYPES)
+    chosen = codecs.negotiate_accept(accept, ENCODED_TYPES)
     if chosen is None:
         raise ServeError(
             f"unsupported Accept {accept!r}; the default output_fn writes {list(ENCODED_TYPES)}", 406

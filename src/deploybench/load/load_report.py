@@ -76,8 +76,13 @@ class LoadReport(StrictModel):
 
     def best_index(self, require_stable: bool = True, allow_client_bound: bool = False) -> int | None:
         """Highest-throughput valid point under looser rules than peak_index (which is (True, False))."""
-        eligible = [i for i, p in enumerate(self.points) if p.invalid_reason is None
-                    and (p.stable or not require_stable) and (allow_client_bound or not p.client_bound)]
+        eligible = [
+            i
+            for i, p in enumerate(self.points)
+            if p.invalid_reason is None
+            and (p.stable or not require_stable)
+            and (allow_client_bound or not p.client_bound)
+        ]
         return max(eligible, key=lambda i: self.points[i].throughput_rps) if eligible else None
 
     def index_of_concurrency(self, concurrency: int) -> int | None:
@@ -137,12 +142,48 @@ def client_environment() -> ClientEnvironment:
 
 
 CSV_COLUMNS = (
-    "label", "mode", "concurrency", "target_rate", "throughput_rps", "throughput_low", "throughput_high",
-    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99_low", "p99_high", "p99_loadgen_estimate_ms", "p999_ms",
-    "mean_ms", "max_ms", "ok", "errors", "error_classes", "issued", "completed", "failed", "timed_out",
-    "tail_ok", "stable", "windows", "duration_s", "trusted", "flags", "client_bound", "client_cpu_pct",
-    "client_cpu_pct_of_machine", "client_cpu_ms_per_request", "send_lateness_p99_ms", "send_gap_mean_ms",
-    "controller_cpu_pct", "late_send_fraction", "bytes_sent", "bytes_received", "slo_status", "slo_met",
+    "label",
+    "mode",
+    "concurrency",
+    "target_rate",
+    "throughput_rps",
+    "throughput_low",
+    "throughput_high",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "p99_low",
+    "p99_high",
+    "p99_loadgen_estimate_ms",
+    "p999_ms",
+    "mean_ms",
+    "max_ms",
+    "ok",
+    "errors",
+    "error_classes",
+    "issued",
+    "completed",
+    "failed",
+    "timed_out",
+    "tail_ok",
+    "stable",
+    "windows",
+    "duration_s",
+    "trusted",
+    "flags",
+    "client_bound",
+    "client_cpu_pct",
+    "client_cpu_pct_of_machine",
+    "client_cpu_ms_per_request",
+    "send_lateness_p99_ms",
+    "send_gap_mean_ms",
+    "controller_cpu_pct",
+    "late_send_fraction",
+    "bytes_sent",
+    "bytes_received",
+    "slo_status",
+    "slo_met",
     "interval_method",
 )
 
@@ -169,26 +210,49 @@ def point_row(label: str, point: LoadPoint) -> dict[str, Any]:
     lat, counts = point.latency, point.accounting
     (thr_low, thr_high), (p99_low, p99_high) = _bounds(point.throughput_ci), _bounds(point.p99_ci)
     row = dict.fromkeys(CSV_COLUMNS)
-    row.update({
-        "label": label, "mode": point.mode, "concurrency": point.concurrency,
-        "target_rate": point.target_rate, "throughput_rps": round(point.throughput_rps, 3),
-        "throughput_low": thr_low, "throughput_high": thr_high,
-        "p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms,
-        "p99_low": p99_low, "p99_high": p99_high, "p99_loadgen_estimate_ms": point.p99_estimate_ms,
-        "p999_ms": lat.p999_ms, "mean_ms": round(lat.mean_ms, 4), "max_ms": lat.max_ms, "ok": point.ok,
-        "errors": point.error_count,
-        "error_classes": ";".join(f"{k}={v}" for k, v in sorted(point.errors.items())),
-        "issued": counts.issued if counts else None, "completed": counts.completed if counts else None,
-        "failed": counts.errors if counts else None, "timed_out": counts.timed_out if counts else None,
-        "tail_ok": point.tail_ok, "stable": point.stable, "windows": point.windows,
-        "duration_s": point.duration_s, "trusted": point.trusted, "flags": " | ".join(point.flags),
-        "client_bound": point.client_bound, "client_cpu_pct": point.client_cpu_pct,
-        "late_send_fraction": point.late_send_fraction, "bytes_sent": point.bytes_sent,
-        "bytes_received": point.bytes_received, "slo_status": point.slo.status if point.slo else None,
-        "slo_met": point.slo.met if point.slo else None,
-        "interval_method": point.throughput_ci.method if point.throughput_ci else None,
-        **_client_cells(point),
-    })
+    row.update(
+        {
+            "label": label,
+            "mode": point.mode,
+            "concurrency": point.concurrency,
+            "target_rate": point.target_rate,
+            "throughput_rps": round(point.throughput_rps, 3),
+            "throughput_low": thr_low,
+            "throughput_high": thr_high,
+            "p50_ms": lat.p50_ms,
+            "p90_ms": lat.p90_ms,
+            "p95_ms": lat.p95_ms,
+            "p99_ms": lat.p99_ms,
+            "p99_low": p99_low,
+            "p99_high": p99_high,
+            "p99_loadgen_estimate_ms": point.p99_estimate_ms,
+            "p999_ms": lat.p999_ms,
+            "mean_ms": round(lat.mean_ms, 4),
+            "max_ms": lat.max_ms,
+            "ok": point.ok,
+            "errors": point.error_count,
+            "error_classes": ";".join(f"{k}={v}" for k, v in sorted(point.errors.items())),
+            "issued": counts.issued if counts else None,
+            "completed": counts.completed if counts else None,
+            "failed": counts.errors if counts else None,
+            "timed_out": counts.timed_out if counts else None,
+            "tail_ok": point.tail_ok,
+            "stable": point.stable,
+            "windows": point.windows,
+            "duration_s": point.duration_s,
+            "trusted": point.trusted,
+            "flags": " | ".join(point.flags),
+            "client_bound": point.client_bound,
+            "client_cpu_pct": point.client_cpu_pct,
+            "late_send_fraction": point.late_send_fraction,
+            "bytes_sent": point.bytes_sent,
+            "bytes_received": point.bytes_received,
+            "slo_status": point.slo.status if point.slo else None,
+            "slo_met": point.slo.met if point.slo else None,
+            "interval_method": point.throughput_ci.method if point.throughput_ci else None,
+            **_client_cells(point),
+        }
+    )
     return row
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from deploybench.backends.calibration import to_model_input
-from deploybench.backends.labelled import LabelledDataError, LabelledSet
-from deploybench.payload import PayloadError, decode_image
+from deploybench.inputs.calibration import to_model_input
+from deploybench.inputs.labelled import LabelledDataError, LabelledSet
+from deploybench.inputs.payload import PayloadError, decode_image
 from deploybench.results import AccuracyReport
 
 CONFIDENCE = 0.95

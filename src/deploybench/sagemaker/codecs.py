@@ -1,6 +1,6 @@
 """Built-in vision codecs: image / npy / JSON bodies in, top-k JSON or raw logits out.
 
-Images go through THE reference preprocessing (deploybench.payload: decode_image, then
+Images go through THE reference preprocessing (deploybench.inputs.payload: decode_image, then
 resize_and_crop and normalise, which is exactly payload.preprocess split in two so the
 Server-Timing header can tell decoding from preprocessing).
 """
@@ -14,8 +14,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from deploybench.payload import CROP, PayloadError, decode_image, normalise, resize_and_crop
-from deploybench.serve.errors import ServeError
+from deploybench.inputs.payload import CROP, PayloadError, decode_image, normalise, resize_and_crop
+from deploybench.sagemaker.errors import ServeError
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image", "application/octet-stream"})
 NPY = "application/x-npy"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from deploybench.config import Constraints, StrictModel, is_random_weights
-from deploybench.pricing import CapacityPlan, cost_per_million
+from deploybench.pricing.catalogue import CapacityPlan, cost_per_million
 from deploybench.results import Interval, RunoffSample
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from deploybench.payload import IMAGE_SUFFIXES
+from deploybench.inputs.payload import IMAGE_SUFFIXES
 
 WORDNET_ID = re.compile(r"^n\d{8}$")
 BUNDLED = "bundled"  # --eval-data bundled: the small labelled set shipped in deploybench/data

@@ -8,13 +8,13 @@ prefers, in this order:
   2. fewer cores (workers x threads): less to provision, less to contend with;
   3. no dynamic batching (batch 1): no batching delay, one knob fewer;
   4. lower peak memory (RSS), by at least MEMORY_MARGIN (10%): a few MB either way is the
-     allocator's noise, not a reason (two tied int8 runtimes here differed by 1%);
+     allocator's noise, not a reason;
   5. then the ranking by point estimates (objective, secondary metrics, label).
 Candidates of one paired runoff (search round 2, study/runoff.py: served side by side, measured in
 turn, seconds apart) are compared by that runoff instead, for throughput and cost: they are ranked by
 it, and tied when the 95% interval of their window-by-window throughput ratio reaches 1. Their own
-intervals come from points measured minutes apart, and the host's drift over minutes (10% and more
-here) is wider than the gaps between the best configurations.
+intervals come from points measured minutes apart, and a shared host's drift over minutes can be
+wider than the gaps between the best configurations.
 Overlapping 95% intervals is a conservative test of a difference (at about 99% confidence when the
 two are alike in width): a candidate is called better only when the data clearly say so.
 A tie hands the win to a simpler candidate only when the data show it gives up at most TIE_MARGIN
@@ -32,7 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from deploybench.evaluation import Evaluation
+from deploybench.recommend.records import Evaluation
 from deploybench.results import Interval, RunoffSample
 
 UNITS = {"cost": "$ per 1M", "throughput": "req/s", "p99": "ms p99"}
@@ -180,9 +180,7 @@ def _why(winner: Evaluation, other: Evaluation) -> str:
     if _less_memory(winner, other):
         theirs = "unknown" if other.peak_rss_mb is None else f"{other.peak_rss_mb:,.0f} MB"
         return f"less memory: {winner.peak_rss_mb:,.0f} MB vs {theirs}"
-    return (
-        f"equal on every tie criterion (memory within {MEMORY_MARGIN:.0%}): ranked by the point estimates"
-    )
+    return f"equal on every tie criterion (memory within {MEMORY_MARGIN:.0%}): ranked by the point estimates"
 
 
 def _fmt(interval: Interval, objective: str) -> str:
@@ -258,8 +256,7 @@ def share_low(best: Evaluation, other: Evaluation, objective: str) -> float | No
 def shown_within_margin(best: Evaluation, other: Evaluation, objective: str) -> bool:
     """An equivalence test (as TOST's lower bound): the data show `other` gives up at most TIE_MARGIN.
     Only then may the tie rule rank it above the best estimate; an overlap alone is not enough, since
-    the rule would otherwise give up up to 5% on the estimates and more in truth (study P: batch 1 at
-    0.962x of batch 4 by the estimate, 0.876x at the interval's low end)."""
+    the rule would otherwise give up up to 5% on the estimates and more in truth."""
     low = share_low(best, other, objective)
     return low is not None and low >= 1.0 - TIE_MARGIN
 
@@ -274,7 +271,10 @@ def _kept_reason(best: Evaluation, other: Evaluation, objective: str) -> str:
 
 
 def _tie_sentence(
-    group: list[Evaluation], best: Evaluation, after: list[Evaluation], reasons: dict[str, str],
+    group: list[Evaluation],
+    best: Evaluation,
+    after: list[Evaluation],
+    reasons: dict[str, str],
     objective: str,
 ) -> str:
     """`group`: the winner, then the tied candidates the tie rule ranked (the others follow in `after`)."""

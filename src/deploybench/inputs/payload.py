@@ -81,8 +81,8 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
 def resize_and_crop(image: Image.Image) -> Image.Image:
     """Short side to RESIZE, then the centre CROP x CROP square.
 
-    Resamples only the source box that lands in the crop (Pillow's `box`), which is about twice as
-    fast as resizing the whole image then cropping; pixels match that two-step result within 1/255.
+    Resamples only the source box that lands in the crop (Pillow's `box`), which does less work than
+    resizing the whole image then cropping; pixels match that two-step result within 1/255.
     """
     width, height = image.size
     scale = RESIZE / min(width, height)

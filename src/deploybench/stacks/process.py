@@ -84,7 +84,8 @@ def sagemaker_args(spec: ModelSpec) -> list[str]:
     """A SageMaker archive or folder is served with its own handler (the positional argument); --model
     names it too so the worker's artifact cache keys match the study's, and the payload lets the
     worker check predict_fn and calibrate exactly as the study did."""
-    from deploybench.models_sagemaker import is_sagemaker_source
+    # lazy: torch loads only for a SageMaker model
+    from deploybench.models.sagemaker import is_sagemaker_source
 
     if not is_sagemaker_source(spec.source):
         return []
@@ -245,7 +246,7 @@ class ResourceMonitor:
         return [root, *root.children(recursive=True)]
 
     def _run(self) -> None:
-        """Finding the tree reads every process on the machine (~4 ms CPU): do it every
+        """Finding the tree reads every process on the machine, which costs CPU: do it every
         TREE_REFRESH samples only, not on every sample, so the study stays out of the server's way."""
         procs: dict[int, psutil.Process] = {}
         tree: list[psutil.Process] = []

@@ -19,23 +19,24 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from deploybench.backends import accuracy
 from deploybench.backends.base import BackendUnavailableError, UnknownBackendError, Variant, all_backends
 from deploybench.backends.build import build_variant
-from deploybench.backends.calibration import (
+from deploybench.config import ModelSpec, ParityThresholds, StrictModel, is_random_weights
+from deploybench.inputs.calibration import (
     calibration_source_paths,
     describe_calibration,
     parity_inputs,
     parity_source_paths,
 )
-from deploybench.backends.labelled import check_disjoint, load_labelled
-from deploybench.backends.parity import predict_in_chunks, reference_report, served_batch_sizes
-from deploybench.backends.stand_in import StandIn, judge_variant
-from deploybench.backends.timing import PreprocessTiming, Timing, faster, time_preprocessing, time_variant
-from deploybench.config import ModelSpec, ParityThresholds, StrictModel, is_random_weights
-from deploybench.models import LoadedModel, load_model
-from deploybench.payload import default_payload_path
+from deploybench.inputs.labelled import check_disjoint, load_labelled
+from deploybench.inputs.payload import default_payload_path
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import load_model
 from deploybench.results import AccuracyReport, ParityReport
+from deploybench.variants import accuracy
+from deploybench.variants.parity import predict_in_chunks, reference_report, served_batch_sizes
+from deploybench.variants.stand_in import StandIn, judge_variant
+from deploybench.variants.timing import PreprocessTiming, Timing, faster, time_preprocessing, time_variant
 
 REFERENCE = "eager"
 PARITY_INPUTS = 32
@@ -242,8 +243,8 @@ def _evaluate_one(
 def _another_pass(run: _Run, kept: dict[str, Variant], reports: list[VariantReport], budget_s: float) -> None:
     """Time batch 1 of every kept variant again, after all the others ran, and keep the faster pass.
 
-    One disturbance (a neighbour on the host, a runtime's threads landing on one core) once halved a
-    backend's timing and got it pruned; spread over the whole step, two passes rarely both catch it.
+    One disturbance (a neighbour on the host, a runtime's threads landing on one core) can halve a
+    backend's timing and get it pruned; spread over the whole step, two passes rarely both catch it.
     """
     for report in reports:
         variant = kept.get(report.backend)

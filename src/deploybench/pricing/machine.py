@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from deploybench.config import MachineSpec
 from deploybench.hardware import MachineProfile
-from deploybench.pricing import (
+from deploybench.pricing.catalogue import (
     PriceCatalogue,
     PriceEntry,
     PriceOverride,
@@ -22,7 +23,6 @@ from deploybench.pricing import (
     load_catalogue,
 )
 from deploybench.results import MachineInfo, TrialRecord
-from deploybench.study.spec import MachineSpec
 
 
 class MachinePriceError(ValueError):

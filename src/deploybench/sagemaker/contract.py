@@ -1,84 +1,37 @@
-"""What a worker runs per batch: the built-in vision pipeline (one batched predict call) or a user's
-inference.py with SageMaker's handler contract (model_fn, input_fn, predict_fn, output_fn, transform_fn).
+"""SageMaker's handler contract: how code/<program>.py is found, imported and checked, and how its
+functions are bound (model_fn, input_fn, predict_fn, output_fn, transform_fn).
+
+One home for the loader (models/sagemaker.py), the server (serve/) and export, so all three read a
+handler the same way SageMaker does.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
-from deploybench.serve import vision
-from deploybench.serve.errors import error_result
-from deploybench.serve.protocol import WorkItem, WorkResult
-
 THREE_STEPS = ("input_fn", "predict_fn", "output_fn")
+DEFAULT_PROGRAM = "inference.py"
 
 
 class HandlerContractError(ValueError):
     """The user's inference.py breaks the contract (reported at start-up, before serving)."""
 
 
-@dataclass
-class VisionModel:
-    """The built-in model: a backend variant plus what the output encoders need."""
-
-    variant: Any  # deploybench.backends.base.Variant (kept untyped: this module stays torch-free)
-    labels: list[str] | None
-    input_shape: tuple[int, int, int]
-    top_k: int = 5
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self.variant.predict(batch)
-
-
-class BuiltinPipeline:
-    """Decode every request of the batch into one preallocated array, run ONE predict, split the rows."""
-
-    def __init__(self, model: VisionModel, max_batch_size: int, debug: bool) -> None:
-        self.model = model
-        self.debug = debug
-        self.buffer = np.empty((max_batch_size, *model.input_shape), dtype=np.float32)
-
-    def run(self, items: list[WorkItem]) -> list[WorkResult]:
-        results: dict[int, WorkResult] = {}
-        accepted: list[tuple[WorkItem, float, float]] = []
-        for item in items:
-            try:
-                decode_s, prep_s = vision.decode_into(
-                    item.body, item.content_type, self.buffer[len(accepted)]
-                )
-            except Exception as exc:  # any failure of one body is that request's answer, never the batch's
-                results[item.rid] = error_result(item.rid, exc, self.debug)
-                continue
-            accepted.append((item, decode_s, prep_s))
-        if accepted:
-            results.update(self._predict(accepted))
-        return [results[item.rid] for item in items]
-
-    def _predict(self, accepted: list[tuple[WorkItem, float, float]]) -> dict[int, WorkResult]:
-        start = time.perf_counter()
-        try:
-            logits = self.model.predict(self.buffer[: len(accepted)])
-        except Exception as exc:
-            return {item.rid: error_result(item.rid, exc, self.debug) for item, _, _ in accepted}
-        infer_s = time.perf_counter() - start
-        out: dict[int, WorkResult] = {}
-        for row, (item, decode_s, prep_s) in enumerate(accepted):
-            begin = time.perf_counter()
-            body = vision.encode_output(logits[row], item.accept, self.model.labels, self.model.top_k)
-            timings = (decode_s, prep_s, infer_s, time.perf_counter() - begin)
-            out[item.rid] = WorkResult(item.rid, 200, body, item.accept, timings)
-        return out
+def program_name(env: Mapping[str, str]) -> tuple[str, bool]:
+    """(file name in code/, whether SAGEMAKER_PROGRAM chose it); "inference" means inference.py."""
+    program = env.get("SAGEMAKER_PROGRAM", "").strip()
+    if not program:
+        return DEFAULT_PROGRAM, False
+    if Path(program).name != program:
+        raise HandlerContractError(f"SAGEMAKER_PROGRAM={program!r} must be a file name inside code/")
+    return (program if program.endswith(".py") else f"{program}.py"), True
 
 
 def load_user_module(path: Path) -> ModuleType:
@@ -115,8 +68,6 @@ def check_contract(module: ModuleType, path: Path) -> None:
 
 def check_contract_source(path: Path) -> None:
     """The same contract check from the source alone, so the front can refuse before spawning workers."""
-    import ast
-
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (OSError, SyntaxError, UnicodeDecodeError) as exc:

@@ -14,8 +14,6 @@ import math
 import traceback
 from typing import Any
 
-from deploybench.serve.protocol import NO_TIMINGS, WorkResult
-
 JSON = "application/json"
 LOADING_RETRY_MS = 1000  # Retry-After while no worker is ready (loading, or restarting after a crash)
 
@@ -94,14 +92,3 @@ def exception_body(exc: BaseException, debug: bool) -> tuple[int, bytes]:
         elif not isinstance(exc, ServeError):
             extra["detail"] = f"{type(exc).__name__}: {exc}"
     return status, error_body(status, client_message(exc), extra)
-
-
-def error_result(rid: int, exc: BaseException, debug: bool, timings: tuple = NO_TIMINGS) -> WorkResult:
-    """A worker's answer for a request that raised."""
-    status, body = exception_body(exc, debug)
-    return WorkResult(rid, status, body, JSON, timings)
-
-
-def status_result(rid: int, status: int, message: str, headers: dict[str, str] | None = None) -> WorkResult:
-    """The front's answer for a request its worker never answered (it died, or hung)."""
-    return WorkResult(rid, status, error_body(status, message), JSON, NO_TIMINGS, headers)

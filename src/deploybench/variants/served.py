@@ -11,12 +11,13 @@ whose trained stand-in already judged the backend's numerics (backends/stand_in.
 from __future__ import annotations
 
 from deploybench.backends.base import Variant, all_backends
-from deploybench.backends.calibration import parity_inputs
-from deploybench.backends.parity import check_parity, served_batch_sizes
-from deploybench.backends.stand_in import needs_stand_in
 from deploybench.config import ParityThresholds
-from deploybench.models import LoadedModel, logits_for
+from deploybench.inputs.calibration import parity_inputs
+from deploybench.models.loaded import LoadedModel
+from deploybench.models.sources import logits_for
 from deploybench.results import ParityReport
+from deploybench.variants.parity import check_parity, served_batch_sizes
+from deploybench.variants.stand_in import needs_stand_in
 
 WORKER_PARITY_INPUTS = 8
 

@@ -1,7 +1,7 @@
 """A SageMaker model.tar.gz or model folder as a model source, studied as it is.
 
 The network is what the user's own model_fn returns, with code/inference.py imported the way the
-server imports it (serve.handlers.load_user_module); the input shape is what their input_fn makes
+server imports it (sagemaker.contract.load_user_module); the input shape is what their input_fn makes
 of their own request bodies (ModelSpec.payload / content_type), else ModelSpec.input_shape. Photos
 for int8 calibration and parity reach the network through that same input_fn when the requests are
 images, so int8 scales fit what production feeds it. handler_check decides whether a variant may
@@ -32,11 +32,14 @@ from PIL import Image
 from torch import nn
 
 from deploybench.config import ModelSpec
-from deploybench.handler_check import HandlerCheck, check_predict_fn, values
-from deploybench.models import LoadedModel, ModelLoadError, _first_line, _hash_state
-from deploybench.payload import default_payload_path, read_payloads
-from deploybench.serve.archive import ArchiveError, is_archive, safe_extract
-from deploybench.serve.toolkit import default_input_fn, text_body
+from deploybench.inputs.payload import default_payload_path, read_payloads
+from deploybench.models.loaded import LoadedModel, ModelLoadError, first_line, hash_state
+from deploybench.sagemaker.archive import ArchiveError, is_archive, safe_extract
+from deploybench.sagemaker.context import HandlerContext
+from deploybench.sagemaker.contract import HandlerContractError, bind, load_user_module
+from deploybench.sagemaker.contract import program_name as contract_program_name
+from deploybench.sagemaker.handler_check import HandlerCheck, check_predict_fn, values
+from deploybench.sagemaker.toolkit import default_input_fn, default_model_fn, text_body
 
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
 PHOTO_FORMATS = {"image/png": "PNG"}  # other image content types get JPEG
@@ -57,12 +60,9 @@ def is_image_type(content_type: str) -> bool:
 
 def program_name() -> str:
     """SAGEMAKER_PROGRAM (with or without .py), else inference.py: the file the server imports."""
-    from deploybench.serve.settings import SettingsError
-    from deploybench.serve.settings import program_name as serve_program_name
-
     try:
-        return serve_program_name(os.environ)[0]
-    except SettingsError as exc:
+        return contract_program_name(os.environ)[0]
+    except HandlerContractError as exc:
         raise ModelLoadError(str(exc)) from exc
 
 
@@ -97,8 +97,6 @@ class UserHandler:
 
     def function(self, name: str, base_args: int) -> Callable[..., Any] | None:
         """The user's function taking `base_args` arguments (plus `context` if it declares one), or None."""
-        from deploybench.serve.handlers import bind
-
         fn = getattr(self.module, name, None)
         return bind(fn, base_args, self.context) if callable(fn) else None
 
@@ -122,15 +120,11 @@ def _forget_other_handlers(code_dir: Path) -> None:
 
 def handler_context(model_dir: Path, worker: int = 0) -> Any:
     """The `context` handler functions may take, as the server builds it."""
-    from deploybench.serve.context import HandlerContext
-
     return HandlerContext(str(model_dir), worker, 1)
 
 
 def open_handler(model_dir: Path, source: str) -> UserHandler:
     """Import code/<SAGEMAKER_PROGRAM> from the model folder; errors name the file and the cause."""
-    from deploybench.serve.handlers import load_user_module
-
     program = program_name()
     path = model_dir / "code" / program
     if not path.is_file():
@@ -140,7 +134,7 @@ def open_handler(model_dir: Path, source: str) -> UserHandler:
     try:
         module = load_user_module(path)
     except Exception as exc:  # the user's module: SyntaxError, ImportError, anything it raises
-        raise ModelLoadError(f"{source}: code/{program} cannot be imported: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"{source}: code/{program} cannot be imported: {first_line(exc)}") from exc
     if code_dir not in _LOADED_CODE:
         _LOADED_CODE.append(code_dir)
     return UserHandler(module, model_dir, handler_context(model_dir), program)
@@ -148,13 +142,11 @@ def open_handler(model_dir: Path, source: str) -> UserHandler:
 
 def run_model_fn(handler: UserHandler, source: str) -> Any:
     """The handler's model_fn, else the PyTorch toolkit's default (TorchScript model.pt), as served."""
-    from deploybench.serve.toolkit import default_model_fn
-
     model_fn = handler.function("model_fn", 1) or default_model_fn
     try:
         return model_fn(str(handler.model_dir))
     except Exception as exc:  # the user's code
-        raise ModelLoadError(f"{source}: model_fn failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"{source}: model_fn failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
 def _describe(obj: object) -> str:
@@ -171,12 +163,10 @@ def network_of(obj: object, source: str) -> nn.Module:
     """model_fn's value when the backends can take it; else the one-line error the issue asks for."""
     if isinstance(obj, nn.Module):
         return obj.eval()
-    from deploybench.backends.base import available_backends
-
-    others = ", ".join(name for name in sorted(available_backends()) if name != "eager")
     raise ModelLoadError(
         f"{source}: model_fn returned {_describe(obj)}, not a torch.nn.Module: only eager can run it "
-        f"(your handler as is: deploybench serve {source}); the other backends here ({others}) "
+        f"(your handler as is: deploybench serve {source}); the other backends "
+        "(torchscript, inductor, onnxruntime, openvino and their int8/bf16 forms) "
         "compile an nn.Module whose forward takes a float tensor (N, C, H, W) and returns a tensor"
     )
 
@@ -226,7 +216,7 @@ def _samples(payload: Path, spec: ModelSpec, input_fn: Callable[..., Any]) -> tu
     except ModelLoadError:
         raise
     except Exception as exc:  # the user's input_fn, or an unreadable payload
-        raise ModelLoadError(f"{payload}: input_fn on the payload failed: {_first_line(exc)}") from exc
+        raise ModelLoadError(f"{payload}: input_fn on the payload failed: {first_line(exc)}") from exc
     inputs = [model_input(data, str(payload)) for data in raw]
     shapes = sorted({x.shape for x in inputs})
     if len(shapes) > 1:
@@ -242,7 +232,7 @@ def _fingerprint(network: nn.Module, handler: UserHandler) -> str:
     digest = hashlib.sha256()
     for path in sorted((handler.model_dir / "code").rglob("*.py")):
         digest.update(path.read_bytes())
-    return _hash_state(network, "sagemaker:" + digest.hexdigest())
+    return hash_state(network, "sagemaker:" + digest.hexdigest())
 
 
 def describe_network(spec: ModelSpec, handler: UserHandler, obj: object) -> LoadedModel:

@@ -1,18 +1,18 @@
 """Every candidate against the eager baseline: the speed-up a deployment buys over doing nothing.
 
 Where the candidate and the baseline ran in one paired runoff (search round 2: served at once,
-visited in turn at 16 clients), the throughput ratio is theirs, window by window (deploybench.ties):
+visited in turn at 16 clients), the throughput ratio is theirs, window by window (deploybench.recommend.ties):
 the host's drift cancels, and so does the baseline's own instability. A slow eager server's windows
-are long (40 requests at 5.6 req/s: 7 s), so its three last windows span more of the drift (its point
-was unstable in five default studies of five here while its OpenMP threads waited passively); the
-paired ratio needs no trusted point. Elsewhere the ratio is of the two operating points, as before.
+are long (each must hold its minimum count of requests), so its three last windows span more of the
+drift and its point is often unstable; the paired ratio needs no trusted point. Elsewhere the ratio
+is of the two operating points.
 """
 
 from __future__ import annotations
 
-from deploybench.evaluation import Evaluation
+from deploybench.recommend.records import Evaluation
+from deploybench.recommend.ties import PairedRatio, paired_ratio
 from deploybench.results import Interval
-from deploybench.ties import PairedRatio, paired_ratio
 
 PAIRED_METHOD = "paired t on the log ratios of the runoff's rounds"
 

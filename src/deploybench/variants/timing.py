@@ -16,7 +16,7 @@ from pydantic import Field
 
 from deploybench.backends.base import Variant
 from deploybench.config import StrictModel
-from deploybench.payload import decode_image, normalise, resize_and_crop
+from deploybench.inputs.payload import decode_image, normalise, resize_and_crop
 
 NOISY_IQR_RATIO = 0.10
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from deploybench.payload import (
+from deploybench.cache import default_cache_root, variant_cache_dir
+from deploybench.inputs.payload import (
     CROP,
     IMAGE_SUFFIXES,
     RESIZE,
@@ -204,7 +205,7 @@ class CalibrationSet:
     """The int8 calibration images, made on first use, and their digest (the int8 artifacts' key).
 
     A server worker that loads a cached int8 artifact needs only the digest, to find it; making the
-    100 images for it took ~1.2 s of every int8 worker's start here. So the digest of the reference
+    100 images for it would add seconds to every int8 worker's start. So the digest of the reference
     preprocessing of these photos is cached on disk, keyed by the photos' paths, sizes and times;
     a handler's own input_fn (preprocess) cannot be keyed, so its images are always made.
     """
@@ -238,8 +239,6 @@ class CalibrationSet:
     def _digest_path(self) -> Path | None:
         if self.preprocess is not None:
             return None
-        from deploybench.backends.cache import default_cache_root, variant_cache_dir
-
         options = {
             "count": DEFAULT_CALIBRATION_COUNT,
             "seed": CALIBRATION_SEED,

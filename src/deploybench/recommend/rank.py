@@ -12,7 +12,7 @@ Ties are broken deterministically, in this order (values compared at 6 significa
   ...all three:         fewer cores used (workers x threads), lower peak RSS, then the label (A-Z).
 Beyond those exact ties, the winner must beat the runner-up beyond the noise: when their 95%
 intervals on the objective overlap (and the estimates are within 5%) they are statistically tied,
-and the tie rule (deploybench.ties) prefers the simpler, cheaper configuration where the data show
+and the tie rule (deploybench.recommend.ties) prefers the simpler, cheaper configuration where the data show
 it within 5% of the best estimate. A trial rejected by
 the parity gate is never recommended;
 with `max_accuracy_drop` (percentage points of labelled top-1 against eager) neither is one that loses
@@ -25,11 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from deploybench.baseline import compare_with_baseline, pct_change
 from deploybench.config import Constraints
-from deploybench.evaluation import Evaluation, Recommendation
 from deploybench.load import decode_histogram, slo_verdict
-from deploybench.pricing import (
+from deploybench.pricing.catalogue import (
     CapacityPlan,
     PriceCatalogue,
     PriceOverride,
@@ -38,8 +36,10 @@ from deploybench.pricing import (
     plan_capacity,
     transactions_per_hour,
 )
+from deploybench.recommend.baseline import compare_with_baseline, pct_change
+from deploybench.recommend.records import Evaluation, Recommendation
+from deploybench.recommend.ties import break_statistical_ties
 from deploybench.results import AccuracyReport, Interval, LoadPoint, SloVerdict, TrialRecord
-from deploybench.ties import break_statistical_ties
 
 MAX_ERROR_RATE = 0.01  # a point where more than 1% of requests failed is not an operating point
 
@@ -86,9 +86,11 @@ def _slo_reason(points: Sequence[LoadPoint], verdicts: list[SloVerdict], p99_ms:
     if best > p99_ms or any(v.status == "missed" for v in verdicts):
         return f"SLO missed at every load (best p99 {best:.1f} ms > {p99_ms:g} ms)"
     largest = max(verdicts, key=lambda v: v.requests)
-    return (f"SLO not verifiable: no point's early-stopping verdict could claim p99 <= {p99_ms:g} ms "
-            f"(largest holds {largest.requests} requests, {largest.required_requests} needed; raw best "
-            f"p99 {best:.1f} ms)")
+    return (
+        f"SLO not verifiable: no point's early-stopping verdict could claim p99 <= {p99_ms:g} ms "
+        f"(largest holds {largest.requests} requests, {largest.required_requests} needed; raw best "
+        f"p99 {best:.1f} ms)"
+    )
 
 
 def select_point(trial: TrialRecord, p99_ms: float | None) -> tuple[int | None, str | None]:
@@ -237,9 +239,12 @@ def _cost_interval(usd: float, throughput: Interval | None) -> Interval | None:
     """Cost per 1M falls as throughput rises: the throughput interval's ends, swapped."""
     if throughput is None or throughput.low <= 0:
         return None
-    return Interval(low=cost_per_million(usd, throughput.high), high=cost_per_million(usd, throughput.low),
-                    confidence=throughput.confidence,
-                    method=f"from the throughput interval ({throughput.method})")
+    return Interval(
+        low=cost_per_million(usd, throughput.high),
+        high=cost_per_million(usd, throughput.low),
+        confidence=throughput.confidence,
+        method=f"from the throughput interval ({throughput.method})",
+    )
 
 
 def _sig(value: float | None, missing: float = math.inf) -> float:
@@ -303,9 +308,11 @@ def _explain(ranked: list[Evaluation], front_keys: set[str], objective: str, tie
             ev.reason = f"dominated by {dominator.label} ({_deltas(ev, dominator)})"
             continue
         if ev.key in tied:
-            detail = (f"statistically tied with {winner.label} on {objective} (95% intervals overlap, "
-                      "estimates within 5%); "
-                      f"ranked after it by the tie rule ({tied[ev.key]})")
+            detail = (
+                f"statistically tied with {winner.label} on {objective} (95% intervals overlap, "
+                "estimates within 5%); "
+                f"ranked after it by the tie rule ({tied[ev.key]})"
+            )
         else:
             tie = f"tied with {winner.label} on {objective}; ranked after it by the tie-break"
             detail = _versus(ev, winner, objective) or tie
