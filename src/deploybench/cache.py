@@ -21,6 +21,9 @@ import deploybench
 
 TRACKED_LIBRARIES = ("torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "numpy")
 KEY_FILE = "key.json"
+# Bumped whenever deploybench's module paths change: pickled artifacts record class paths, so an
+# artifact written under the old paths must miss rather than fail to unpickle.
+CACHE_LAYOUT = 2
 
 
 def default_cache_root() -> Path:
@@ -53,6 +56,7 @@ def cache_key(fingerprint: str, backend: str, options: dict[str, Any] | None = N
         "backend": backend,
         "options": dict(sorted((options or {}).items())),
         "versions": library_versions(),
+        "layout": CACHE_LAYOUT,
     }
 
 

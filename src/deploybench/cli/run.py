@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -19,11 +18,11 @@ from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
 from deploybench.report import write_report
 from deploybench.results import Interval, with_interval
+from deploybench.study.folder import key_digest, study_key
 from deploybench.study.runner import StudyOutcome, run_study
 from deploybench.study.spec import (
     StudyConfig,
     StudyFileError,
-    dump_study_config,
     load_study_config,
     quick_overrides,
 )
@@ -68,9 +67,10 @@ def _top_level_overrides(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_study_dir(config: StudyConfig) -> Path:
-    """studies/<name>-<hash of the resolved config>: the same command finds (and resumes) the same folder."""
-    digest = hashlib.sha256(dump_study_config(config).encode()).hexdigest()[:8]
-    return Path("studies") / f"{config.name}-{digest}"
+    """studies/<name>-<key>: the same command on the same inputs finds (and resumes) the same folder;
+    the key covers the resolved config, the contents of the files it names and the library versions, so
+    retrained weights or another payload start a new study."""
+    return Path("studies") / f"{config.name}-{key_digest(study_key(config))}"
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

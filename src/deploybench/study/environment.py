@@ -63,3 +63,20 @@ def stack_offers(names: list[str]) -> list[StackOffer]:
         availability = stack.availability()
         offers.append(StackOffer(name, None if availability.ok else availability.reason, stack.backends))
     return offers
+
+
+COMPARABLE = (
+    "cpu_model",
+    "cores",
+    "gpu",
+    "libraries",
+    "deploybench",
+)  # what makes two runs' figures comparable
+
+
+def environment_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two runs' environments in ways that change measurements (not the hostname
+    or the clock): a folder's trials are never mixed across them."""
+    return [
+        f"{name}: {old.get(name)} -> {new.get(name)}" for name in COMPARABLE if old.get(name) != new.get(name)
+    ]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deploybench.inputs.payload import default_payload_path, read_payloads
 from deploybench.results import MachineInfo, TrialRecord, candidate_trials
+from deploybench.study.environment import environment_changes
 from deploybench.study.executors import (
     Executor,
     ExecutorError,
@@ -23,11 +25,12 @@ from deploybench.study.executors import (
     PrepareRequest,
     executor_for,
 )
+from deploybench.study.folder import study_key
 from deploybench.study.measure import LiveCallback
 from deploybench.study.plan import StackOffer, plan_trials
 from deploybench.study.search import SearchRun, final_groups, run_search
 from deploybench.study.spec import StudyConfig, dump_study_config
-from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, machine_file
+from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, StudyStoreError, machine_file
 from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, unserved_record
 from deploybench.study.variants_step import VariantsOutcome, summaries_from_json
 
@@ -77,11 +80,28 @@ def _variants_message(target: MachineTarget, cached: bool) -> str:
     return f"{where}: building, verifying and timing every backend in-process"
 
 
+def _check_same_environment(
+    store: StudyStore, target: MachineTarget, environment: dict[str, Any], reuses_variants: bool
+) -> None:
+    """Measurements of another machine or library set never join this folder's."""
+    previous = store.read_json(machine_file(ENVIRONMENT, target.key))
+    if previous is None or not (reuses_variants or store.trial_ids()):
+        return
+    changes = environment_changes(previous, environment)
+    if changes:
+        where = "this machine" if target.key is None else target.key
+        raise StudyStoreError(
+            f"{store.root} holds measurements from another environment than {where}'s now "
+            f"({'; '.join(changes)}); rerun with --fresh to start over, or choose another --out folder"
+        )
+
+
 def _ready(
     executor: Executor, store: StudyStore, cache_dir: Path | None, progress: StudyProgress
 ) -> list[ReadyMachine]:
     """Fingerprint every machine and evaluate its variants (unless the folder already has them)."""
     cached: dict[str | None, Any] = {}
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     requests = []
     for target in executor.targets():
         cached[target.key] = store.read_json(machine_file(VARIANTS, target.key))
@@ -94,7 +114,8 @@ def _ready(
             executor.unfinished.append(f"{target.key}: not prepared: {prepared.error}")
             progress.on_stage(f"[red]{target.key}: not prepared[/]: {prepared.error}")
             continue
-        store.write_json(machine_file(ENVIRONMENT, target.key), prepared.environment)
+        _check_same_environment(store, target, prepared.environment, cached[target.key] is not None)
+        store.record_environment(target.key, prepared.environment, started)
         raw = prepared.variants_raw if prepared.variants_raw is not None else cached[target.key]
         if prepared.variants_raw is not None:
             store.write_json(machine_file(VARIANTS, target.key), raw)
@@ -136,7 +157,7 @@ def run_study(
     """Run (or resume) a study in `root`. Returns every trial recorded there, old and new."""
     progress = progress or StudyProgress()
     store = StudyStore(root)
-    store.acquire(dump_study_config(config), fresh=fresh)
+    store.acquire(dump_study_config(config), fresh=fresh, key=study_key(config))
     try:
         payloads = _payloads(config)  # a bad payload is an error before anything is built
         with executor or executor_for(config) as runner:

@@ -64,11 +64,12 @@ class LoadPlan(StrictModel):
         None, description="explicit closed-loop levels; None: 1, 2, 4, ... by the load generator's rule"
     )
     include_concurrency: list[PositiveInt] = Field(
-        default_factory=lambda: [16], description="always measured (16: the client the project grew from)"
+        default_factory=lambda: [16],
+        description="levels always measured (16: the load of the comparison the project grew from)",
     )
     max_concurrency: int = Field(16, ge=1, description="sweep cap; 16 is always measured anyway")
     window_s: float = Field(
-        2.0, gt=0, description="shorter than the load generator's 5 s so the default study fits 10 minutes"
+        2.0, gt=0, description="shorter than the load generator's 5 s, so the default study fits 10 minutes"
     )
     min_window_requests: int = Field(20, ge=1)
     max_windows: int = Field(6, ge=3)
@@ -85,14 +86,16 @@ class SearchSpec(StrictModel):
     eta: int = Field(3, ge=2, description="each round keeps the best 1/eta of its candidates")
     min_round2: int = Field(3, ge=1, description="at least this many get the longer run")
     finalists: int = Field(2, ge=1, description="at most this many best get the full plan (+ eager, stacks)")
-    max_tied: int = Field(1, ge=0, description="extra finalists tied with the best (~60 s each here)")
+    max_tied: int = Field(
+        1, ge=0, description="extra finalists tied with the best (each one adds a full load plan)"
+    )
     probe_window_s: float = Field(1.5, gt=0)
     probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
     probe_tied: int = Field(
         1,
         ge=0,
         description="extra candidates the probe keeps because its intervals cannot tell them from the "
-        "last one kept (a drift of a few % over the probes decided that cut)",
+        "last one kept (a few % of drift over the probes can decide that cut)",
     )
     round2_window_s: float = Field(3.0, gt=0, description="twice the probe's: the longer run")
     round2_windows: int = Field(6, ge=3)
@@ -102,18 +105,20 @@ class SearchSpec(StrictModel):
         description="round 2 as a paired runoff of this many rounds (every contender served at once, one "
         "runoff_window_s window each per round, in turn; study/runoff.py); 0: one after another",
     )
-    runoff_window_s: float = Field(2.5, gt=0, description="each runoff visit's window (~80 requests here)")
+    runoff_window_s: float = Field(
+        2.5, gt=0, description="each runoff visit's window: short, as every contender gets one per round"
+    )
     runoff_warmup_s: float = Field(0.5, ge=0, description="before each runoff window")
     runoff_first_warmup_s: float = Field(
         2.0,
         ge=0,
         description="before each contender's first window: a fresh server's first batches of each "
-        "size are slow (round 1 read 24.9 req/s, then 30.2-32.0, in a default study here)",
+        "size are slow and would drag its first round down",
     )
     baseline_sweep: bool = Field(
         False,
         description="False: the eager baseline is measured at the plan's fixed concurrency levels only "
-        "(16: the client the project grew from): it is the comparison, never a contender",
+        "(16: the load of the comparison the project grew from): it is the comparison, never a contender",
     )
 
 
@@ -166,7 +171,7 @@ class StudyConfig(StrictModel):
         gt=0,
         le=1,
         description="serve only backends at least this fraction of the fastest one's in-process speed "
-        "(onnxruntime fp32 here: 51% of onnxruntime-int8, 54% when served; four probes, 65 s); None: off",
+        "(served batching and layouts cannot close a wider gap, and probing them costs minutes); None: off",
     )
     tune_top: int | None = Field(
         None, ge=0, description="sweep the knob grid on the N fastest served backends; None: every one"
@@ -227,11 +232,11 @@ def study_model_spec(config: StudyConfig) -> ModelSpec:
 
 
 def quick_overrides() -> dict[str, Any]:
-    """--quick: one backend besides eager, no knob grid, three points each (about 5 minutes here).
+    """--quick: one backend besides eager, no knob grid, three points each (a few minutes).
 
-    Fewer points, not shorter ones: its windows are perf_analyzer's 5 s. On a shared 2-core VM the
-    same in-process work varies 1.06-1.23x max/min over three 1.5 s windows (median 1.15, measured),
-    so short windows flag the host's noise as the server's instability.
+    Fewer points, not shorter ones: its windows are perf_analyzer's 5 s. On a shared host the same
+    work varies over short windows by more than the stability tolerance, so short windows would flag
+    the host's noise as the server's instability.
     """
     return {
         "serve_top": 1,

@@ -7,6 +7,7 @@ is durable the moment it is appended and nothing is measured twice.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -14,10 +15,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from deploybench.results import TrialRecord
+from deploybench.study.folder import (
+    MARKER,
+    NotAStudyFolderError,
+    check_study_folder,
+    key_differences,
+    read_marker,
+    write_marker,
+)
 
 TRIALS = "trials.jsonl"
 CONFIG = "study.yaml"
-ENVIRONMENT = "environment.json"
+ENVIRONMENT = "environment.json"  # the first run's; every run's is a line of ENVIRONMENTS
+ENVIRONMENTS = "environments.jsonl"
 VARIANTS = "variants.json"
 LOGS = "logs"
 MACHINES = "machines"
@@ -42,8 +52,14 @@ class StudyStore:
         self.root = root
         self._lock_file: IO[str] | None = None
 
-    def acquire(self, config_yaml: str, *, fresh: bool) -> None:
-        """Lock the folder, start over if asked, and refuse to mix two different studies in one folder."""
+    def acquire(self, config_yaml: str, *, fresh: bool, key: dict[str, Any] | None = None) -> None:
+        """Lock the folder, start over if asked, and refuse what would lose or mix data: a folder that
+        is not a study (nothing in it is ours to overwrite or delete), another study running in it, or
+        data measured under another key (config, input files' contents, library versions)."""
+        try:
+            check_study_folder(self.root)
+        except NotAStudyFolderError as exc:
+            raise StudyStoreError(str(exc)) from exc
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_file = (self.root / _LOCK).open("w")
         try:
@@ -52,14 +68,32 @@ class StudyStore:
             raise StudyStoreError(f"{self.root}: another study is running in this folder") from exc
         if fresh:
             self._clear()
-        existing = self.root / CONFIG
-        if existing.exists() and existing.read_text() != config_yaml and self.trial_ids():
+        key = key or {"config": hashlib.sha256(config_yaml.encode()).hexdigest()[:16]}
+        self._drop_torn_tail()
+        self._refuse_other_data(config_yaml, key)
+        (self.root / CONFIG).write_text(config_yaml)
+        write_marker(self.root, key)
+
+    def has_data(self) -> bool:
+        """Anything measured here: trials, or a machine's in-process variants."""
+        return bool(self.trial_ids()) or (self.root / VARIANTS).exists() or (self.root / MACHINES).exists()
+
+    def _refuse_other_data(self, config_yaml: str, key: dict[str, Any]) -> None:
+        if not self.has_data():
+            return
+        marker = read_marker(self.root)
+        if marker is None:  # a folder from before the marker: only its config can be compared
+            existing = self.root / CONFIG
+            changes = (
+                ["the configuration"] if existing.exists() and existing.read_text() != config_yaml else []
+            )
+        else:
+            changes = key_differences(marker.get("key", {}), key)
+        if changes:
             raise StudyStoreError(
-                f"{self.root} holds a study with a different configuration; "
+                f"{self.root} holds measurements taken with other inputs (changed: {'; '.join(changes)}); "
                 "rerun with --fresh to start over, or choose another --out folder"
             )
-        existing.write_text(config_yaml)
-        self._drop_torn_tail()
 
     def release(self) -> None:
         if self._lock_file is not None:
@@ -67,7 +101,8 @@ class StudyStore:
             self._lock_file = None
 
     def _clear(self) -> None:
-        for name in (TRIALS, VARIANTS, ENVIRONMENT, CONFIG):
+        """Delete what a study writes, and nothing else (the folder is known to be a study's)."""
+        for name in (TRIALS, VARIANTS, ENVIRONMENT, ENVIRONMENTS, CONFIG, MARKER):
             (self.root / name).unlink(missing_ok=True)
         shutil.rmtree(self.root / LOGS, ignore_errors=True)
         shutil.rmtree(self.root / MACHINES, ignore_errors=True)
@@ -108,6 +143,16 @@ class StudyStore:
         tmp = target.with_suffix(target.suffix + ".tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str))
         os.replace(tmp, target)
+
+    def record_environment(self, machine: str | None, environment: dict[str, Any], started: str) -> None:
+        """One environment record per run: the first run's stays in environment.json (what the
+        report reads), and every run appends its own line, so a resume never rewrites history."""
+        first = machine_file(ENVIRONMENT, machine)
+        if self.read_json(first) is None:
+            self.write_json(first, environment)
+        line = json.dumps({"started": started, "machine": machine, "environment": environment}, default=str)
+        with (self.root / ENVIRONMENTS).open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
 
     def read_json(self, name: str) -> Any | None:
         path = self.root / name
