@@ -30,9 +30,22 @@ from deploybench.results import LoadPoint
 ProgressFn = Callable[[LiveStats], None]
 OPEN_LOOP_CONNECTIONS = 1024  # per worker: an open loop must not be throttled by the client
 READY_TIMEOUT_S = 60.0
-# fork on Linux: "spawn" re-imports the caller's __main__ (for the CLI that is every command, torch
-# included: seconds per worker). The child only runs asyncio + aiohttp, never the parent's threads.
-_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+# Load workers start from a fork server, never by forking the caller: a study or a test suite holds
+# threads (torch's OpenMP pool, Ray, boto3's pools) whose locks a plain fork may copy held, so a
+# forked child can hang or crash before it is ready. The fork server is a fresh interpreter that
+# imports only what a worker runs (not the caller's __main__, which "spawn" would re-import for
+# every worker), and forks each worker from that clean, single-threaded state.
+_START_METHOD = "forkserver" if sys.platform.startswith("linux") else "spawn"
+_WORKER_MODULES = ["deploybench.load.worker", "deploybench.load.targets"]
+
+
+def _worker_context() -> Any:
+    ctx = multiprocessing.get_context(_START_METHOD)
+    if _START_METHOD == "forkserver":
+        ctx.set_forkserver_preload(_WORKER_MODULES)
+    return ctx
+
+
 LIVE_PERIOD_S = 1.0  # the live line is news for a human: once a second is plenty
 IDLE_WAKE_S = 0.5  # with nothing arriving, look at the stop event this often
 
@@ -88,18 +101,19 @@ class WorkerPool:
         self.target, self.plans = target, plans
         if len(plans) > 1 and not target.multiprocess:
             raise LoadError(f"{target.kind} target cannot be spread over processes: use --processes 1")
-        bucket_values()  # built once here, so forked workers inherit the table
+        bucket_values()  # built once, before the point: the meter needs it
         self.use_processes = target.multiprocess
         self.errors: list[str] = []
         if self.use_processes:
-            ctx = multiprocessing.get_context(_START_METHOD)
+            ctx = _worker_context()
+            environ = dict(os.environ)
             self.stop_flag: Any = ctx.Event()
             self.gate = StartGate(ctx.Event(), ctx.Value("d", 0.0))
             pipes = {plan.worker_id: ctx.Pipe(duplex=False) for plan in plans}
             self.runners: list[Any] = [
                 ctx.Process(
                     target=process_entry,
-                    args=(target, plan, pipes[plan.worker_id][1], self.gate, self.stop_flag),
+                    args=(target, plan, pipes[plan.worker_id][1], self.gate, self.stop_flag, environ),
                     daemon=True,
                     name=f"deploybench-load-{plan.worker_id}",
                 )

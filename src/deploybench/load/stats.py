@@ -69,7 +69,7 @@ def bucket_values() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lowest, highest and median equivalent value of every counts-array slot (same for all ours).
 
     hdrh walks its slots one by one in Python for every percentile; with these tables numpy does it
-    in one vectorised pass. Built once, before load workers fork, so they inherit it.
+    in one vectorised pass. Built once per process and cached.
     """
     hist = new_histogram()
     lowest = np.array([hist.get_value_from_index(i) for i in range(hist.counts_len)], dtype=np.int64)

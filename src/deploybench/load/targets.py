@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp  # imported before workers fork, so a child never needs the import lock
+import aiohttp  # the fork server imports it once (runner._WORKER_MODULES): workers start with it loaded
 
 Outcome = tuple[str | None, float, int, str | None]
 PREFLIGHT_TIMEOUT_S = 3.0
@@ -204,7 +204,7 @@ class SageMakerTarget(Target):
         accept: str | None = None,
     ) -> None:
         super().__init__(payloads)
-        import boto3  # noqa: F401 - import once here, before workers fork (heavy, and takes the import lock)
+        import boto3  # noqa: F401 - fails here, in the caller, when boto3 is missing
 
         if not endpoint_name:
             raise LoadError("sagemaker: endpoint name must not be empty")

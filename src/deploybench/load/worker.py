@@ -11,6 +11,7 @@ late replies as the final "tail" slice: no issued request is ever dropped.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -224,12 +225,18 @@ def run_worker(
         sink({"type": "done", "worker": plan.worker_id})
 
 
-def process_entry(target: Target, plan: WorkerPlan, conn: Any, gate: StartGate, stop: Flag) -> None:
+def process_entry(
+    target: Target, plan: WorkerPlan, conn: Any, gate: StartGate, stop: Flag, environ: dict[str, str]
+) -> None:
     """Entry point of a worker process: Ctrl-C goes to the parent, which stops us via `stop`.
 
     Messages go down this worker's own pipe (no feeder thread competing with the event loop for
-    the GIL); the parent reads them as they come and sees at once if this process dies.
+    the GIL); the parent reads them as they come and sees at once if this process dies. The worker
+    takes the caller's environment as it is now (credentials, proxies): the fork server that starts
+    it was started earlier, with the environment of then.
     """
+    os.environ.clear()
+    os.environ.update(environ)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         run_worker(target, plan, conn.send, gate, stop, cpu_clock=process_time)
