@@ -39,6 +39,6 @@ echo "other-python: installed at ${SECONDS} s"
 "$bin/deploybench" prices --filter c7i
 "$bin/deploybench" cost --throughput 304.3 --price-per-hour 0.3286
 "$bin/python" -c "import ray, deploybench.study.executors.ray_cluster, deploybench.report.compare; print('ray', ray.__version__)"
-"$bin/python" -m pytest -q -p no:cacheprovider tests/pricing tests/report tests/study/test_spec.py \
-    tests/study/test_store.py tests/study/test_plan.py
+"$bin/python" -m pytest -q -p no:cacheprovider tests/pricing tests/recommend tests/report tests/cli/test_report.py \
+    tests/study/test_spec.py tests/study/test_store.py tests/study/test_plan.py
 echo "other-python: passed in ${SECONDS} s"

@@ -29,7 +29,7 @@ from deploybench.models.loaded import LoadedModel
 from deploybench.models.sources import load_model
 from deploybench.variants.timing import time_variant
 
-# Ratios to eager at batch 1 that the libraries reach on a 2-core AVX-512 machine (issue 2, MEASUREMENTS.md).
+# Target ratios to eager at batch 1 (a row below 0.9 x its target is marked MISS); see docs/measurements.md.
 TARGET_RATIO = {
     "onnxruntime": 1.6,
     "openvino": 1.5,

@@ -59,7 +59,7 @@ class Interval(StrictModel):
     low: float
     high: float
     confidence: float = 0.95
-    method: str = Field(description="e.g. block bootstrap over the point's 0.25 s time slices")
+    method: str = Field(description="how it was computed, e.g. batch means over the point's 2 s batches")
 
 
 def with_interval(

@@ -90,13 +90,13 @@ def test_backend_reports_what_it_runs(backend: str, lite0: LoadedModel, ctx: Bui
 
 @pytest.mark.slow
 def test_artifacts_are_cached_and_the_onnx_export_is_shared(
-    lite0: LoadedModel, ctx: BuildContext, cache_root: Path
+    lite0: LoadedModel, ctx: BuildContext, shared_cache_root: Path
 ) -> None:
     for backend in ("onnxruntime", "onnxruntime-int8", "openvino-int8"):
         build(backend, lite0, ctx)
-    exports = list(cache_root.rglob("model.onnx"))
+    exports = list(shared_cache_root.rglob("model.onnx"))
     assert len(exports) == 1  # one export feeds ONNX Runtime, OpenVINO and both int8 paths
-    int8_file = next(cache_root.rglob("model.int8.onnx"))
+    int8_file = next(shared_cache_root.rglob("model.int8.onnx"))
     stamp = int8_file.stat().st_mtime_ns
     rebuilt = get_backend("onnxruntime-int8").build(lite0, ctx)
     assert int8_file.stat().st_mtime_ns == stamp  # reused, not quantised again
@@ -115,14 +115,14 @@ def test_int8_without_calibration_images_is_a_clear_error(
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "stated_top1"), [("onnxruntime-int8", 0.817), ("openvino-int8", 0.783)])
 def test_int8_passes_the_parity_gate_on_the_trained_model(
-    backend: str, stated_top1: float, lite0: LoadedModel, cache_root: Path
+    backend: str, stated_top1: float, lite0: LoadedModel, shared_cache_root: Path
 ) -> None:
     """The study's gate exactly as it runs (default calibration and parity inputs), top-1 gated.
 
     Measured when written (bench/parity_thresholds.py, batch sizes 1..8): top-1 agreement 81.7%
     (onnxruntime-int8) and 78.3% (openvino-int8), input-dependent cosine p10 0.875 / 0.894.
     """
-    variant, _ = build_variant(lite0.spec, backend, threads=THREADS, cache_dir=cache_root, model=lite0)
+    variant, _ = build_variant(lite0.spec, backend, threads=THREADS, cache_dir=shared_cache_root, model=lite0)
     inputs = parity_inputs(lite0.input_shape)
     with torch.inference_mode():
         reference_logits = lite0.module(torch.from_numpy(inputs)).numpy()

@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers.load_support import free_port
 from typer.testing import CliRunner
 
 from deploybench.cli import app
-
-from .conftest import free_port
 
 runner = CliRunner()
 QUICK = ["--duration", "3", "--window", "0.5", "--warmup", "0.2", "--min-window-requests", "10"]

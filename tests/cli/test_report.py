@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers.report_factory import make_trial, write_study
 from typer.testing import CliRunner
 
 from deploybench.cli import app
 from deploybench.results import MachineInfo
-from report.report_factory import make_trial, write_study
 
 runner = CliRunner()
 

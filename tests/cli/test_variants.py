@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import TINY
 from typer.testing import CliRunner
 
 from deploybench.cli import app
-
-from .conftest import TINY
 
 
 def test_variants_prints_table_and_writes_json(tmp_path: Path) -> None:

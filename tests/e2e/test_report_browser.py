@@ -7,13 +7,13 @@ Skips when Chromium or chromedriver is missing, except under CI (env CI set), wh
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from helpers import report_factory as factory
 
 from deploybench.config import Constraints
 from deploybench.report import write_report
@@ -33,15 +33,6 @@ FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
 )
-
-
-def _factory():
-    """tests/report/report_factory.py, loaded by path (tests/e2e is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "report" / "report_factory.py"
-    spec = importlib.util.spec_from_file_location("report_factory_e2e", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _require_browser() -> None:
@@ -111,7 +102,6 @@ def _load_and_check(driver, html: Path, screenshot: str) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_report_renders_every_plot_offline_without_console_errors(tmp_path: Path, browser) -> None:
-    factory = _factory()
     study = factory.write_study(tmp_path / "study", factory.cpu_study_trials(weights="random"))
     result = write_report(study, Constraints(p99_ms=100), target_rps=500, headroom=0.2)
 
@@ -125,7 +115,6 @@ def test_report_renders_every_plot_offline_without_console_errors(tmp_path: Path
 
 @pytest.mark.slow
 def test_compare_report_renders_in_chromium(tmp_path: Path, browser) -> None:
-    factory = _factory()
     gpu = MachineInfo(label="ml.g4dn.xlarge", instance="ml.g4dn.xlarge", price_per_hour=0.7364, gpu="T4")
     cpu_dir = factory.write_study(tmp_path / "cpu", factory.cpu_study_trials())
     gpu_dir = factory.write_study(

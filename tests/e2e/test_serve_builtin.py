@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_support import (
+from helpers.serve_support import (
     SMALL_MODEL,
     Server,
     assert_no_internals,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from serve_support import SMALL_MODEL, Server, ping, request, serve_cli, start_server
+from helpers.serve_support import SMALL_MODEL, Server, ping, request, serve_cli, start_server
 
 from deploybench.inputs.payload import default_payload_path
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_support import SMALL_MODEL, Server, npy, request, serve_cli, start_server
+from helpers.serve_support import SMALL_MODEL, Server, npy, request, serve_cli, start_server
 
 from deploybench.inputs.payload import default_payload_path, preprocess
 

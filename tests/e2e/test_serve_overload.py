@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from serve_support import Server, start_server
+from helpers.serve_support import Server, start_server
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_support import SMALL_MODEL, distinct_jpegs, npy, request, start_server
+from helpers.serve_support import SMALL_MODEL, distinct_jpegs, npy, request, start_server
 
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec

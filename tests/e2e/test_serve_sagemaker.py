@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from serve_support import Server, assert_no_internals, npy, request, serve_cli, start_server
+from helpers.serve_support import Server, assert_no_internals, npy, request, serve_cli, start_server
 
 from deploybench.inputs.payload import default_payload_path
 

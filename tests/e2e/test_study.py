@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from study.runs import kill_after_first_trial, read_trials, resume
+from helpers import TESTS
+from helpers.study_runs import kill_after_first_trial, read_trials, resume
 
-TINY = Path(__file__).parents[1] / "study" / "data" / "tiny.yaml"
-TESTS = Path(__file__).parents[1]
+TINY = TESTS / "study" / "data" / "tiny.yaml"
 pytestmark = pytest.mark.slow
 
 
@@ -69,11 +69,11 @@ def test_killed_study_resumes_without_repeating_or_losing_trials(tmp_path: Path)
 
 def test_a_server_that_cannot_start_is_recorded_as_failed_and_the_study_completes(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    env = {**os.environ, "PYTHONPATH": f"{TESTS / 'study'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [
         *study_command(out, tmp_path / "cache"),
         "--model",
-        "server_only_failure:build",
+        "helpers.server_only_failure:build",
         "--backends",
         "eager",
     ]

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from study.runs import kill_after_first_trial, rerun_measures_nothing, resume
+from helpers import TESTS
+from helpers.study_runs import kill_after_first_trial, rerun_measures_nothing, resume
 
-TINY_SEARCH = Path(__file__).parents[1] / "study" / "data" / "tiny_search.yaml"
+TINY_SEARCH = TESTS / "study" / "data" / "tiny_search.yaml"
 pytestmark = pytest.mark.slow
 
 

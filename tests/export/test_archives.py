@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from report.report_factory import make_trial, write_study
-from sagemaker_archives import example_archive, sample_photos
+from helpers import TINY
+from helpers.report_factory import make_trial, write_study
+from helpers.sagemaker_archives import example_archive, sample_photos
 
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
 from deploybench.export import export_candidate
 from deploybench.inputs.payload import default_payload_path
 from deploybench.sagemaker import codecs
-
-TINY = "backends.tiny_models:tiny_cnn"
 
 
 def _study(root: Path, trials: list, model: dict[str, object], **extra: object) -> Path:  # type: ignore[type-arg]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from report.report_factory import cpu_study_trials, make_trial, write_study
+from helpers.report_factory import cpu_study_trials, make_trial, write_study
 from typer.testing import CliRunner
 
 from deploybench.cli import app

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e.serve_support import Server, request, start_server
-from sagemaker_archives import example_archive, sample_photos
+from helpers.sagemaker_archives import example_archive, sample_photos
+from helpers.serve_support import Server, request, start_server
 
 from deploybench.results import TrialRecord
 

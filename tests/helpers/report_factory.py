@@ -68,7 +68,7 @@ def closed_point(
 ) -> LoadPoint:
     """A closed-loop point: throughput saturates at capacity, latency grows with the queue.
 
-    Intervals: +-noise on throughput, +-2 x noise on p99 (what the generator's bootstrap gives at
+    Intervals: +-noise on throughput, +-2 x noise on p99 (what the generator's batch means give at
     these sizes); at least 500 requests, so a p99 verdict is reachable.
     """
     throughput = min(concurrency * 1000 / service_ms, capacity_rps * (1 - np.exp(-concurrency / 1.5)))

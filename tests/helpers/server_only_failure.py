@@ -1,4 +1,5 @@
-"""A model entry point that builds in the study process but fails inside the server it is served by.
+"""A model entry point (helpers.server_only_failure:build) that builds in the study process but fails
+inside the server it is served by.
 
 It stands for the real-world case of a model that loads in a notebook but not in the serving
 environment (a missing file, a bad device); the study must record the trial as failed and go on.

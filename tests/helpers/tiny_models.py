@@ -1,4 +1,4 @@
-"""Small real networks for fast tests: entry points `backends.tiny_models:<function>`."""
+"""Small real networks for fast tests: entry points `helpers.tiny_models:<function>`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The int8 calibration set: images made on first use, their digest cached for later processes."""
+"""Calibration and parity images (natural photos, a user's folder, other input shapes), and the int8
+calibration set: images made on first use, their digest cached for later processes."""
 
 from __future__ import annotations
 
@@ -7,11 +8,50 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from deploybench.inputs import calibration
-from deploybench.inputs.calibration import CalibrationSet, calibration_digest, calibration_source_paths
+from deploybench.inputs.calibration import (
+    CalibrationSet,
+    calibration_digest,
+    calibration_images,
+    calibration_source_paths,
+    parity_inputs,
+    parity_source_paths,
+)
+from deploybench.inputs.payload import default_payload_path
 
 SHAPE = (3, 224, 224)
+
+
+def test_calibration_images_are_varied_natural_photos() -> None:
+    images = calibration_images(count=24)
+    assert len(images) == 24 and all(i.shape == (3, 224, 224) and i.dtype == np.float32 for i in images)
+    stds = [float(i.std()) for i in images]
+    assert min(stds) > 0.1  # never blank
+    flat = np.stack(images).reshape(24, -1)
+    assert len({round(float(x), 3) for x in flat.mean(axis=1)}) > 20  # augmented, not repeated
+    # natural photos are smooth: neighbouring pixels correlate strongly, unlike white noise
+    assert np.mean([np.corrcoef(i[0, :, :-1].ravel(), i[0, :, 1:].ravel())[0, 1] for i in images]) > 0.8
+
+
+def test_calibration_from_a_user_folder_and_other_input_shapes(tmp_path: Path) -> None:
+    Image.open(default_payload_path()).save(tmp_path / "a.png")
+    images = calibration_images((3, 160, 128), count=5, folder=tmp_path)
+    assert len(images) == 5 and images[0].shape == (3, 160, 128)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        calibration_images(count=2, folder=empty)
+
+
+def test_parity_inputs_come_from_other_photos_than_calibration() -> None:
+    """Parity draws from its own photos (never a calibration photo) and adds smooth colour fields."""
+    assert not {p.name for p in parity_source_paths()} & {p.name for p in calibration_source_paths()}
+    assert len(calibration_source_paths()) >= 10 and len(parity_source_paths()) >= 4
+    parity = parity_inputs(count=40)
+    assert parity.shape == (40, 3, 224, 224)
+    assert all(float(image.std()) > 0.05 for image in parity)
 
 
 def _no_images_made(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,10 @@ import threading
 import time
 
 import pytest
+from helpers.load_support import quick_cfg
 
 from deploybench.load import HttpTarget, run_load
 from deploybench.results import LoadPoint
-
-from .conftest import quick_cfg
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +23,13 @@ def _load_worker_pids() -> list[int]:
 
 
 def _freeze_load_worker(after_s: float, for_s: float) -> threading.Thread:
+    """Stop the load workers for `for_s`, `after_s` after they started (a fork server may take a
+    moment to start them the first time)."""
+
     def freeze() -> None:
+        deadline = time.monotonic() + 30.0
+        while not _load_worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(after_s)
         pids = _load_worker_pids()
         for pid in pids:
@@ -41,7 +46,7 @@ def _freeze_load_worker(after_s: float, for_s: float) -> threading.Thread:
 def test_a_frozen_client_shows_in_the_open_loop_latency(server_url: str, payloads: list[bytes]) -> None:
     # The load worker is stopped for 1 s; ~100 sends fall due meanwhile and go out late. Timed from
     # their schedule they waited up to a second: the p99 must say so, and the point is client-bound.
-    freezer = _freeze_load_worker(after_s=1.5, for_s=1.0)
+    freezer = _freeze_load_worker(after_s=1.0, for_s=1.0)
     cfg = quick_cfg(
         rate=100.0,
         warmup_requests=0,

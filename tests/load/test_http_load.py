@@ -1,4 +1,4 @@
-"""The load generator against a real server on loopback (see loopback_server.py)."""
+"""The load generator against a real server on loopback (see helpers/loopback_server.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from helpers.load_support import free_port, quick_cfg
 
 from deploybench.load import (
     HttpTarget,
@@ -18,8 +19,6 @@ from deploybench.load import (
     sweep_concurrency,
 )
 from deploybench.load.stats import count_above
-
-from .conftest import free_port, quick_cfg
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,10 @@ def test_closed_loop_p50_matches_known_service_time(server_url: str, payloads: l
     assert detail.warmup_requests >= 5 and detail.windows
     assert point.windows == (3 if point.stable else len(detail.windows))
     assert point.throughput_ci.low <= point.throughput_rps <= point.throughput_ci.high
-    assert point.p99_ci.low <= point.latency.p99_ms <= point.p99_ci.high
+    if point.p99_ci is not None:  # none from too few requests (tests/load/test_stats.py)
+        assert point.p99_ci.low <= point.latency.p99_ms <= point.p99_ci.high
+    else:
+        assert point.ok < 2_000
     client = point.client
     assert client.cpu_ms_per_request > 0 and 0 < client.cpu_pct_of_machine < 100
     assert client.controller_cpu_pct is not None and 0 <= client.controller_cpu_pct <= 100

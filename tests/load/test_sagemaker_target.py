@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers.load_support import quick_cfg
 
 from deploybench.load import SageMakerTarget, run_load
-
-from .conftest import quick_cfg
 
 pytestmark = pytest.mark.slow
 

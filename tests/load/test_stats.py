@@ -23,7 +23,7 @@ from deploybench.load import (
     stability,
     stats_from_histogram,
 )
-from deploybench.load.intervals import Block, bootstrap_intervals
+from deploybench.load.intervals import Block, batches_of, point_intervals
 from deploybench.load.shapes import Recorder, _timed_send, arrival_offsets, parse_server_timing
 from deploybench.load.stats import new_histogram
 from deploybench.load.sweeps import plateau_reached
@@ -217,23 +217,64 @@ def test_verdict_says_met_missed_or_undecided() -> None:
     assert slo_verdict(few, errors=0, bound_ms=20).status == "missed"
 
 
-def test_bootstrap_intervals_over_time_slices() -> None:
-    rng = np.random.default_rng(1)
+def _blocks(rng: np.random.Generator, slices: int, rate: float, scale_us: float = 10_000) -> list[Block]:
+    """0.25 s slices of `rate` replies/s with exponential latencies (mean `scale_us`)."""
     blocks = []
-    for _ in range(24):
+    for _ in range(slices):
         hist = new_histogram()
-        ok = int(rng.poisson(100))
-        for value in rng.exponential(10_000, size=ok):
+        ok = int(rng.poisson(rate * 0.25))
+        for value in rng.exponential(scale_us, size=ok):
             hist.record_value(max(1, int(value)))
         blocks.append(Block.from_histogram(0.25, ok, hist))
-    throughput, p99 = bootstrap_intervals(blocks, seed=0)
-    total_ok = sum(b.ok for b in blocks)
-    estimate = total_ok / (0.25 * len(blocks))
+    return blocks
+
+
+def test_intervals_come_from_batches_of_seconds_not_from_slices() -> None:
+    blocks = _blocks(np.random.default_rng(1), slices=60, rate=400.0)  # 15 s, 6,000 requests
+    throughput, p99 = point_intervals(blocks)
+    estimate = sum(b.ok for b in blocks) / (0.25 * len(blocks))
     assert throughput is not None and throughput.low < estimate < throughput.high
-    assert 0.02 < (throughput.high - throughput.low) / estimate < 0.2
+    assert 0.005 < (throughput.high - throughput.low) / estimate < 0.2
     assert p99 is not None and p99.low < 46.0 < p99.high  # exponential(10 ms): p99 = 46 ms
-    assert "bootstrap" in throughput.method and throughput.confidence == 0.95
-    assert bootstrap_intervals(blocks[:1]) == (None, None)  # one slice cannot show its own noise
+    assert "batch means over 7 batches of ~2.1 s" in throughput.method and throughput.confidence == 0.95
+    assert "order statistics" in p99.method
+    assert point_intervals(blocks[:2]) == (None, None)  # two slices cannot show their own noise
+    assert [len(batch) for batch in batches_of(blocks[:6])] == [2, 2, 2]  # short: three equal runs
+
+
+def test_a_p99_interval_needs_enough_requests_to_reach_past_it() -> None:
+    """About 460 independent requests: fewer, and the interval's upper end would lie beyond the
+    slowest request, where a bootstrap silently stops; then there is none."""
+    few = _blocks(np.random.default_rng(2), slices=24, rate=50.0)  # ~300 requests
+    throughput, p99 = point_intervals(few)
+    assert throughput is not None and p99 is None
+    many = _blocks(np.random.default_rng(2), slices=24, rate=200.0)  # ~1,200
+    assert point_intervals(many)[1] is not None
+
+
+def _with_slow(rng: np.random.Generator, oks: list[int], slow: list[int]) -> list[Block]:
+    """Slices whose `slow` replies take 60-120 ms, the rest exponential around 10 ms."""
+    blocks = []
+    for ok, count in zip(oks, slow, strict=True):
+        hist = new_histogram()
+        for value in rng.exponential(10_000, size=ok - count):
+            hist.record_value(max(1, int(value)))
+        for value in rng.uniform(60_000, 120_000, size=count):
+            hist.record_value(int(value))
+        blocks.append(Block.from_histogram(0.25, ok, hist))
+    return blocks
+
+
+def test_correlated_batches_widen_the_p99_interval() -> None:
+    """Slow replies in bursts (a host hiccup every other 2 s) are fewer independent facts than as
+    many scattered ones: the same counts, clustered, give a wider p99 interval."""
+    rng = np.random.default_rng(3)
+    oks = [100] * 80  # 20 s at 400 req/s
+    even = _with_slow(rng, oks, [2] * 80)
+    clustered = _with_slow(rng, oks, [4 if (i // 8) % 2 else 0 for i in range(80)])
+    narrow, wide = point_intervals(even)[1], point_intervals(clustered)[1]
+    assert narrow is not None and "at 8,000 effective" in narrow.method
+    assert wide is None or wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
 
 
 class _ReplyAfter(TargetClient):

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from sagemaker_archives import (
+from helpers.sagemaker_archives import (
     DICT_MODEL_FN,
     INPUT_FN,
     MODEL_FN,
@@ -21,6 +20,7 @@ from sagemaker_archives import (
     small_resnet,
     write_model_folder,
 )
+from PIL import Image
 from typer.testing import CliRunner
 
 from deploybench.cli import app

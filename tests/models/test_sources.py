@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TESTS, TINY
 
 from deploybench.backends.base import BackendUnavailableError
 from deploybench.backends.build import build_variant
@@ -15,9 +16,6 @@ from deploybench.config import ModelSpec
 from deploybench.inputs.payload import default_payload_path, preprocess
 from deploybench.models.loaded import ModelLoadError
 from deploybench.models.sources import RANDOM_BN_WEIGHTS, load_model, logits_for
-
-TESTS = Path(__file__).parent
-TINY = "backends.tiny_models:tiny_cnn"
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from report.report_factory import make_trial
+from helpers.report_factory import make_trial
 
 from deploybench.config import MachineSpec
 from deploybench.hardware import CpuProfile, MachineProfile

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from helpers.report_factory import write_study
 
 from deploybench.config import Constraints
 from deploybench.recommend.rank import recommend
 from deploybench.report import write_report
 from deploybench.results import TrialRecord
 from deploybench.variants.accuracy import Outcome, absolute_report, compare
-from report.report_factory import write_study
 
 N = 500
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from helpers.report_factory import make_trial
 
 from deploybench.config import Constraints
 from deploybench.recommend.rank import recommend
 from deploybench.recommend.ties import paired_ratio
 from deploybench.results import RunoffSample
-from report.report_factory import make_trial
 
 # The host slows down 12% over the runoff: every candidate's rounds drift together.
 DRIFT = [1.00, 0.96, 0.92, 0.88]
@@ -54,6 +54,9 @@ def test_candidates_of_one_runoff_are_tied_by_it_though_their_own_points_are_far
     assert rec.winner.backend == "beta" and rec.tied_with  # no batching, by the tie rule
     assert "paired runoff" in rec.comparison and "statistically tied" in rec.comparison
     assert "no batching" in rec.comparison
+    assert rec.winner.reason.startswith("recommended: chosen by the tie rule over alpha")  # not "highest"
+    alpha = next(ev for ev in rec.evaluations if ev.backend == "alpha")
+    assert "tied in the paired runoff" in alpha.reason and "intervals overlap" not in alpha.reason
     wider = [
         early.model_copy(update={"runoff": sample(31.0, [1.01, 0.99, 1.02, 0.98])}),
         late.model_copy(update={"runoff": sample(30.5, [0.99, 1.01, 0.98, 1.02])}),

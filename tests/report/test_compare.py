@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.report_factory import make_trial, write_study
 
 from deploybench.report.compare import compare_studies
 from deploybench.report.tables import machine_rows
 from deploybench.results import MachineInfo
-from report.report_factory import make_trial, write_study
 
 CPU = MachineInfo(label="ml.c5.xlarge", instance="ml.c5.xlarge", price_per_hour=0.204)
 GPU = MachineInfo(label="ml.g4dn.xlarge", instance="ml.g4dn.xlarge", price_per_hour=0.7364, gpu="T4")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers.report_factory import cpu_study_trials, make_trial, write_study
+
 from deploybench.recommend.rank import recommend
 from deploybench.report import write_report
 from deploybench.report.study import load_study
 from deploybench.results import TrialRecord
-from report.report_factory import cpu_study_trials, make_trial, write_study
 
 
 def _probe_of_a_faster_candidate() -> TrialRecord:

@@ -10,12 +10,12 @@ import pandas as pd
 import plotly.offline
 import pytest
 import yaml
+from helpers.report_factory import cpu_study_trials, make_trial, write_study
 
 from deploybench.config import Constraints
 from deploybench.report import StudyReadError, load_study, write_report
 from deploybench.report.tables import COST_FORMULA
 from deploybench.results import TrialRecord
-from report.report_factory import cpu_study_trials, make_trial, write_study
 
 JUDGED_ON = "the trained stand-in efficientnet-lite0"  # backends.stand_in's words (that module loads torch)
 

@@ -1,4 +1,5 @@
-"""The one error-body builder, and the SageMaker PyTorch toolkit's defaults as deploybench runs them."""
+"""The one error-body builder, the status an exception answers with, and the SageMaker PyTorch toolkit's
+defaults as deploybench runs them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import scipy.sparse
 import torch
 
 from deploybench.sagemaker import toolkit
-from deploybench.sagemaker.errors import ServeError, client_message, exception_body
+from deploybench.sagemaker.errors import ServeError, client_message, error_status, exception_body
 
 
 class ToolkitError(Exception):
@@ -43,6 +44,13 @@ def test_debug_bodies_add_detail_and_traceback() -> None:
     assert "/internal/path" in answer["detail"] and "Traceback" in "".join(answer["traceback"])
     _, body = exception_body(ServeError("bad", 400, detail="numpy said x"), debug=True)
     assert json.loads(body)["detail"] == "numpy said x"
+
+
+def test_error_status_reads_the_exception() -> None:
+    assert error_status(ServeError("x", 415)) == 415
+    assert error_status(type("E", (Exception,), {"status": 422})()) == 422
+    assert error_status(RuntimeError("x")) == 500
+    assert error_status(type("E", (Exception,), {"status_code": 200})()) == 500  # not an error status
 
 
 @pytest.mark.parametrize(

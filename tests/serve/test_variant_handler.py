@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sagemaker_archives import (
+from helpers.sagemaker_archives import (
     INPUT_FN,
     MODEL_FN,
     OUTPUT_FN,

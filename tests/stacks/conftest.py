@@ -6,17 +6,13 @@ reference on the sample image" is a real check of each stack's preprocessing and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.stacks_support import MODEL
 
-from deploybench.config import ModelSpec
 from deploybench.inputs.payload import default_payload_path, preprocess
-from deploybench.stacks import Stack, get_stack
-
-MODEL = ModelSpec(source="efficientnet-lite0", weights="pretrained")
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +33,3 @@ def eager_top1(sample: bytes) -> int:
 
     logits = logits_for(load_model(MODEL), preprocess(sample)[None])
     return int(np.argmax(logits[0]))
-
-
-def installed(name: str) -> Stack:
-    """The stack, or a skip saying how to install it (under CI, env CI set, a missing stack is a failure)."""
-    stack = get_stack(name)
-    availability = stack.availability()
-    if not availability.ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name}: {availability.reason}")
-        pytest.skip(availability.reason)
-    return stack

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.stacks_support import MODEL, installed
 
 from deploybench.config import LoadConfig
 from deploybench.load import measure_point
 from deploybench.results import Candidate
 from deploybench.stacks import StackLaunch, StackServer
 from deploybench.stacks.process import ServerStartError
-
-from .conftest import MODEL, installed
 
 pytestmark = pytest.mark.slow
 

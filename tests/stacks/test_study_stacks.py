@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.stacks_support import installed
 
 from deploybench.config import ModelSpec
 from deploybench.results import Candidate, MachineInfo
@@ -17,8 +18,6 @@ from deploybench.study.plan import PlannedTrial
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialFiles, TrialJob, run_served_trial
-
-from .conftest import installed
 
 pytestmark = pytest.mark.slow
 # recommend/rank.py's words for a trial whose load points it cannot trust (client lag, instability)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from load.conftest import server_url  # noqa: F401 - the loopback server fixture
 
 from deploybench.config import Constraints
 from deploybench.load.targets import HttpTarget
@@ -31,7 +30,7 @@ def _measure(url: str, concurrency: int, p99_ms: float, rate_search: bool) -> Me
     return measure_candidate(target, config, threading.Event(), lambda _: None)
 
 
-def test_closed_loop_points_of_an_slo_study_carry_a_reachable_verdict(server_url: str) -> None:  # noqa: F811
+def test_closed_loop_points_of_an_slo_study_carry_a_reachable_verdict(server_url: str) -> None:
     result = _measure(f"{server_url}/sleep/10", 2, p99_ms=500.0, rate_search=False)
     point = result.points[0]
     assert point.slo is not None and point.slo.bound_ms == 500.0
@@ -40,7 +39,7 @@ def test_closed_loop_points_of_an_slo_study_carry_a_reachable_verdict(server_url
     assert result.peak_index is None or result.points[result.peak_index].trusted
 
 
-def test_the_rate_search_starts_from_the_measured_peak(server_url: str) -> None:  # noqa: F811
+def test_the_rate_search_starts_from_the_measured_peak(server_url: str) -> None:
     # /serial/5: 200 req/s at most. Starting at 10 req/s a verdict would need 46 s per point.
     result = _measure(f"{server_url}/serial/5", 4, p99_ms=200.0, rate_search=True)
     rates = [p.target_rate for p in result.points if p.mode == "open"]

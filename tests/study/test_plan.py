@@ -99,18 +99,20 @@ def test_default_plan_gives_every_served_backend_the_whole_knob_grid_batching_in
     assert grids["eager"] == {(1, 1)}  # the slowest: the baseline, measured with its default knobs
 
 
-def test_a_backend_far_slower_in_process_than_the_fastest_is_not_served_with_why() -> None:
-    """serve_within: onnxruntime (25 img/s) and torchscript (18) are under 60% of openvino-int8's 90;
-    eager is served all the same (the baseline). With an accuracy rule the int8 variant may still be
-    excluded, so fp32 backends are compared with the fastest fp32 one instead."""
+def test_a_backend_far_slower_in_process_than_the_fastest_of_its_precision_is_not_served_with_why() -> None:
+    """serve_within compares within one precision: the int8 variant's 90 img/s never cuts the fp32
+    backends (parity alone does not show int8 keeps the accuracy), so onnxruntime (25 img/s), the
+    fastest fp32, is served, and torchscript (18, 72% of it) too; an fp32 backend under 60% of the
+    fastest fp32 one is not, and says why. eager is served all the same (the baseline)."""
     trials = plan_trials(StudyConfig(), summaries(), cores=2)
     served = {t.candidate.backend for t in trials if t.action == "serve"}
-    assert served == {"eager", "openvino-int8"}
+    assert served == {"eager", "openvino-int8", "onnxruntime", "torchscript"}
+    strict = StudyConfig(serve_within=0.8)
+    trials = plan_trials(strict, summaries(), cores=2)
+    served = {t.candidate.backend for t in trials if t.action == "serve"}
+    assert served == {"eager", "openvino-int8", "onnxruntime"}
     reasons = {t.candidate.backend: t.reason or "" for t in trials if t.action == "skipped"}
-    assert "28% of openvino-int8's 90.0" in reasons["onnxruntime"], reasons["onnxruntime"]
-    guarded = StudyConfig(constraints={"max_accuracy_drop": 1.0})
-    served = {t.candidate.backend for t in plan_trials(guarded, summaries(), cores=2) if t.action == "serve"}
-    assert served == {"eager", "openvino-int8", "onnxruntime", "torchscript"}  # 18 is 72% of 25
+    assert "72% of onnxruntime's 25.0" in reasons["torchscript"], reasons["torchscript"]
 
 
 def test_the_baseline_is_tuned_only_when_it_is_among_the_fastest() -> None:

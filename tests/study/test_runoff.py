@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import TESTS, TINY
 
 from deploybench.config import ModelSpec
 from deploybench.inputs.payload import default_payload_path
@@ -16,8 +17,6 @@ from deploybench.study.runoff import RunoffPlan, run_runoff, visit_config, visit
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialEvents, TrialJob
-
-TESTS = Path(__file__).parents[1]
 
 
 def test_each_round_reverses_the_order_so_no_contender_is_always_first() -> None:
@@ -42,7 +41,7 @@ def test_a_runoff_measures_every_round_and_a_server_that_cannot_start_fails_alon
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    config = StudyConfig(model=ModelSpec(source="backends.tiny_models:tiny_cnn", weights="random"))
+    config = StudyConfig(model=ModelSpec(source=TINY, weights="random"))
     (tmp_path / "study").mkdir()
     store = StudyStore(tmp_path / "study")
     ctx = TrialContext(config, "random", [default_payload_path().read_bytes()], tmp_path, threading.Event())

@@ -95,6 +95,15 @@ def test_eager_at_default_knobs_and_other_stacks_always_reach_the_final() -> Non
     assert not is_protected(job("openvino-int8"))
 
 
+def test_deploybench_at_another_stacks_knobs_is_always_measured_beside_it() -> None:
+    torchserve = job("openvino-int8", stack="torchserve")
+    twin, other = job("openvino-int8"), job("openvino-int8", workers=2)
+    jobs = [torchserve, twin, other]
+    assert is_protected(twin, jobs)  # the side-by-side at identical knobs never vanishes
+    assert not is_protected(other, jobs)
+    assert not is_protected(twin, [twin, other])  # no other stack: an ordinary contender
+
+
 def test_probe_concurrency_is_where_every_candidate_can_peak() -> None:
     config = StudyConfig()
     assert probe_concurrency(config, [job("eager"), job("onnxruntime", workers=2, batch=4)]) == 16

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from report.report_factory import make_trial
+from helpers.report_factory import make_trial
 
 from deploybench.study.summary import trial_row
 

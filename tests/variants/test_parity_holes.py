@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from helpers import TINY
 
 from deploybench.backends.base import _REGISTRY, Availability, Backend, BuildContext, Variant, register
 from deploybench.backends.eager import TorchModuleVariant
@@ -21,8 +22,6 @@ from deploybench.inputs.calibration import calibration_images, parity_inputs
 from deploybench.models.loaded import LoadedModel
 from deploybench.variants.parity import check_parity, compare_logits
 from deploybench.variants.verify import evaluate_variants
-
-from .conftest import TINY
 
 
 class _IgnoresInput(Variant):

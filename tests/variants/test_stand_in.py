@@ -3,7 +3,7 @@
 A random network amplifies correct int8 rounding past the trained limits (random MobileNetV3-Small:
 a correct onnxruntime-int8 build agrees on 57% of top-1 answers, below the 60% int8 limit), so the
 model alone could never recommend int8. Broken builds must still fail on the model itself (a
-zeros-calibrated int8 build of the default model: tests/backends/test_gate_on_models.py).
+zeros-calibrated int8 build of the default model: tests/variants/test_gate_on_models.py).
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ INT8 = "onnxruntime-int8"
 
 
 @pytest.mark.slow
-def test_a_correct_int8_build_of_a_random_model_passes_judged_on_the_stand_in(cache_root: Path) -> None:
-    out = cache_root / "variants.json"
+def test_a_correct_int8_build_of_a_random_model_passes_judged_on_the_stand_in(
+    shared_cache_root: Path,
+) -> None:
+    out = shared_cache_root / "variants.json"
     result = CliRunner().invoke(app, [
         "variants", "--model", RANDOM_SMALL.source, "--weights", "random", "--backends", INT8,
-        "--batch", "1,3", "--budget", "1", "--cache-dir", str(cache_root), "--json", str(out),
+        "--batch", "1,3", "--budget", "1", "--cache-dir", str(shared_cache_root), "--json", str(out),
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = VariantsReport.model_validate_json(out.read_text())
@@ -72,12 +74,18 @@ class _Broken(Variant):
 
 
 @pytest.fixture(scope="module")
-def random_small(cache_root: Path) -> tuple[LoadedModel, np.ndarray, np.ndarray, Variant, StandIn]:
+def random_small(shared_cache_root: Path) -> tuple[LoadedModel, np.ndarray, np.ndarray, Variant, StandIn]:
     """The random model, its parity inputs and eager logits, a correct int8 build, and a stand-in."""
-    model = load_model(RANDOM_SMALL, cache_root)
+    model = load_model(RANDOM_SMALL, shared_cache_root)
     inputs = parity_inputs(model.input_shape, 16)
-    variant, _ = build_variant(RANDOM_SMALL, INT8, threads=2, cache_dir=cache_root, model=model)
-    return model, inputs, logits_for(model, inputs), variant, StandIn(ParityThresholds(), SIZES, cache_root)
+    variant, _ = build_variant(RANDOM_SMALL, INT8, threads=2, cache_dir=shared_cache_root, model=model)
+    return (
+        model,
+        inputs,
+        logits_for(model, inputs),
+        variant,
+        StandIn(ParityThresholds(), SIZES, shared_cache_root),
+    )
 
 
 @pytest.mark.slow
@@ -102,14 +110,14 @@ def test_full_precision_on_random_weights_is_judged_on_the_model_itself(
 
 
 @pytest.mark.slow
-def test_trained_weights_never_use_the_stand_in(cache_root: Path) -> None:
+def test_trained_weights_never_use_the_stand_in(shared_cache_root: Path) -> None:
     assert not needs_stand_in("pretrained", "int8") and needs_stand_in("random", "int8")
     report = evaluate_variants(
         ModelSpec(source="efficientnet-lite0"),
         [INT8],
         batch_sizes=(1,),
         time_budget_s=1.0,
-        cache_dir=cache_root,
+        cache_dir=shared_cache_root,
     )
     assert report.weights == "pretrained" and report.stand_in == ""
     parity = report.variants[1].parity

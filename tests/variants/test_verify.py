@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY
 
 from deploybench.backends.base import (
     _REGISTRY,
@@ -24,8 +25,6 @@ from deploybench.backends.eager import EagerBackend
 from deploybench.config import ModelSpec
 from deploybench.models.loaded import LoadedModel
 from deploybench.variants.verify import evaluate_variants
-
-from .conftest import TINY
 
 
 class _AbsentLibraryBackend(Backend):

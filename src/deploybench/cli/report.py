@@ -21,7 +21,7 @@ from deploybench.pricing.catalogue import (
     price_override,
     transactions_per_hour,
 )
-from deploybench.recommend.records import Recommendation
+from deploybench.recommend.records import Recommendation, ranked_rows, throughput_text
 from deploybench.report import StudyReadError, load_study, study_constraints, write_report
 from deploybench.report.compare import compare_studies
 from deploybench.results import with_interval
@@ -83,13 +83,14 @@ def print_recommendation(rec: Recommendation) -> None:
         ("why", "left"),
     ]:
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    for ev in rec.evaluations:
+    shown, folded = ranked_rows(rec)
+    for ev in shown:
         style = "bold green" if ev.rank == 1 else ("dim" if not ev.eligible else "")
         cells = [
             str(ev.rank or "—"),
             ev.label + (" ◆" if ev.pareto else ""),
             *([ev.machine] if multi else []),
-            with_interval(ev.throughput_rps, ev.throughput_ci),
+            throughput_text(ev),
             with_interval(ev.p99_ms, ev.p99_ci),
             "—" if ev.cost_per_1m is None else "$" + with_interval(ev.cost_per_1m, ev.cost_per_1m_ci, ".2f"),
             ev.vs_baseline or "—",
@@ -97,8 +98,12 @@ def print_recommendation(rec: Recommendation) -> None:
         ]
         table.add_row(*cells, style=style)
     console.print(table)
+    if folded:
+        console.print(f"[dim]{folded}[/]", soft_wrap=True)
+    if rec.runner_up:
+        console.print(f"against its real runner-up: {rec.runner_up}", soft_wrap=True)
     if rec.comparison:
-        console.print(f"against the noise: {rec.comparison}")
+        console.print(f"against the next ranked: {rec.comparison}")
     for note in rec.notes:
         console.print(f"[yellow]note:[/] {note}")
     if rec.random_weights:

@@ -236,7 +236,10 @@ def run(
     ] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="start over instead of resuming")] = False,
     out: Annotated[
-        Path | None, typer.Option(help="study folder (default: studies/<name>-<config hash>)")
+        Path | None,
+        typer.Option(
+            help="study folder (default: studies/<name>-<key of the config, input files and libraries>)"
+        ),
     ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="artifact cache (default: ~/.cache/deploybench)")

@@ -53,7 +53,12 @@ def _by_id(study: StudyData, rec: Recommendation, trial_id: str) -> tuple[TrialR
 
 def choose_candidate(study: StudyData, trial_id: str | None, exportable: set[str]) -> Choice:
     """The asked-for trial, else the best-ranked eligible one whose backend can be exported."""
-    rec = recommend(study.trials, study_constraints(study), catalogue=load_catalogue())
+    rec = recommend(
+        study.trials,
+        study_constraints(study),
+        catalogue=load_catalogue(),
+        search_records=study.search_records,
+    )
     if trial_id is not None:
         trial, evaluation = _by_id(study, rec, trial_id)
         _gate(trial, evaluation)

@@ -14,14 +14,14 @@ import numpy as np
 from deploybench.config import LoadConfig
 from deploybench.load.early_stopping import early_stopping_estimate_ms, slo_verdict
 from deploybench.load.health import ClientEvidence, judge_client
-from deploybench.load.intervals import Block, bootstrap_intervals
+from deploybench.load.intervals import Block, point_intervals
 from deploybench.load.span import Span
 from deploybench.load.stats import encode_histogram, histogram_from_counts, stats_from_counts
 from deploybench.results import ClientLoad, LatencyStats, LoadPoint
 
 
 def _blocks(measured: Span, tail: Span) -> list[Block]:
-    """Bootstrap blocks: the windows' slices, the tail's latencies joined to the last one."""
+    """The windows' slices, the tail's latencies joined to the last one (their replies came late)."""
     blocks = measured.blocks()
     if blocks and tail.slices:
         last = blocks[-1]
@@ -101,7 +101,7 @@ def build_point(
     )
     flags = [f"invalid: {invalid_reason}"] if invalid_reason else []
     flags += [] if stable else [f"unstable: {unstable_reason}"]
-    throughput_ci, p99_ci = bootstrap_intervals(_blocks(measured, tail))
+    throughput_ci, p99_ci = point_intervals(_blocks(measured, tail))
     sends = client.sends
     return LoadPoint(
         mode=mode,

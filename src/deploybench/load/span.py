@@ -142,7 +142,7 @@ class Span:
         return {name: sums[name] / counts[name] for name in sums if counts.get(name)}
 
     def blocks(self) -> list[Block]:
-        """The slices as bootstrap blocks (replies and latencies of each tick)."""
+        """The slices as interval blocks (replies and latencies of each tick)."""
         return [Block(piece.duration_s, piece.ok, piece.latency) for piece in self.slices]
 
     def accounting(self) -> RequestAccounting:

@@ -31,7 +31,9 @@ def _p99_change(ev: Evaluation, base: Evaluation) -> tuple[float | None, bool]:
     points sit at different concurrencies (a slow baseline queues 16 deep), so theirs do not compare."""
     if ev.c16_p99_ms and base.c16_p99_ms:
         return pct_change(ev.c16_p99_ms, base.c16_p99_ms), True
-    return (pct_change(ev.p99_ms, base.ref_p99_ms) if base.ref_p99_ms else None), False
+    if not base.ref_p99_ms or ev.p99_ci is None or base.p99_ci is None:
+        return None, False  # a p99 from too few requests for an interval supports no change
+    return pct_change(ev.p99_ms, base.ref_p99_ms), False
 
 
 def paired_with_baseline(ev: Evaluation, base: Evaluation) -> PairedRatio | None:

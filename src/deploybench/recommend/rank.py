@@ -36,8 +36,10 @@ from deploybench.pricing.catalogue import (
     plan_capacity,
     transactions_per_hour,
 )
-from deploybench.recommend.baseline import compare_with_baseline, pct_change
-from deploybench.recommend.records import Evaluation, Recommendation
+from deploybench.recommend.baseline import compare_with_baseline
+from deploybench.recommend.explain import explain
+from deploybench.recommend.records import Evaluation, Recommendation, accuracy_words, trial_label
+from deploybench.recommend.runner_up import add_search_figures, runner_up_words
 from deploybench.recommend.ties import break_statistical_ties
 from deploybench.results import AccuracyReport, Interval, LoadPoint, SloVerdict, TrialRecord
 
@@ -81,13 +83,18 @@ def _unusable_reason(points: Sequence[LoadPoint]) -> str:
 
 
 def _slo_reason(points: Sequence[LoadPoint], verdicts: list[SloVerdict], p99_ms: float) -> str:
-    """Why no usable point meets the budget: plainly missed, or too few requests to tell."""
+    """Why no usable point meets the budget: missed by verdict, or too few requests to tell. A raw
+    p99 above the bound is no verdict: a point of a few dozen requests cannot show a miss either."""
     best = min(p.latency.p99_ms for p in points)
-    if best > p99_ms or any(v.status == "missed" for v in verdicts):
-        return f"SLO missed at every load (best p99 {best:.1f} ms > {p99_ms:g} ms)"
+    missed = sum(v.status == "missed" for v in verdicts)
+    if missed == len(verdicts):
+        return (
+            f"SLO missed at every load by its early-stopping verdict (best p99 {best:.1f} ms > {p99_ms:g} ms)"
+        )
     largest = max(verdicts, key=lambda v: v.requests)
+    misses = f"missed by verdict at {missed} of {len(verdicts)} loads; " if missed else ""
     return (
-        f"SLO not verifiable: no point's early-stopping verdict could claim p99 <= {p99_ms:g} ms "
+        f"SLO not verifiable: {misses}no point's early-stopping verdict could claim p99 <= {p99_ms:g} ms "
         f"(largest holds {largest.requests} requests, {largest.required_requests} needed; raw best "
         f"p99 {best:.1f} ms)"
     )
@@ -130,15 +137,6 @@ def _price(
     return None, None
 
 
-def _label(trial: TrialRecord) -> str:
-    c = trial.candidate
-    batch = f" b{c.max_batch_size}/{c.max_delay_ms:g}ms" if c.max_batch_size > 1 else ""
-    device = "" if c.device == "cpu" else f" {c.device}"
-    stack = "" if c.stack == "deploybench" else f" via {c.stack}"
-    runtime = f" {c.runtime.key_suffix}" if c.runtime.key_suffix else ""  # e.g. s2-ovl: streams, overlap
-    return f"{c.backend} {trial.precision or 'fp32'}{device} w{c.workers}t{c.threads}{batch}{runtime}{stack}"
-
-
 def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSource) -> Evaluation:
     c = trial.candidate
     usd, price_source = price
@@ -146,7 +144,7 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
     ev = Evaluation(
         trial_id=trial.trial_id,
         key=f"{c.key}@{machine}",
-        label=_label(trial),
+        label=trial_label(trial),
         machine=machine,
         backend=c.backend,
         stack=c.stack,
@@ -172,8 +170,8 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
         ev.peak_throughput_rps = trial.peak.throughput_rps
         ev.peak_p99_ms = trial.peak.latency.p99_ms
     c16 = trial.at_c16
-    if c16 is not None and c16.invalid_reason is None and c16.ok:
-        ev.c16_p99_ms = c16.latency.p99_ms
+    if c16 is not None and c16.invalid_reason is None and c16.ok and c16.p99_ci is not None:
+        ev.c16_p99_ms = c16.latency.p99_ms  # a p99 change only from points with enough requests for one
     if trial.status == "rejected":
         ev.reason = f"parity failed: {trial.reason or (trial.parity and trial.parity.reason) or 'rejected'}"
         return ev
@@ -182,6 +180,7 @@ def _evaluate(trial: TrialRecord, constraints: Constraints, price: PriceAndSourc
         return ev
     if trial.accuracy is not None:
         ev.accuracy_drop_pp = trial.accuracy.drop_pp
+        ev.accuracy_change = accuracy_words(trial.accuracy)
     excluded = accuracy_exclusion(trial.accuracy, c.backend == "eager", constraints)
     if excluded:
         ev.reason = excluded
@@ -270,55 +269,6 @@ def pareto_front(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
     return [e for e in eligible if not any(_dominates(o, e) for o in eligible if o is not e)]
 
 
-def _versus(ev: Evaluation, ref: Evaluation, objective: str) -> str:
-    if objective == "cost" and ev.cost_per_1m is not None and ref.cost_per_1m is not None:
-        pct = pct_change(ev.cost_per_1m, ref.cost_per_1m)
-        return f"more expensive than {ref.label} by {pct:.0f}% per 1M" if round(pct) else ""
-    if objective == "p99":
-        pct = pct_change(ev.p99_ms or 0, ref.p99_ms or 1)
-        return f"p99 {pct:.0f}% higher than {ref.label}" if round(pct) else ""
-    pct = -pct_change(ev.throughput_rps or 0, ref.throughput_rps or 1)
-    return f"{pct:.0f}% less throughput than {ref.label}" if round(pct) else ""
-
-
-OBJECTIVE_WORDS = {"cost": "lowest cost per 1M", "throughput": "highest throughput", "p99": "lowest p99"}
-
-
-def _deltas(ev: Evaluation, ref: Evaluation) -> str:
-    """'+30% cost per 1M, +28% p99, -20% throughput' of ev against ref (the parts both have)."""
-    parts = []
-    if ev.cost_per_1m is not None and ref.cost_per_1m:
-        parts.append(f"{pct_change(ev.cost_per_1m, ref.cost_per_1m):+.0f}% cost per 1M")
-    if ev.p99_ms is not None and ref.p99_ms:
-        parts.append(f"{pct_change(ev.p99_ms, ref.p99_ms):+.0f}% p99")
-    if ev.throughput_rps is not None and ref.throughput_rps:
-        parts.append(f"{pct_change(ev.throughput_rps, ref.throughput_rps):+.0f}% throughput")
-    return ", ".join(parts)
-
-
-def _explain(ranked: list[Evaluation], front_keys: set[str], objective: str, tied: dict[str, str]) -> None:
-    """One line each; `tied` maps a statistically tied candidate's key to the tie rule's words."""
-    winner = ranked[0]
-    winner.reason = (
-        f"recommended: {OBJECTIVE_WORDS[objective]} of {len(ranked)} candidate(s) meeting the constraints"
-    )
-    for ev in ranked[1:]:
-        dominator = next((o for o in ranked if _dominates(o, ev)), None)
-        if dominator is not None:
-            ev.reason = f"dominated by {dominator.label} ({_deltas(ev, dominator)})"
-            continue
-        if ev.key in tied:
-            detail = (
-                f"statistically tied with {winner.label} on {objective} (95% intervals overlap, "
-                "estimates within 5%); "
-                f"ranked after it by the tie rule ({tied[ev.key]})"
-            )
-        else:
-            tie = f"tied with {winner.label} on {objective}; ranked after it by the tie-break"
-            detail = _versus(ev, winner, objective) or tie
-        ev.reason = detail + " (on the Pareto front)" * (ev.key in front_keys)
-
-
 def recommend(
     trials: Sequence[TrialRecord],
     constraints: Constraints | None = None,
@@ -327,12 +277,16 @@ def recommend(
     catalogue: PriceCatalogue | None = None,
     target_rps: float | None = None,
     headroom: float = 0.0,
+    search_records: Sequence[TrialRecord] = (),
 ) -> Recommendation:
-    """Rank the trials under the constraints and explain, in one line each, why the others lost."""
+    """Rank the trials under the constraints and explain, in one line each, why the others lost.
+    search_records: the search's round records (status probe): a dropped candidate shows the figure of
+    the last round it ran, and the paired runoff names the winner's runner-up."""
     constraints = constraints or Constraints()
     evaluations = [_evaluate(t, constraints, _price(t, price, catalogue)) for t in trials]
     for index, ev in enumerate(evaluations):
         ev.trial_index = index
+    add_search_figures(evaluations, search_records)
     _dedupe_keys(evaluations)
     notes: list[str] = []
     objective = constraints.objective
@@ -346,7 +300,7 @@ def recommend(
     for rank, ev in enumerate(ranked, start=1):
         ev.rank, ev.pareto = rank, ev.key in front
     if ranked:
-        _explain(ranked, front, objective, outcome.tied)
+        explain(ranked, front, objective, outcome, _dominates)
         _cost_ratios(evaluations, ranked[0])
     baseline_key = compare_with_baseline(evaluations)
     if target_rps is not None:
@@ -366,6 +320,7 @@ def recommend(
         headroom=headroom,
         comparison=outcome.comparison,
         tied_with=list(outcome.tied),
+        runner_up=runner_up_words(ranked, [*trials, *search_records]),
     )
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from deploybench.config import Constraints, StrictModel, is_random_weights
 from deploybench.pricing.catalogue import CapacityPlan, cost_per_million
-from deploybench.results import Interval, RunoffSample
+from deploybench.results import AccuracyReport, Interval, RunoffSample, TrialRecord, with_interval
 
 
 class Evaluation(StrictModel):
@@ -70,6 +70,14 @@ class Evaluation(StrictModel):
     cost_vs_winner: float | None = Field(None, description="cost per 1M / the recommended one's (5.4 = 5.4x)")
     capacity: CapacityPlan | None = None
     accuracy_drop_pp: float | None = Field(None, description="labelled top-1 lost against eager, pp")
+    search_rps: float | None = Field(
+        None, description="a candidate the search dropped: its figure in the last round it ran"
+    )
+    search_ci: Interval | None = Field(None, description="that round's 95% interval (none for a runoff)")
+    search_round: str | None = Field(None, description="which round: probe, or round 2 (paired runoff)")
+    accuracy_change: str | None = Field(
+        None, description="the measured top-1 change against eager fp32 in words, with its interval and data"
+    )
 
     @property
     def is_default_eager(self) -> bool:
@@ -131,6 +139,9 @@ class Recommendation(StrictModel):
         None, description="whether the winner beats the runner-up beyond the noise, or the tie rule chose"
     )
     tied_with: list[str] = Field(default_factory=list, description="keys statistically tied with the winner")
+    runner_up: str | None = Field(
+        None, description="the best other contender of the winner's paired runoff, with their paired ratio"
+    )
 
     @property
     def random_weights(self) -> bool:
@@ -145,7 +156,21 @@ class Recommendation(StrictModel):
         cost = f"${w.cost_per_1m:.2f} per 1M inferences, " if w.cost_per_1m is not None else ""
         where = f" on {w.machine}" if w.machine else ""
         vs = f" ({w.vs_baseline} vs eager baseline)" if w.vs_baseline and w.key != w.baseline_key else ""
-        return f"Recommended: {w.label}{where}: {cost}{w.throughput_rps:.1f} req/s, p99 {w.p99_ms:.1f} ms{vs}"
+        head = f"Recommended: {w.label}{where}: {cost}{w.throughput_rps:.1f} req/s, p99 {w.p99_ms:.1f} ms{vs}"
+        return head + "".join(f"; {part}" for part in (_accuracy_clause(w), self.runner_up) if part)
+
+
+def _accuracy_clause(winner: Evaluation) -> str | None:
+    """A reduced precision is recommended with its measured accuracy change, or a warning that its
+    accuracy is unmeasured: passing the parity gate is not the same as keeping top-1."""
+    if winner.precision == "fp32":
+        return None
+    if winner.accuracy_change is not None:
+        return f"accuracy {winner.accuracy_change}"
+    return (
+        f"WARNING: {winner.precision} accuracy not measured (it passed the parity gate only; "
+        "measure it with --eval-data)"
+    )
 
 
 def _nothing_message(evaluations: Sequence[Evaluation]) -> str:
@@ -157,3 +182,46 @@ def _nothing_message(evaluations: Sequence[Evaluation]) -> str:
         counts[kind] = counts.get(kind, 0) + 1
     detail = "; ".join(f"{n} x {kind}" for kind, n in sorted(counts.items()))
     return f"No candidate can be recommended: none of the {len(evaluations)} trials qualifies ({detail})."
+
+
+def trial_label(trial: TrialRecord) -> str:
+    """backend, precision, device, layout (workers x threads), batching, runtime knobs and stack."""
+    c = trial.candidate
+    batch = f" b{c.max_batch_size}/{c.max_delay_ms:g}ms" if c.max_batch_size > 1 else ""
+    device = "" if c.device == "cpu" else f" {c.device}"
+    stack = "" if c.stack == "deploybench" else f" via {c.stack}"
+    runtime = f" {c.runtime.key_suffix}" if c.runtime.key_suffix else ""  # e.g. s2-ovl: streams, overlap
+    return f"{c.backend} {trial.precision or 'fp32'}{device} w{c.workers}t{c.threads}{batch}{runtime}{stack}"
+
+
+def accuracy_words(accuracy: AccuracyReport | None) -> str | None:
+    """The measured top-1 change against eager fp32, with its interval and data; None if unmeasured."""
+    if accuracy is None or accuracy.drop_pp is None:
+        return None
+    low, high = accuracy.drop_low_pp, accuracy.drop_high_pp
+    interval = "" if low is None or high is None else f", 95% CI {-high:+.1f} to {-low:+.1f}"
+    data = f" on {accuracy.data}" if accuracy.data else ""
+    return f"top-1 {-accuracy.drop_pp:+.1f} pp vs eager fp32 (n={accuracy.n}{interval}){data}"
+
+
+def never_served(ev: Evaluation) -> bool:
+    """Not served at all (pruned, unavailable, rejected by parity): nothing measured to show in a row."""
+    unserved = ev.status in ("skipped", "rejected") and ev.search_rps is None
+    return unserved and ev.peak_throughput_rps is None and ev.throughput_rps is None
+
+
+def ranked_rows(rec: Recommendation) -> tuple[list[Evaluation], str | None]:
+    """The ranking's rows (every candidate something was measured for, with its figure), and the
+    candidates never served folded into one line with their reasons."""
+    shown = [ev for ev in rec.evaluations if not never_served(ev)]
+    folded = [f"{ev.label} ({ev.reason})" for ev in rec.evaluations if never_served(ev)]
+    return shown, ("Never served: " + "; ".join(folded)) if folded else None
+
+
+def throughput_text(ev: Evaluation) -> str:
+    """The operating point's throughput, else (a candidate the search dropped) its last round's."""
+    if ev.throughput_rps is None and ev.search_rps is not None:
+        return f"{with_interval(ev.search_rps, ev.search_ci)} ({ev.search_round})"
+    if ev.throughput_rps is None and ev.peak_throughput_rps is not None:
+        return f"{ev.peak_throughput_rps:.1f} (its peak: no operating point)"
+    return with_interval(ev.throughput_rps, ev.throughput_ci)

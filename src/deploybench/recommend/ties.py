@@ -47,6 +47,7 @@ class TieOutcome:
     ranked: list[Evaluation]
     tied: dict[str, str] = field(default_factory=dict)
     comparison: str | None = None
+    chosen_by_rule_over: str | None = None  # the best estimate's label, when the tie rule chose another
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,15 @@ def _lead(best: Evaluation, runner_up: Evaluation, objective: str, overlapping: 
     both = _evidence(best, runner_up, objective)
     pair = runoff_pair(best, runner_up, objective)
     paired = pair is not None
-    if not overlapping:
-        test = "the paired interval stays below 1" if paired else "95% intervals do not overlap"
-        return f"beats the runner-up {runner_up.label} beyond the noise on {objective}: {both} ({test})"
+    if not overlapping and paired:
+        test = "the paired interval stays below 1"
+        return f"beats the next ranked {runner_up.label} beyond the noise on {objective}: {both} ({test})"
+    if not overlapping:  # points taken at different times: their intervals omit the drift between them
+        return (
+            f"ahead of the next ranked {runner_up.label} on {objective}: {both} (95% intervals do not "
+            "overlap; not paired: measured at different times, so drift of the host between them is "
+            "not in these intervals)"
+        )
     if pair is not None:
         gap = 1.0 - pair.ratio
     else:
@@ -229,7 +236,7 @@ def _lead(best: Evaluation, runner_up: Evaluation, objective: str, overlapping: 
         gap = abs(mine - theirs) / mine if mine else 0.0
     test = "the paired interval reaches 1" if paired else "95% intervals overlap"
     return (
-        f"ahead of the runner-up {runner_up.label} by {gap:.0%} on {objective}, not beyond the noise "
+        f"ahead of the next ranked {runner_up.label} by {gap:.0%} on {objective}, not beyond the noise "
         f"({both}: {test}); kept on the point estimates, since a tie may give up "
         f"at most {TIE_MARGIN:.0%}"
     )
@@ -320,7 +327,8 @@ def break_statistical_ties(ranked: Sequence[Evaluation], objective: str) -> TieO
     reasons.update({ev.key: _kept_reason(best, ev, objective) for ev in after if ev.key not in reasons})
     rest = [ev for ev in ranked if ev is not winner and ev not in after]
     comparison = _tie_sentence(group, best, after, reasons, objective)
-    return TieOutcome([winner, *after, *rest], reasons, comparison)
+    over = best.label if winner is not best else None
+    return TieOutcome([winner, *after, *rest], reasons, comparison, over)
 
 
 def _winner_figure(winner: Evaluation, objective: str) -> str:

@@ -123,6 +123,7 @@ def write_report(
         catalogue=catalogue,
         target_rps=target_rps,
         headroom=headroom,
+        search_records=study.search_records,
     )
     study.warnings.extend(override_warnings(price_override, study.trials, catalogue))
     return write_outputs(study.root, rec, study.trials, [study], json_path=json_path)

@@ -84,5 +84,6 @@ def compare_studies(
         catalogue=catalogue,
         target_rps=target_rps,
         headroom=headroom,
+        search_records=[record for study in studies for record in study.search_records],
     )
     return write_outputs(Path(out_dir), rec, trials, studies, compare=True, json_path=json_path)

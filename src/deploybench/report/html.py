@@ -16,7 +16,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from deploybench.pricing.catalogue import HOURS_PER_MONTH
-from deploybench.recommend.records import Recommendation
+from deploybench.recommend.records import Recommendation, ranked_rows
 from deploybench.report import tables
 from deploybench.report.figures import report_figures
 from deploybench.report.study import StudyData
@@ -105,7 +105,8 @@ def render_html(ctx: ReportContext) -> str:
         title=ctx.title,
         rec=rec,
         winner=rec.winner,
-        rows=[tables.evaluation_row(ev) for ev in rec.evaluations],
+        rows=[tables.evaluation_row(ev) for ev in ranked_rows(rec)[0]],
+        never_served=ranked_rows(rec)[1],
         machine_rows=tables.machine_rows(rec),
         stack_groups=tables.stack_comparison(rec),
         interval_method=next(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from deploybench.recommend.records import Recommendation
+from deploybench.recommend.records import Recommendation, ranked_rows
 from deploybench.report import tables
 from deploybench.results import TrialRecord
 
@@ -32,7 +32,8 @@ def _ranking(rec: Recommendation) -> list[str]:
         "why",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in (tables.evaluation_row(ev) for ev in rec.evaluations):
+    shown, folded = ranked_rows(rec)
+    for row in (tables.evaluation_row(ev) for ev in shown):
         cells = [
             str(row["rank"] or "—"),
             row["candidate"] + (" ◆" if row["pareto"] else ""),
@@ -47,7 +48,7 @@ def _ranking(rec: Recommendation) -> list[str]:
             row["reason"],
         ]
         lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
-    return lines
+    return lines + (["", _escape(folded)] if folded else [])
 
 
 def _machines(rec: Recommendation) -> list[str]:
@@ -111,8 +112,8 @@ def _stacks(rec: Recommendation) -> list[str]:
         lines += [
             f"**{group['backend']}**",
             "",
-            "| stack | protocol | candidate | peak req/s | p99 at peak ms | $ / 1M | peak MB |",
-            "|---|---|---|---|---|---|---|",
+            "| stack | protocol | candidate | at | peak req/s | p99 at peak ms | $ / 1M | peak MB |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in group["rows"]:
             flag = "" if row["peak_trusted"] else " ~"
@@ -120,6 +121,7 @@ def _stacks(rec: Recommendation) -> list[str]:
                 row["stack"],
                 row["protocol"],
                 row["candidate"],
+                row["basis"],
                 fmt(row["peak_rps"]) + flag,
                 fmt(row["peak_p99_ms"]),
                 fmt(row["cost_per_1m_usd"], ".2f", "$"),
@@ -202,7 +204,8 @@ def render_markdown(
         f"{' and not significant' if c.reject_significant_drop else ''}; objective {c.objective} "
         f"(ranked by {rec.objective_used})",
         f"- Cost formula: {tables.COST_FORMULA}",
-        *([f"- Winner against the noise: {rec.comparison}"] if rec.comparison else []),
+        *([f"- Against its real runner-up: {rec.runner_up}"] if rec.runner_up else []),
+        *([f"- Against the next ranked candidate: {rec.comparison}"] if rec.comparison else []),
         *[f"- Note: {n}" for n in rec.notes],
         "",
         "## Ranking",

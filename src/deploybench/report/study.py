@@ -39,6 +39,8 @@ class StudyData:
     variants: list[Any] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     search: dict[str, Any] = field(default_factory=dict)
+    # the search's round records: dropped candidates' figures and the runoff naming the runner-up
+    search_records: list[TrialRecord] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -53,7 +55,8 @@ def load_study(study_dir: Path) -> StudyData:
     if not trials_path.exists():
         raise StudyReadError(f"{root}: not a study folder (no {TRIALS}); run `deploybench run` first")
     warnings: list[str] = []
-    trials = candidate_trials(_read_trials(trials_path, warnings))
+    every = _read_trials(trials_path, warnings)
+    trials = candidate_trials(every)
     environment = _read_optional(root / ENVIRONMENT, json.loads, warnings) or {}
     variants = _as_list(_read_optional(root / VARIANTS, json.loads, warnings))
     for machine in sorted(p for p in (root / MACHINES).glob("*") if p.is_dir()):
@@ -73,6 +76,7 @@ def load_study(study_dir: Path) -> StudyData:
         variants=variants,
         warnings=warnings,
         search=_read_optional(root / SEARCH, json.loads, warnings) or {},
+        search_records=[t for t in every if t.status == "probe"],
     )
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from deploybench.recommend.records import Evaluation, Recommendation
+from deploybench.recommend.records import Evaluation, Recommendation, throughput_text
 from deploybench.recommend.ties import geometric_mean
-from deploybench.results import Interval, TrialRecord, with_interval
+from deploybench.results import DEFAULT_STACK, Interval, TrialRecord, with_interval
 
 COST_FORMULA = "cost per 1M inferences = USD per hour / (throughput per second x 3600) x 1e6"
 TX_FORMULA = "transactions per hour = throughput per second x 3600"
@@ -55,7 +55,9 @@ def evaluation_row(ev: Evaluation) -> dict[str, Any]:
         "throughput_rps": ev.throughput_rps,
         "throughput_low": thr_low,
         "throughput_high": thr_high,
-        "throughput_text": with_interval(ev.throughput_rps, ev.throughput_ci),
+        "throughput_text": throughput_text(ev),
+        "search_rps": ev.search_rps,
+        "search_round": ev.search_round,
         "p50_ms": ev.p50_ms,
         "p99_ms": ev.p99_ms,
         "p99_low": p99_low,
@@ -231,24 +233,31 @@ def fmt(value: float | None, spec: str = ".1f", prefix: str = "", suffix: str = 
 
 
 def stack_comparison(rec: Recommendation) -> list[dict[str, Any]]:
-    """Per backend served by more than one stack: each stack's best trial side by side (peak, p99, memory).
+    """Per backend served by more than one stack, side by side (peak, p99, memory): each other stack's
+    trial, deploybench's server at the very same knobs, and deploybench's best of its searched grid.
 
     Ordered by the best peak throughput, so the first group is the best backend the stacks share.
     """
-    best: dict[str, dict[str, Evaluation]] = {}
-    for ev in rec.evaluations:
-        if ev.status != "ok" or (ev.peak_throughput_rps or ev.throughput_rps) is None:
-            continue
-        per_stack = best.setdefault(ev.backend, {})
-        held = per_stack.get(ev.stack)
-        if held is None or _headline_rps(ev) > _headline_rps(held):
-            per_stack[ev.stack] = ev
+    served = [e for e in rec.evaluations if e.status == "ok" and (e.peak_throughput_rps or e.throughput_rps)]
+    by_label = {ev.label: ev for ev in served}
     groups = []
-    for backend, per_stack in best.items():
-        if len(per_stack) < 2:
+    for backend in dict.fromkeys(ev.backend for ev in served):
+        mine = [ev for ev in served if ev.backend == backend]
+        others = [ev for ev in mine if ev.stack != DEFAULT_STACK]
+        if not others:
             continue
-        rows = sorted(per_stack.values(), key=lambda e: -_headline_rps(e))
-        groups.append({"backend": backend, "rows": [_stack_row(ev) for ev in rows]})
+        rows: dict[str, dict[str, Any]] = {}
+        for other in others:
+            rows.setdefault(other.label, _stack_row(other, "its default knobs"))
+            twin = by_label.get(other.label.removesuffix(f" via {other.stack}"))
+            if twin is not None:
+                rows.setdefault(twin.label, _stack_row(twin, f"the knobs {other.stack} was given"))
+        own = [ev for ev in mine if ev.stack == DEFAULT_STACK]
+        if own:
+            best = max(own, key=_headline_rps)
+            rows.setdefault(best.label, _stack_row(best, "the best of its searched grid"))
+        ordered = sorted(rows.values(), key=lambda r: -(r["peak_rps"] or 0.0))
+        groups.append({"backend": backend, "rows": ordered})
     return sorted(groups, key=lambda g: -(g["rows"][0]["peak_rps"] or 0.0))
 
 
@@ -256,10 +265,11 @@ def _headline_rps(ev: Evaluation) -> float:
     return ev.peak_throughput_rps or ev.throughput_rps or 0.0
 
 
-def _stack_row(ev: Evaluation) -> dict[str, Any]:
+def _stack_row(ev: Evaluation, basis: str) -> dict[str, Any]:
     trusted = ev.peak_throughput_rps is not None
     return {
         "stack": ev.stack,
+        "basis": basis,
         "protocol": ev.protocol or "",
         "candidate": ev.label,
         "peak_rps": ev.peak_throughput_rps if trusted else ev.throughput_rps,

@@ -3,9 +3,10 @@
 Pruning rules (each pruned candidate is recorded with its reason, never silently dropped):
 - a backend that is unavailable here, failed to build, or failed the parity gate is not served;
 - eager (the baseline) is always served; besides it, the `serve_top` fastest verified backends in-process,
-  each at least `serve_within` as fast as the fastest (batching and layouts move served throughput too
-  little against in-process for a much slower backend to come within 5% of it served; with an accuracy
-  rule the comparison is within one precision, as a faster int8 may fail it later);
+  each at least `serve_within` as fast as the fastest of its own precision (batching and layouts move
+  served throughput too little against in-process for a much slower backend to come within 5% of it
+  served; a cheaper precision's speed never cuts a full-precision backend, since passing the parity
+  gate does not show it keeps the accuracy);
   eager's own knob grid is swept only when it is itself among those fastest (else it is the comparison);
 - the knob grid is swept on every served backend (or only the `tune_top` fastest, when set); no serving
   knob is pruned on an in-process timing (a batch size no faster in-process can still pay when served):
@@ -103,14 +104,11 @@ def _not_served(summary: VariantSummary, cores: int) -> PlannedTrial:
     return PlannedTrial(default_candidate(summary, cores), action, summary.reason, summary.precision)  # type: ignore[arg-type]
 
 
-def _fastest_peer(
-    summary: VariantSummary, passed: list[VariantSummary], config: StudyConfig
-) -> VariantSummary:
-    """What `summary`'s speed is compared with: the fastest verified backend (of its own precision
-    when an accuracy rule may still exclude a faster lower-precision one)."""
-    rules = config.constraints
-    by_precision = rules.max_accuracy_drop is not None or rules.reject_significant_drop
-    peers = [s for s in passed if not by_precision or s.precision == summary.precision]
+def _fastest_peer(summary: VariantSummary, passed: list[VariantSummary]) -> VariantSummary:
+    """What `summary`'s speed is compared with: the fastest verified backend of its own precision. A
+    cheaper precision's speed never cuts a full-precision backend: the parity gate alone does not
+    show the cheaper one keeps the accuracy, so the best of each precision is served."""
+    peers = [s for s in passed if s.precision == summary.precision]
     return max(peers, key=lambda s: (s.speed, s.backend))
 
 
@@ -123,7 +121,7 @@ def serve_pruned_reason(
         return None
     if config.serve_top is not None and summary not in ranked[: config.serve_top]:
         return f"pruned: {summary.speed:.1f} images/s in-process, not among the {config.serve_top} fastest"
-    peer = _fastest_peer(summary, passed, config)
+    peer = _fastest_peer(summary, passed)
     if config.serve_within is not None and peer.speed and summary.speed < config.serve_within * peer.speed:
         return (
             f"pruned: {summary.speed:.1f} images/s in-process, {summary.speed / peer.speed:.0%} of "

@@ -16,8 +16,9 @@ Rounds (each on the same load generator as the full plan, only with other window
    cannot tell from the best (the runoff's paired interval reaches 1, or the 95% throughput intervals
    overlap), get the full load plan; only they are ranked, and each carries its runoff sample, so the
    recommendation compares them side by side too (deploybench.recommend.ties).
-Eager (the baseline) and each other serving stack's candidate skip the rounds: always finalists;
-the baseline is measured at the plan's fixed levels only (final_groups), as the comparison.
+Eager (the baseline), each other serving stack's candidate and deploybench's own server at that
+candidate's knobs skip the rounds: always finalists, so every stack is compared like for like; the
+baseline is measured at the plan's fixed levels only (final_groups), as the comparison.
 Each round's records are trials (status "probe", trial id KEY#probe / KEY#round2), so a resumed study
 re-probes nothing and takes the same decisions; each dropped candidate is recorded with why.
 """
@@ -25,7 +26,7 @@ re-probes nothing and takes the same decisions; each dropped candidate is record
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -185,9 +186,22 @@ def is_baseline(job: TrialJob) -> bool:
     )
 
 
-def is_protected(job: TrialJob) -> bool:
-    """The baseline and any other stack's candidate: never dropped by the search."""
-    return job.trial.candidate.stack != DEFAULT_STACK or is_baseline(job)
+def is_protected(job: TrialJob, jobs: Sequence[TrialJob] = ()) -> bool:
+    """Never dropped by the search: the baseline, any other stack's candidate, and deploybench's own
+    server at that candidate's very knobs (among `jobs`), so every stack is compared like for like."""
+    candidate = job.trial.candidate
+    if candidate.stack != DEFAULT_STACK or is_baseline(job):
+        return True
+    return candidate.key in stack_twin_keys(jobs)
+
+
+def stack_twin_keys(jobs: Sequence[TrialJob]) -> set[str]:
+    """The keys deploybench's server has at the knobs another stack's candidate was given."""
+    return {
+        job.trial.candidate.model_copy(update={"stack": DEFAULT_STACK}).key
+        for job in jobs
+        if job.trial.candidate.stack != DEFAULT_STACK
+    }
 
 
 def baseline_plan(plan: LoadPlan) -> LoadPlan:
@@ -314,7 +328,7 @@ class SearchRun:
     def search(self, jobs: list[TrialJob]) -> tuple[list[TrialJob], dict[str, Any]]:
         """One machine's served jobs through the rounds: the finalists (plan order) and what was measured."""
         spec = self.ctx.config.search
-        always = [job for job in jobs if is_protected(job)]
+        always = [job for job in jobs if is_protected(job, jobs)]
         # fully measured before there was a search (no probe stored): decided, not searched again
         contenders = [
             job
@@ -360,7 +374,9 @@ class SearchRun:
             if trial_id not in self.known:
                 probe = self.known.get(f"{trial_id}#round2") or self.known.get(f"{trial_id}#probe")
                 self.on_record(dropped_record(self.ctx, by_id[trial_id], why, probe))
-        finalists = {job.trial_id: "always measured (baseline or another stack)" for job in always}
+        finalists = {
+            job.trial_id: "always measured (baseline, another stack, or its knobs)" for job in always
+        }
         finalists.update({i: "best after the longer run" for i in second.kept if i not in second.tied})
         tied = "statistically tied with the best (the data cannot tell them apart)"
         finalists.update({i: tied for i in second.tied})

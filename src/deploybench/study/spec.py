@@ -170,8 +170,9 @@ class StudyConfig(StrictModel):
         0.6,
         gt=0,
         le=1,
-        description="serve only backends at least this fraction of the fastest one's in-process speed "
-        "(served batching and layouts cannot close a wider gap, and probing them costs minutes); None: off",
+        description="serve only backends at least this fraction of the in-process speed of the fastest one "
+        "of their own precision (served batching and layouts cannot close a wider gap, and probing them "
+        "costs minutes; a cheaper precision never cuts a full-precision backend); None: off",
     )
     tune_top: int | None = Field(
         None, ge=0, description="sweep the knob grid on the N fastest served backends; None: every one"

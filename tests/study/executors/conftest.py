@@ -8,38 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-TESTS = Path(__file__).parents[1]
-LABEL = "deploybench/instance-type"
-OBJECT_STORE = 80 * 2**20  # Ray's minimum is ~75 MiB; the study moves a few MB through it
-
-
-@dataclass
-class FakeCluster:
-    """The running cluster, and which instance type each node (by Ray node id) was labelled with."""
-
-    cluster: Any  # ray.cluster_utils.Cluster
-    labels: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def address(self) -> str:
-        return str(self.cluster.address)
-
-    def add_machine(self, instance: str) -> Any:
-        """A node of one machine type, as `ray start --labels=... --resources=...` makes it."""
-        node = self.cluster.add_node(
-            num_cpus=1,
-            labels={LABEL: instance},
-            resources={"deploybench_slot": 1},
-            object_store_memory=OBJECT_STORE,
-        )
-        self.labels[node.node_id] = instance
-        return node
+from helpers import TESTS
+from helpers.fake_cluster import OBJECT_STORE, FakeCluster
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,17 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from study.runs import kill_after_first_trial, resume
+from helpers import TESTS
+from helpers.fake_cluster import FakeCluster
+from helpers.study_runs import kill_after_first_trial, resume
 
 from deploybench.study.executors import ExecutorError
 from deploybench.study.runner import StudyProgress, run_study
 from deploybench.study.spec import load_study_config
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialJob
-from executors.conftest import FakeCluster
 
-TINY = Path(__file__).parents[1] / "study" / "data" / "tiny_cluster.yaml"
+TINY = TESTS / "study" / "data" / "tiny_cluster.yaml"
 PRICES = {"c7i.large": 0.08925, "c7i.xlarge": 0.1785, "c5.xlarge": 0.17}  # bundled catalogue, by label
 pytestmark = pytest.mark.slow
 
