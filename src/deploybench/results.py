@@ -326,6 +326,12 @@ class TrialRecord(StrictModel):
     runoff: RunoffSample | None = Field(
         None, description="its paired runoff (search round 2), compared window by window with the others'"
     )
+    retryable: bool = Field(
+        False,
+        description="failed, but lost to the infrastructure (a node died, a process was killed from "
+        "outside, the load generator broke), not by the candidate's own doing: a resumed study measures "
+        "it again and appends the new record, which replaces this one (latest_trials)",
+    )
 
     @property
     def peak(self) -> LoadPoint | None:
@@ -334,6 +340,14 @@ class TrialRecord(StrictModel):
     @property
     def at_c16(self) -> LoadPoint | None:
         return self.points[self.c16_index] if self.c16_index is not None else None
+
+
+def latest_trials(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """One record per trial id, the last appended: trials.jsonl is append-only, so a trial lost to the
+    infrastructure (retryable) and measured again on resume has two lines, and the newer one is the
+    trial's. In the order the ids were first recorded, so a resumed folder reads in its original order."""
+    latest = {trial.trial_id: trial for trial in trials}
+    return list(latest.values())
 
 
 def candidate_trials(trials: list[TrialRecord]) -> list[TrialRecord]:

@@ -84,5 +84,6 @@ def test_a_server_that_cannot_start_is_recorded_as_failed_and_the_study_complete
     for trial in trials:
         assert trial.status == "failed"
         assert "did not start" in (trial.reason or "")  # "deploybench did not start: ..." since stacks
+        assert not trial.retryable  # its own failure: a rerun does not measure it again
         assert "weights file missing in the serving environment" in (trial.log_tail or "")
     assert "No candidate can be recommended" in done.stdout

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,27 @@ def test_a_different_config_needs_fresh(tmp_path: Path) -> None:
     fresh.acquire("name: b\n", fresh=True)
     assert fresh.trials() == []
     fresh.release()
+
+
+def test_a_trial_lost_to_the_infrastructure_is_measured_again_and_its_new_record_wins(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    store.acquire("name: a\n", fresh=False)
+    lost = record("eager").model_copy(update={"status": "failed", "retryable": True, "reason": "lost"})
+    store.append_trial(lost)
+    store.append_trial(record("onnxruntime"))
+    assert store.finished_ids() == {record("onnxruntime").trial_id}  # a resume measures eager again
+    again = record("eager").model_copy(update={"status": "ok"})
+    store.append_trial(again)
+    assert store.trials() == [again, record("onnxruntime")]  # its newest record, in its first place
+    assert len(store.records()) == 3 and store.finished_ids() == store.trial_ids()
+    store.release()
+
+
+def test_a_record_written_before_retryable_existed_reads_as_final(tmp_path: Path) -> None:
+    old = record("eager").model_dump(mode="json")
+    del old["retryable"]
+    (tmp_path / TRIALS).write_text(json.dumps(old) + "\n")
+    (tmp_path / "study.yaml").write_text("name: a\n")
+    store = StudyStore(tmp_path)
+    assert [t.retryable for t in store.trials()] == [False]
+    assert store.finished_ids() == {old["trial_id"]}

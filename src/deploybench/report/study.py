@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from deploybench.results import TrialRecord, candidate_trials
+from deploybench.results import TrialRecord, candidate_trials, latest_trials
 
 TRIALS = "trials.jsonl"
 CONFIG = "study.yaml"
@@ -55,7 +55,7 @@ def load_study(study_dir: Path) -> StudyData:
     if not trials_path.exists():
         raise StudyReadError(f"{root}: not a study folder (no {TRIALS}); run `deploybench run` first")
     warnings: list[str] = []
-    every = _read_trials(trials_path, warnings)
+    every = latest_trials(_read_trials(trials_path, warnings))  # a retried trial: its newest record
     trials = candidate_trials(every)
     environment = _read_optional(root / ENVIRONMENT, json.loads, warnings) or {}
     variants = _as_list(_read_optional(root / VARIANTS, json.loads, warnings))

@@ -29,11 +29,14 @@ LOOPBACK = "127.0.0.1"
 
 
 class ServerStartError(RuntimeError):
-    """The server exited or never became ready; carries the tail of its log."""
+    """The server exited or never became ready; carries the tail of its log and, when it exited, its
+    exit code (negative: the signal that ended it), so a study can tell a kill from outside from a
+    server that failed on its own."""
 
-    def __init__(self, message: str, log_tail: str) -> None:
+    def __init__(self, message: str, log_tail: str, returncode: int | None = None) -> None:
         super().__init__(message)
         self.log_tail = log_tail
+        self.returncode = returncode
 
 
 def _load_prctl() -> object | None:
@@ -175,8 +178,9 @@ def wait_ready(server: ServerProcess, is_ready: Callable[[], bool], timeout_s: f
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             stop_server(server)  # the launcher exited: what it started must not outlive it
+            code = server.proc.returncode
             raise ServerStartError(
-                f"{name} exited with code {server.proc.returncode} before ready", log_tail(server.log_path)
+                f"{name} exited with code {code} before ready", log_tail(server.log_path), code
             )
         try:
             if is_ready():

@@ -2,8 +2,9 @@
 
 Where the work runs is the executor's business (study/executors: this machine, or a Ray cluster of
 several machine types); this module decides what to measure and keeps the study folder.
-Interrupted studies resume: finished trials are read back from trials.jsonl and never repeated; each
-machine's in-process variant evaluation is kept (variants.json) and reused.
+Interrupted studies resume: finished trials are read back from trials.jsonl and never repeated (a
+trial lost to the infrastructure is not finished: it is measured again, study/loss.py); each machine's
+in-process variant evaluation is kept (variants.json) and reused.
 """
 
 from __future__ import annotations
@@ -165,15 +166,18 @@ def run_study(
             weights = machines[0].variants.weights
             ctx = TrialContext(config, weights, payloads, cache_dir, stop or threading.Event())
             jobs = _jobs(config, machines)
-            done = store.trial_ids()
+            done, recorded = store.finished_ids(), len(store.records())
             progress.on_plan(jobs, done)
             events = TrialEvents(progress.on_trial_start, progress.on_live, progress.on_stage)
 
             def keep(record: TrialRecord) -> None:
                 store.append_trial(record)
                 progress.on_trial_done(record)
+                if record.retryable:  # lost to the infrastructure: the next run measures it
+                    runner.unfinished.append(f"{record.trial_id}: {record.reason}")
 
-            search = SearchRun(runner, ctx, store, events, keep, {t.trial_id: t for t in store.trials()})
+            known = {t.trial_id: t for t in store.trials() if t.trial_id in done}
+            search = SearchRun(runner, ctx, store, events, keep, known)
             finalists = run_search(search, [j for j in jobs if j.trial.action == "serve"])
             for context, group in final_groups(ctx, [j for j in finalists if j.trial_id not in done]):
                 for record in runner.run_trials(context, group, store, events):
@@ -184,7 +188,7 @@ def run_study(
                     store.append_trial(record)
                     progress.on_trial_done(record)
             unfinished = list(runner.unfinished)
-        trials, measured = candidate_trials(store.trials()), len(store.trial_ids() - done)
+        trials, measured = candidate_trials(store.trials()), len(store.records()) - recorded
         return StudyOutcome(root, trials, len(done), weights, unfinished, measured)
     finally:
         store.release()

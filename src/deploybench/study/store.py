@@ -1,7 +1,9 @@
 """The study folder: resolved config, environment, variant reports and trials.jsonl (append + fsync).
 
 A study resumes by reading trials.jsonl and skipping the trial ids it holds, so every finished trial
-is durable the moment it is appended and nothing is measured twice.
+is durable the moment it is appended and nothing is measured twice. The one exception is a trial lost
+to the infrastructure (retryable): it is measured again, and its new record, appended after the old,
+is the one every reader takes (results.latest_trials).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import IO, Any
 
-from deploybench.results import TrialRecord
+from deploybench.results import TrialRecord, latest_trials
 from deploybench.study.folder import (
     MARKER,
     NotAStudyFolderError,
@@ -126,15 +128,25 @@ class StudyStore:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def trials(self) -> list[TrialRecord]:
+    def records(self) -> list[TrialRecord]:
+        """Every line of trials.jsonl, a retried trial's lost attempt included."""
         path = self.root / TRIALS
         if not path.exists():
             return []
         lines = path.read_text(encoding="utf-8").splitlines()
         return [TrialRecord.model_validate_json(line) for line in lines if line.strip()]
 
+    def trials(self) -> list[TrialRecord]:
+        """Each trial's latest record."""
+        return latest_trials(self.records())
+
     def trial_ids(self) -> set[str]:
         return {trial.trial_id for trial in self.trials()}
+
+    def finished_ids(self) -> set[str]:
+        """The trials a resumed study skips: all but those whose latest record was lost to the
+        infrastructure (retryable), which it measures again."""
+        return {trial.trial_id for trial in self.trials() if not trial.retryable}
 
     def write_json(self, name: str, data: Any) -> None:
         """Write a JSON document atomically (temp file + rename)."""

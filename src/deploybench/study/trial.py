@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deploybench.load import LoadError
 from deploybench.results import AccuracyReport, MachineInfo, ParityReport, StackRecord, TrialRecord
-from deploybench.stacks import StackLaunch, get_stack
+from deploybench.stacks import StackLaunch, StackServer, get_stack
 from deploybench.stacks.process import ResourceMonitor, ServerStartError, log_tail
-from deploybench.study.measure import LiveCallback, measure_candidate
+from deploybench.study.loss import as_lost, broken_load, killed_from_outside, oom_kills
+from deploybench.study.measure import LiveCallback, MeasureResult, measure_candidate
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.spec import StudyConfig, study_model_spec
 
@@ -108,6 +110,41 @@ def stack_launch(
     )
 
 
+def _not_started(
+    base: dict[str, object], job: TrialJob, record: StackRecord, exc: ServerStartError, oom_before: int | None
+) -> TrialRecord:
+    """A server that did not start failed on its own, unless it was killed from outside meanwhile."""
+    failed = TrialRecord(
+        **base,
+        status="failed",
+        reason=f"{record.name} did not start: {exc}",
+        parity=job.parity,
+        stack=record,
+        finished_at=now(),
+        log_tail=exc.log_tail,
+    )
+    killed = killed_from_outside(exc.returncode, oom_before)
+    return as_lost(failed, f"its server was {killed} while starting") if killed else failed
+
+
+def _measure(
+    ctx: TrialContext, server: StackServer, record: StackRecord, on_live: LiveCallback
+) -> tuple[MeasureResult, ResourceMonitor, int | None, str | None]:
+    """Load the served candidate: (its measurements, the monitor, the server's exit code if it exited,
+    why the load generator failed if it did). The stack's self-report is read while it still runs."""
+    broken = None
+    measured = MeasureResult()
+    with ResourceMonitor(server.pid) as monitor:
+        try:
+            target = server.target(ctx.payloads, ctx.config.content_type)
+            measured = measure_candidate(target, ctx.config, ctx.stop, on_live)
+        except LoadError as exc:  # the load generator's own failure, never a request's (those are counted)
+            broken = f"the load generator failed ({exc})"
+    returncode = server.process.proc.poll()
+    record.reported = {} if returncode is not None else server.reported()
+    return measured, monitor, returncode, broken
+
+
 def run_served_trial(
     ctx: TrialContext,
     job: TrialJob,
@@ -115,41 +152,29 @@ def run_served_trial(
     on_live: LiveCallback,
     on_message: Callable[[str], None] = lambda message: None,
 ) -> TrialRecord:
-    """Start the candidate's stack, run the load plan, stop it; a failure is a failed trial with its log."""
-    started = now()
-    base = base_record(ctx, job, started)
-    parity = job.parity
+    """Start the candidate's stack, run the load plan, stop it; a failure is a failed trial with its log,
+    marked retryable when the infrastructure, not the candidate, broke it (study/loss.py)."""
+    base = base_record(ctx, job, now())
     stack = get_stack(job.trial.candidate.stack)
     launch = stack_launch(ctx, job, files, on_message)
     record = StackRecord(
         name=stack.name, protocol=stack.protocol, settings=stack.settings(job.trial.candidate)
     )
+    oom_before = oom_kills()
     try:
         server = stack.start(launch)
     except ServerStartError as exc:
-        return TrialRecord(
-            **base,
-            status="failed",
-            reason=f"{stack.name} did not start: {exc}",
-            parity=parity,
-            stack=record,
-            finished_at=now(),
-            log_tail=exc.log_tail,
-        )
+        return _not_started(base, job, record, exc, oom_before)
     try:
-        with ResourceMonitor(server.pid) as monitor:
-            target = server.target(ctx.payloads, ctx.config.content_type)
-            measured = measure_candidate(target, ctx.config, ctx.stop, on_live)
-        crashed = not server.alive()
-        record.reported = {} if crashed else server.reported()
+        measured, monitor, returncode, broken = _measure(ctx, server, record, on_live)
     finally:
         server.stop()
-    status, reason = measured.verdict(crashed)
-    return TrialRecord(
+    status, reason = measured.verdict(returncode is not None)
+    trial = TrialRecord(
         **base,
-        status=status,
+        status=status if broken is None else "failed",
         reason=reason,
-        parity=parity,
+        parity=job.parity,
         points=measured.points,  # type: ignore[arg-type]
         peak_index=measured.peak_index,
         c16_index=measured.c16_index,
@@ -159,8 +184,20 @@ def run_served_trial(
         front_cpu_pct=monitor.front_cpu_pct,
         stack=record,
         finished_at=now(),
-        log_tail=log_tail(launch.log_path) if status == "failed" else None,
+        log_tail=log_tail(launch.log_path) if status == "failed" or broken else None,
     )
+    return _judge_loss(trial, returncode, oom_before, broken or broken_load(measured.points))
+
+
+def _judge_loss(
+    trial: TrialRecord, returncode: int | None, oom_before: int | None, broken: str | None
+) -> TrialRecord:
+    """Lost when its server was killed from outside, or when the load generator broke while the server
+    ran; a server that exited by itself failed on its own, whatever the load generator saw after."""
+    killed = killed_from_outside(returncode, oom_before)
+    if killed:
+        return as_lost(trial, f"its server was {killed}")
+    return as_lost(trial, broken) if broken and returncode is None else trial
 
 
 @dataclass

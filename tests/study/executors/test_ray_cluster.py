@@ -94,7 +94,7 @@ def test_each_machine_type_runs_on_its_own_node_is_priced_by_its_label_and_a_kil
             assert row.cost_per_1m_usd == pytest.approx(row.usd_per_hour / (row.throughput_rps * 3600) * 1e6)
 
 
-def test_a_trial_whose_node_dies_is_recorded_failed_and_the_study_goes_on(
+def test_a_trial_whose_node_dies_is_recorded_retryable_and_the_study_goes_on(
     cluster: FakeCluster, artifact_cache: Path, tmp_path: Path
 ) -> None:
     doomed = cluster.add_machine("c5.xlarge")
@@ -118,8 +118,11 @@ def test_a_trial_whose_node_dies_is_recorded_failed_and_the_study_goes_on(
     (died,) = [t for t in outcome.trials if t.status != "skipped"]
     assert died.status == "failed" and died.machine.node_id == doomed.node_id
     assert "failed during the trial" in (died.reason or ""), died.reason
+    assert died.retryable and (died.reason or "").startswith("lost to the infrastructure: ")  # rerun: retried
+    assert f"{died.trial_id}: lost to the infrastructure: " in " ".join(outcome.unfinished)
     assert died.machine.instance == "c5.xlarge" and died.machine.price_per_hour == PRICES["c5.xlarge"]
-    (left,) = outcome.unfinished  # the other served trial was never run: a rerun will run it
+    (left,) = [line for line in outcome.unfinished if "lost to the infrastructure" not in line]
+    # the other served trial was never run: a rerun will run it
     assert left.startswith("c5.xlarge/") and "no live node labelled c5.xlarge" in left, left
     assert {t.trial_id for t in outcome.trials}.isdisjoint({left.split(":")[0]})
     wait_until_gone(artifact_cache, timeout_s=30)

@@ -28,6 +28,7 @@ import psutil
 import deploybench
 from deploybench.stacks.process import die_with_parent, log_tail
 from deploybench.study.executors.node_main import SERVER_LOG
+from deploybench.study.loss import killed_from_outside, oom_kills
 
 # Ray sets these in its workers (thread count, device visibility); the child gets the node's own.
 RAY_ADJUSTED_VARIABLES = (
@@ -119,7 +120,7 @@ def _read_events(proc: subprocess.Popen[bytes]) -> Iterator[dict[str, Any]]:
 def _run_child(workdir: Path, gpu_ids: list[str]) -> Iterator[dict[str, Any]]:
     env = child_environment(os.environ, node_environment(), gpu_ids)
     command = [sys.executable, "-m", "deploybench.study.executors.node_main", str(workdir)]
-    record = None
+    record, oom_before = None, oom_kills()
     with (workdir / "node.log").open("wb") as stderr:
         proc = subprocess.Popen(
             command,
@@ -143,7 +144,14 @@ def _run_child(workdir: Path, gpu_ids: list[str]) -> Iterator[dict[str, Any]]:
         yield {**record, "log": server_log.read_text(errors="replace") if server_log.exists() else ""}
     elif code != 0:
         tail = log_tail(workdir / "node.log")
-        yield {"event": "error", "message": f"node process exited with code {code}", "log_tail": tail}
+        message = f"node process exited with code {code}"
+        lost = killed_from_outside(code, oom_before)  # a kill from outside, not our code failing
+        yield {
+            "event": "error",
+            "message": f"{message}: {lost}" if lost else message,
+            "log_tail": tail,
+            "lost": bool(lost),
+        }
 
 
 def run_on_node(job: dict[str, Any], payloads: list[str] | None = None) -> Iterator[dict[str, Any]]:

@@ -33,6 +33,7 @@ from deploybench.study.executors.base import (
 from deploybench.study.executors.node import run_on_node
 from deploybench.study.executors.node_main import planned_trial_json
 from deploybench.study.executors.ray_streams import TaskStreams
+from deploybench.study.loss import as_lost
 from deploybench.study.plan import StackOffer
 from deploybench.study.spec import ClusterMachine
 from deploybench.study.store import StudyStore
@@ -290,7 +291,8 @@ class RayExecutor(Executor):
             node = started[job.trial_id]
             reason = f"{describe_node(node)} failed during the trial: {event['message']}"
             machine = _on_node(job.machine, node)
-            return failed_record(ctx, job, machine, reason, node["at"], event.get("log_tail"))
+            record = failed_record(ctx, job, machine, reason, node["at"], event.get("log_tail"))
+            return as_lost(record, reason) if event.get("lost") else record
         elif kind in ("failed", "error", "unscheduled"):
             self.unfinished.append(f"{job.trial_id}: not run: {event['message']}")
         return None

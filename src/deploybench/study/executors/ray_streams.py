@@ -1,7 +1,8 @@
 """Several running Ray generator tasks, read together as their events arrive.
 
 Every outcome becomes an event dict, so callers handle one shape: the task's own events, then
-"failed" (the task or its node died; "started" says whether it had begun), "unscheduled" (no live
+"failed" (the task raised, or Ray lost it with its node or worker: "lost"; "started" says whether it
+had begun), "unscheduled" (no live
 node of its type is left to run it) or "ended".
 """
 
@@ -72,7 +73,13 @@ class TaskStreams(Generic[Item]):
             return
         except self.ray.exceptions.RayError as exc:
             del self.running[generator]
-            failed = {"event": "failed", "message": describe_error(exc), "started": running.started}
+            failed = {
+                "event": "failed",
+                "message": describe_error(exc),
+                "started": running.started,
+                # the task's own code raised (RayTaskError), or Ray lost it: its node or worker died
+                "lost": not isinstance(exc, self.ray.exceptions.RayTaskError),
+            }
             yield running.item, failed
             return
         if event.get("event") == "started":
