@@ -98,3 +98,18 @@ def test_an_eager_winner_exports_the_users_own_archive(tmp_path: Path) -> None:
     assert {"model.pth", "code/inference.py", "README.md", "deploybench-export.json"} <= names
     assert ours == theirs
     assert "SAGEMAKER_MODEL_SERVER_WORKERS=1" in readme and f"{result.throughput_rps:.1f} req/s" in readme
+
+
+@pytest.mark.slow
+def test_an_int8_winner_of_a_random_weight_study_exports_through_the_studys_own_gate(tmp_path: Path) -> None:
+    """Random weights cannot show int8 rounding against the trained limits, so the study judged its
+    int8 variants on the trained stand-in; export re-checks with that same two-part gate, and the
+    default study's int8 winner exports."""
+    trials = [make_trial("eager", capacity_rps=16), make_trial("openvino-int8", "int8", capacity_rps=60)]
+    model = {"source": "torchvision:mobilenet_v3_small", "weights": "random"}  # the tiny study's network
+    study = _study(tmp_path / "study", trials, model)
+    result = export_candidate(study, tmp_path / "m.tar.gz", cache_dir=tmp_path / "cache")
+    assert (result.backend, result.precision) == ("openvino-int8", "int8")
+    assert "re-checked on the exported artifact: passed, judged as in the study on the trained stand-in" in (
+        result.parity
+    )

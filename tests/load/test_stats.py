@@ -237,14 +237,14 @@ def test_intervals_come_from_batches_of_seconds_not_from_slices() -> None:
     assert 0.005 < (throughput.high - throughput.low) / estimate < 0.2
     assert p99 is not None and p99.low < 46.0 < p99.high  # exponential(10 ms): p99 = 46 ms
     assert "batch means over 7 batches of ~2.1 s" in throughput.method and throughput.confidence == 0.95
-    assert "order statistics" in p99.method
+    assert "moving-block bootstrap, blocks of ~2.0 s" in p99.method
     assert point_intervals(blocks[:2]) == (None, None)  # two slices cannot show their own noise
     assert [len(batch) for batch in batches_of(blocks[:6])] == [2, 2, 2]  # short: three equal runs
 
 
 def test_a_p99_interval_needs_enough_requests_to_reach_past_it() -> None:
-    """About 460 independent requests: fewer, and the interval's upper end would lie beyond the
-    slowest request, where a bootstrap silently stops; then there is none."""
+    """About 460 independent requests: fewer cannot bound a p99 at 95%, and a bootstrap of them
+    cannot reach above the slowest one; then there is none."""
     few = _blocks(np.random.default_rng(2), slices=24, rate=50.0)  # ~300 requests
     throughput, p99 = point_intervals(few)
     assert throughput is not None and p99 is None
@@ -273,7 +273,7 @@ def test_correlated_batches_widen_the_p99_interval() -> None:
     even = _with_slow(rng, oks, [2] * 80)
     clustered = _with_slow(rng, oks, [4 if (i // 8) % 2 else 0 for i in range(80)])
     narrow, wide = point_intervals(even)[1], point_intervals(clustered)[1]
-    assert narrow is not None and "at 8,000 effective" in narrow.method
+    assert narrow is not None and "over 8,000 requests" in narrow.method
     assert wide is None or wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
 
 

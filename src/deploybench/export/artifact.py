@@ -2,7 +2,7 @@
 
 The rebuild uses the study's model spec and the trial's thread count, so its cache key is the
 study's and the file is the one that was served and measured (a cleared cache rebuilds it, and the
-README says so). Parity is checked again on the rebuilt artifact with the study's own thresholds.
+README says so). Parity is checked again on the rebuilt artifact with the study's own gate.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploybench.backends.base import Variant
 from deploybench.backends.build import build_variant
 from deploybench.config import ParityThresholds
 from deploybench.export.choose import ExportError
@@ -21,7 +22,8 @@ from deploybench.export.runtimes import RuntimePlan, plan_for
 from deploybench.models.loaded import LoadedModel
 from deploybench.models.sagemaker import model_folder
 from deploybench.results import Candidate, ParityReport
-from deploybench.variants.parity import check_parity, predict_in_chunks
+from deploybench.variants.parity import predict_in_chunks, served_batch_sizes
+from deploybench.variants.stand_in import StandIn, judge_variant, needs_stand_in
 from deploybench.variants.verify import PARITY_INPUTS, REFERENCE, parity_set
 
 TOP_K = 5
@@ -49,13 +51,35 @@ def rebuild(
     )
     plan = plan_for(variant, threads)
     fresh = any(path.stat().st_mtime >= started for path in plan.files.values())
-    inputs = parity_set(model, PARITY_INPUTS)
-    eager, _ = build_variant(model.spec, REFERENCE, threads=threads, cache_dir=cache_dir, model=model)
-    parity = check_parity(variant, inputs, predict_in_chunks(eager, inputs), thresholds)
+    parity = recheck(model, variant, candidate, thresholds, cache_dir)
     if parity.verdict == "rejected":
         raise ExportError(f"{candidate.key}: refused: the rebuilt artifact fails parity: {parity.reason}")
     artifact = "rebuilt (it was not in the artifact cache)" if fresh else "from the artifact cache"
     return Built(plan, variant.precision, parity, artifact, dict(variant.versions))
+
+
+def recheck(
+    model: LoadedModel,
+    variant: Variant,
+    candidate: Candidate,
+    thresholds: ParityThresholds,
+    cache_dir: Path | None,
+) -> ParityReport:
+    """The study's own gate on the rebuilt artifact: at every batch size its server may form, and for
+    reduced precision on random weights in two parts (the trained stand-in with the trained limits,
+    this model on the sanity floor), since random weights cannot show int8 rounding against the
+    trained limits: judged otherwise, the study's winner could never be exported."""
+    threads = candidate.threads
+    inputs = parity_set(model, PARITY_INPUTS)
+    eager, _ = build_variant(model.spec, REFERENCE, threads=threads, cache_dir=cache_dir, model=model)
+    reference = predict_in_chunks(eager, inputs)
+    sizes = served_batch_sizes(candidate.max_batch_size)
+    stand_in = (
+        StandIn(thresholds, sizes, cache_dir=cache_dir)
+        if needs_stand_in(model.weights, variant.precision)
+        else None
+    )
+    return judge_variant(variant, inputs, reference, thresholds, sizes, stand_in, threads)
 
 
 def handler_context(model: LoadedModel) -> dict[str, Any] | None:

@@ -39,7 +39,8 @@ def parity_text(choice: Choice, built: Built | None) -> str:
     if recorded is not None and recorded.cosine_p10 is not None and recorded.top1_agreement is not None:
         text += f" (top-1 {recorded.top1_agreement:.0%}, centred cosine p10 {recorded.cosine_p10:.5f})"
     if built is not None:
-        text += f"; re-checked on the exported artifact: {built.parity.verdict}"
+        judged = f", judged as in the study on {built.parity.judged_on}" if built.parity.judged_on else ""
+        text += f"; re-checked on the exported artifact: {built.parity.verdict}{judged}"
     return text
 
 

@@ -1,22 +1,22 @@
-"""Confidence intervals for a point's throughput and p99, from batches long enough to be independent.
+"""Confidence intervals for a point's throughput and p99, from units of seconds, not of requests.
 
-Requests are not independent: a slow reply holds its client, and the host drifts over seconds. A
-time slice of a worker's tick (a fraction of a second, shorter than one reply at 16 clients) is no
-independent unit either, so intervals are built from batches of consecutive slices of at least
-BATCH_S seconds (batch means):
+Requests are not independent: a slow reply holds its client, a batch answers several requests at
+once, and the host drifts over seconds. A time slice (a worker's tick, a fraction of a second, shorter
+than one reply at 16 clients) is no independent unit either, so:
 
-- throughput: the ratio estimate (replies / seconds) with the batch-means standard error of a ratio
-  and a t quantile on k - 1 degrees of freedom;
-- p99: the distribution-free order-statistic interval (the ranks between which the true p99 lies
-  with 95% probability), computed for an effective number of requests: the count divided by the
-  design effect the batches show (how much more the number of replies slower than the p99 varies
-  from batch to batch than independent requests would make it vary). Where even that interval's
-  upper rank would lie beyond the slowest request, there are too few requests for a p99 interval
-  (about 460 independent ones at 95%, as MLPerf LoadGen's early stopping also finds) and none is
-  given: a p99 bound is never claimed from a sample that cannot show it.
+- throughput: batch means over batches of at least BATCH_S seconds of consecutive slices, the ratio
+  estimate (replies / seconds) with the standard error of a ratio and a t quantile on k - 1 degrees
+  of freedom;
+- p99: a circular moving-block bootstrap whose blocks are BATCH_S seconds of consecutive slices, so
+  bursts of slow replies and the drift within a block stay whole in every resample. Below
+  MIN_P99_REQUESTS requests no interval is given: even independent requests could not bound a p99
+  at 95% (MLPerf LoadGen's early stopping needs 459 for the same reason), and a bootstrap of fewer
+  cannot reach above the slowest one; the point's early-stopping estimate speaks instead.
 
 These intervals describe the point's own seconds. Points measured at different times also differ by
-the host's drift; comparisons between them are paired (a runoff) or say they are not.
+the host's drift; comparisons between them are paired (a runoff) or say they are not. The products
+go through numpy's own loops (einsum), not BLAS, whose spinning threads would take a core from the
+server under test.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -36,6 +35,8 @@ from deploybench.results import Interval
 CONFIDENCE = 0.95
 BATCH_S = 2.0  # a batch spans many replies even at 16 clients on a slow backend
 MIN_BATCHES = 3  # fewer cannot show their own spread
+MIN_P99_REQUESTS = 460  # below, even independent requests cannot bound a p99 at 95% (LoadGen: 459)
+RESAMPLES = 1000
 
 
 @dataclass
@@ -57,10 +58,6 @@ def _t_quantile(confidence: float, df: int) -> float:
     from scipy.stats import t  # lazy: scipy's import is a second every load command would pay
 
     return float(t.ppf(0.5 + confidence / 2, df))
-
-
-def _z_quantile(confidence: float) -> float:
-    return float(NormalDist().inv_cdf(0.5 + confidence / 2))
 
 
 def batches_of(blocks: Sequence[Block], batch_s: float = BATCH_S) -> list[list[Block]]:
@@ -97,44 +94,40 @@ def _throughput(ok: np.ndarray, duration: np.ndarray, confidence: float, method:
     return Interval(low=max(0.0, rate - half), high=rate + half, confidence=confidence, method=method)
 
 
-def _value_at_rank(cumulative: np.ndarray, values: np.ndarray, rank: int) -> float:
-    """The latency of the rank-th fastest request (1-based), as HdrHistogram reports a bucket."""
-    slot = int(np.searchsorted(cumulative, rank))
-    return float(values[min(slot, len(values) - 1)])
+def _percentile_of_rows(matrix: np.ndarray, values: np.ndarray, percentile: float) -> np.ndarray:
+    """Per row of bucket counts: the value at `percentile` (HdrHistogram's rank rule)."""
+    cumulative = np.cumsum(matrix, axis=1)
+    ranks = np.maximum(np.floor(percentile / 100.0 * cumulative[:, -1] + 0.5), 1.0)
+    slots = (cumulative < ranks[:, None]).sum(axis=1)
+    return values[np.minimum(slots, len(values) - 1)]
 
 
-def _design_effect(matrix: np.ndarray, cut: int) -> float:
-    """How much more the count of requests slower than the p99 varies between batches than it would
-    for independent requests (at least 1)."""
-    totals = matrix.sum(axis=1)
-    slow = matrix[:, cut + 1 :].sum(axis=1)
-    share = slow.sum() / totals.sum()
-    if share <= 0 or share >= 1:
-        return 1.0
-    k = len(totals)
-    observed = k / (k - 1) * float(((slow - share * totals) ** 2).sum())
-    return max(1.0, observed / float(totals.sum() * share * (1 - share)))
+def _block_length(blocks: Sequence[Block], batch_s: float) -> int:
+    """Slices per bootstrap block: as many as make `batch_s` seconds, at most a third of the point."""
+    mean = sum(b.duration_s for b in blocks) / len(blocks)
+    return max(1, min(len(blocks) // MIN_BATCHES, math.ceil(batch_s / mean)))
 
 
 def _p99(
-    matrix: np.ndarray, values: np.ndarray, percentile: float, confidence: float, method: str
-) -> Interval | None:
-    cumulative = np.cumsum(matrix.sum(axis=0))
-    n = int(cumulative[-1])
-    p = percentile / 100.0
-    cut = int(np.searchsorted(cumulative, max(1.0, math.floor(p * n + 0.5))))
-    n_eff = n / _design_effect(matrix, cut)
-    half = _z_quantile(confidence) * math.sqrt(p * (1 - p) / n_eff)
-    low_rank, high_rank = math.floor((p - half) * n), math.ceil((p + half) * n) + 1
-    if high_rank > n or low_rank < 1:
-        return None  # too few (effective) requests: the interval would reach past the slowest one
-    low, high = _value_at_rank(cumulative, values, low_rank), _value_at_rank(cumulative, values, high_rank)
-    method = f"{method}; order statistics at {n_eff:,.0f} effective of {n:,} requests"
-    return Interval(low=low, high=high, confidence=confidence, method=method)
+    slices: np.ndarray, values: np.ndarray, length: int, percentile: float, confidence: float, seed: int
+) -> np.ndarray:
+    """A circular moving-block bootstrap of the percentile: each resample strings together blocks of
+    `length` consecutive slices (seconds of traffic, so the bursts and the drift within them stay
+    whole), as many as the point has slices."""
+    count = len(slices)
+    doubled = np.concatenate([slices, slices[: length - 1]])
+    prefix = np.concatenate([np.zeros((1, slices.shape[1])), np.cumsum(doubled, axis=0)])
+    block_sums = prefix[length : length + count] - prefix[:count]  # the block starting at each slice
+    draws = math.ceil(count / length)
+    starts = np.random.default_rng(seed).integers(0, count, size=(RESAMPLES, draws))
+    weights = np.zeros((RESAMPLES, count))
+    np.add.at(weights, (np.repeat(np.arange(RESAMPLES), draws), starts.ravel()), 1.0)
+    resampled = np.einsum("rk,kc->rc", weights, block_sums, optimize=False)  # no BLAS threads
+    return _percentile_of_rows(resampled, values, percentile)
 
 
 def point_intervals(
-    blocks: Sequence[Block], percentile: float = 99.0, confidence: float = CONFIDENCE
+    blocks: Sequence[Block], percentile: float = 99.0, confidence: float = CONFIDENCE, seed: int = 0
 ) -> tuple[Interval | None, Interval | None]:
     """(throughput interval in req/s, p{percentile} interval in ms); None where it cannot be told."""
     blocks = [b for b in blocks if b.duration_s > 0]
@@ -148,9 +141,24 @@ def point_intervals(
     columns = np.unique(np.concatenate([b.latency[0] for b in blocks]))
     if not len(columns):
         return throughput, None
-    matrix = np.zeros((len(batches), len(columns)))
-    for row, batch in enumerate(batches):
-        for block in batch:
-            np.add.at(matrix[row], np.searchsorted(columns, block.latency[0]), block.latency[1])
+    slices = np.zeros((len(blocks), len(columns)))
+    for row, block in enumerate(blocks):
+        slices[row, np.searchsorted(columns, block.latency[0])] = block.latency[1]
+    n = int(slices.sum())
+    if n < MIN_P99_REQUESTS:
+        return throughput, None  # too few requests: LoadGen's early-stopping estimate speaks instead
     values = bucket_values()[1][columns] / 1000.0
-    return throughput, _p99(matrix, values, percentile, confidence, method)
+    length = _block_length(blocks, BATCH_S)
+    samples = _p99(slices, values, length, percentile, confidence, seed)
+    estimate = float(_percentile_of_rows(slices.sum(axis=0, keepdims=True), values, percentile)[0])
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    seconds = length * float(np.mean([b.duration_s for b in blocks]))
+    method = (
+        f"{confidence:.0%} moving-block bootstrap, blocks of ~{seconds:.1f} s over {n:,} requests "
+        f"({RESAMPLES} resamples)"
+    )
+    p99 = Interval(
+        low=min(float(low), estimate), high=max(float(high), estimate), confidence=confidence, method=method
+    )
+    return throughput, p99
