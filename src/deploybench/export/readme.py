@@ -24,13 +24,36 @@ from deploybench.study.summary import headline_point
 
 
 def sagemaker_env(candidate: Candidate) -> dict[str, str]:
-    """The SageMaker PyTorch container's settings for the measured workers, batching and threads."""
+    """The SageMaker PyTorch container's settings for the measured workers and threads, by the
+    toolkit's own rules: once any SAGEMAKER_TS_* variable is set it writes a per-model TorchServe
+    entry whose minWorkers/maxWorkers (default 1) override SAGEMAKER_MODEL_SERVER_WORKERS, so both
+    carry the worker count; it parses every value with int(). No batch variables: the toolkit calls
+    the handler once per request of a TorchServe batch, so batching could not run as measured."""
+    workers = str(candidate.workers)
     return {
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(candidate.workers),
-        "SAGEMAKER_TS_BATCH_SIZE": str(candidate.max_batch_size),
-        "SAGEMAKER_TS_MAX_BATCH_DELAY": f"{candidate.max_delay_ms:g}",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": workers,
+        "SAGEMAKER_TS_MIN_WORKERS": workers,
+        "SAGEMAKER_TS_MAX_WORKERS": workers,
         "OMP_NUM_THREADS": str(candidate.threads),
     }
+
+
+def container_notes(candidate: Candidate) -> list[str]:
+    """What the SageMaker PyTorch container cannot run as measured, said where the archive is read."""
+    notes = []
+    if candidate.max_batch_size > 1:
+        notes.append(
+            f"measured with dynamic batching (up to {candidate.max_batch_size} within "
+            f"{candidate.max_delay_ms:g} ms), which the SageMaker PyTorch toolkit cannot run: it calls the "
+            "handler once per request of a TorchServe batch, so this archive serves batch 1 and its "
+            "throughput will differ from the measured figure"
+        )
+    defaults = type(candidate.runtime)().model_dump()
+    changed = [name for name, value in candidate.runtime.model_dump().items() if value != defaults[name]]
+    if changed:
+        knobs = ", ".join(changed)
+        notes.append(f"runtime knobs deploybench's server set and this container does not: {knobs}")
+    return notes
 
 
 def parity_text(choice: Choice, built: Built | None) -> str:
@@ -133,6 +156,7 @@ def readme_context(
         "content_type": config.content_type,
         "notes": [
             *choice.notes,
+            *container_notes(candidate),
             *(
                 []
                 if choice.evaluation.throughput_rps
