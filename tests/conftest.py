@@ -21,6 +21,7 @@ from helpers.report_factory import cpu_study_trials, write_study
 from deploybench.config import ModelSpec
 from deploybench.inputs.calibration import parity_inputs
 from deploybench.results import TrialRecord
+from deploybench.stacks.process import die_with_parent
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +72,10 @@ def shared_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_url() -> Iterator[str]:
     """Base URL of the loopback test server (see helpers/loopback_server.py for its routes)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(LOOPBACK_SERVER), str(port)])
+    proc = subprocess.Popen(
+        [sys.executable, str(LOOPBACK_SERVER), str(port)],
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - dies with the test process, even by SIGKILL
+    )
     try:
         wait_listening(port, proc)
         yield f"http://127.0.0.1:{port}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from deploybench.stacks.process import die_with_parent
 from helpers.load_support import free_port
 
 SMALL_MODEL = "torchvision:mobilenet_v3_small"
@@ -77,7 +78,13 @@ def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None, wait:
     port = free_port()
     cmd = [sys.executable, "-m", "deploybench.cli", "serve", *args, "--port", str(port)]
     with (tmp / "stdout.txt").open("wb") as out, (tmp / "stderr.txt").open("wb") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - dies with the test process, even by SIGKILL
+        )
     server = Server(proc, port, tmp)
     deadline = time.monotonic() + START_TIMEOUT_S
     while wait and time.monotonic() < deadline:
