@@ -107,12 +107,39 @@ def test_a_backend_far_slower_in_process_than_the_fastest_of_its_precision_is_no
     trials = plan_trials(StudyConfig(), summaries(), cores=2)
     served = {t.candidate.backend for t in trials if t.action == "serve"}
     assert served == {"eager", "openvino-int8", "onnxruntime", "torchscript"}
-    strict = StudyConfig(serve_within=0.8)
+    strict = StudyConfig(serve_within=0.95)
     trials = plan_trials(strict, summaries(), cores=2)
     served = {t.candidate.backend for t in trials if t.action == "serve"}
     assert served == {"eager", "openvino-int8", "onnxruntime"}
     reasons = {t.candidate.backend: t.reason or "" for t in trials if t.action == "skipped"}
-    assert "72% of onnxruntime's 25.0" in reasons["torchscript"], reasons["torchscript"]
+    assert "at most 24.0 images/s in-process (batch 8" in reasons["torchscript"], reasons["torchscript"]
+    assert "92% of onnxruntime's 26.0 (batch 8)" in reasons["torchscript"], reasons["torchscript"]
+
+
+def test_serve_within_cuts_only_on_the_best_batch_size_at_the_upper_end_of_its_timing_interval() -> None:
+    """torchscript's batch 1 is 72% of onnxruntime's best and its best batch's point estimate 76%,
+    under serve_within 0.8; but the upper end of its batch-8 timing interval reaches 81%: a timing's
+    noise could be all that separates them, so it is served. A backend whose optimistic bound stays
+    below is still cut, and says so with the bound it was judged on."""
+    fp32 = [
+        VariantSummary("onnxruntime", "passed", precision="fp32", images_per_s={1: 25.0, 8: 30.0}),
+        VariantSummary(
+            "torchscript",
+            "passed",
+            precision="fp32",
+            images_per_s={1: 18.0, 8: 22.8},
+            images_per_s_high={1: 19.0, 8: 24.3},
+        ),
+        VariantSummary(
+            "inductor", "passed", precision="fp32", images_per_s={1: 16.0}, images_per_s_high={1: 17.0}
+        ),
+    ]
+    trials = plan_trials(StudyConfig(serve_within=0.8), fp32, cores=2)
+    served = {t.candidate.backend for t in trials if t.action == "serve"}
+    assert served == {"onnxruntime", "torchscript"}
+    reason = next(t.reason or "" for t in trials if t.candidate.backend == "inductor")
+    assert reason.startswith("pruned: at most 17.0 images/s in-process (batch 1, the upper end"), reason
+    assert "57% of onnxruntime's 30.0 (batch 8)" in reason, reason
 
 
 def test_the_baseline_is_tuned_only_when_it_is_among_the_fastest() -> None:

@@ -6,7 +6,9 @@ Pruning rules (each pruned candidate is recorded with its reason, never silently
   each at least `serve_within` as fast as the fastest of its own precision (batching and layouts move
   served throughput too little against in-process for a much slower backend to come within 5% of it
   served; a cheaper precision's speed never cuts a full-precision backend, since passing the parity
-  gate does not show it keeps the accuracy);
+  gate does not show it keeps the accuracy), judged on an optimistic bound: its best batch size at the
+  upper end of its timing interval against the fastest's best batch size, so neither a timing's noise
+  nor a batch size that pays only in batches cuts a backend;
   eager's own knob grid is swept only when it is itself among those fastest (else it is the comparison);
 - the knob grid is swept on every served backend (or only the `tune_top` fastest, when set); no serving
   knob is pruned on an in-process timing (a batch size no faster in-process can still pay when served):
@@ -43,10 +45,23 @@ class VariantSummary:
     device: str = "cpu"
     images_per_s: dict[int, float] = field(default_factory=dict)  # batch size -> in-process images/s
     knobs: frozenset[str] = SERVER_KNOBS  # RuntimeKnobs fields this backend honours
+    images_per_s_high: dict[int, float] = field(default_factory=dict)  # the upper end of each's interval
 
     @property
     def speed(self) -> float:
         return self.images_per_s.get(1) or max(self.images_per_s.values(), default=0.0)
+
+    @property
+    def best(self) -> tuple[int, float]:
+        """(batch size, images/s) of its fastest batch size in-process, by the point estimates."""
+        return max(self.images_per_s.items(), key=lambda item: (item[1], -item[0]), default=(1, 0.0))
+
+    @property
+    def optimistic(self) -> tuple[int, float]:
+        """(batch size, images/s) of the most it may do in-process: its best batch size at the upper
+        end of the timing interval (the point estimate where no interval was recorded)."""
+        highs = {b: max(v, self.images_per_s_high.get(b, v)) for b, v in self.images_per_s.items()}
+        return max(highs.items(), key=lambda item: (item[1], -item[0]), default=(1, 0.0))
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,7 @@ def _fastest_peer(summary: VariantSummary, passed: list[VariantSummary]) -> Vari
     cheaper precision's speed never cuts a full-precision backend: the parity gate alone does not
     show the cheaper one keeps the accuracy, so the best of each precision is served."""
     peers = [s for s in passed if s.precision == summary.precision]
-    return max(peers, key=lambda s: (s.speed, s.backend))
+    return max(peers, key=lambda s: (s.best[1], s.backend))
 
 
 def serve_pruned_reason(
@@ -121,13 +136,22 @@ def serve_pruned_reason(
         return None
     if config.serve_top is not None and summary not in ranked[: config.serve_top]:
         return f"pruned: {summary.speed:.1f} images/s in-process, not among the {config.serve_top} fastest"
-    peer = _fastest_peer(summary, passed)
-    if config.serve_within is not None and peer.speed and summary.speed < config.serve_within * peer.speed:
-        return (
-            f"pruned: {summary.speed:.1f} images/s in-process, {summary.speed / peer.speed:.0%} of "
-            f"{peer.backend}'s {peer.speed:.1f} (served only within {config.serve_within:.0%} of the fastest)"
-        )
-    return None
+    return _below_within(summary, _fastest_peer(summary, passed), config.serve_within)
+
+
+def _below_within(summary: VariantSummary, peer: VariantSummary, within: float | None) -> str | None:
+    """Cut only when even the optimistic bound (its best batch size, at the upper end of its timing
+    interval) stays below `within` of the peer's best batch size: in-process timings order the work,
+    and a timing's own noise must never be what keeps a backend from being served."""
+    batch, high = summary.optimistic
+    peer_batch, peer_best = peer.best
+    if within is None or not peer_best or high >= within * peer_best:
+        return None
+    return (
+        f"pruned: at most {high:.1f} images/s in-process (batch {batch}, the upper end of its timing "
+        f"interval), {high / peer_best:.0%} of {peer.backend}'s {peer_best:.1f} (batch {peer_batch}); "
+        f"served only within {within:.0%} of the fastest"
+    )
 
 
 def _served_backends(passed: list[VariantSummary], config: StudyConfig) -> list[VariantSummary]:

@@ -7,11 +7,22 @@ the whole round (an idle server costs no CPU), and the load visits each one in t
 window per round, the order reversed every round (A B C, C B A, ...). Two contenders are compared
 window by window, seconds apart: the ratio of their throughputs cancels the drift, and its spread
 over the rounds gives the interval (a paired design: deploybench.recommend.ties.paired_ratio).
-Only the local executor runs it; on a Ray cluster round 2 stays one trial after another.
+Before its first window a contender warms every batch size it can form (a closed burst of
+workers x b clients for each b up to its max batch): a runtime's first call at a batch shape is slow
+and would otherwise land in a measured window. With a p99 bound (at_knee) each contender is visited
+at the lowest level that keeps all its workers' batches full (2 x workers x max batch, at most the
+round's level): there its latency is as low as its full throughput allows, so whether its windows
+clearly miss the bound says whether it can serve that throughput within it; at a level far above
+its knee queueing alone would push every contender's p99 over.
+A visit lost to the infrastructure (the load generator broke; the server was killed by a signal
+from outside) marks the contender's record lost (retryable): the search measures it again and never
+counts it as the candidate's failure. A server that does not start, or exits on its own, fails it.
+Only the local executor runs it; on a Ray cluster the rounds stay one trial after another.
 """
 
 from __future__ import annotations
 
+import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +53,15 @@ class RunoffPlan:
     warmup_s: float
     rounds: int
     first_warmup_s: float = 0.0  # before each contender's first window; 0: warmup_s
+    label: str = "round 2"  # names the runoff's group: only samples of one group are compared
+    warm_batches: bool = False  # warm every batch size a contender can form before its first window
+    at_knee: bool = False  # each contender at its own knee level (with a p99 bound; see above)
+
+    def level(self, job: TrialJob) -> int:
+        """Where this contender's windows run: the round's level, or its knee with at_knee."""
+        candidate = job.trial.candidate
+        knee = 2 * candidate.workers * candidate.max_batch_size
+        return min(self.concurrency, knee) if self.at_knee else self.concurrency
 
 
 @dataclass
@@ -54,6 +74,7 @@ class Contender:
     failure: str | None = None
     log: str | None = None
     points: list[LoadPoint] = field(default_factory=list)
+    lost: bool = False  # the failure was the infrastructure's, not the candidate's
 
 
 def visit_order(count: int, round_index: int) -> list[int]:
@@ -62,15 +83,16 @@ def visit_order(count: int, round_index: int) -> list[int]:
     return order if round_index % 2 == 0 else order[::-1]
 
 
-def visit_config(plan: RunoffPlan, first: bool = False) -> LoadConfig:
+def visit_config(plan: RunoffPlan, first: bool = False, level: int | None = None) -> LoadConfig:
     """One closed-loop window after a short warm-up (the server idled while the others were measured);
     a longer one on the first visit, the server's first requests since it started."""
     warmup = max(plan.warmup_s, plan.first_warmup_s) if first else plan.warmup_s
+    level = level or plan.concurrency
     return LoadConfig(
-        concurrency=plan.concurrency,
+        concurrency=level,
         duration_s=warmup + plan.window_s,
         warmup_s=warmup,
-        warmup_requests=plan.concurrency,
+        warmup_requests=level,
         window_s=plan.window_s,
         max_windows=1,
         min_window_requests=1,
@@ -89,19 +111,63 @@ def _start(ctx: TrialContext, store: StudyStore, contender: Contender, events: T
         contender.log = exc.log_tail
 
 
+def warm_configs(job: TrialJob) -> list[LoadConfig]:
+    """A closed burst of workers x b clients for each batch size b the contender can form: two
+    batches per worker at each size, so every worker has run every shape before it is measured."""
+    candidate = job.trial.candidate
+    configs = []
+    for batch in range(1, candidate.max_batch_size + 1):
+        clients = candidate.workers * batch
+        configs.append(
+            LoadConfig(
+                concurrency=clients,
+                max_requests=2 * clients,
+                duration_s=30.0,
+                warmup_s=0.0,
+                warmup_requests=0,
+                window_s=30.0,
+                max_windows=1,
+                min_window_requests=1,
+            )
+        )
+    return configs
+
+
+KILLED_FROM_OUTSIDE = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def _check_after(contender: Contender, report_points: list[LoadPoint]) -> None:
+    """After a load: a broken load generator or a server killed by a signal is lost, not failed."""
+    server = contender.server
+    broken = next((p.invalid_reason for p in report_points if p.invalid_reason), None)
+    if broken is not None:
+        contender.failure, contender.lost = f"the load generator broke: {broken}", True
+    elif not server.alive():
+        code = server.process.proc.returncode
+        killed = code is not None and code < 0 and -code in KILLED_FROM_OUTSIDE
+        how = f"killed by signal {-code} from outside" if killed else f"exited with code {code}"
+        contender.failure, contender.lost = f"server process {how} during the runoff", killed
+        contender.log = log_tail(server.process.log_path)
+
+
 def _visit(ctx: TrialContext, contender: Contender, plan: RunoffPlan) -> None:
-    """One window at this contender; a server that died is not visited again."""
+    """One window at this contender (after warming its batch sizes, on the first visit); a server
+    that died is not visited again."""
     server = contender.server
     if server is None or contender.failure is not None:
         return
     target = server.target(ctx.payloads, ctx.config.content_type)
-    report = run_load(target, visit_config(plan, first=not contender.points), stop_event=ctx.stop)
-    if ctx.stop.is_set():
-        raise KeyboardInterrupt  # a runoff cut short is not recorded: it reruns on resume
+    first = not contender.points
+    loads = warm_configs(contender.job) if first and plan.warm_batches else []
+    loads.append(visit_config(plan, first=first, level=plan.level(contender.job)))
+    for config in loads:
+        report = run_load(target, config, stop_event=ctx.stop)
+        if ctx.stop.is_set():
+            raise KeyboardInterrupt  # a runoff cut short is not recorded: it reruns on resume
+        _check_after(contender, report.points[:1])
+        if contender.failure is not None:
+            return
     contender.points.extend(report.points[:1])
-    if not server.alive():
-        contender.failure = "server process exited during the runoff"
-        contender.log = log_tail(server.process.log_path)
 
 
 def _record(ctx: TrialContext, contender: Contender, plan: RunoffPlan, group: str) -> TrialRecord:
@@ -111,10 +177,17 @@ def _record(ctx: TrialContext, contender: Contender, plan: RunoffPlan, group: st
     if contender.failure is None and (len(rps) < plan.rounds or min(rps, default=0.0) <= 0):
         contender.failure = "no successful request in a round of the runoff"
     if contender.failure is not None:
+        reason = f"lost: {contender.failure}" if contender.lost else contender.failure
         return TrialRecord(
-            **base, status="failed", reason=contender.failure, points=contender.points, log_tail=contender.log
+            **base,
+            status="failed",
+            reason=reason,
+            points=contender.points,
+            log_tail=contender.log,
+            retryable=contender.lost,
         )
-    sample = RunoffSample(group=group, concurrency=plan.concurrency, window_s=plan.window_s, rps=rps)
+    level = plan.level(contender.job)
+    sample = RunoffSample(group=group, concurrency=level, window_s=plan.window_s, rps=rps)
     return TrialRecord(**base, status="ok", points=contender.points, runoff=sample)
 
 
@@ -134,7 +207,7 @@ def run_runoff(
     one record per job (failed, with why, for a server that did not start or stopped answering)."""
     contenders = [Contender(job) for job in jobs]
     machine = jobs[0].machine if jobs else None
-    group = f"round 2 on {machine.instance or machine.label if machine else 'this machine'} at {now()}"
+    group = f"{plan.label} on {machine.instance or machine.label if machine else 'this machine'} at {now()}"
     with ExitStack() as servers:
         for contender in contenders:
             if ctx.stop.is_set():

@@ -25,102 +25,26 @@ re-probes nothing and takes the same decisions; each dropped candidate is record
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psutil
+
 from deploybench.config import RuntimeKnobs
-from deploybench.recommend.ties import geometric_mean, overlap, paired_ratio
-from deploybench.results import DEFAULT_STACK, Interval, RunoffSample, TrialRecord
+from deploybench.recommend.ties import geometric_mean
+from deploybench.results import DEFAULT_STACK, TrialRecord
 from deploybench.study.executors import Executor
 from deploybench.study.plan import BASELINE
+from deploybench.study.probe import PROBE, group_size, probe_groups, probe_plan, probe_scores
+from deploybench.study.rounds import Score, decide, round_sizes, score_of
 from deploybench.study.runoff import RunoffPlan
-from deploybench.study.spec import LoadPlan, SearchSpec, StudyConfig
+from deploybench.study.spec import LoadPlan, StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, unserved_record
 
 PROBE_STATUS = "probe"
 SEARCH_FILE = "search.json"
-ROUNDS = 3  # probe, longer run, full plan
-
-
-@dataclass(frozen=True)
-class Score:
-    """One candidate's result in one round; rps None: the round measured nothing usable (failure says why)."""
-
-    trial_id: str
-    rps: float | None
-    ci: Interval | None = None
-    failure: str | None = None
-    runoff: RunoffSample | None = None
-
-
-@dataclass
-class RoundOutcome:
-    kept: list[str] = field(default_factory=list)
-    dropped: dict[str, str] = field(default_factory=dict)  # trial id -> why
-    tied: list[str] = field(default_factory=list)  # kept only because tied with the best
-
-
-def round_sizes(contenders: int, spec: SearchSpec) -> tuple[int, int]:
-    """How many get the longer run, and how many of those the full plan (before ties)."""
-    longer = min(contenders, max(spec.min_round2, math.ceil(contenders / spec.eta)))
-    final = min(spec.finalists, longer, max(1, math.ceil(longer / spec.eta)))
-    return longer, final
-
-
-def _ranked(scores: list[Score]) -> list[Score]:
-    return sorted((s for s in scores if s.rps is not None), key=lambda s: (-(s.rps or 0.0), s.trial_id))
-
-
-def _dropped_reason(score: Score, best: Score, label: str, round_no: int) -> str:
-    if score.rps is None:
-        return f"{score.failure or f'failed: {label}: no successful request'} (round {round_no} of {ROUNDS})"
-    gap = 1.0 - score.rps / best.rps if best.rps else 0.0
-    return (
-        f"dropped after {label}: {score.rps:.1f} req/s, {gap:.0%} below the best {best.rps:.1f} req/s "
-        f"(round {round_no} of {ROUNDS})"
-    )
-
-
-def _tied(best: Score, other: Score) -> bool:
-    """The data cannot tell `other` from the best: by the paired runoff where both ran in one."""
-    if best.runoff is not None and other.runoff is not None:
-        pair = paired_ratio(best.runoff, other.runoff)
-        return pair is not None and pair.indistinguishable
-    return best.ci is not None and other.ci is not None and overlap(best.ci, other.ci)
-
-
-def decide(
-    scores: list[Score], keep: int, max_tied: int, label: str, round_no: int, cutoff: bool = False
-) -> RoundOutcome:
-    """Keep the `keep` best, then up to `max_tied` more that the data cannot tell from the best (or,
-    with `cutoff`, from the last one kept: the probe asks who is among the best, not who is best)."""
-    ranked = _ranked(scores)
-    outcome = RoundOutcome(kept=[s.trial_id for s in ranked[:keep]])
-    if ranked:
-        against = ranked[min(keep, len(ranked)) - 1] if cutoff else ranked[0]
-        tied = [s for s in ranked[keep:] if _tied(against, s)][:max_tied]
-        outcome.tied = [s.trial_id for s in tied]
-        outcome.kept += outcome.tied
-    best = ranked[0] if ranked else Score("", None)
-    for score in scores:
-        if score.trial_id not in outcome.kept:
-            outcome.dropped[score.trial_id] = _dropped_reason(score, best, label, round_no)
-    return outcome
-
-
-def score_of(trial_id: str, record: TrialRecord) -> Score:
-    """A round's record as a score: its best valid point's throughput and 95% interval (a runoff's:
-    the geometric mean of its rounds, compared pairwise)."""
-    if record.runoff is not None:
-        return Score(trial_id, geometric_mean(record.runoff.rps), runoff=record.runoff)
-    valid = [p for p in record.points if p.invalid_reason is None and p.ok > 0]
-    if not valid:
-        return Score(trial_id, None, failure=record.reason or "no successful request")
-    best = max(valid, key=lambda p: p.throughput_rps)
-    return Score(trial_id, best.throughput_rps, best.throughput_ci)
 
 
 def probe_concurrency(config: StudyConfig, jobs: list[TrialJob]) -> int:
@@ -155,7 +79,9 @@ def round_context(ctx: TrialContext, plan: LoadPlan) -> TrialContext:
 
 def as_round_record(record: TrialRecord, label: str) -> TrialRecord:
     """A round's trial as stored: status probe (never ranked), its outcome in the reason."""
-    if record.status == "failed":
+    if record.retryable:
+        reason = f"lost: {label}: {(record.reason or '').removeprefix('lost: ')}"
+    elif record.status == "failed":
         reason = f"failed: {label}: {record.reason}"
     elif record.runoff is not None:
         rounds = ", ".join(f"{rps:.1f}" for rps in record.runoff.rps)
@@ -261,7 +187,12 @@ class SearchRun:
     def _todo(self, jobs: list[TrialJob], suffix: str) -> list[TrialJob]:
         """The round's jobs (trial id KEY+suffix) not already stored."""
         rounds = [replace(job, trial_id=job.trial_id + suffix) for job in jobs]
-        return [job for job in rounds if job.trial_id not in self.known]
+        return [job for job in rounds if self._needed(job.trial_id)]
+
+    def _needed(self, round_id: str) -> bool:
+        """Not stored yet, or stored as lost to the infrastructure (retryable)."""
+        record = self.known.get(round_id)
+        return record is None or record.retryable
 
     def _scores(self, jobs: list[TrialJob], suffix: str) -> list[Score]:
         """The round's scores in the jobs' order (those it measured)."""
@@ -286,25 +217,58 @@ class SearchRun:
         if not (spec.runoff_rounds and self.runner.runs_runoffs and len(jobs) > 1):
             longer = round_plan(plan, level, spec.round2_window_s, spec.round2_windows)
             return self.run_round(jobs, "#round2", longer, "round 2")
-        if todo := self._todo(jobs + references, "#round2"):
-            runoff = RunoffPlan(
-                level,
-                spec.runoff_window_s,
-                spec.runoff_warmup_s,
-                spec.runoff_rounds,
-                first_warmup_s=spec.runoff_first_warmup_s,
-            )
-            reference_ids = {job.trial_id + "#round2" for job in references}
-            refs = sum(job.trial_id in reference_ids for job in todo)
-            also = " and the eager baseline (to compare with)" * bool(refs)
-            self.events.on_stage(
-                f"round 2: a paired runoff of {len(todo) - refs} candidates{also} at concurrency "
-                f"{level}, served at once: {runoff.rounds} rounds of one {runoff.window_s:g} s window "
-                "each, in turn"
-            )
-            for record in self.runner.run_runoff(self.ctx, todo, runoff, self.store, self.events):
-                self._keep_round(record, "round 2")
+        runoff = RunoffPlan(
+            level,
+            spec.runoff_window_s,
+            spec.runoff_warmup_s,
+            spec.runoff_rounds,
+            first_warmup_s=spec.runoff_first_warmup_s,
+            warm_batches=True,
+            at_knee=self.ctx.config.constraints.p99_ms is not None,
+        )
+        group = [replace(job, trial_id=job.trial_id + "#round2") for job in jobs + references]
+        refs = len(references)
+        also = " and the eager baseline (to compare with)" * bool(refs)
+        self.events.on_stage(
+            f"round 2: a paired runoff of {len(group) - refs} candidates{also} at concurrency "
+            f"{level}{self._knee_words()}, served at once: {runoff.rounds} rounds of one "
+            f"{runoff.window_s:g} s window each, in turn"
+        )
+        self.run_runoffs([(group, runoff)], "round 2")
         return self._scores(jobs, "#round2")
+
+    def _knee_words(self) -> str:
+        bound = self.ctx.config.constraints.p99_ms
+        return f" (each at most at its knee, with the p99 bound of {bound:g} ms)" if bound else ""
+
+    def run_runoffs(self, runoffs: list[tuple[list[TrialJob], RunoffPlan]], label: str) -> None:
+        """Each runoff whose records are not all stored, run whole (a paired sample needs its group);
+        one lost to the infrastructure is run once more, and lost twice its candidates go on unmeasured."""
+        for attempt in range(2):
+            for group, plan in runoffs:
+                if not any(self._needed(job.trial_id) for job in group):
+                    continue
+                if attempt:
+                    self.events.on_stage(f"  {label}: a runoff lost to the infrastructure, run once more")
+                for record in self.runner.run_runoff(self.ctx, group, plan, self.store, self.events):
+                    self._keep_round(record, label)
+
+    def run_probe(self, jobs: list[TrialJob], level: int, plan: LoadPlan) -> list[Score]:
+        """Round 1: paired runoffs in groups that fit in memory (study/probe.py) where the executor
+        serves several candidates at once, else one probe after another."""
+        spec, bound = self.ctx.config.search, self.ctx.config.constraints.p99_ms
+        if not self.runner.runs_runoffs:
+            probe = round_plan(plan, level, spec.probe_window_s, spec.probe_windows)
+            return self.run_round(jobs, PROBE, probe, "probe")
+        groups = probe_groups(jobs, group_size(spec, jobs, psutil.virtual_memory().available / 2**20))
+        runoffs = [(g, probe_plan(spec, level, i + 1, len(groups), bound)) for i, g in enumerate(groups)]
+        self.events.on_stage(
+            f"probe: {len(groups)} paired runoff(s) of at most {max(map(len, groups))} servers at once, "
+            f"at concurrency {level}{self._knee_words()}: every batch size warmed, then "
+            f"{spec.probe_windows} rounds of one {spec.probe_window_s:g} s window each, in turn"
+        )
+        self.run_runoffs(runoffs, "probe")
+        return probe_scores(groups, self.known, bound)
 
     def _keep_round(self, record: TrialRecord, label: str) -> None:
         stored = as_round_record(record, label)
@@ -321,9 +285,11 @@ class SearchRun:
 
     def _score(self, trial_id: str, round_id: str) -> Score:
         record = self.known[round_id]
+        if record.retryable:
+            return Score(trial_id, None, failure=record.reason, lost=True)
         if round_failed(record):
             return Score(trial_id, None, failure=record.reason)
-        return score_of(trial_id, record)
+        return score_of(trial_id, record, self.ctx.config.constraints.p99_ms)
 
     def search(self, jobs: list[TrialJob]) -> tuple[list[TrialJob], dict[str, Any]]:
         """One machine's served jobs through the rounds: the finalists (plan order) and what was measured."""
@@ -361,9 +327,7 @@ class SearchRun:
             f"the best {longer} (+ up to {spec.probe_tied} tied with the last) run longer, "
             f"the best {final} (+ up to {spec.max_tied} tied) get the full plan"
         )
-        probes = self.run_round(
-            contenders, "#probe", round_plan(plan, level, spec.probe_window_s, spec.probe_windows), "probe"
-        )
+        probes = self.run_probe(contenders, level, plan)
         first = decide(probes, longer, spec.probe_tied, "probe", 1, cutoff=True)
         by_id = {job.trial_id: job for job in contenders}
         references = [job for job in always if is_baseline(job)]
@@ -377,7 +341,9 @@ class SearchRun:
         finalists = {
             job.trial_id: "always measured (baseline, another stack, or its knobs)" for job in always
         }
+        lost = "its round's measurement was lost to the infrastructure twice: measured fully instead"
         finalists.update({i: "best after the longer run" for i in second.kept if i not in second.tied})
+        finalists.update({i: lost for i in second.unmeasured})
         tied = "statistically tied with the best (the data cannot tell them apart)"
         finalists.update({i: tied for i in second.tied})
         counts.update(

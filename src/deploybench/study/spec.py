@@ -90,7 +90,30 @@ class SearchSpec(StrictModel):
         1, ge=0, description="extra finalists tied with the best (each one adds a full load plan)"
     )
     probe_window_s: float = Field(1.5, gt=0)
-    probe_windows: int = Field(3, ge=3, description="at most; 3 agreeing windows end a point")
+    probe_windows: int = Field(
+        3,
+        ge=3,
+        description="the probe runoff's rounds, one window each (one after another: at most, as 3 "
+        "agreeing windows end a point)",
+    )
+    probe_warmup_s: float = Field(
+        0.2,
+        ge=0,
+        description="before each probe window in the runoff (the server idled while the others were "
+        "measured); every batch size is warmed before a candidate's first window besides",
+    )
+    probe_servers: int = Field(
+        8,
+        ge=2,
+        description="most probe servers up at once (one runoff); more candidates run as several runoffs "
+        "sharing one reference candidate",
+    )
+    server_memory_mb: float = Field(
+        1024.0,
+        gt=0,
+        description="an upper estimate of one server worker's memory: fewer probe servers are up at "
+        "once where the memory available would not hold probe_servers of the widest",
+    )
     probe_tied: int = Field(
         1,
         ge=0,
