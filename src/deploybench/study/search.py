@@ -7,7 +7,10 @@ short measurement of *every* candidate is the cheapest way never to miss one; TP
 trials than the space has to learn anything. In-process timings only order the candidates.
 
 Rounds (each on the same load generator as the full plan, only with other windows):
-1. probe: every candidate, closed loop at one concurrency where all of them peak (probe_concurrency);
+1. probe: every candidate, closed loop at one concurrency where all of them peak (probe_concurrency),
+   as paired runoffs in groups that fit in memory, sharing one reference (study/probe.py), where the
+   executor can, else one after another; with a p99 bound each at its knee, ranked within the bound
+   (study/rounds.py); a runoff lost to the infrastructure runs once more and drops no one;
 2. the best 1/eta (at least min_round2), plus up to `probe_tied` whose probe interval overlaps the
    last one kept's, again at that concurrency with windows twice as long: as a paired runoff
    (study/runoff.py: all served at once, one window each per round, in turn) where the executor
