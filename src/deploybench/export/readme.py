@@ -16,7 +16,7 @@ from deploybench.export.artifact import Built
 from deploybench.export.choose import Choice
 from deploybench.export.package import MANIFEST
 from deploybench.models.loaded import LoadedModel
-from deploybench.pricing.catalogue import cost_per_million
+from deploybench.pricing.catalogue import cost_per_million, load_catalogue, sagemaker_hosting
 from deploybench.report.study import StudyData
 from deploybench.results import Candidate
 from deploybench.study.spec import StudyConfig
@@ -67,11 +67,28 @@ def parity_text(choice: Choice, built: Built | None) -> str:
     return text
 
 
-def _instance(choice: Choice) -> str:
-    name = choice.trial.machine.instance
-    if not name:
-        return "YOUR-INSTANCE-TYPE"
-    return name if name.startswith("ml.") else f"ml.{name}"
+def hosting_facts(choice: Choice, rps: float | None) -> dict[str, Any]:
+    """The SageMaker hosting type for the measured machine and, when it is the same machine (CPU
+    family and vCPUs), the cost per 1M at its hosting price; else a note on what to choose."""
+    machine = choice.trial.machine
+    entry = sagemaker_hosting(load_catalogue(), machine.instance, machine.cpu_family, machine.cores)
+    if entry is None:
+        note = (
+            f"no SageMaker hosting type in the price catalogue runs {machine.cpu_family or 'this CPU'}: "
+            "choose one (deploybench prices --filter sagemaker) and measure there before you rely on "
+            "these figures"
+        )
+        return {"instance": "YOUR-INSTANCE-TYPE", "hosting_cost": None, "hosting_notes": [note]}
+    same = entry.vcpus == machine.cores
+    facts = {"instance": entry.instance, "hosting_usd_per_hour": entry.usd_per_hour, "hosting_notes": []}
+    facts["hosting_cost"] = cost_per_million(entry.usd_per_hour, rps) if same and rps else None
+    if not same:
+        facts["hosting_notes"].append(
+            f"{entry.instance} ({entry.vcpus} vCPUs, ${entry.usd_per_hour}/hour, {entry.source} "
+            f"{entry.date}) is the smallest SageMaker hosting type on this CPU family; the study "
+            f"measured {machine.cores} vCPUs: measure on it before you rely on throughput or cost"
+        )
+    return facts
 
 
 def _measured(choice: Choice) -> dict[str, Any]:
@@ -152,7 +169,7 @@ def readme_context(
         "framework_version": ".".join(torch.split("+")[0].split(".")[:2]),
         "archive_name": out.name,
         "env": sagemaker_env(candidate),
-        "instance": _instance(choice),
+        **hosting_facts(choice, _measured(choice)["throughput"]),
         "content_type": config.content_type,
         "notes": [
             *choice.notes,
@@ -163,6 +180,7 @@ def readme_context(
                 else ["no trusted operating point: the best point measured"]
             ),
             *([model.handler.summary] if model.handler is not None else []),
+            *hosting_facts(choice, None)["hosting_notes"],
         ],
     }
 

@@ -332,3 +332,25 @@ def price_override(
         entry = load_catalogue(prices_files).lookup(instance)
         return PriceOverride(usd_per_hour=entry.usd_per_hour, instance=entry.instance)
     return None
+
+
+SAGEMAKER_HOSTING = "sagemaker-realtime"
+
+
+def sagemaker_hosting(
+    catalogue: PriceCatalogue, instance: str | None, cpu_family: str | None, vcpus: int | None
+) -> PriceEntry | None:
+    """The SageMaker real-time hosting type for a machine: itself when it is one, else the cheapest
+    `ml.*` entry on the same CPU family with the same vCPUs (the machine that was measured), else with
+    the fewest vCPUs above. None when no hosting type runs that CPU family: an EC2 rate is never
+    quoted under an `ml.` name, since hosting prices and instance types differ from EC2's."""
+    hosting = [e for e in catalogue.entries if e.service == SAGEMAKER_HOSTING and not e.accelerator]
+    named = [e for e in hosting if instance and e.instance.lower() == instance.lower()]
+    if named:
+        return named[0]
+    family = (cpu_family or "").lower()
+    same = [e for e in hosting if family and family in e.cpu_families and e.vcpus is not None]
+    exact = [e for e in same if e.vcpus == vcpus]
+    larger = [e for e in same if vcpus is not None and e.vcpus is not None and e.vcpus > vcpus]
+    pool = exact or sorted(larger, key=lambda e: (e.vcpus, e.usd_per_hour))[:1]
+    return min(pool, key=lambda e: e.usd_per_hour) if pool else None
