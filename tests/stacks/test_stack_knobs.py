@@ -25,7 +25,7 @@ def test_canonical_milliseconds_become_each_stacks_own_unit() -> None:
         "SAGEMAKER_TS_MAX_BATCH_DELAY": 3,  # TorchServe takes whole ms: rounded up, never to 0
         "OMP_NUM_THREADS": 1,
     }
-    triton = get_stack("triton").settings(BATCHED)
+    triton = get_stack("pytriton").settings(BATCHED)
     assert (triton["instance_count"], triton["max_queue_delay_microseconds"]) == (2, 2500)
     litserve = get_stack("litserve").settings(BATCHED)
     assert (litserve["workers_per_device"], litserve["batch_timeout"]) == (2, 0.0025)  # seconds
@@ -72,7 +72,7 @@ def test_each_extra_stack_serves_the_fastest_backend_it_runs_and_unavailable_one
         StackOffer("deploybench"),
         StackOffer("torchserve", backends=frozenset({"eager", "onnxruntime"})),
         StackOffer("litserve"),
-        StackOffer("triton", unavailable="unavailable: no tritonserver (install with ...)"),
+        StackOffer("pytriton", unavailable="unavailable: no tritonserver (install with ...)"),
     ]
     trials = plan_trials(StudyConfig(serve_top=2, tune_top=0), summaries, cores=2, stacks=offers)
     served = {(t.candidate.stack, t.candidate.backend) for t in trials if t.action == "serve"}
@@ -83,9 +83,9 @@ def test_each_extra_stack_serves_the_fastest_backend_it_runs_and_unavailable_one
         ("torchserve", "onnxruntime"),
         ("litserve", "openvino-int8"),
     }
-    triton = next(t for t in trials if t.candidate.stack == "triton")
+    triton = next(t for t in trials if t.candidate.stack == "pytriton")
     assert triton.action == "skipped" and "install with" in (triton.reason or "")
-    assert triton.candidate.key.startswith("triton:")
+    assert triton.candidate.key.startswith("pytriton:")
     assert len({t.candidate.key for t in trials}) == len(trials)
 
 
@@ -125,8 +125,8 @@ def test_stacks_command_lists_every_stack_as_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["stacks", "--json", str(out)])
     assert result.exit_code == 0, result.output
     rows = {row["stack"]: row for row in json.loads(out.read_text())}
-    assert list(rows) == ["deploybench", "torchserve", "triton", "litserve"]
-    assert rows["triton"]["protocol"] == "kserve-v2" and rows["deploybench"]["backends"] == "any"
+    assert list(rows) == ["deploybench", "torchserve", "pytriton", "litserve"]
+    assert rows["pytriton"]["protocol"] == "kserve-v2" and rows["deploybench"]["backends"] == "any"
 
 
 def test_a_backend_only_another_stack_was_given_is_served_by_deploybench_too() -> None:
@@ -135,14 +135,14 @@ def test_a_backend_only_another_stack_was_given_is_served_by_deploybench_too() -
         VariantSummary("openvino-int8", "passed", precision="int8", images_per_s={1: 90.0}),
         VariantSummary("onnxruntime-int8", "passed", precision="int8", images_per_s={1: 70.0}),
     ]
-    offers = [StackOffer("deploybench"), StackOffer("triton", backends=frozenset({"onnxruntime-int8"}))]
+    offers = [StackOffer("deploybench"), StackOffer("pytriton", backends=frozenset({"onnxruntime-int8"}))]
     trials = plan_trials(StudyConfig(serve_top=1, tune_top=0), summaries, cores=2, stacks=offers)
     served = {(t.candidate.stack, t.candidate.backend) for t in trials if t.action == "serve"}
     assert served == {
         ("deploybench", "eager"),
         ("deploybench", "openvino-int8"),
         ("deploybench", "onnxruntime-int8"),
-        ("triton", "onnxruntime-int8"),
+        ("pytriton", "onnxruntime-int8"),
     }
     assert not [t for t in trials if t.action == "skipped"]
 
@@ -150,3 +150,10 @@ def test_a_backend_only_another_stack_was_given_is_served_by_deploybench_too() -
 def test_a_zero_delay_never_reaches_torchserve_as_its_100_ms_default() -> None:
     unbatched = Candidate(backend="onnxruntime", max_batch_size=1, max_delay_ms=0.0)
     assert get_stack("torchserve").settings(unbatched)["SAGEMAKER_TS_MAX_BATCH_DELAY"] == 1
+
+
+def test_the_triton_stack_is_named_for_what_runs_and_the_old_name_still_reads() -> None:
+    """PyTriton runs a Python callable behind Triton, not Triton's native ONNX Runtime backend."""
+    assert get_stack("pytriton").name == "pytriton"
+    assert resolve_stacks(["deploybench", "triton"]) == ["deploybench", "pytriton"]
+    assert StudyConfig(stacks=["triton"]).stacks == ["pytriton"]

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 CASES: dict[str, tuple[dict[str, Any], int]] = {
     "deploybench": ({"workers": 1, "threads": 1}, 2),
     "torchserve": ({"workers": 2, "threads": 1, "max_batch_size": 4, "max_delay_ms": 4.2}, 4),
-    "triton": ({"workers": 2, "threads": 1, "max_batch_size": 8, "max_delay_ms": 20.0}, 8),
+    "pytriton": ({"workers": 2, "threads": 1, "max_batch_size": 8, "max_delay_ms": 20.0}, 8),
     "litserve": ({"workers": 1, "threads": 2, "max_batch_size": 4, "max_delay_ms": 5.0}, 4),
 }
 LOAD = LoadConfig(duration_s=6, window_s=1.0, min_window_requests=5, max_windows=4, warmup_s=0.5)
@@ -64,7 +64,7 @@ def test_stack_answers_the_load_generator_with_the_eager_top1(
         assert reported["workers"] == 2 and reported["worker_states"] == ["READY", "READY"], reported
         assert (reported["batchSize"], reported["maxBatchDelay"]) == (4, 5), reported  # ms, rounded up
         assert {"config.properties", "sagemaker.env"} <= {p.name for p in server.workdir.iterdir()}
-    if server.stack.name == "triton":
+    if server.stack.name == "pytriton":
         assert reported["instance_count"] == 2 and reported["max_batch_size"] == 8, reported
         assert reported["max_queue_delay_microseconds"] == 20_000, reported
         formed = {int(size) for size in reported["batch_sizes"]}

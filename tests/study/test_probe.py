@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from helpers.report_factory import histogram_stats
 
-from deploybench.results import Candidate, LatencyStats, LoadPoint, MachineInfo, RunoffSample, TrialRecord
+from deploybench.results import Candidate, LoadPoint, MachineInfo, RunoffSample, TrialRecord
 from deploybench.study.plan import PlannedTrial
 from deploybench.study.probe import group_size, probe_groups, probe_scores
 from deploybench.study.rounds import Score, decide, missed_bound

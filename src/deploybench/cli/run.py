@@ -199,7 +199,7 @@ def run(
     backends: Annotated[str | None, typer.Option(help="comma-separated backends (default: all here)")] = None,
     stacks: Annotated[
         str | None,
-        typer.Option(help="stacks: deploybench,torchserve,triton,litserve (any of them) or all"),
+        typer.Option(help="stacks: deploybench,torchserve,pytriton,litserve (any of them) or all"),
     ] = None,
     payload: Annotated[Path | None, typer.Option(help="request body file or folder")] = None,
     content_type: Annotated[

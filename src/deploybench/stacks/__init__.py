@@ -1,6 +1,7 @@
 """Serving stacks: one module per stack, each registering a Stack class (see base.py).
 
-deploybench (its own server, the reference), torchserve, triton (through PyTriton), litserve.
+deploybench (its own server, the reference), torchserve, pytriton (Triton Inference Server running a
+Python callable through PyTriton: not Triton's native ONNX Runtime backend), litserve.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from deploybench.stacks.base import (
 _STACK_MODULES: tuple[str, ...] = (  # one entry per stack module
     "deploybench_stack",
     "torchserve",
-    "triton",
+    "pytriton",
     "litserve",
 )
 ALL = "all"
+RENAMED = {"triton": "pytriton"}  # named for what runs: a Python callable behind Triton, via PyTriton
 
 
 def _load_all() -> None:
@@ -37,7 +39,7 @@ def resolve_stacks(names: list[str]) -> list[str]:
     """Expand `all` into every installed stack (in registry order); unknown names are an error."""
     stacks = all_stacks()
     resolved: list[str] = []
-    for name in names:
+    for name in (RENAMED.get(n, n) for n in names):
         if name == ALL:
             resolved += [n for n, cls in stacks.items() if cls().availability().ok]
         elif name not in stacks:

@@ -18,7 +18,7 @@ from deploybench.config import (
     StrictModel,
 )
 from deploybench.inputs.payload import default_payload_path
-from deploybench.stacks import ALL, all_stacks
+from deploybench.stacks import ALL, RENAMED, all_stacks
 
 
 class StudyFileError(ValueError):
@@ -181,7 +181,7 @@ class StudyConfig(StrictModel):
     stacks: list[str] = Field(
         default_factory=lambda: ["deploybench"],
         min_length=1,
-        description="serving stacks: deploybench, torchserve, triton, litserve, or all (every installed one)",
+        description="serving stacks: deploybench, torchserve, pytriton, litserve, or all (every installed)",
     )
     serve_top: int | None = Field(
         3,
@@ -235,6 +235,7 @@ class StudyConfig(StrictModel):
     @field_validator("stacks")
     @classmethod
     def _known_stacks(cls, names: list[str]) -> list[str]:
+        names = [RENAMED.get(name, name) for name in names]  # a study file of an earlier release
         known = all_stacks()
         unknown = [name for name in names if name != ALL and name not in known]
         if unknown:

@@ -33,7 +33,7 @@ from deploybench.stacks.base import (
 
 MODEL_NAME = "model"
 INPUT, OUTPUT, TOP_K = "image", "logits", 5
-APP = Path(__file__).with_name("triton_app.py")
+APP = Path(__file__).with_name("pytriton_app.py")
 SOURCE_ROOT = Path(deploybench.__file__).resolve().parent.parent  # inputs.payload, for the callable
 INSTALL = (
     "install with: nothing by hand, deploybench creates PyTriton's venv on first use "
@@ -42,8 +42,8 @@ INSTALL = (
 
 
 @register
-class TritonStack(Stack):
-    name = "triton"
+class PyTritonStack(Stack):
+    name = "pytriton"
     protocol = "kserve-v2"
     description = "Triton Inference Server 2.51 via PyTriton 0.7 (CPU): KServe v2 /v2/models/model/infer"
     install_hint = INSTALL
