@@ -13,7 +13,7 @@ from deploybench.hardware import MachineProfile, detect_machine
 from deploybench.stacks import all_stacks, resolve_stacks
 from deploybench.study.plan import StackOffer
 
-_LIBRARIES = (
+LIBRARIES = (  # their versions are part of a machine's fingerprint, checked on every cluster node
     "torch",
     "torchvision",
     "onnxruntime",
@@ -47,7 +47,7 @@ def fingerprint(machine: MachineProfile | None = None) -> dict[str, Any]:
         "logical_cpus": machine.logical_cpus,
         "memory_gib": machine.memory_gib,
         "gpu": machine.gpu,
-        "libraries": installed_versions(_LIBRARIES),
+        "libraries": installed_versions(LIBRARIES),
         "thread_settings": {name: os.environ.get(name) for name in _THREAD_VARIABLES},
         "deploybench": deploybench.__version__,
     }

@@ -4,6 +4,8 @@ node that dies mid-trial leaves a failed trial while the study goes on."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import threading
 import time
@@ -16,6 +18,7 @@ from helpers import TESTS
 from helpers.fake_cluster import FakeCluster
 from helpers.study_runs import kill_after_first_trial, resume
 
+import deploybench
 from deploybench.study.executors import ExecutorError
 from deploybench.study.runner import StudyProgress, run_study
 from deploybench.study.spec import load_study_config
@@ -126,3 +129,23 @@ def test_a_trial_whose_node_dies_is_recorded_retryable_and_the_study_goes_on(
     assert left.startswith("c5.xlarge/") and "no live node labelled c5.xlarge" in left, left
     assert {t.trial_id for t in outcome.trials}.isdisjoint({left.split(":")[0]})
     wait_until_gone(artifact_cache, timeout_s=30)
+
+
+def test_a_node_running_other_code_is_refused_with_what_differs(
+    cluster: FakeCluster, artifact_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edited = tmp_path / "edited"  # the same version number, one file changed: another checkout's code
+    shutil.copytree(Path(deploybench.__file__).parent, edited / "deploybench")
+    with (edited / "deploybench" / "study" / "trial.py").open("a") as source:
+        source.write("\n# edited on this node only\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(edited), os.environ.get("PYTHONPATH", "")]))
+    node = cluster.add_machine("c6a.large")  # its workers import the edited copy first
+    monkeypatch.undo()
+    machines = [{"instance": "c6a.large"}]
+    config = load_study_config(TINY, {"cluster": {"address": cluster.address}, "machines": machines})
+    refused = r"c6a\.large: not prepared: node \w+ .* runs code \w+ \(expected \w+\)"
+    try:
+        with pytest.raises(ExecutorError, match=refused):
+            run_study(config, tmp_path / "study", cache_dir=artifact_cache)
+    finally:
+        cluster.cluster.remove_node(node)

@@ -10,6 +10,8 @@ Nothing here imports Ray at module level: the driver imports this module without
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import selectors
@@ -26,7 +28,9 @@ from typing import Any
 import psutil
 
 import deploybench
+from deploybench.cache import installed_versions
 from deploybench.stacks.process import die_with_parent, log_tail
+from deploybench.study.environment import LIBRARIES
 from deploybench.study.executors.node_main import SERVER_LOG
 from deploybench.study.loss import killed_from_outside, oom_kills
 
@@ -83,8 +87,20 @@ def kill_tree(pid: int, grace_s: float = 10.0) -> None:
             proc.kill()
 
 
+@functools.cache
+def code_digest() -> str:
+    """sha256 of deploybench's own source (file names and bytes): one version number can carry other
+    code (an edited checkout on one node), and every node must measure with the driver's code."""
+    root = Path(deploybench.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def node_identity() -> dict[str, Any]:
-    """Which node took the work, and the versions it runs (the driver checks they match its own)."""
+    """Which node took the work, and the code and versions it runs: every node that takes work is
+    checked against what it must run (identity_mismatch), not only the one that prepared its type."""
     import ray
 
     return {
@@ -93,9 +109,25 @@ def node_identity() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "ray": ray.__version__,
         "deploybench": deploybench.__version__,
+        "code": code_digest(),
+        "libraries": installed_versions(LIBRARIES),
         "python": ".".join(map(str, sys.version_info[:3])),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def identity_mismatch(identity: dict[str, Any], expected: dict[str, Any]) -> str | None:
+    """What this node runs that differs from what the work must run (the driver's deploybench, code
+    and Ray; the libraries its machine type was prepared with), in words; None when all match."""
+    wrong = [
+        f"{name} {identity.get(name)} (expected {value})"
+        for name, value in expected.items()
+        if identity.get(name) != value
+    ]
+    if not wrong:
+        return None
+    where = f"node {identity['node_id'][:8]} ({identity['hostname']}, {identity['address']})"
+    return f"{where} runs {', '.join(wrong)}"
 
 
 def _read_events(proc: subprocess.Popen[bytes]) -> Iterator[dict[str, Any]]:
@@ -158,7 +190,12 @@ def run_on_node(job: dict[str, Any], payloads: list[str] | None = None) -> Itera
     """The Ray task (a generator: events stream to the driver while the work runs)."""
     import ray
 
-    yield {"event": "started", **node_identity()}
+    identity = node_identity()
+    yield {"event": "started", **identity}
+    refused = identity_mismatch(identity, job.get("expect", {}))
+    if refused is not None:  # another code or library set would measure: this node does not
+        yield {"event": "refused", "message": f"refused: {refused}"}
+        return
     workdir = Path(tempfile.mkdtemp(prefix="deploybench-node-"))
     try:
         if payloads is not None:

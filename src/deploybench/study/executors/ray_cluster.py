@@ -30,7 +30,7 @@ from deploybench.study.executors.base import (
     PrepareRequest,
     register,
 )
-from deploybench.study.executors.node import run_on_node
+from deploybench.study.executors.node import code_digest, identity_mismatch, run_on_node
 from deploybench.study.executors.node_main import planned_trial_json
 from deploybench.study.executors.ray_streams import TaskStreams
 from deploybench.study.loss import as_lost
@@ -88,17 +88,6 @@ def _price(machine: ClusterMachine) -> float:
         raise ExecutorError(f"machines: {machine.instance}: {exc}") from exc
 
 
-def version_mismatch(started: dict[str, Any], ray_version: str) -> str | None:
-    """Every node must run the driver's deploybench and Ray: the same code measures everywhere."""
-    mine = {"deploybench": deploybench.__version__, "ray": ray_version}
-    wrong = [
-        f"{name} {started.get(name)} (driver: {version})"
-        for name, version in mine.items()
-        if started.get(name) != version
-    ]
-    return f"{describe_node(started)} runs {', '.join(wrong)}" if wrong else None
-
-
 def _bootstrap_address(ray: Any, address: str) -> str:
     """HOST:PORT that the address leads to ("auto": the cluster `ray start` wrote down on this machine)."""
     if address.startswith("ray://"):
@@ -139,6 +128,13 @@ class RayExecutor(Executor):
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ExecutorError(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
         self._task = self.ray.remote(max_calls=1, max_retries=0)(run_on_node)
+        # what every node that takes work must run: the driver's deploybench, code and Ray
+        self._expect = {
+            "deploybench": deploybench.__version__,
+            "code": code_digest(),
+            "ray": self.ray.__version__,
+        }
+        self._libraries: dict[str, Any] = {}  # per machine type: the library versions it was prepared with
 
     def close(self) -> None:
         if getattr(self, "ray", None) is not None and self.ray.is_initialized():
@@ -201,6 +197,7 @@ class RayExecutor(Executor):
                 "config": config,
                 "need_variants": request.need_variants,
                 "cache_dir": str(cache_dir) if cache_dir else None,
+                "expect": self._expect,
             }
             streams.add(self._submit(key, self._gpus[key], job), request.target, key)
         settled: set[str | None] = set()  # one outcome per machine: prepared, or why not
@@ -217,7 +214,7 @@ class RayExecutor(Executor):
         kind = event["event"]
         if kind == "started":
             on_stage(f"{target.key}: preparing on {describe_node(event)}")
-            mismatch = version_mismatch(event, self.ray.__version__)
+            mismatch = identity_mismatch(event, self._expect)
             return Prepared(target, error=mismatch) if mismatch else None
         if kind == "stage":
             on_stage(f"  {target.key}: {event['message']}")
@@ -225,8 +222,9 @@ class RayExecutor(Executor):
             stacks = [
                 StackOffer(o["name"], o["unavailable"], _backends(o["backends"])) for o in event["stacks"]
             ]
+            self._libraries[str(target.key)] = event["environment"].get("libraries")
             return Prepared(target, event["environment"], event["variants"], stacks)
-        elif kind in ("failed", "unscheduled", "error"):
+        elif kind in ("failed", "unscheduled", "error", "refused"):
             return Prepared(target, error=event["message"])
         return None
 
@@ -241,6 +239,8 @@ class RayExecutor(Executor):
             "machine": job.machine.model_dump(mode="json"),
             "parity": job.parity.model_dump(mode="json") if job.parity else None,
             "accuracy": job.accuracy.model_dump(mode="json") if job.accuracy else None,
+            # the node refuses the trial unless it runs the driver's code and its type's libraries
+            "expect": {**self._expect, "libraries": self._libraries.get(str(job.machine.instance))},
         }
 
     def run_trials(
@@ -293,7 +293,7 @@ class RayExecutor(Executor):
             machine = _on_node(job.machine, node)
             record = failed_record(ctx, job, machine, reason, node["at"], event.get("log_tail"))
             return as_lost(record, reason) if event.get("lost") else record
-        elif kind in ("failed", "error", "unscheduled"):
+        elif kind in ("failed", "error", "unscheduled", "refused"):
             self.unfinished.append(f"{job.trial_id}: not run: {event['message']}")
         return None
 
