@@ -27,7 +27,7 @@ def wait_for_trials(out: Path, proc: subprocess.Popen[bytes], count: int, timeou
         if trials.exists() and len(trials.read_text().splitlines()) >= count:
             return
         assert proc.poll() is None, "the study ended before it recorded a trial"
-        time.sleep(0.2)
+        time.sleep(0.02)  # the kill must land before the study records the rest
     raise AssertionError(f"no {count} trial(s) recorded within {timeout_s} s")
 
 
