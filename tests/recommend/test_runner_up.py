@@ -115,6 +115,29 @@ def test_the_stacks_table_shows_deploybench_at_each_other_stacks_knobs_beside_it
     assert rows["deploybench", "the knobs torchserve was given"]["candidate"] == "openvino-int8 int8 w1t2"
 
 
+def test_the_stacks_table_pairs_every_finalist_of_another_stacks_grid_with_deploybench() -> None:
+    def via(trial: TrialRecord, stack: str) -> TrialRecord:
+        candidate = trial.candidate.model_copy(update={"stack": stack})
+        return trial.model_copy(update={"trial_id": candidate.key, "candidate": candidate})
+
+    knobs = {"workers": 2, "threads": 1, "max_batch_size": 4}
+    best = make_trial("openvino-int8", "int8", capacity_rps=32.0, workers=1, threads=2, max_batch_size=8)
+    twin_default = make_trial("openvino-int8", "int8", capacity_rps=27.0)
+    twin_grid = make_trial("openvino-int8", "int8", capacity_rps=30.0, **knobs)
+    ts_default = via(make_trial("openvino-int8", "int8", capacity_rps=22.0), "torchserve")
+    ts_grid = via(make_trial("openvino-int8", "int8", capacity_rps=25.0, **knobs), "torchserve")
+    trials = [best, twin_default, twin_grid, ts_default, ts_grid]
+    (group,) = stack_comparison(recommend(trials, Constraints(objective="throughput")))
+    rows = {(row["stack"], row["candidate"]): row["basis"] for row in group["rows"]}
+    assert rows == {
+        ("deploybench", "openvino-int8 int8 w1t2 b8/2ms"): "the best of its searched grid",
+        ("deploybench", "openvino-int8 int8 w2t1 b4/2ms"): "the knobs torchserve was given",
+        ("deploybench", "openvino-int8 int8 w1t2"): "the knobs torchserve was given",
+        ("torchserve", "openvino-int8 int8 w2t1 b4/2ms via torchserve"): "a finalist of its searched grid",
+        ("torchserve", "openvino-int8 int8 w1t2 via torchserve"): "its default knobs",
+    }
+
+
 def test_a_candidate_the_search_dropped_shows_its_last_rounds_figure_not_a_dash() -> None:
     final, probes = default_study()
     rec = recommend(final, Constraints(objective="throughput"), search_records=probes)

@@ -234,7 +234,8 @@ def fmt(value: float | None, spec: str = ".1f", prefix: str = "", suffix: str = 
 
 def stack_comparison(rec: Recommendation) -> list[dict[str, Any]]:
     """Per backend served by more than one stack, side by side (peak, p99, memory): each other stack's
-    trial, deploybench's server at the very same knobs, and deploybench's best of its searched grid.
+    fully measured trials (its default knobs, and the finalists of its searched grid), deploybench's
+    server at each one's very same knobs, and deploybench's best of its searched grid.
 
     Ordered by the best peak throughput, so the first group is the best backend the stacks share.
     """
@@ -247,8 +248,10 @@ def stack_comparison(rec: Recommendation) -> list[dict[str, Any]]:
         if not others:
             continue
         rows: dict[str, dict[str, Any]] = {}
+        defaults = _default_knobs(others)
         for other in others:
-            rows.setdefault(other.label, _stack_row(other, "its default knobs"))
+            basis = "its default knobs" if other.label in defaults else "a finalist of its searched grid"
+            rows.setdefault(other.label, _stack_row(other, basis))
             twin = by_label.get(other.label.removesuffix(f" via {other.stack}"))
             if twin is not None:
                 rows.setdefault(twin.label, _stack_row(twin, f"the knobs {other.stack} was given"))
@@ -259,6 +262,20 @@ def stack_comparison(rec: Recommendation) -> list[dict[str, Any]]:
         ordered = sorted(rows.values(), key=lambda r: -(r["peak_rps"] or 0.0))
         groups.append({"backend": backend, "rows": ordered})
     return sorted(groups, key=lambda g: -(g["rows"][0]["peak_rps"] or 0.0))
+
+
+def _default_knobs(others: list[Evaluation]) -> set[str]:
+    """The labels of each stack's trial at its default knobs: one worker, batch 1, and of those the
+    most threads (the plan gives that worker every core; the search protects it: study/protect.py)."""
+    best: dict[str, Evaluation] = {}
+    for ev in others:
+        if (
+            ev.workers == 1
+            and ev.max_batch_size == 1
+            and ev.threads > getattr(best.get(ev.stack), "threads", 0)
+        ):
+            best[ev.stack] = ev
+    return {ev.label for ev in best.values()}
 
 
 def _headline_rps(ev: Evaluation) -> float:

@@ -38,6 +38,7 @@ from deploybench.stacks.process import (
 )
 from deploybench.stacks.process import launch as launch_process
 
+CANONICAL_KNOBS = frozenset({"workers", "threads", "max_batch_size", "max_delay_ms"})
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 HTTP_TIMEOUT_S = 5.0
 
@@ -159,6 +160,9 @@ class Stack(abc.ABC):
     backends: ClassVar[frozenset[str] | None] = None  # None: any backend deploybench builds
     port_names: ClassVar[tuple[str, ...]] = ("http",)
     content_type: ClassVar[str] = "image/jpeg"
+    # the canonical knobs settings() honours; a candidate moving any other off its default is not planned
+    knobs: ClassVar[frozenset[str]] = frozenset()
+    delay_step_ms: ClassVar[float | None] = None  # the finest delay it takes (None: any), e.g. whole ms
 
     @abc.abstractmethod
     def availability(self) -> Availability:
@@ -169,6 +173,19 @@ class Stack(abc.ABC):
         if self.backends is None or backend in self.backends:
             return None
         return f"{self.name} serves {', '.join(sorted(self.backends))} here, not {backend}"
+
+    def cannot_express(self, candidate: Candidate, default: Candidate) -> str | None:
+        """Why this stack cannot serve `candidate`'s knobs as they are (None: it can), against the
+        stack's `default` candidate: a knob it lacks held off its default, or a delay finer than its
+        step. Served anyway, it would be measured at other knobs than its deploybench twin."""
+        for knob in sorted(CANONICAL_KNOBS - self.knobs):
+            if getattr(candidate, knob) != getattr(default, knob):
+                return f"{self.name} has no {knob} setting"
+        step = self.delay_step_ms
+        steps = candidate.max_delay_ms / step if step else 0.0
+        if candidate.max_batch_size > 1 and abs(steps - round(steps)) > 1e-6:
+            return f"{self.name} takes max_delay_ms in steps of {step:g} ms only"
+        return None
 
     @abc.abstractmethod
     def settings(self, candidate: Candidate) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from deploybench.backends.base import Availability
 from deploybench.results import DEFAULT_STACK, Candidate
 from deploybench.stacks.base import (
+    CANONICAL_KNOBS,
     Endpoint,
     Stack,
     StackLaunch,
@@ -25,6 +26,7 @@ READY_FILE = "ready.json"  # `deploybench serve --json`: what each worker resolv
 class DeploybenchStack(Stack):
     name = DEFAULT_STACK
     protocol = "sagemaker-http"
+    knobs = CANONICAL_KNOBS  # and every runtime knob: deploybench-only
     description = "deploybench serve: /ping + /invocations, raw image body, top-5 JSON"
 
     def availability(self) -> Availability:

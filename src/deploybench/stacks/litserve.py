@@ -16,6 +16,7 @@ from deploybench.backends.base import Availability, library_importable
 from deploybench.load.targets import HttpTarget, Target
 from deploybench.results import Candidate
 from deploybench.stacks.base import (
+    CANONICAL_KNOBS,
     Endpoint,
     Stack,
     StackLaunch,
@@ -38,6 +39,7 @@ def json_image(payload: bytes) -> bytes:
 class LitServeStack(Stack):
     name = "litserve"
     protocol = "litserve-json-base64"
+    knobs = CANONICAL_KNOBS  # batch_timeout in (float) seconds: any delay
     description = "LitServe 0.2: POST /predict {'image': base64}, any deploybench backend"
     install_hint = INSTALL
     content_type = "application/json"

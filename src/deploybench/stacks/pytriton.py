@@ -21,6 +21,7 @@ from deploybench.results import Candidate
 from deploybench.stacks import pytriton_env
 from deploybench.stacks.artifacts import model_artifact
 from deploybench.stacks.base import (
+    CANONICAL_KNOBS,
     Endpoint,
     Stack,
     StackLaunch,
@@ -45,6 +46,8 @@ INSTALL = (
 class PyTritonStack(Stack):
     name = "pytriton"
     protocol = "kserve-v2"
+    knobs = CANONICAL_KNOBS
+    delay_step_ms = 0.001  # max_queue_delay_microseconds
     description = "Triton Inference Server 2.51 via PyTriton 0.7 (CPU): KServe v2 /v2/models/model/infer"
     install_hint = INSTALL
     backends = frozenset({"onnxruntime", "onnxruntime-int8"})

@@ -34,6 +34,7 @@ from deploybench.cache import default_cache_root
 from deploybench.results import Candidate
 from deploybench.stacks.artifacts import ModelArtifact, model_artifact
 from deploybench.stacks.base import (
+    CANONICAL_KNOBS,
     Endpoint,
     Stack,
     StackLaunch,
@@ -169,6 +170,8 @@ def _fail_on_dying_workers(server: StackServer) -> None:
 class TorchServeStack(Stack):
     name = "torchserve"
     protocol = "torchserve-http"
+    knobs = CANONICAL_KNOBS
+    delay_step_ms = 1.0  # SAGEMAKER_TS_MAX_BATCH_DELAY: whole ms
     description = "TorchServe 0.12 (SageMaker PyTorch container's server): POST /predictions/model"
     install_hint = INSTALL
     backends = frozenset({"eager", "torchscript", "onnxruntime", "onnxruntime-int8"})

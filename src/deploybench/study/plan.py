@@ -16,19 +16,22 @@ Pruning rules (each pruned candidate is recorded with its reason, never silently
 - workers x threads never exceeds the usable cores unless `oversubscribe` is set;
 - runtime knobs (streams, overlap, placement, spinning, ...) only those the backend honours, and
   never more streams than threads per worker (deploybench's own server; other stacks get defaults);
-- every other serving stack gets one candidate: the fastest verified backend it can run, default knobs
-  (deploybench's server serves that backend too, so the two are compared like for like).
+- every other serving stack gets the fastest verified backend it can run, at its default knobs first,
+  then over the study's knob grid as far as the stack can express it (Stack.knobs; never runtime
+  knobs), so every stack is searched over the same grid; deploybench's server is planned at each of
+  those knob settings too, so every stack is compared like for like.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from deploybench.backends.base import SERVER_KNOBS
 from deploybench.results import DEFAULT_STACK, Candidate
+from deploybench.stacks import get_stack
 from deploybench.study.spec import KnobGrid, StudyConfig
 
 BASELINE = "eager"
@@ -172,9 +175,10 @@ def _tuned_backends(
 
 
 def stack_trials(
-    passed: list[VariantSummary], offers: Sequence[StackOffer], cores: int
+    passed: list[VariantSummary], offers: Sequence[StackOffer], cores: int, config: StudyConfig | None = None
 ) -> list[PlannedTrial]:
-    """One trial per stack other than deploybench's: the fastest verified backend it runs, default knobs."""
+    """Per stack other than deploybench's: the fastest verified backend it runs, at its default knobs
+    first, then (where the study sweeps knob grids) the grid it can express (stack_grid)."""
     fastest = sorted(passed, key=lambda s: (-s.speed, s.backend))
     trials = []
     for offer in offers:
@@ -190,8 +194,51 @@ def stack_trials(
             reason = f"{offer.name} runs {runs}; none of them passed here"
             trials.append(PlannedTrial(candidate, "skipped", reason, shown.precision))
         else:
-            trials.append(PlannedTrial(candidate, "serve", precision=pick.precision))
+            trials += stack_grid(offer.name, pick, candidate, config, cores)
     return trials
+
+
+def stack_grid(
+    name: str, pick: VariantSummary, default: Candidate, config: StudyConfig | None, cores: int
+) -> list[PlannedTrial]:
+    """A stack's default candidate, then the study's knob grid as far as the stack can express it
+    (Stack.knobs; runtime knobs are deploybench's own, held at their defaults), so every stack is
+    searched over the same grid. A combination it cannot express is not planned (it would be measured
+    at other knobs than deploybench's twin); the first one is recorded, saying why and how many.
+    No grid where the study sweeps none (tune_top 0)."""
+    trials = [PlannedTrial(default, "serve", precision=pick.precision)]
+    if config is None or config.tune_top == 0:
+        return trials
+    stack = get_stack(name)
+    seen, unexpressed = {default.key}, []
+    plain = replace(pick, knobs=frozenset())
+    for found in knob_candidates(plain, config.knobs, cores, oversubscribe=config.oversubscribe):
+        candidate = replace_stack(found, name)
+        if candidate.key in seen:
+            continue
+        seen.add(candidate.key)
+        if why := stack.cannot_express(candidate, default):
+            unexpressed.append((candidate, why))
+        else:
+            trials.append(PlannedTrial(candidate, "serve", precision=pick.precision))
+    if unexpressed:
+        first, why = unexpressed[0]
+        reason = f"not planned: {why} ({len(unexpressed)} of the knob grid's combinations, this one first)"
+        trials.append(PlannedTrial(first, "skipped", reason, pick.precision))
+    return trials
+
+
+def twin_trials(picks: list[PlannedTrial], planned: list[PlannedTrial]) -> list[PlannedTrial]:
+    """deploybench's server at every knob setting another stack is served at, where not planned
+    already: each stack's row in the comparison has deploybench's at the very same knobs to pair with."""
+    seen = {t.candidate.key for t in planned}
+    twins = []
+    for trial in picks:
+        twin = replace_stack(trial.candidate, DEFAULT_STACK)
+        if trial.action == "serve" and twin.key not in seen:
+            seen.add(twin.key)
+            twins.append(PlannedTrial(twin, "serve", precision=trial.precision))
+    return twins
 
 
 def replace_stack(candidate: Candidate, stack: str) -> Candidate:
@@ -208,11 +255,12 @@ def plan_trials(
     passed = [s for s in summaries if s.state == "passed"]
     served = _served_backends(passed, config)
     tuned = _tuned_backends(passed, served, config)
-    picks = stack_trials(passed, stacks, cores)
+    picks = stack_trials(passed, stacks, cores, config)
     # a backend only another stack was given is served by deploybench too: the comparison is like for like
     picked = {t.candidate.backend for t in picks if t.action == "serve"}
     served += [s for s in passed if s.backend in picked and s not in served]
     trials = _deploybench_trials(config, served, tuned, cores)
+    trials += twin_trials(picks, trials)
     if all(offer.name != DEFAULT_STACK for offer in stacks):
         trials = []  # the user chose other stacks only; the variants are still recorded below
     trials += picks

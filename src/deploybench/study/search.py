@@ -19,27 +19,28 @@ Rounds (each on the same load generator as the full plan, only with other window
    cannot tell from the best (the runoff's paired interval reaches 1, or the 95% throughput intervals
    overlap), get the full load plan; only they are ranked, and each carries its runoff sample, so the
    recommendation compares them side by side too (deploybench.recommend.ties).
-Eager (the baseline), each other serving stack's candidate and deploybench's own server at that
-candidate's knobs skip the rounds: always finalists, so every stack is compared like for like; the
-baseline is measured at the plan's fixed levels only (final_groups), as the comparison.
+Each stack's candidates run the rounds among themselves (stack_pools). Eager (the baseline), each other
+stack at its default knobs and deploybench's own server at those knobs skip the rounds: always
+finalists; every other-stack finalist brings deploybench at its knobs into the final (study/protect.py),
+so every stack is compared like for like; the baseline is measured at the plan's fixed levels only
+(final_groups), as the comparison.
 Each round's records are trials (status "probe", trial id KEY#probe / KEY#round2), so a resumed study
 re-probes nothing and takes the same decisions; each dropped candidate is recorded with why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psutil
 
-from deploybench.config import RuntimeKnobs
 from deploybench.recommend.ties import geometric_mean
 from deploybench.results import DEFAULT_STACK, TrialRecord
 from deploybench.study.executors import Executor
-from deploybench.study.plan import BASELINE
 from deploybench.study.probe import PROBE, group_size, probe_groups, probe_plan, probe_scores
+from deploybench.study.protect import is_baseline, is_protected, twins_to_add
 from deploybench.study.rounds import Score, decide, round_sizes, score_of
 from deploybench.study.runoff import RunoffPlan
 from deploybench.study.spec import LoadPlan, StudyConfig
@@ -103,36 +104,6 @@ def dropped_record(ctx: TrialContext, job: TrialJob, why: str, probe: TrialRecor
     return record.model_copy(update={"log_tail": probe.log_tail}) if failed and probe else record
 
 
-def is_baseline(job: TrialJob) -> bool:
-    """Eager at default knobs on deploybench: what every other candidate's speed-up is measured against."""
-    c = job.trial.candidate
-    return (
-        c.stack == DEFAULT_STACK
-        and c.backend == BASELINE
-        and c.workers == 1
-        and c.max_batch_size == 1
-        and c.runtime == RuntimeKnobs()
-    )
-
-
-def is_protected(job: TrialJob, jobs: Sequence[TrialJob] = ()) -> bool:
-    """Never dropped by the search: the baseline, any other stack's candidate, and deploybench's own
-    server at that candidate's very knobs (among `jobs`), so every stack is compared like for like."""
-    candidate = job.trial.candidate
-    if candidate.stack != DEFAULT_STACK or is_baseline(job):
-        return True
-    return candidate.key in stack_twin_keys(jobs)
-
-
-def stack_twin_keys(jobs: Sequence[TrialJob]) -> set[str]:
-    """The keys deploybench's server has at the knobs another stack's candidate was given."""
-    return {
-        job.trial.candidate.model_copy(update={"stack": DEFAULT_STACK}).key
-        for job in jobs
-        if job.trial.candidate.stack != DEFAULT_STACK
-    }
-
-
 def baseline_plan(plan: LoadPlan) -> LoadPlan:
     """The baseline's points: the plan's fixed concurrency levels (16 by default), no sweep to a
     peak, no rate search; a slow eager server would otherwise take a third of the study."""
@@ -164,12 +135,15 @@ def summary_line(machine: str | None, counts: dict[str, Any]) -> str:
     return (
         f"search{where}: {counts['space']} candidates in the space, {counts['probed']} probed, "
         f"{counts['run_longer']} run longer, {counts['fully_measured']} fully measured "
-        f"({counts['always']} always: the eager baseline, at the fixed levels, and other stacks); "
+        f"({counts['always']} always: the eager baseline, at the fixed levels, and other stacks' defaults); "
         f"{len(counts['dropped'])} dropped"
     )
 
 
 OnRecord = Callable[[TrialRecord], None]
+
+
+ALWAYS = "always measured (the baseline, another stack's default knobs, or deploybench at them)"
 
 
 def round_failed(record: TrialRecord) -> bool:
@@ -295,7 +269,8 @@ class SearchRun:
         return score_of(trial_id, record, self.ctx.config.constraints.p99_ms)
 
     def search(self, jobs: list[TrialJob]) -> tuple[list[TrialJob], dict[str, Any]]:
-        """One machine's served jobs through the rounds: the finalists (plan order) and what was measured."""
+        """One machine's served jobs through the rounds: the finalists (plan order) and what was measured.
+        Each stack's candidates are searched among themselves (stack_pools says why)."""
         spec = self.ctx.config.search
         always = [job for job in jobs if is_protected(job, jobs)]
         # fully measured before there was a search (no probe stored): decided, not searched again
@@ -306,26 +281,53 @@ class SearchRun:
             and not (job.trial_id in self.known and f"{job.trial_id}#probe" not in self.known)
         ]
         counts: dict[str, Any] = {"space": len(jobs), "always": len(always), "dropped": {}, "finalists": {}}
-        if not spec.enabled or len(contenders) <= spec.finalists:
-            why = (
-                "search off"
-                if not spec.enabled
-                else f"{len(contenders)} contenders <= {spec.finalists} finalists"
-            )
+        pools = stack_pools(contenders)
+        if not spec.enabled or all(len(pool) <= spec.finalists for pool in pools.values()):
+            many = f"{len(contenders)} contenders" if len(pools) < 2 else "each stack's contenders"
+            why = "search off" if not spec.enabled else f"{many} <= {spec.finalists} finalists"
             counts.update(
                 probed=0, run_longer=0, fully_measured=len(jobs), note=f"{why}: every one fully measured"
             )
             return jobs, counts
-        return self._halve(jobs, always, contenders, counts)
+        return self._halve_each(jobs, always, pools, counts)
+
+    def _halve_each(
+        self, jobs: list[TrialJob], always: list[TrialJob], pools: dict[str, list[TrialJob]], counts: dict
+    ) -> tuple[list[TrialJob], dict[str, Any]]:
+        """Each stack's pool through the rounds; then deploybench's twin of every other stack's
+        finalist back in the final where its own pool dropped it (study/protect.py says why)."""
+        finalists = {job.trial_id: ALWAYS for job in always}
+        dropped: dict[str, str] = {}
+        counts.update(probed=0, run_longer=0)
+        for stack, pool in pools.items():
+            if len(pool) <= self.ctx.config.search.finalists:
+                few = f"one of only {len(pool)} {stack} contenders"
+                finalists.update({job.trial_id: few for job in pool})
+                continue
+            chosen, lost = self._halve(pool, always, stack, counts)
+            finalists.update(chosen)
+            dropped.update(lost)
+        for trial_id, why in twins_to_add(jobs, finalists).items():
+            if dropped.pop(trial_id, None) is not None:
+                finalists[trial_id] = why
+        by_id = {job.trial_id: job for pool in pools.values() for job in pool}
+        for trial_id, why in dropped.items():
+            if trial_id not in self.known:
+                probe = self.known.get(f"{trial_id}#round2") or self.known.get(f"{trial_id}#probe")
+                self.on_record(dropped_record(self.ctx, by_id[trial_id], why, probe))
+        counts.update(fully_measured=len(finalists), dropped=dropped, finalists=finalists)
+        return [job for job in jobs if job.trial_id in finalists], counts
 
     def _halve(
-        self, jobs: list[TrialJob], always: list[TrialJob], contenders: list[TrialJob], counts: dict[str, Any]
-    ) -> tuple[list[TrialJob], dict[str, Any]]:
+        self, contenders: list[TrialJob], always: list[TrialJob], stack: str, counts: dict[str, Any]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """One stack's contenders through probe and round 2: its finalists and its dropped (id -> why)."""
         spec, plan = self.ctx.config.search, self.ctx.config.load
         longer, final = round_sizes(len(contenders), spec)
         level = probe_concurrency(self.ctx.config, contenders)
+        whose = "" if stack == DEFAULT_STACK else f" ({stack})"
         self.events.on_stage(
-            f"search: {len(contenders)} candidates probed at concurrency {level} "
+            f"search{whose}: {len(contenders)} candidates probed at concurrency {level} "
             f"({spec.probe_windows} x {spec.probe_window_s:g} s windows at most); "
             f"the best {longer} (+ up to {spec.probe_tied} tied with the last) run longer, "
             f"the best {final} (+ up to {spec.max_tied} tied) get the full plan"
@@ -336,28 +338,25 @@ class SearchRun:
         references = [job for job in always if is_baseline(job)]
         runs = self.run_round2([by_id[i] for i in first.kept], level, plan, references)
         second = decide(runs, final, spec.max_tied, "the longer run", 2)
-        dropped = {**first.dropped, **second.dropped}
-        for trial_id, why in dropped.items():
-            if trial_id not in self.known:
-                probe = self.known.get(f"{trial_id}#round2") or self.known.get(f"{trial_id}#probe")
-                self.on_record(dropped_record(self.ctx, by_id[trial_id], why, probe))
-        finalists = {
-            job.trial_id: "always measured (baseline, another stack, or its knobs)" for job in always
-        }
+        finalists = {i: "best after the longer run" for i in second.kept if i not in second.tied}
         lost = "its round's measurement was lost to the infrastructure twice: measured fully instead"
-        finalists.update({i: "best after the longer run" for i in second.kept if i not in second.tied})
         finalists.update({i: lost for i in second.unmeasured})
         tied = "statistically tied with the best (the data cannot tell them apart)"
         finalists.update({i: tied for i in second.tied})
-        counts.update(
-            probed=len(probes),
-            run_longer=len(runs),
-            fully_measured=len(finalists),
-            probe_concurrency=level,
-            dropped=dropped,
-            finalists=finalists,
-        )
-        return [job for job in jobs if job.trial_id in finalists], counts
+        counts["probed"] += len(probes)
+        counts["run_longer"] += len(runs)
+        counts.setdefault("probe_concurrency", level)
+        return finalists, {**first.dropped, **second.dropped}
+
+
+def stack_pools(contenders: list[TrialJob]) -> dict[str, list[TrialJob]]:
+    """The contenders by stack, in plan order (deploybench's first). Each stack is searched among its
+    own: pooled, the fastest stack's candidates would take every final place, and another stack's
+    best knobs would never be found, so the stacks would not be compared at their best."""
+    pools: dict[str, list[TrialJob]] = {}
+    for job in contenders:
+        pools.setdefault(job.trial.candidate.stack, []).append(job)
+    return pools
 
 
 def run_search(run: SearchRun, jobs: list[TrialJob]) -> list[TrialJob]:
