@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
