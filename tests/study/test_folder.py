@@ -13,7 +13,7 @@ from deploybench.cli import app
 from deploybench.cli.run import default_study_dir
 from deploybench.study.environment import environment_changes
 from deploybench.study.folder import MARKER, study_key
-from deploybench.study.spec import StudyConfig
+from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, ENVIRONMENTS, VARIANTS, StudyStore, StudyStoreError
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
@@ -108,3 +108,25 @@ def test_every_run_keeps_its_own_environment_record(tmp_path: Path) -> None:
     assert [run["environment"] for run in runs] == [first, second]
     assert environment_changes(first, second) == []  # the hostname does not change the figures
     assert environment_changes(first, {**first, "cores": 4}) == ["cores: 2 -> 4"]
+
+
+def test_a_folder_written_by_the_previous_release_resumes(tmp_path: Path) -> None:
+    """No marker, no lock file, a study.yaml dumped before settings were added and a stack renamed:
+    the same study all the same, so it resumes; another study does not."""
+    config = StudyConfig(stacks=["deploybench", "pytriton"])
+    today = dump_study_config(config)
+    old = "\n".join(line for line in today.splitlines() if "probe_servers" not in line)
+    old = old.replace("pytriton", "triton")
+    assert old != today
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "study.yaml").write_text(old)
+    (folder / "environment.json").write_text("{}")
+    (folder / VARIANTS).write_text("[]")
+    store = StudyStore(folder)
+    store.acquire(today, fresh=False)  # the previous release's folder: no refusal
+    store.release()
+    assert (folder / MARKER).exists() and (folder / "study.yaml").read_text() == today
+    other = dump_study_config(StudyConfig(name="another"))
+    with pytest.raises(StudyStoreError, match="changed: the configuration"):
+        StudyStore(folder).acquire(other, fresh=False)

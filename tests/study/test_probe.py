@@ -150,7 +150,7 @@ class FakeExecutor:
             key = j.trial.candidate.key
             if key in self.lost_once:
                 self.lost_once.discard(key)
-                why = "lost: server process killed by signal 9 from outside during the runoff"
+                why = "lost to the infrastructure: its server was killed by SIGKILL during the runoff"
                 records.append(
                     record(ctx, j, [], plan.label, status="failed", runoff=None, reason=why, retryable=True)
                 )

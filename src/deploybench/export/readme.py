@@ -74,9 +74,9 @@ def hosting_facts(choice: Choice, rps: float | None) -> dict[str, Any]:
     entry = sagemaker_hosting(load_catalogue(), machine.instance, machine.cpu_family, machine.cores)
     if entry is None:
         note = (
-            f"no SageMaker hosting type in the price catalogue runs {machine.cpu_family or 'this CPU'}: "
-            "choose one (deploybench prices --filter sagemaker) and measure there before you rely on "
-            "these figures"
+            f"no SageMaker hosting type in the price catalogue runs {machine.cpu_family or 'this CPU'} "
+            f"with {machine.cores or 'as many'} vCPUs or more: choose one (deploybench prices --filter "
+            "sagemaker) and measure there before you rely on these figures"
         )
         return {"instance": "YOUR-INSTANCE-TYPE", "hosting_cost": None, "hosting_notes": [note]}
     same = entry.vcpus == machine.cores
@@ -144,8 +144,10 @@ def readme_context(
         if candidate.max_batch_size == 1
         else f"up to {candidate.max_batch_size} within {candidate.max_delay_ms:g} ms"
     )
+    measured = _measured(choice)
+    hosting = hosting_facts(choice, measured["throughput"])
     return {
-        **_measured(choice),
+        **measured,
         "label": choice.evaluation.label,
         "trial_id": trial.trial_id,
         "study": config.name,
@@ -169,7 +171,9 @@ def readme_context(
         "framework_version": ".".join(torch.split("+")[0].split(".")[:2]),
         "archive_name": out.name,
         "env": sagemaker_env(candidate),
-        **hosting_facts(choice, _measured(choice)["throughput"]),
+        "instance": hosting["instance"],
+        "hosting_cost": hosting["hosting_cost"],
+        "hosting_usd_per_hour": hosting.get("hosting_usd_per_hour"),
         "content_type": config.content_type,
         "notes": [
             *choice.notes,
@@ -180,7 +184,7 @@ def readme_context(
                 else ["no trusted operating point: the best point measured"]
             ),
             *([model.handler.summary] if model.handler is not None else []),
-            *hosting_facts(choice, None)["hosting_notes"],
+            *hosting["hosting_notes"],
         ],
     }
 

@@ -98,13 +98,14 @@ def runner_up_words(ranked: list[Evaluation], trials: Sequence[TrialRecord]) -> 
 
 def _round_figure(record: TrialRecord) -> tuple[float, Interval | None, str] | None:
     """A round's figure: a runoff's geometric mean over its rounds, else its best valid point's."""
+    stage = "round 2" if record.trial_id.endswith("#round2") else "probe"
     if record.runoff is not None:
-        return geometric_mean(record.runoff.rps), None, "round 2, paired runoff"
+        return geometric_mean(record.runoff.rps), None, f"{stage}, paired runoff"
     valid = [p for p in record.points if p.invalid_reason is None and p.ok > 0]
     if not valid:
         return None
     best = max(valid, key=lambda p: p.throughput_rps)
-    return best.throughput_rps, best.throughput_ci, "round 2" if "#round2" in record.trial_id else "probe"
+    return best.throughput_rps, best.throughput_ci, stage
 
 
 def add_search_figures(evaluations: Sequence[Evaluation], search_records: Sequence[TrialRecord]) -> None:

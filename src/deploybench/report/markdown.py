@@ -110,7 +110,7 @@ def _stacks(rec: Recommendation) -> list[str]:
     lines = ["", "## Serving stacks side by side", ""]
     for group in groups:
         lines += [
-            f"**{group['backend']}**",
+            f"**{group['backend']}**" + (f" on {group['machine']}" if len(rec.machines) > 1 else ""),
             "",
             "| stack | protocol | candidate | at | peak req/s | p99 at peak ms | $ / 1M | peak MB |",
             "|---|---|---|---|---|---|---|---|",

@@ -240,28 +240,38 @@ def stack_comparison(rec: Recommendation) -> list[dict[str, Any]]:
     Ordered by the best peak throughput, so the first group is the best backend the stacks share.
     """
     served = [e for e in rec.evaluations if e.status == "ok" and (e.peak_throughput_rps or e.throughput_rps)]
-    by_label = {ev.label: ev for ev in served}
+    by_label = {(ev.machine, ev.label): ev for ev in served}
     groups = []
-    for backend in dict.fromkeys(ev.backend for ev in served):
-        mine = [ev for ev in served if ev.backend == backend]
-        others = [ev for ev in mine if ev.stack != DEFAULT_STACK]
-        if not others:
-            continue
-        rows: dict[str, dict[str, Any]] = {}
-        defaults = _default_knobs(others)
-        for other in others:
-            basis = "its default knobs" if other.label in defaults else "a finalist of its searched grid"
-            rows.setdefault(other.label, _stack_row(other, basis))
-            twin = by_label.get(other.label.removesuffix(f" via {other.stack}"))
-            if twin is not None:
-                rows.setdefault(twin.label, _stack_row(twin, f"the knobs {other.stack} was given"))
-        own = [ev for ev in mine if ev.stack == DEFAULT_STACK]
-        if own:
-            best = max(own, key=_headline_rps)
-            rows.setdefault(best.label, _stack_row(best, "the best of its searched grid"))
-        ordered = sorted(rows.values(), key=lambda r: -(r["peak_rps"] or 0.0))
-        groups.append({"backend": backend, "rows": ordered})
+    for machine, backend in dict.fromkeys((ev.machine, ev.backend) for ev in served):
+        mine = [ev for ev in served if (ev.machine, ev.backend) == (machine, backend)]
+        rows = _stack_rows(mine, by_label)
+        if rows:
+            ordered = sorted(rows.values(), key=lambda r: -(r["peak_rps"] or 0.0))
+            groups.append({"backend": backend, "machine": machine, "rows": ordered})
     return sorted(groups, key=lambda g: -(g["rows"][0]["peak_rps"] or 0.0))
+
+
+def _stack_rows(
+    mine: list[Evaluation], by_label: dict[tuple[str, str], Evaluation]
+) -> dict[str, dict[str, Any]]:
+    """One machine's trials of one backend: every other stack's, each one's deploybench twin, and
+    deploybench's best (none when no other stack served the backend there)."""
+    others = [ev for ev in mine if ev.stack != DEFAULT_STACK]
+    rows: dict[str, dict[str, Any]] = {}
+    if not others:
+        return rows
+    defaults = _default_knobs(others)
+    for other in others:
+        basis = "its default knobs" if other.label in defaults else "a finalist of its searched grid"
+        rows.setdefault(other.label, _stack_row(other, basis))
+        twin = by_label.get((other.machine, other.label.removesuffix(f" via {other.stack}")))
+        if twin is not None:
+            rows.setdefault(twin.label, _stack_row(twin, f"the knobs {other.stack} was given"))
+    own = [ev for ev in mine if ev.stack == DEFAULT_STACK]
+    if own:
+        best = max(own, key=_headline_rps)
+        rows.setdefault(best.label, _stack_row(best, "the best of its searched grid"))
+    return rows
 
 
 def _default_knobs(others: list[Evaluation]) -> set[str]:

@@ -16,12 +16,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from deploybench.cache import library_versions
 from deploybench.study.spec import StudyConfig, dump_study_config
 
 MARKER = ".deploybench-study.json"
 FOLDER_FORMAT = 1
-LEGACY_FILES = ("study.yaml", ".lock")  # what every study folder held before the marker existed
+# What a study folder held before the marker existed: its study.yaml beside what it measured.
+LEGACY_FILES = ("trials.jsonl", "environment.json", "variants.json", ".lock")
 CHUNK = 1 << 20
 
 
@@ -108,7 +111,19 @@ def write_marker(root: Path, key: dict[str, Any]) -> None:
 
 
 def is_study_folder(root: Path) -> bool:
-    return (root / MARKER).is_file() or all((root / name).exists() for name in LEGACY_FILES)
+    if (root / MARKER).is_file():
+        return True
+    return (root / "study.yaml").is_file() and any((root / name).exists() for name in LEGACY_FILES)
+
+
+def same_config(stored_yaml: str, config_yaml: str) -> bool:
+    """The stored study.yaml is the same study as `config_yaml` once read by today's code: a release
+    that adds a setting (dumped with its default) or renames a value must not refuse a resume."""
+    try:
+        stored = StudyConfig.model_validate(yaml.safe_load(stored_yaml) or {})
+    except (ValueError, yaml.YAMLError):
+        return False
+    return dump_study_config(stored) == config_yaml
 
 
 def check_study_folder(root: Path) -> None:

@@ -5,8 +5,9 @@ the gaps the probe's cut decides, so candidates probed one after another are ord
 Served side by side and visited in turn (the order reversed every round), after each one has warmed
 every batch size it can form, two candidates compare by their window-by-window throughput ratio.
 Why groups: every contender's server is up for the whole runoff, and each holds its workers' memory.
-At most `probe_servers` are up at once, fewer where the memory available would not hold that many of
-the widest (server_memory_mb per worker). Past that the probe runs as several runoffs, each with the
+At most `probe_servers` are up at once, fewer where a share of the machine's memory (its total, so a
+resumed study forms the same groups) would not hold that many of the widest (server_memory_mb per
+worker). Past that the probe runs as several runoffs, each with the
 same reference candidate (the first in plan order: the fastest backend in-process at default
 knobs), so candidates of different groups compare through their ratios to it (study/rounds.py).
 If the reference's record in a group is unusable, that group's candidates are scored unpaired.

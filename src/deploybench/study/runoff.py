@@ -22,7 +22,6 @@ Only the local executor runs it; on a Ray cluster the rounds stay one trial afte
 
 from __future__ import annotations
 
-import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from deploybench.load import run_load
 from deploybench.results import LoadPoint, RunoffSample, TrialRecord
 from deploybench.stacks import get_stack
 from deploybench.stacks.process import ServerStartError, log_tail
+from deploybench.study.loss import broken_load, killed_from_outside, lost_reason, oom_kills
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import (
     TrialContext,
@@ -75,6 +75,7 @@ class Contender:
     log: str | None = None
     points: list[LoadPoint] = field(default_factory=list)
     lost: bool = False  # the failure was the infrastructure's, not the candidate's
+    oom_before: int | None = None  # the OOM killer's count when its server started (study/loss.py)
 
 
 def visit_order(count: int, round_index: int) -> list[int]:
@@ -104,11 +105,13 @@ def _start(ctx: TrialContext, store: StudyStore, contender: Contender, events: T
     files = TrialFiles(store.log_path(job.trial_id), store.stack_dir(job.trial_id))
     launch = stack_launch(ctx, job, files, events.on_stage)
     events.on_start(job, None)
+    contender.oom_before = oom_kills()
     try:
         contender.server = get_stack(job.trial.candidate.stack).start(launch)
     except ServerStartError as exc:
-        contender.failure = f"{job.trial.candidate.stack} did not start: {exc}"
-        contender.log = exc.log_tail
+        killed = killed_from_outside(exc.returncode, contender.oom_before)
+        contender.failure = f"{job.trial.candidate.stack} did not start: {killed or exc}"
+        contender.log, contender.lost = exc.log_tail, killed is not None
 
 
 def warm_configs(job: TrialJob) -> list[LoadConfig]:
@@ -133,20 +136,18 @@ def warm_configs(job: TrialJob) -> list[LoadConfig]:
     return configs
 
 
-KILLED_FROM_OUTSIDE = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-
-
 def _check_after(contender: Contender, report_points: list[LoadPoint]) -> None:
-    """After a load: a broken load generator or a server killed by a signal is lost, not failed."""
+    """After a load: a broken load generator or a server killed from outside is lost, not failed
+    (study/loss.py decides both, as for any trial)."""
     server = contender.server
-    broken = next((p.invalid_reason for p in report_points if p.invalid_reason), None)
+    broken = broken_load(report_points)
     if broken is not None:
-        contender.failure, contender.lost = f"the load generator broke: {broken}", True
+        contender.failure, contender.lost = broken, True
     elif not server.alive():
         code = server.process.proc.returncode
-        killed = code is not None and code < 0 and -code in KILLED_FROM_OUTSIDE
-        how = f"killed by signal {-code} from outside" if killed else f"exited with code {code}"
-        contender.failure, contender.lost = f"server process {how} during the runoff", killed
+        killed = killed_from_outside(code, contender.oom_before)
+        how = f"was {killed}" if killed else f"exited with code {code}"
+        contender.failure, contender.lost = f"its server {how} during the runoff", killed is not None
         contender.log = log_tail(server.process.log_path)
 
 
@@ -177,7 +178,7 @@ def _record(ctx: TrialContext, contender: Contender, plan: RunoffPlan, group: st
     if contender.failure is None and (len(rps) < plan.rounds or min(rps, default=0.0) <= 0):
         contender.failure = "no successful request in a round of the runoff"
     if contender.failure is not None:
-        reason = f"lost: {contender.failure}" if contender.lost else contender.failure
+        reason = lost_reason(contender.failure) if contender.lost else contender.failure
         return TrialRecord(
             **base,
             status="failed",

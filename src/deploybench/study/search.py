@@ -84,7 +84,7 @@ def round_context(ctx: TrialContext, plan: LoadPlan) -> TrialContext:
 def as_round_record(record: TrialRecord, label: str) -> TrialRecord:
     """A round's trial as stored: status probe (never ranked), its outcome in the reason."""
     if record.retryable:
-        reason = f"lost: {label}: {(record.reason or '').removeprefix('lost: ')}"
+        reason = f"{label}: {record.reason}"  # "lost to the infrastructure: ..." (study/loss.py)
     elif record.status == "failed":
         reason = f"failed: {label}: {record.reason}"
     elif record.runoff is not None:
@@ -148,6 +148,11 @@ ALWAYS = "always measured (the baseline, another stack's default knobs, or deplo
 
 def round_failed(record: TrialRecord) -> bool:
     return (record.reason or "").startswith("failed: ")
+
+
+# Of the machine's total memory (not what is free at this moment, so a resumed study forms the same
+# probe groups and re-probes nothing): a share for the probe's servers.
+PROBE_MEMORY_SHARE = 0.75
 
 
 @dataclass
@@ -237,7 +242,8 @@ class SearchRun:
         if not self.runner.runs_runoffs:
             probe = round_plan(plan, level, spec.probe_window_s, spec.probe_windows)
             return self.run_round(jobs, PROBE, probe, "probe")
-        groups = probe_groups(jobs, group_size(spec, jobs, psutil.virtual_memory().available / 2**20))
+        memory_mb = PROBE_MEMORY_SHARE * psutil.virtual_memory().total / 2**20
+        groups = probe_groups(jobs, group_size(spec, jobs, memory_mb))
         runoffs = [(g, probe_plan(spec, level, i + 1, len(groups), bound)) for i, g in enumerate(groups)]
         self.events.on_stage(
             f"probe: {len(groups)} paired runoff(s) of at most {max(map(len, groups))} servers at once, "

@@ -23,6 +23,7 @@ from deploybench.study.folder import (
     check_study_folder,
     key_differences,
     read_marker,
+    same_config,
     write_marker,
 )
 
@@ -84,13 +85,13 @@ class StudyStore:
         if not self.has_data():
             return
         marker = read_marker(self.root)
-        if marker is None:  # a folder from before the marker: only its config can be compared
-            existing = self.root / CONFIG
-            changes = (
-                ["the configuration"] if existing.exists() and existing.read_text() != config_yaml else []
-            )
-        else:
-            changes = key_differences(marker.get("key", {}), key)
+        changes = key_differences(marker.get("key", {}), key) if marker is not None else []
+        existing = self.root / CONFIG
+        same = existing.exists() and same_config(existing.read_text(), config_yaml)
+        if marker is None and not same:  # a folder from before the marker: only its config compares
+            changes = ["the configuration"]
+        if same:
+            changes = [change for change in changes if change != "the configuration"]
         if changes:
             raise StudyStoreError(
                 f"{self.root} holds measurements taken with other inputs (changed: {'; '.join(changes)}); "
