@@ -152,6 +152,7 @@ class LoadPoint(StrictModel):
 
 
 DEFAULT_STACK = "deploybench"
+BASELINE_BACKEND = "eager"
 
 
 class Candidate(StrictModel):
@@ -292,6 +293,15 @@ class RunoffSample(StrictModel):
     concurrency: int = Field(ge=1)
     window_s: float = Field(gt=0)
     rps: list[float] = Field(description="throughput of each round's window, in round order")
+
+
+def is_baseline_candidate(candidate: Candidate) -> bool:
+    """Eager on deploybench's server at default knobs (one worker, no batching, default runtime
+    knobs): the baseline every speed-up is measured against, in the search and the recommendation."""
+    default_knobs = (
+        candidate.workers == 1 and candidate.max_batch_size == 1 and candidate.runtime == RuntimeKnobs()
+    )
+    return candidate.stack == DEFAULT_STACK and candidate.backend == BASELINE_BACKEND and default_knobs
 
 
 class TrialRecord(StrictModel):

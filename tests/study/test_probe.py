@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 from helpers.report_factory import histogram_stats
+from helpers.search_jobs import served_job
 
-from deploybench.results import Candidate, LoadPoint, MachineInfo, RunoffSample, TrialRecord
-from deploybench.study.plan import PlannedTrial
+from deploybench.results import LoadPoint, RunoffSample, TrialRecord
 from deploybench.study.probe import group_size, probe_groups, probe_scores
 from deploybench.study.rounds import Score, decide, missed_bound
 from deploybench.study.runoff import RunoffPlan, warm_configs
@@ -20,18 +20,9 @@ from deploybench.study.spec import SearchSpec, StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, base_record, now
 
-MACHINE = MachineInfo(label="ci")
-
 
 def job(workers: int = 1, batch: int = 1, threads: int = 1, backend: str = "onnxruntime") -> TrialJob:
-    candidate = Candidate(
-        backend=backend,
-        workers=workers,
-        threads=threads,
-        max_batch_size=batch,
-        max_delay_ms=2.0 * (batch > 1),
-    )
-    return TrialJob(candidate.key, PlannedTrial(candidate, "serve"), MACHINE)
+    return served_job(backend, workers=workers, threads=threads, batch=batch)
 
 
 def record(ctx: TrialContext, j: TrialJob, rps: list[float], group: str, **update: object) -> TrialRecord:

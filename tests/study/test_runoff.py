@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 from helpers import TESTS, TINY
+from helpers.search_jobs import served_job
 
 from deploybench.config import ModelSpec
 from deploybench.inputs.payload import default_payload_path
-from deploybench.results import Candidate, MachineInfo
-from deploybench.study.plan import PlannedTrial
 from deploybench.study.runoff import RunoffPlan, run_runoff, visit_config, visit_order
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
@@ -30,10 +29,7 @@ def test_each_round_reverses_the_order_so_no_contender_is_always_first() -> None
 
 
 def _job(backend: str, batch: int = 1) -> TrialJob:
-    candidate = Candidate(
-        backend=backend, workers=1, threads=1, max_batch_size=batch, max_delay_ms=2.0 if batch > 1 else 0.0
-    )
-    return TrialJob(candidate.key, PlannedTrial(candidate, "serve"), MachineInfo(label="ci"))
+    return served_job(backend, threads=1, batch=batch)
 
 
 @pytest.mark.slow

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+from helpers.search_jobs import served_job
+
 from deploybench.config import RuntimeKnobs
-from deploybench.results import Candidate, Interval, MachineInfo
-from deploybench.study.plan import PlannedTrial
+from deploybench.results import Interval
 from deploybench.study.search import (
     Score,
     decide,
@@ -29,15 +30,9 @@ def score(name: str, rps: float | None, half_width: float = 2.0) -> Score:
 def job(
     backend: str, workers: int = 1, batch: int = 1, stack: str = "deploybench", **knobs: object
 ) -> TrialJob:
-    candidate = Candidate(
-        backend=backend,
-        stack=stack,
-        workers=workers,
-        threads=2 // workers,
-        max_batch_size=batch,
-        runtime=RuntimeKnobs(**knobs),  # type: ignore[arg-type]
-    )
-    return TrialJob(candidate.key, PlannedTrial(candidate, "serve"), MachineInfo(label="ci"))
+    return served_job(
+        backend, stack=stack, workers=workers, batch=batch, delay_ms=0.0, runtime=RuntimeKnobs(**knobs)
+    )  # type: ignore[arg-type]
 
 
 def test_round_sizes_keep_a_third_then_a_third_of_that_bounded_by_the_settings() -> None:

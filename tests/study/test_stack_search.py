@@ -7,8 +7,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploybench.results import Candidate, MachineInfo, RunoffSample, TrialRecord
-from deploybench.study.plan import PlannedTrial
+from helpers.search_jobs import served_job
+
+from deploybench.results import RunoffSample, TrialRecord
 from deploybench.study.protect import is_protected, twins_to_add
 from deploybench.study.runoff import RunoffPlan
 from deploybench.study.search import SearchRun
@@ -16,19 +17,9 @@ from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, base_record, now
 
-MACHINE = MachineInfo(label="ci")
-
 
 def job(stack: str, workers: int = 1, batch: int = 1, backend: str = "onnxruntime") -> TrialJob:
-    candidate = Candidate(
-        backend=backend,
-        stack=stack,
-        workers=workers,
-        threads=2 // workers,
-        max_batch_size=batch,
-        max_delay_ms=2.0 * (batch > 1),
-    )
-    return TrialJob(candidate.key, PlannedTrial(candidate, "serve"), MACHINE)
+    return served_job(backend, stack=stack, workers=workers, batch=batch)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from deploybench.recommend.records import Evaluation, trial_label
 from deploybench.recommend.ties import PairedRatio, geometric_mean, paired_ratio
-from deploybench.results import Interval, RunoffSample, TrialRecord
+from deploybench.results import Interval, RunoffSample, TrialRecord, is_baseline_candidate
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,6 @@ def real_runner_up(winner: Evaluation, contenders: Sequence[Contender]) -> Runne
     return None
 
 
-def _is_baseline(trial: TrialRecord) -> bool:
-    c = trial.candidate
-    fp32 = (trial.precision or "fp32") == "fp32"
-    return (
-        c.backend == "eager"
-        and c.stack == "deploybench"
-        and fp32
-        and c.workers == 1
-        and c.max_batch_size == 1
-    )
-
-
 def runoff_contenders(trials: Sequence[TrialRecord]) -> list[Contender]:
     """Every candidate a paired runoff served (the search's round-2 records included), once each."""
     found: dict[tuple[str, str], Contender] = {}
@@ -83,7 +71,7 @@ def runoff_contenders(trials: Sequence[TrialRecord]) -> list[Contender]:
         if trial.runoff is not None:
             key = f"{trial.candidate.key}@{trial.machine.instance or trial.machine.label}"
             found[key, trial.runoff.group] = Contender(
-                key, trial_label(trial), trial.runoff, _is_baseline(trial)
+                key, trial_label(trial), trial.runoff, is_baseline_candidate(trial.candidate)
             )
     return list(found.values())
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from deploybench.config import RuntimeKnobs
-from deploybench.results import DEFAULT_STACK, Candidate
-from deploybench.study.plan import BASELINE
+from deploybench.results import DEFAULT_STACK, Candidate, is_baseline_candidate
 from deploybench.study.trial import TrialJob
 
 
@@ -25,8 +24,7 @@ def at_default_knobs(candidate: Candidate) -> bool:
 
 def is_baseline(job: TrialJob) -> bool:
     """Eager at default knobs on deploybench: what every other candidate's speed-up is measured against."""
-    c = job.trial.candidate
-    return c.stack == DEFAULT_STACK and c.backend == BASELINE and at_default_knobs(c)
+    return is_baseline_candidate(job.trial.candidate)
 
 
 def twin(candidate: Candidate) -> Candidate:
