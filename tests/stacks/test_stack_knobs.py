@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import struct
 from pathlib import Path
 
 import pytest
 
+import deploybench.stacks
 from deploybench.load.targets import KServeV2Target, kserve_v2_body
 from deploybench.results import Candidate
 from deploybench.stacks import get_stack, resolve_stacks
@@ -158,3 +160,23 @@ def test_the_triton_stack_is_named_for_what_runs_and_the_old_name_still_reads() 
     assert get_stack("pytriton").name == "pytriton"
     assert resolve_stacks(["deploybench", "triton"]) == ["deploybench", "pytriton"]
     assert StudyConfig(stacks=["triton"]).stacks == ["pytriton"]
+
+
+def test_no_stack_module_shadows_a_package_the_pytriton_script_imports() -> None:
+    """pytriton_app.py runs as a script, its own folder first on sys.path: a sibling module named
+    like a package it imports (pytriton.py) would be imported instead of the package."""
+    folder = Path(deploybench.stacks.__file__).parent
+    tree = ast.parse((folder / "pytriton_app.py").read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "pytriton" in imported
+    shadowing = sorted(name for name in imported if (folder / f"{name}.py").exists())
+    assert shadowing == [], f"stacks/{shadowing[0]}.py shadows the {shadowing[0]} package in pytriton_app.py"

@@ -22,7 +22,7 @@ from deploybench.stacks.base import (
 _STACK_MODULES: tuple[str, ...] = (  # one entry per stack module
     "deploybench_stack",
     "torchserve",
-    "pytriton",
+    "pytriton_stack",  # not pytriton.py: the app script beside it imports the pytriton package
     "litserve",
 )
 ALL = "all"
