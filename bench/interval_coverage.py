@@ -6,29 +6,47 @@ For each run: does its throughput interval, and its p99 interval, contain the me
 runs' estimates? Prints each run and the two coverage counts; a p99 interval the run could not give
 (too few requests) counts as not covering, and is shown as such.
 
+--calibrate K first measures K back-to-back points of the same server, as `deploybench load --repeat K`
+does, and merges their spread into this machine's between-run record (deploybench.load.noise; in
+--noise-dir, default the record every later point interval on this machine reads). The coverage runs
+are then measured within-run only and counted twice: as they are, and with the record's between-run
+term added (intervals.widen, as every point interval adds it). For reference it also counts them with
+a term from the other runs' own spread (leave one out), what a perfectly calibrated record would give.
+
     flock /tmp/deploybench-cpu.lock .venv/bin/python bench/interval_coverage.py \\
-        --backend openvino-int8 --config 2x1+b4+d2 --runs 10 --duration 15
+        --backend openvino-int8 --config 2x1+b4+d2 --calibrate 5 --runs 10 --duration 15
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from serve_overhead import parse_config  # bench/ is on sys.path when a script there runs
 
 from deploybench.config import LoadConfig, ModelSpec
 from deploybench.inputs.payload import default_payload_path
-from deploybench.load import HttpTarget, run_load
+from deploybench.load import HttpTarget, repeat_point, run_load
+from deploybench.load.intervals import WITHIN_ONLY, widen
+from deploybench.load.noise import (
+    NOISE_DIR_ENV,
+    MachineNoise,
+    Spread,
+    load_noise,
+    record_repeats,
+    spread_of,
+)
 from deploybench.results import Interval, LoadPoint
 from deploybench.stacks.process import start_server, stop_server
 
 
-def one_point(url: str, body: bytes, concurrency: int, duration_s: float) -> LoadPoint:
-    """One closed-loop point as `deploybench load --duration D` measures it: three windows of D/3."""
-    cfg = LoadConfig(
+def load_config(concurrency: int, duration_s: float) -> LoadConfig:
+    """A closed-loop point as `deploybench load --duration D` measures it: three windows of D/3."""
+    return LoadConfig(
         concurrency=concurrency,
         duration_s=duration_s,
         warmup_s=3.0,
@@ -36,25 +54,116 @@ def one_point(url: str, body: bytes, concurrency: int, duration_s: float) -> Loa
         max_windows=3,
         min_window_requests=5,
     )
-    return run_load(HttpTarget(url, [body]), cfg).points[0]
+
+
+def one_point(url: str, body: bytes, concurrency: int, duration_s: float) -> LoadPoint:
+    return run_load(HttpTarget(url, [body]), load_config(concurrency, duration_s)).points[0]
+
+
+def calibrate(url: str, body: bytes, args: argparse.Namespace) -> MachineNoise:
+    """K back-to-back points, as `deploybench load --repeat K`, merged into the machine's record."""
+    cfg = load_config(args.concurrency, args.duration)
+    report = repeat_point(HttpTarget(url, [body]), cfg, args.calibrate)
+    for point in report.points:
+        print(
+            f"calibration: {point.throughput_rps:8.2f} req/s  p99 {point.latency.p99_ms:8.2f} ms", flush=True
+        )
+    by = f"bench/interval_coverage.py --calibrate {args.calibrate}: c={args.concurrency} on {url}"
+    return record_repeats(report.points, by=by, root=args.noise_dir)
 
 
 def covers(interval: Interval | None, value: float) -> bool:
     return interval is not None and interval.low <= value <= interval.high
 
 
-def coverage(points: list[LoadPoint]) -> tuple[int, int]:
+def with_term(point: LoadPoint, noise: MachineNoise | None) -> LoadPoint:
+    """The point's within-run intervals with `noise`'s between-run term, as every point interval adds it."""
+    if noise is None:
+        return point
+
+    def term(interval: Interval | None, estimate: float, spread: Spread | None) -> Interval | None:
+        if interval is None:
+            return None
+        bare = interval.model_copy(update={"method": interval.method.removesuffix(f"; {WITHIN_ONLY}")})
+        return widen(bare, estimate, spread, noise)
+
+    return point.model_copy(
+        update={
+            "throughput_ci": term(point.throughput_ci, point.throughput_rps, noise.throughput),
+            "p99_ci": term(point.p99_ci, point.latency.p99_ms, noise.p99),
+        }
+    )
+
+
+def leave_one_out(points: list[LoadPoint], noise: MachineNoise) -> Callable[[int, LoadPoint], LoadPoint]:
+    """Each run with a term from the other runs' own spread: a perfectly calibrated record."""
+
+    def widened(index: int, point: LoadPoint) -> LoadPoint:
+        others = points[:index] + points[index + 1 :]
+        update = {
+            "throughput": spread_of([p.throughput_rps for p in others]),
+            "p99": spread_of([p.latency.p99_ms for p in others]),
+        }
+        return with_term(point, noise.model_copy(update=update))
+
+    return widened
+
+
+def coverage(
+    points: list[LoadPoint], adjust: Callable[[int, LoadPoint], LoadPoint] = lambda _, p: p
+) -> tuple[int, int]:
     """How many runs' intervals contain the median of the other runs' estimates (throughput, p99)."""
     rps_hits = p99_hits = 0
     for index, point in enumerate(points):
         others = points[:index] + points[index + 1 :]
-        rps_hits += covers(point.throughput_ci, statistics.median(p.throughput_rps for p in others))
-        p99_hits += covers(point.p99_ci, statistics.median(p.latency.p99_ms for p in others))
+        shown = adjust(index, point)
+        rps_hits += covers(shown.throughput_ci, statistics.median(p.throughput_rps for p in others))
+        p99_hits += covers(shown.p99_ci, statistics.median(p.latency.p99_ms for p in others))
     return rps_hits, p99_hits
 
 
 def _fmt(interval: Interval | None) -> str:
     return "too few requests" if interval is None else f"{interval.low:8.2f}-{interval.high:8.2f}"
+
+
+def measure(url: str, body: bytes, args: argparse.Namespace) -> tuple[MachineNoise | None, list[LoadPoint]]:
+    """The calibration (or the record as it is), then the coverage runs, within-run only."""
+    noise = calibrate(url, body, args) if args.calibrate else load_noise(args.noise_dir)
+    os.environ[NOISE_DIR_ENV] = tempfile.mkdtemp(prefix="no-noise-record-")  # the runs: within-run only
+    points = []
+    for run in range(args.runs):
+        point = one_point(url, body, args.concurrency, args.duration)
+        points.append(point)
+        wide = with_term(point, noise)
+        print(
+            f"run {run + 1:2d}: {point.throughput_rps:8.2f} req/s [{_fmt(point.throughput_ci)}] "
+            f"[{_fmt(wide.throughput_ci)}]  p99 {point.latency.p99_ms:8.2f} ms [{_fmt(point.p99_ci)}] "
+            f"[{_fmt(wide.p99_ci)}]  n={point.ok}",
+            flush=True,
+        )
+    return noise, points
+
+
+def summary(noise: MachineNoise | None, points: list[LoadPoint]) -> None:
+    count = len(points)
+    rows = [("within-run only", coverage(points))]
+    if noise is not None:
+        rows.append(
+            ("with this machine's between-run term", coverage(points, lambda _, p: with_term(p, noise)))
+        )
+        rows.append(
+            (
+                "with a term from the other runs (leave one out)",
+                coverage(points, leave_one_out(points, noise)),
+            )
+        )
+    print("intervals covering the median of the other runs' estimates:")
+    for label, (rps_hits, p99_hits) in rows:
+        print(f"  {label}: throughput {rps_hits} of {count}, p99 {p99_hits} of {count}")
+    widened = with_term(points[0], noise) if points else None
+    for name in ("throughput_ci", "p99_ci"):
+        interval = getattr(widened, name, None)
+        print(f"{name}: {interval.method if interval else 'none'}")
 
 
 def main() -> None:
@@ -68,6 +177,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--calibrate", type=int, default=0, help="K repeats into the noise record first")
+    parser.add_argument("--noise-dir", type=Path, default=None, help="the noise record's folder")
     args = parser.parse_args()
     candidate = parse_config(args.config).model_copy(update={"backend": args.backend})
     log = Path(tempfile.mkstemp(prefix="interval-coverage-", suffix=".log")[1])
@@ -79,23 +190,11 @@ def main() -> None:
         timeout_s=900,
     )
     body = default_payload_path().read_bytes()
-    points = []
     try:
-        for run in range(args.runs):
-            point = one_point(server.invocations_url, body, args.concurrency, args.duration)
-            points.append(point)
-            print(
-                f"run {run + 1:2d}: {point.throughput_rps:8.2f} req/s [{_fmt(point.throughput_ci)}]  "
-                f"p99 {point.latency.p99_ms:8.2f} ms [{_fmt(point.p99_ci)}]  n={point.ok}",
-                flush=True,
-            )
+        noise, points = measure(server.invocations_url, body, args)
     finally:
         stop_server(server)
-    rps_hits, p99_hits = coverage(points)
-    method = next((p.throughput_ci.method for p in points if p.throughput_ci), "none")
-    print(f"throughput intervals covering the others' median: {rps_hits} of {len(points)}")
-    print(f"p99 intervals covering the others' median: {p99_hits} of {len(points)}")
-    print(f"interval: {method}")
+    summary(noise, points)
 
 
 if __name__ == "__main__":

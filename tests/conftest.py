@@ -20,6 +20,7 @@ from helpers.report_factory import cpu_study_trials, write_study
 
 from deploybench.config import ModelSpec
 from deploybench.inputs.calibration import parity_inputs
+from deploybench.load.noise import NOISE_DIR_ENV
 from deploybench.results import TrialRecord
 from deploybench.stacks.process import die_with_parent
 
@@ -27,6 +28,16 @@ if TYPE_CHECKING:
     import numpy as np
 
     from deploybench.models.loaded import LoadedModel
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_noise_records(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every point interval reads this machine's between-run record (deploybench.load.noise): the
+    tests, and the processes they start, read an empty folder of their own, never the user's cache
+    (a test that records one points $DEPLOYBENCH_NOISE_DIR at its own tmp_path)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(NOISE_DIR_ENV, str(tmp_path_factory.mktemp("noise-records")))
+        yield
 
 
 # Models for the backend and variant tests (session-scoped: loaded once)

@@ -60,6 +60,16 @@ class Interval(StrictModel):
     high: float
     confidence: float = 0.95
     method: str = Field(description="how it was computed, e.g. batch means over the point's 2 s batches")
+    between_run_rel_sd: float | None = Field(
+        None,
+        description="this machine's between-run relative SD folded in (deploybench load --repeat); "
+        "None: the point's own seconds only, so points taken at different times compare only paired",
+    )
+
+    @property
+    def between_run(self) -> bool:
+        """It carries the between-run term measured on this machine: fit to compare unpaired points."""
+        return self.between_run_rel_sd is not None
 
 
 def with_interval(
@@ -215,6 +225,11 @@ class ParityReport(StrictModel):
     )
     reason: str | None = None
     notes: list[str] = Field(default_factory=list)
+    through_handler: str | None = Field(
+        None,
+        description="a SageMaker handler's answers with this variant inside against the same with the "
+        "original network, on the sample requests (the form must match; numbers as the limits above)",
+    )
     model: str | None = Field(None, description="the network measured, when not the study's own model")
     judged_on: str | None = Field(
         None, description="set when the backend's numerics were judged on a trained stand-in, not this model"

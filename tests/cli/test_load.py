@@ -116,3 +116,34 @@ def test_both_closed_and_open_loop_is_refused() -> None:
 def test_rate_sweep_needs_an_slo() -> None:
     result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--sweep", "rate"])
     assert result.exit_code == 2 and "--slo-p99-ms" in result.output
+
+
+@pytest.mark.slow
+def test_repeat_records_this_machines_between_run_noise(
+    server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three back-to-back points of one server: their spread goes into the machine's record (here a
+    folder of the test's own), and the next load's intervals add it and say so."""
+    monkeypatch.setenv("DEPLOYBENCH_NOISE_DIR", str(tmp_path / "noise"))
+    out_json = tmp_path / "load.json"
+    args = ["load", f"{server_url}/sleep/5", "--concurrency", "2", *QUICK]
+    result = runner.invoke(app, [*args, "--repeat", "3", "--json", str(out_json)])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(out_json.read_text())["points"]) == 3
+    assert "between-run spread of these 3 points" in result.output and "3 repeats in all" in result.output
+    [path] = (tmp_path / "noise").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["throughput"]["repeats"] == 3 and record["throughput"]["df"] == 2
+    assert record["sources"][0]["by"].startswith("deploybench load --repeat 3: c=2 on ")
+    after = runner.invoke(app, [*args, "--json", str(out_json)])
+    assert after.exit_code == 0, after.output
+    interval = json.loads(out_json.read_text())["points"][0]["throughput_ci"]
+    assert "between-run term" in interval["method"] and "from 3 repeats on this machine" in interval["method"]
+    assert interval["between_run_rel_sd"] == pytest.approx(record["throughput"]["rel_sd"])
+
+
+def test_repeat_needs_three_points_of_one_kind() -> None:
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--repeat", "2"])
+    assert result.exit_code == 2 and "--repeat" in result.output
+    result = runner.invoke(app, ["load", "http://127.0.0.1:9/x", "--repeat", "3", "--sweep", "concurrency"])
+    assert result.exit_code == 2 and "drop --sweep" in result.output

@@ -11,7 +11,7 @@ from helpers.report_factory import make_trial
 from deploybench.config import Constraints
 from deploybench.recommend.rank import recommend
 from deploybench.recommend.ties import paired_ratio
-from deploybench.results import RunoffSample
+from deploybench.results import Interval, RunoffSample, TrialRecord
 
 # The host slows down 12% over the runoff: every candidate's rounds drift together.
 DRIFT = [1.00, 0.96, 0.92, 0.88]
@@ -128,3 +128,34 @@ def test_less_memory_decides_a_tie_only_beyond_its_margin(leaner_mb: float, winn
     rec = recommend(paired, Constraints(objective="throughput"))
     assert rec.winner.backend == winner and rec.tied_with
     assert "statistically tied" in rec.comparison and why in rec.comparison
+
+
+def _with_between_run_term(trial: TrialRecord, rel_sd: float) -> TrialRecord:
+    """The trial's intervals as they read on a machine with a between-run record."""
+
+    def carrying(interval: Interval | None) -> Interval | None:
+        return interval and interval.model_copy(update={"between_run_rel_sd": rel_sd})
+
+    points = [
+        p.model_copy(update={"throughput_ci": carrying(p.throughput_ci), "p99_ci": carrying(p.p99_ci)})
+        for p in trial.points
+    ]
+    return trial.model_copy(update={"points": points})
+
+
+@pytest.mark.parametrize("objective", ["throughput", "cost"])
+def test_unpaired_points_lead_beyond_the_noise_only_with_the_between_run_term(objective: str) -> None:
+    """36 vs 32 req/s, measured minutes apart, intervals apart: their own seconds cannot speak for the
+    drift between them ("not paired"); intervals that carry this machine's between-run term can."""
+    early = make_trial("alpha", capacity_rps=36.0, workers=2, threads=1, noise=0.02)
+    late = make_trial("beta", capacity_rps=32.0, workers=2, threads=1, noise=0.02)
+    bare = recommend([early, late], Constraints(objective=objective))
+    assert "not paired" in bare.comparison and "beyond the noise" not in bare.comparison
+    assert "deploybench load --repeat" in bare.comparison
+    half = recommend([_with_between_run_term(early, 0.01), late], Constraints(objective=objective))
+    assert "not paired" in half.comparison  # one side without the term: still not comparable
+    both = [_with_between_run_term(early, 0.01), _with_between_run_term(late, 0.01)]
+    rec = recommend(both, Constraints(objective=objective))
+    assert rec.winner.backend == "alpha" and "not paired" not in rec.comparison
+    assert "beats the next ranked" in rec.comparison and "beyond the noise" in rec.comparison
+    assert "between-run term do not overlap" in rec.comparison

@@ -14,8 +14,18 @@ from rich.text import Text
 from deploybench.cli.app import app, console, fail
 from deploybench.config import LoadConfig
 from deploybench.inputs.payload import PayloadError, default_payload_path, read_payloads
-from deploybench.load import HttpTarget, LiveStats, LoadError, LoadReport, SageMakerTarget, Target, run_load
+from deploybench.load import (
+    HttpTarget,
+    LiveStats,
+    LoadError,
+    LoadReport,
+    SageMakerTarget,
+    Target,
+    repeat_point,
+    run_load,
+)
 from deploybench.load.load_report import write_csv
+from deploybench.load.noise import MIN_REPEATS, record_path, record_repeats
 from deploybench.results import LoadPoint, with_interval
 
 OPTION_NAMES = {
@@ -211,6 +221,49 @@ def _print_report(report: LoadReport) -> None:
         console.print("[yellow]stopped early: partial results[/]")
 
 
+def _measure(target: Target, cfg: LoadConfig, repeat: int | None) -> LoadReport:
+    """The run cfg asks for (or its one point `repeat` times), with the live line while it runs."""
+    try:
+        # drawn only when the generator reports (once a second): no refresh thread beside the load
+        with Live(Text("starting..."), console=console, auto_refresh=False, transient=True) as live:
+
+            def show(stats: LiveStats) -> None:
+                live.update(_live_text(stats), refresh=True)
+
+            if repeat is not None:
+                return repeat_point(target, cfg, repeat, on_progress=show)
+            return run_load(target, cfg, on_progress=show)
+    except LoadError as exc:
+        raise fail(str(exc)) from exc
+    except KeyboardInterrupt as exc:
+        raise fail("interrupted before any point was measured", code=130) from exc
+
+
+def _pct(rel_sd: float | None) -> str:
+    return "n/a" if rel_sd is None else f"{rel_sd:.1%}"
+
+
+def _record_noise(report: LoadReport, repeat: int) -> None:
+    """Merge the repeats' spread into this machine's between-run record and say what it now holds."""
+    where = report.target.get("url") or report.target.get("endpoint_name")
+    label = _short(report.points[0]) if report.points else "no point"
+    try:
+        record = record_repeats(report.points, by=f"deploybench load --repeat {repeat}: {label} on {where}")
+    except (ValueError, OSError) as exc:
+        console.print(f"[yellow]between-run noise not recorded:[/] {exc}")
+        return
+    latest, throughput, p99 = record.sources[-1], record.throughput, record.p99
+    console.print(
+        f"between-run spread of these {latest.repeats} points (SD of the log estimates): throughput "
+        f"{_pct(latest.throughput_rel_sd)}, p99 {_pct(latest.p99_rel_sd)}"
+    )
+    console.print(
+        f"this machine's record ({throughput.repeats if throughput else 0} repeats in all): throughput "
+        f"{_pct(throughput.rel_sd if throughput else None)}, p99 {_pct(p99.rel_sd if p99 else None)}; "
+        f"every later point interval on this machine adds it ({record_path(record.machine)})"
+    )
+
+
 @app.command()
 def load(
     url: Annotated[str | None, typer.Argument(help="e.g. http://127.0.0.1:8080/invocations")] = None,
@@ -245,6 +298,14 @@ def load(
     region: Annotated[str | None, typer.Option(help="AWS region for --sagemaker")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the versioned JSON result")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per point")] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            min=MIN_REPEATS,
+            help="Measure the point N times back to back and record their spread as this machine's "
+            "between-run noise, which every later point interval adds",
+        ),
+    ] = None,
 ) -> None:
     """Load-test an endpoint: closed or open loop, windows until stable, HDR percentiles."""
     intervals = read_intervals(request_intervals)
@@ -269,17 +330,10 @@ def load(
         }
     )
     target = _target(url, payload, content_type, accept, sagemaker, endpoint_url, region)
-    try:
-        # drawn only when the generator reports (once a second): no refresh thread beside the load
-        with Live(Text("starting..."), console=console, auto_refresh=False, transient=True) as live:
-            report = run_load(
-                target, cfg, on_progress=lambda stats: live.update(_live_text(stats), refresh=True)
-            )
-    except LoadError as exc:
-        raise fail(str(exc)) from exc
-    except KeyboardInterrupt as exc:
-        raise fail("interrupted before any point was measured", code=130) from exc
+    report = _measure(target, cfg, repeat)
     _print_report(report)
+    if repeat is not None:
+        _record_noise(report, repeat)
     if json_out:
         json_out.write_text(report.model_dump_json(indent=2), encoding="utf-8")
         console.print(f"wrote {json_out}")

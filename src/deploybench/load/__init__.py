@@ -1,9 +1,9 @@
 """Load generator: closed- and open-loop load against HTTP, KServe v2, SageMaker runtime or in-process.
 
 Public API (see each module): targets (HttpTarget, KServeV2Target, SageMakerTarget, InProcessTarget),
-run_load, run_points, sweep_concurrency, sweep_rate, measure_point, LoadReport, LiveStats, and the
-statistics helpers (merge_histograms, stats_from_histogram, stability, MLPerf LoadGen's early
-stopping and its percentile estimate).
+run_load, run_points, repeat_point, sweep_concurrency, sweep_rate, measure_point, LoadReport, LiveStats,
+the statistics helpers (merge_histograms, stats_from_histogram, stability, MLPerf LoadGen's early
+stopping and its percentile estimate) and this machine's between-run noise record (noise).
 
 What a search or a study reads per point (LoadPoint, deploybench.results): throughput_rps and its
 throughput_ci, latency.p99_ms and its p99_ci, slo (the verdict: met / missed / undecided), and
@@ -26,7 +26,14 @@ from deploybench.load.stats import (
     stability,
     stats_from_histogram,
 )
-from deploybench.load.sweeps import peak_index, run_load, run_points, sweep_concurrency, sweep_rate
+from deploybench.load.sweeps import (
+    peak_index,
+    repeat_point,
+    run_load,
+    run_points,
+    sweep_concurrency,
+    sweep_rate,
+)
 from deploybench.load.targets import (
     HttpTarget,
     InProcessTarget,
@@ -59,6 +66,7 @@ __all__ = [
     "measure_point",
     "merge_histograms",
     "peak_index",
+    "repeat_point",
     "required_requests",
     "run_load",
     "run_points",

@@ -13,10 +13,15 @@ than one reply at 16 clients) is no independent unit either, so:
   at 95% (MLPerf LoadGen's early stopping needs 459 for the same reason), and a bootstrap of fewer
   cannot reach above the slowest one; the point's early-stopping estimate speaks instead.
 
-These intervals describe the point's own seconds. Points measured at different times also differ by
-the host's drift; comparisons between them are paired (a runoff) or say they are not. The products
-go through numpy's own loops (einsum), not BLAS, whose spinning threads would take a core from the
-server under test.
+Both describe the point's own seconds. Points measured at different times also differ by the host's
+drift between them, which no run's own seconds show. Where this machine has a between-run record
+(deploybench.load.noise, measured by `deploybench load --repeat N`), every interval adds it (widen):
+each side's half-width becomes sqrt(within² + (q · rel_sd · estimate)²), q the t quantile on the
+record's degrees of freedom (z once they are many). Independent errors add in variance, so the two
+halves add in quadrature; the t quantile pays for a spread estimated from a few repeats. Without a
+record the method text says the interval is within-run only, and comparisons between points taken at
+different times are paired (a runoff) or say they are not. The products go through numpy's own loops
+(einsum), not BLAS, whose spinning threads would take a core from the server under test.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from deploybench.load.noise import MachineNoise, Spread
 from deploybench.load.stats import Sparse, bucket_values, counts_of
 from deploybench.results import Interval
 
@@ -126,27 +132,46 @@ def _p99(
     return _percentile_of_rows(resampled, values, percentile)
 
 
-def point_intervals(
-    blocks: Sequence[Block], percentile: float = 99.0, confidence: float = CONFIDENCE, seed: int = 0
-) -> tuple[Interval | None, Interval | None]:
-    """(throughput interval in req/s, p{percentile} interval in ms); None where it cannot be told."""
-    blocks = [b for b in blocks if b.duration_s > 0]
-    batches = batches_of(blocks)
-    if len(batches) < MIN_BATCHES:
-        return None, None
-    method = _method(confidence, batches)
-    ok = np.array([sum(b.ok for b in batch) for batch in batches], dtype=np.float64)
-    duration = np.array([sum(b.duration_s for b in batch) for batch in batches])
-    throughput = _throughput(ok, duration, confidence, method)
+WITHIN_ONLY = "within-run only: no between-run record on this machine (deploybench load --repeat)"
+
+
+def widen(interval: Interval, estimate: float, spread: Spread | None, noise: MachineNoise | None) -> Interval:
+    """The interval with this machine's between-run term: each side's half-width h becomes
+    sqrt(h² + (q · rel_sd · estimate)²), q the t quantile on the record's degrees of freedom. With no
+    record (or none for this figure) the interval is returned as it is, its method saying so."""
+    if noise is None or spread is None:
+        return interval.model_copy(update={"method": f"{interval.method}; {WITHIN_ONLY}"})
+    term = _t_quantile(interval.confidence, spread.df) * spread.rel_sd * estimate
+    below = math.hypot(max(0.0, estimate - interval.low), term)
+    above = math.hypot(max(0.0, interval.high - estimate), term)
+    share = term / estimate if estimate > 0 else 0.0
+    method = (
+        f"{interval.method} + between-run term ±{share:.1%} from {spread.repeats} repeats on this "
+        f"machine ({noise.date})"
+    )
+    return Interval(
+        low=max(0.0, estimate - below),
+        high=estimate + above,
+        confidence=interval.confidence,
+        method=method,
+        between_run_rel_sd=spread.rel_sd,
+    )
+
+
+def _p99_of(
+    blocks: Sequence[Block], percentile: float, confidence: float, seed: int
+) -> tuple[Interval, float] | None:
+    """The percentile's bootstrap interval and its estimate; None below MIN_P99_REQUESTS requests
+    (LoadGen's early-stopping estimate speaks instead)."""
     columns = np.unique(np.concatenate([b.latency[0] for b in blocks]))
     if not len(columns):
-        return throughput, None
+        return None
     slices = np.zeros((len(blocks), len(columns)))
     for row, block in enumerate(blocks):
         slices[row, np.searchsorted(columns, block.latency[0])] = block.latency[1]
     n = int(slices.sum())
     if n < MIN_P99_REQUESTS:
-        return throughput, None  # too few requests: LoadGen's early-stopping estimate speaks instead
+        return None
     values = bucket_values()[1][columns] / 1000.0
     length = _block_length(blocks, BATCH_S)
     samples = _p99(slices, values, length, percentile, confidence, seed)
@@ -158,7 +183,31 @@ def point_intervals(
         f"{confidence:.0%} moving-block bootstrap, blocks of ~{seconds:.1f} s over {n:,} requests "
         f"({RESAMPLES} resamples)"
     )
-    p99 = Interval(
+    interval = Interval(
         low=min(float(low), estimate), high=max(float(high), estimate), confidence=confidence, method=method
     )
-    return throughput, p99
+    return interval, estimate
+
+
+def point_intervals(
+    blocks: Sequence[Block],
+    percentile: float = 99.0,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+    noise: MachineNoise | None = None,
+) -> tuple[Interval | None, Interval | None]:
+    """(throughput interval in req/s, p{percentile} interval in ms); None where it cannot be told.
+    Each carries this machine's between-run term where `noise` has one (widen)."""
+    blocks = [b for b in blocks if b.duration_s > 0]
+    batches = batches_of(blocks)
+    if len(batches) < MIN_BATCHES:
+        return None, None
+    ok = np.array([sum(b.ok for b in batch) for batch in batches], dtype=np.float64)
+    duration = np.array([sum(b.duration_s for b in batch) for batch in batches])
+    rate = float(ok.sum() / duration.sum())
+    within = _throughput(ok, duration, confidence, _method(confidence, batches))
+    throughput = widen(within, rate, noise.throughput if noise else None, noise)
+    p99 = _p99_of(blocks, percentile, confidence, seed)
+    if p99 is None:
+        return throughput, None
+    return throughput, widen(*p99, noise.p99 if noise else None, noise)

@@ -1,4 +1,4 @@
-"""Public entry points: one point, given points, and the concurrency and rate sweeps.
+"""Public entry points: one point, given points, one point repeated, and the concurrency and rate sweeps.
 
 Concurrency sweep (Model Analyzer's rule): 1, 2, 4, ... until the best of the last 3 points is
 < 5% better than the best before them (so 4 points show the plateau), or the SLO verdict says the
@@ -191,6 +191,27 @@ def run_points(
         if not session.stopped:
             session.measure(rate=rate)
     return session.report()
+
+
+def repeat_point(
+    target: Target,
+    cfg: LoadConfig,
+    repeats: int,
+    *,
+    on_progress: ProgressFn | None = None,
+    stop_event: threading.Event | None = None,
+) -> LoadReport:
+    """The one point cfg asks for, `repeats` times back to back, each with its own warm-up: the
+    spread of their estimates is this machine's between-run noise (deploybench.load.noise)."""
+    if cfg.sweep != "none":
+        raise LoadError("--repeat measures one point again and again: drop --sweep")
+    if cfg.concurrency is not None and cfg.rate is not None:
+        raise LoadError("give --concurrency (closed loop) or --rate (open loop), not both")
+    if cfg.rate is not None:
+        rates = [cfg.rate] * repeats
+        return run_points(target, cfg, rates=rates, on_progress=on_progress, stop_event=stop_event)
+    levels = [cfg.concurrency or 1] * repeats
+    return run_points(target, cfg, concurrencies=levels, on_progress=on_progress, stop_event=stop_event)
 
 
 def _meets_slo(point: LoadPoint) -> bool:

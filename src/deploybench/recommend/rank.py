@@ -243,6 +243,7 @@ def _cost_interval(usd: float, throughput: Interval | None) -> Interval | None:
         high=cost_per_million(usd, throughput.low),
         confidence=throughput.confidence,
         method=f"from the throughput interval ({throughput.method})",
+        between_run_rel_sd=throughput.between_run_rel_sd,
     )
 
 

@@ -16,7 +16,9 @@ it, and tied when the 95% interval of their window-by-window throughput ratio re
 intervals come from points measured minutes apart, and a shared host's drift over minutes can be
 wider than the gaps between the best configurations.
 Overlapping 95% intervals is a conservative test of a difference (at about 99% confidence when the
-two are alike in width): a candidate is called better only when the data clearly say so.
+two are alike in width): a candidate is called better only when the data clearly say so. Points taken
+at different times, not paired, lead "beyond the noise" only when both intervals carry the between-run
+term measured on this machine (deploybench.load.noise); otherwise the lead is said to be "not paired".
 A tie hands the win to a simpler candidate only when the data show it gives up at most TIE_MARGIN
 (5%) of the objective: the low end of the 95% interval on its share of the best (the paired ratio,
 or both intervals combined) reaches 0.95, an equivalence test (as TOST). Overlapping intervals alone
@@ -131,6 +133,16 @@ def overlap(a: Interval, b: Interval) -> bool:
     return a.low <= b.high and b.low <= a.high
 
 
+BETWEEN_RUN_TEST = "95% intervals with this machine's between-run term do not overlap"
+
+
+def carry_between_run(best: Evaluation, other: Evaluation, objective: str) -> bool:
+    """Both intervals add the between-run term measured on this machine (deploybench.load.noise):
+    only then may points taken at different times, not paired, differ beyond the noise."""
+    intervals = objective_interval(best, objective), objective_interval(other, objective)
+    return all(interval is not None and interval.between_run for interval in intervals)
+
+
 def objective_value(ev: Evaluation, objective: str) -> float | None:
     return {"cost": ev.cost_per_1m, "throughput": ev.throughput_rps, "p99": ev.p99_ms}[objective]
 
@@ -220,14 +232,14 @@ def _lead(best: Evaluation, runner_up: Evaluation, objective: str, overlapping: 
     both = _evidence(best, runner_up, objective)
     pair = runoff_pair(best, runner_up, objective)
     paired = pair is not None
-    if not overlapping and paired:
-        test = "the paired interval stays below 1"
+    if not overlapping and (paired or carry_between_run(best, runner_up, objective)):
+        test = "the paired interval stays below 1" if paired else BETWEEN_RUN_TEST
         return f"beats the next ranked {runner_up.label} beyond the noise on {objective}: {both} ({test})"
     if not overlapping:  # points taken at different times: their intervals omit the drift between them
         return (
             f"ahead of the next ranked {runner_up.label} on {objective}: {both} (95% intervals do not "
             "overlap; not paired: measured at different times, so drift of the host between them is "
-            "not in these intervals)"
+            "not in these intervals; `deploybench load --repeat` measures it on this machine)"
         )
     if pair is not None:
         gap = 1.0 - pair.ratio
