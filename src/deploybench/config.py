@@ -35,8 +35,9 @@ class ModelSpec(StrictModel):
     )
     payload: Path | None = Field(
         None,
-        description="SageMaker sources: request bodies (file or folder) the handler's input_fn reads; they "
-        "give the input shape, check predict_fn and come first among the parity inputs",
+        description="SageMaker sources: request bodies (file or folder) your handler reads; run through it, "
+        "they give the network's input shape, decide whether a variant may stand in for the network, and "
+        "come first among the parity inputs",
     )
     content_type: str = Field(
         "image/jpeg",

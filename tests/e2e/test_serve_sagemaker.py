@@ -264,3 +264,40 @@ def test_requirements_are_named_when_missing_and_installed_in_isolation_on_reque
     assert status == 500
     log = " ".join(warned.log().split())
     assert f"not installed: {TINY_PACKAGE}==0.1" in log and "--install-requirements" in log
+
+
+def test_a_variant_behind_a_per_request_handler_is_batched_over_http(tmp_path: Path) -> None:
+    """PIL in input_fn, torchvision transforms in predict_fn, onnxruntime standing in for the network:
+    concurrent requests answer in the handler's format, and Server-Timing splits predict_fn into the
+    handler's own preprocessing and the network's (batched) calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers.sagemaker_archives import (
+        MODEL_FN,
+        OUTPUT_FN,
+        PIL_INPUT_FN,
+        TRANSFORMS_PREDICT_FN,
+        example_archive,
+        sample_photos,
+    )
+
+    archive = example_archive(tmp_path, MODEL_FN, PIL_INPUT_FN, TRANSFORMS_PREDICT_FN, OUTPUT_FN)
+    photos = sample_photos(tmp_path / "photos")
+    server = start_server(
+        tmp_path / "run", str(archive), "--backend", "onnxruntime", "--payload", str(photos),
+        "--max-batch-size", "4", "--max-delay-ms", "20", "--cache-dir", str(tmp_path / "cache"),
+    )  # fmt: skip
+    bodies = [path.read_bytes() for path in sorted(photos.iterdir())] * 3
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda b: post(server, b, {"Content-Type": "image/jpeg"}), bodies))
+    finally:
+        server.stop()
+    for status, headers, body in replies:
+        assert status == 200, body
+        answer = json.loads(body)  # the user's output_fn: top-5 of their classes
+        assert len(answer) == 5 and set(answer[0]) == {"class", "probability"}
+        timing = dict(part.split(";dur=") for part in headers["server-timing"].replace(" ", "").split(","))
+        assert float(timing["preprocess"]) > 0 and float(timing["infer"]) > 0, timing
+    log = (tmp_path / "run" / "stderr.txt").read_text() + (tmp_path / "run" / "stdout.txt").read_text()
+    assert "the onnxruntime variant stands in for it" in log, log[-2000:]

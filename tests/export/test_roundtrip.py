@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.sagemaker_archives import example_archive, sample_photos
+from helpers.sagemaker_archives import (
+    MODEL_FN,
+    OUTPUT_FN,
+    PIL_INPUT_FN,
+    TRANSFORMS_PREDICT_FN,
+    example_archive,
+    sample_photos,
+)
 from helpers.serve_support import Server, request, start_server
 
 from deploybench.results import TrialRecord
@@ -72,7 +79,7 @@ def run_study(tmp: Path, archive: Path, photos: Path) -> dict[str, TrialRecord]:
     study_file.write_text(yaml.safe_dump(config))
     run = cli("run", str(study_file), "--out", str(out), "--cache-dir", str(tmp / "cache"))
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "every backend is served behind your input_fn/output_fn" in " ".join(run.stdout.split())
+    assert "every backend serves behind your unchanged code" in " ".join(run.stdout.split())
     lines = (out / "trials.jsonl").read_text().splitlines()
     trials = [TrialRecord.model_validate_json(line) for line in lines]
     served = {t.candidate.backend: t for t in trials if t.status == "ok"}
@@ -90,7 +97,13 @@ def read_member(archive: Path, name: str) -> str:
 
 
 def test_archive_is_studied_exported_and_served(tmp_path: Path) -> None:
-    archive, photos, cache = example_archive(tmp_path), sample_photos(tmp_path / "photos"), tmp_path / "cache"
+    """The most common public shape: PIL in input_fn, torchvision transforms in predict_fn."""
+    functions = (MODEL_FN, PIL_INPUT_FN, TRANSFORMS_PREDICT_FN, OUTPUT_FN)
+    archive, photos, cache = (
+        example_archive(tmp_path, *functions),
+        sample_photos(tmp_path / "photos"),
+        tmp_path / "cache",
+    )
     trial_id = run_study(tmp_path, archive, photos)["onnxruntime"].trial_id
     exported = tmp_path / "exported.tar.gz"
     done = cli("export", str(tmp_path / "study"), "--candidate", trial_id, "--out", str(exported),
@@ -99,10 +112,10 @@ def test_archive_is_studied_exported_and_served(tmp_path: Path) -> None:
     assert "from the artifact cache" in done.stdout
     with tarfile.open(exported) as tar:
         names = set(tar.getnames())
-    assert {"model.onnx", "code/inference.py", "code/user_inference.py", "code/requirements.txt"} <= names
-    assert "model.pth" not in names
+    generated = {"deploybench/model.onnx", "code/inference.py", "code/deploybench_standin.py"}
+    assert generated | {"code/user_inference.py", "code/requirements.txt", "model.pth"} <= names
     handler = read_member(exported, "code/inference.py")
-    assert not re.search(r"^\s*(import|from) deploybench", handler, re.MULTILINE)
+    assert not re.search(r"^\s*(import|from) deploybench(\.|\s)", handler, re.MULTILINE)  # the package
     assert "onnxruntime==" in read_member(exported, "code/requirements.txt")
     readme = read_member(exported, "README.md")
     for setting in ("SAGEMAKER_MODEL_SERVER_WORKERS=1", "SAGEMAKER_TS_MAX_WORKERS=1", "OMP_NUM_THREADS=2"):

@@ -168,3 +168,102 @@ def sample_photos(folder: Path) -> Path:
     Image.fromarray(data.coffee()).save(folder / "b_coffee.jpg", quality=90)
     Image.fromarray(data.astronaut()).save(folder / "c_astronaut.jpg", quality=90)
     return folder
+
+
+# The handler shapes people write (issue 24): each runs unchanged with a variant standing in.
+PIL_INPUT_FN = """
+def input_fn(request_body, content_type):
+    return Image.open(io.BytesIO(request_body)).convert("RGB")
+"""
+
+TRANSFORMS_PREDICT_FN = """
+def predict_fn(image, model):
+    batch = transform(image).unsqueeze(0).to(device)
+    model.eval()
+    with torch.no_grad():
+        return model(batch)
+"""
+
+TOPK_DICT_PREDICT_FN = """
+def predict_fn(input_data, model):
+    with torch.no_grad():
+        probabilities = torch.nn.functional.softmax(model(input_data.to(device)), dim=1)[0]
+    top = torch.topk(probabilities, 5)
+    return {"labels": [CLASSES[i] for i in top.indices.tolist()], "scores": top.values.tolist()}
+"""
+
+JSON_OUTPUT_FN = """
+def output_fn(prediction, accept):
+    return json.dumps(prediction), "application/json"
+"""
+
+BASE64_LIST_INPUT_FN = """
+import base64
+
+
+def input_fn(request_body, content_type):
+    if content_type != "application/json":
+        raise ValueError(f"unsupported content type: {content_type}")
+    images = json.loads(request_body)["instances"]
+    return [Image.open(io.BytesIO(base64.b64decode(item["b64"]))).convert("RGB") for item in images]
+"""
+
+BASE64_LIST_PREDICT_FN = """
+def predict_fn(images, model):
+    batch = torch.stack([transform(image) for image in images]).to(device)
+    with torch.no_grad():
+        probabilities = torch.softmax(model(batch), dim=1)
+    best = probabilities.argmax(dim=1)
+    return [
+        {"class": CLASSES[i], "probability": float(probabilities[n, i])} for n, i in enumerate(best.tolist())
+    ]
+"""
+
+TTA_PREDICT_FN = """
+def predict_fn(input_data, model):
+    with torch.no_grad():
+        return (model(input_data) + model(torch.flip(input_data, dims=[3]))) / 2
+"""
+
+TRANSFORM_FN = """
+def transform_fn(model, request_body, content_type, accept):
+    image = Image.open(io.BytesIO(request_body)).convert("RGB")
+    with torch.no_grad():
+        logits = model(transform(image).unsqueeze(0))
+    top = torch.topk(torch.softmax(logits, dim=1)[0], 3)
+    answer = [{"class": CLASSES[i], "score": round(float(p), 6)} for p, i in zip(top.values, top.indices)]
+    return json.dumps(answer), accept
+"""
+
+TORCHSCRIPT_MODEL_FN = """
+def model_fn(model_dir):
+    return torch.jit.load(os.path.join(model_dir, "model.pt"), map_location="cpu").eval()
+"""
+
+READS_FC_PREDICT_FN = """
+def predict_fn(input_data, model):
+    with torch.no_grad():
+        pooled = nn.functional.adaptive_avg_pool2d(model.blocks(model.stem(input_data)), 1)
+        return model.fc(torch.flatten(pooled, 1))
+"""
+
+HALF_PREDICT_FN = """
+def predict_fn(input_data, model):
+    with torch.no_grad():
+        return model.half()(input_data.half()).float()
+"""
+
+
+def write_torchscript(folder: Path) -> Path:
+    """model.pt: the small network traced, as the PyTorch toolkit's default model_fn loads it."""
+    traced = torch.jit.trace(small_resnet(), torch.rand(1, 3, 64, 64))
+    torch.jit.save(traced, str(folder / "model.pt"))
+    return folder
+
+
+def base64_request(*bodies: bytes) -> bytes:
+    """A JSON request carrying several images, base64-encoded (the list-of-images handler's format)."""
+    import base64
+    import json
+
+    return json.dumps({"instances": [{"b64": base64.b64encode(b).decode()} for b in bodies]}).encode()

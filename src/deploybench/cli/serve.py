@@ -113,7 +113,8 @@ def _ready_hook(settings: ServeSettings, json_path: Path | None) -> Any:
             f"workers={settings.server.workers}, threads={settings.server.threads}, "
             f"max_batch_size={settings.server.max_batch_size}, "
             f"runtime={settings.server.runtime.key_suffix or 'defaults'}, "
-            f"placement={info.get('placement', {}).get('note')})",
+            f"placement={info.get('placement', {}).get('note')})"
+            + (f"; your network: {first['network']}" if first.get("network") else ""),
             soft_wrap=True,
         )
         sys.stdout.flush()
@@ -205,7 +206,7 @@ def serve(
     top_k: Annotated[int, typer.Option(help="labels in a JSON answer")] = 5,
     payload: Annotated[
         Path | None,
-        typer.Option(help="sample request bodies your input_fn reads (checks predict_fn, with --backend)"),
+        typer.Option(help="sample request bodies your handler reads (with --backend: the stand-in check)"),
     ] = None,
     content_type: Annotated[str, typer.Option(help="Content-Type of the --payload bodies")] = "image/jpeg",
     input_shape: Annotated[

@@ -22,11 +22,15 @@ from deploybench.export.runtimes import RuntimePlan, plan_for
 from deploybench.models.loaded import LoadedModel
 from deploybench.models.sagemaker import model_folder
 from deploybench.results import Candidate, ParityReport
+from deploybench.sagemaker import standin
+from deploybench.sagemaker.toolkit import torch_model_file
 from deploybench.variants.parity import predict_in_chunks, served_batch_sizes
 from deploybench.variants.stand_in import StandIn, judge_variant, needs_stand_in
-from deploybench.variants.verify import PARITY_INPUTS, REFERENCE, parity_set
+from deploybench.variants.verify import PARITY_INPUTS, REFERENCE, parity_set, through_handler
 
 TOP_K = 5
+ARTIFACT_DIR = "deploybench"  # a handler's export: the artifact here, your own files untouched
+STAND_IN_MODULE = "deploybench_standin.py"  # sagemaker/standin.py, copied: the stand-in the study served
 
 
 @dataclass
@@ -52,6 +56,7 @@ def rebuild(
     plan = plan_for(variant, threads)
     fresh = any(path.stat().st_mtime >= started for path in plan.files.values())
     parity = recheck(model, variant, candidate, thresholds, cache_dir)
+    parity = through_handler(model, candidate.backend, variant, parity)  # a handler's: through its code
     if parity.verdict == "rejected":
         raise ExportError(f"{candidate.key}: refused: the rebuilt artifact fails parity: {parity.reason}")
     artifact = "rebuilt (it was not in the artifact cache)" if fresh else "from the artifact cache"
@@ -83,14 +88,23 @@ def recheck(
 
 
 def handler_context(model: LoadedModel) -> dict[str, Any] | None:
-    """What the template keeps of a SageMaker handler: input_fn / output_fn, and predict_fn's answer form."""
+    """What the template keeps of a SageMaker handler: every function the user wrote runs unchanged,
+    and their network (model_fn's, else the TorchScript file) answers attribute reads beside the stand-in."""
     check = model.handler
     if check is None:
         return None
     if check.limit:
         raise ExportError(f"{model.name}: {check.limit}: only the eager candidate can be exported")
-    kept = [name for name in ("input_fn", "output_fn") if name in check.defined]
-    return {"program": check.program, "kept": kept, "returns": check.returns, "batch_axis": check.batch_axis}
+    kept = [name for name in ("input_fn", "predict_fn", "output_fn", "transform_fn") if name in check.defined]
+    model_file = None
+    if "model_fn" not in check.defined:
+        model_file = torch_model_file(model_folder(model.spec.source)).name
+    return {
+        "program": check.program,
+        "kept": kept,
+        "model_fn": "model_fn" in check.defined,
+        "model_file": model_file,
+    }
 
 
 def inference_source(model: LoadedModel, candidate: Candidate, built: Built) -> str:
@@ -106,6 +120,7 @@ def inference_source(model: LoadedModel, candidate: Candidate, built: Built) -> 
         "input_shape": tuple(model.input_shape),
         "top_k": TOP_K,
         "handler": handler_context(model),
+        "artifact_dir": ARTIFACT_DIR if model.handler is not None else "",
     }
     source = render("inference.py.j2", context)
     compile(source, "code/inference.py", "exec")
@@ -119,13 +134,17 @@ def lay_out_compiled(root: Path, model: LoadedModel, candidate: Candidate, built
     source = inference_source(model, candidate, built)
     user_dir = model_folder(model.spec.source) if model.handler is not None else None
     user_requirements = None
-    if user_dir is not None and model.handler is not None:
-        copy_user_files(user_dir, root)
+    artifacts = root
+    if user_dir is not None and model.handler is not None:  # your files as they are, the artifact beside
+        copy_user_files(user_dir, root, weights=True)
         copy_user_code(user_dir, code, model.handler.program)
+        (code / STAND_IN_MODULE).write_text(Path(standin.__file__).read_text())
         user_requirements = user_dir / "code" / "requirements.txt"
+        artifacts = root / ARTIFACT_DIR
+        artifacts.mkdir()
     elif model.labels:
         (code / "labels.json").write_text(json.dumps(model.labels))
     for name, path in built.plan.files.items():
-        (root / name).write_bytes(path.read_bytes())
+        (artifacts / name).write_bytes(path.read_bytes())
     (code / "inference.py").write_text(source)
     (code / "requirements.txt").write_text(merged_requirements(user_requirements, built.plan.requirement))

@@ -71,11 +71,12 @@ def copy_user_code(model_dir: Path, code_dir: Path, program: str) -> None:
         shutil.copy2(path, target)
 
 
-def copy_user_files(model_dir: Path, root: Path) -> list[str]:
-    """The user's other root files (a class list, a config): kept; weight files are left behind."""
+def copy_user_files(model_dir: Path, root: Path, *, weights: bool = False) -> list[str]:
+    """The user's other root files (a class list, a config), and their weight files when `weights`
+    (their model_fn still runs: its network answers what the handler reads beside the stand-in)."""
     copied = []
     for path in sorted(model_dir.iterdir()):
-        if path.is_file() and path.suffix.lower() not in WEIGHT_SUFFIXES:
+        if path.is_file() and (weights or path.suffix.lower() not in WEIGHT_SUFFIXES):
             shutil.copy2(path, root / path.name)
             copied.append(path.name)
     return copied

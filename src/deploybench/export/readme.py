@@ -110,12 +110,17 @@ def _measured(choice: Choice) -> dict[str, Any]:
 
 def _generated_files(model: LoadedModel, built: Built) -> dict[str, str]:
     program = model.handler.program if model.handler is not None else "inference.py"
-    kept = "keeps your input_fn / output_fn" if model.handler else "inlines the built-in vision pipeline"
-    files = {name: f"the {built.plan.runtime} artifact ({built.precision})" for name in built.plan.files}
+    kept = "runs your handler around it" if model.handler else "inlines the built-in vision pipeline"
+    folder = "deploybench/" if model.handler is not None else ""
+    files = {
+        f"{folder}{name}": f"the {built.plan.runtime} artifact ({built.precision})"
+        for name in built.plan.files
+    }
     return {
         **files,
         "code/inference.py": f"generated: runs the artifact with {built.plan.runtime} and {kept}",
-        "code/user_inference.py": f"your code/{program}, unchanged (its input_fn / output_fn are used)",
+        "code/user_inference.py": f"your code/{program}, unchanged (every function you wrote runs)",
+        "code/deploybench_standin.py": "the stand-in for your network the study served (runs the artifact)",
         "code/requirements.txt": built.plan.requirement,
         "code/labels.json": "the class names the JSON answers use",
     }

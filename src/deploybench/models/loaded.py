@@ -18,6 +18,7 @@ from deploybench.config import ModelSpec
 if TYPE_CHECKING:
     from torch import nn
 
+    from deploybench.sagemaker.answers import AnswerDiff
     from deploybench.sagemaker.handler_check import HandlerCheck
 
 
@@ -38,7 +39,9 @@ class LoadedModel:
     # handler's input_fn): int8 calibration and parity photos go through it.
     preprocess: Callable[[Any], np.ndarray] | None = None
     sample_inputs: np.ndarray | None = None  # the user's own requests as model inputs: parity runs them first
-    handler: HandlerCheck | None = None  # a SageMaker handler: may a variant replace its predict_fn?
+    handler: HandlerCheck | None = None  # a SageMaker handler: may a variant stand in for its network?
+    # A SageMaker handler: (variant's predict, name) -> how its answers through the user's code differ
+    through_handler: Callable[[Callable[[np.ndarray], np.ndarray], str], AnswerDiff] | None = None
     # Builds the module on first use: a server worker that loads a cached ONNX or OpenVINO artifact
     # never needs it, and skips torchvision's import and the network's initialisation (most of its start).
     module_factory: Callable[[], nn.Module] | None = None

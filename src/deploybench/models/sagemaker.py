@@ -1,12 +1,13 @@
 """A SageMaker model.tar.gz or model folder as a model source, studied as it is.
 
 The network is what the user's own model_fn returns, with code/inference.py imported the way the
-server imports it (sagemaker.contract.load_user_module); the input shape is what their input_fn makes
-of their own request bodies (ModelSpec.payload / content_type), else ModelSpec.input_shape. Photos
-for int8 calibration and parity reach the network through that same input_fn when the requests are
-images, so int8 scales fit what production feeds it. handler_check decides whether a variant may
-replace predict_fn. The same `describe_network` runs in the study and in every server worker, so
-both build the same artifacts (same fingerprint, same calibration).
+server imports it (sagemaker.contract.load_user_module). The user's handler runs on their own sample
+requests (ModelSpec.payload / content_type) with a recording stand-in for the network
+(sagemaker/handler_check.py): what it feeds the network is the variants' input shape and the first
+parity inputs. Photos for int8 calibration and parity go through the same code (input_fn and
+predict_fn up to the network call) when the requests are images, so int8 scales fit what production
+feeds the network. The same `describe_network` runs in the study and in every server worker, so both
+build the same artifacts (same fingerprint, same calibration).
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ from PIL import Image
 from torch import nn
 
 from deploybench.config import ModelSpec
+from deploybench.inputs.calibration import parity_source_paths
 from deploybench.inputs.payload import default_payload_path, read_payloads
 from deploybench.models.loaded import LoadedModel, ModelLoadError, first_line, hash_state
+from deploybench.sagemaker.answers import AnswerDiff, compare
 from deploybench.sagemaker.archive import ArchiveError, is_archive, safe_extract
 from deploybench.sagemaker.context import HandlerContext
 from deploybench.sagemaker.contract import HandlerContractError, bind, load_user_module
 from deploybench.sagemaker.contract import program_name as contract_program_name
-from deploybench.sagemaker.handler_check import HandlerCheck, check_predict_fn, values
-from deploybench.sagemaker.toolkit import default_input_fn, default_model_fn, text_body
+from deploybench.sagemaker.handler_check import HandlerCheck, HandlerFailedError, check_handler, network_input
+from deploybench.sagemaker.standin import NetworkStandIn, Run
+from deploybench.sagemaker.toolkit import default_input_fn, default_model_fn, default_predict_fn, text_body
 
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
 PHOTO_FORMATS = {"image/png": "PNG"}  # other image content types get JPEG
@@ -171,60 +175,107 @@ def network_of(obj: object, source: str) -> nn.Module:
     )
 
 
-def model_input(data: Any, what: str) -> np.ndarray:
-    """What input_fn returned, as one CHW float32 image (a batch axis of 1 is dropped)."""
-    array = values(data)
-    if array is not None and array.ndim == 4 and array.shape[0] == 1:
-        array = array[0]
-    if array is None or array.ndim != 3:
-        shape = getattr(data, "shape", None)
-        raise ModelLoadError(
-            f"{what}: input_fn returned {type(data).__name__} {tuple(shape) if shape else ''}: the "
-            "backends need one image tensor (C, H, W), optionally with a batch axis of 1"
-        )
-    return np.ascontiguousarray(array, dtype=np.float32)
+@dataclass(frozen=True)
+class HandlerRun:
+    """One request through the user's functions with a given model object: input_fn then predict_fn
+    (predict_fn's answer is what depends on the network), or transform_fn's whole answer."""
+
+    input_fn: Callable[[Any, str], Any]
+    predict_fn: Callable[[Any, Any], Any]
+    transform_fn: Callable[[Any, Any, str, str], Any] | None
+    content_type: str
+    accept: str = "application/json"
+
+    def __call__(self, model: Any, body: bytes) -> Any:
+        request = text_body(body, self.content_type)
+        if self.transform_fn is not None:
+            return self.transform_fn(model, request, self.content_type, self.accept)
+        return self.predict_fn(self.input_fn(request, self.content_type), model)
 
 
+@dataclass(frozen=True)
+class FixedInput:
+    """No sample requests: predict_fn gets a random tensor of --input-shape (input_fn is skipped)."""
+
+    predict_fn: Callable[[Any, Any], Any]
+    input_shape: tuple[int, ...]
+
+    def __call__(self, model: Any, body: bytes) -> Any:
+        batch = np.random.default_rng(0).standard_normal((1, *self.input_shape), np.float32)
+        return self.predict_fn(torch.from_numpy(batch), model)
+
+
+SampleRun = HandlerRun | FixedInput
+
+
+def encode_photo(image: Image.Image, content_type: str) -> bytes:
+    """A photo as the user's clients send it (PNG for image/png, else JPEG)."""
+    buffer = io.BytesIO()
+    kind = PHOTO_FORMATS.get(content_type.split(";", 1)[0].strip().lower(), "JPEG")
+    image.convert("RGB").save(buffer, format=kind, quality=95)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
 class HandlerPreprocess:
-    """A photo through the user's input_fn, encoded as their clients send it (int8 calibration, parity)."""
+    """A photo through the user's own code up to the network: what their handler would feed it
+    (int8 calibration and parity photos take this path)."""
 
-    def __init__(self, input_fn: Callable[[Any, str], Any], content_type: str) -> None:
-        self.input_fn = input_fn
-        self.content_type = content_type
-        self.format = PHOTO_FORMATS.get(content_type.split(";", 1)[0].strip().lower(), "JPEG")
-
-    def __eq__(self, other: object) -> bool:  # equal ones share the memoised calibration set
-        return isinstance(other, HandlerPreprocess) and (other.input_fn, other.content_type) == (
-            self.input_fn,
-            self.content_type,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.input_fn, self.content_type))
+    run: HandlerRun
+    network: nn.Module = dataclasses.field(compare=False, hash=False, repr=False)
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format=self.format, quality=95)
-        return model_input(self.input_fn(buffer.getvalue(), self.content_type), "calibration photo")
+        try:
+            batch = network_input(self.run, self.network, encode_photo(image, self.run.content_type))
+        except HandlerFailedError as exc:
+            raise ModelLoadError(f"calibration photo: {exc}") from exc
+        except Exception as exc:  # the user's code on a photo of ours
+            raise ModelLoadError(f"calibration photo: your handler failed: {first_line(exc)}") from exc
+        return np.ascontiguousarray(batch[0], dtype=np.float32)
 
 
-def _samples(payload: Path, spec: ModelSpec, input_fn: Callable[..., Any]) -> tuple[Any, np.ndarray]:
-    """(the first request as input_fn returned it, every request as model input (N, C, H, W))."""
+@dataclass(frozen=True)
+class ThroughHandler:
+    """Parity through the user's code: each sample request and photo through the handler with a
+    variant standing in, against the same with the original network."""
+
+    run: SampleRun
+    network: nn.Module
+    bodies: tuple[bytes, ...]
+    input_shape: tuple[int, ...]
+
+    def __call__(self, predict: Run, name: str) -> AnswerDiff:
+        stand_in = NetworkStandIn(predict, self.network, self.input_shape, name)
+        total = AnswerDiff()
+        for body in self.bodies:
+            compare(total, self.run(self.network, body), self.run(stand_in, body))
+        return total
+
+
+def _parity_photos(content_type: str) -> list[bytes]:
+    """The parity photos as the user's clients would send them (never a calibration photo)."""
+    return [encode_photo(Image.open(path), content_type) for path in parity_source_paths()]
+
+
+def _sample_bodies(spec: ModelSpec) -> list[bytes] | None:
+    """The request bodies to record the handler on: --payload, else the bundled photo for image types."""
+    payload = spec.payload or (default_payload_path() if is_image_type(spec.content_type) else None)
+    if payload is None:
+        return None
     try:
-        bodies = read_payloads(payload, spec.content_type)
-        raw = [input_fn(text_body(body, spec.content_type), spec.content_type) for body in bodies]
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # the user's input_fn, or an unreadable payload
-        raise ModelLoadError(f"{payload}: input_fn on the payload failed: {first_line(exc)}") from exc
-    inputs = [model_input(data, str(payload)) for data in raw]
-    shapes = sorted({x.shape for x in inputs})
-    if len(shapes) > 1:
-        raise ModelLoadError(
-            f"{payload}: input_fn returns several shapes {shapes}: the backends need one fixed "
-            "input shape (resize or crop in input_fn)"
-        )
-    return raw[0], np.stack(inputs)
+        return list(read_payloads(payload, spec.content_type))
+    except Exception as exc:  # an unreadable payload
+        raise ModelLoadError(f"{payload}: cannot read the sample requests: {first_line(exc)}") from exc
+
+
+def _handler_run(
+    spec: ModelSpec, handler: UserHandler, bodies: list[bytes] | None
+) -> HandlerRun | FixedInput:
+    predict_fn = handler.function("predict_fn", 2) or default_predict_fn
+    if bodies is None:
+        return FixedInput(predict_fn, tuple(spec.input_shape))
+    input_fn = handler.function("input_fn", 2) or default_input_fn  # the server's default too
+    return HandlerRun(input_fn, predict_fn, handler.function("transform_fn", 4), spec.content_type)
 
 
 def _fingerprint(network: nn.Module, handler: UserHandler) -> str:
@@ -235,34 +286,41 @@ def _fingerprint(network: nn.Module, handler: UserHandler) -> str:
     return hash_state(network, "sagemaker:" + digest.hexdigest())
 
 
+def _checked(
+    spec: ModelSpec,
+    handler: UserHandler,
+    network: nn.Module,
+    run: HandlerRun | FixedInput,
+    bodies: list[bytes],
+) -> tuple[HandlerCheck, np.ndarray | None]:
+    if isinstance(run, FixedInput) and "transform_fn" in handler.defined:
+        reason = "transform_fn needs sample requests to be recorded on (give --payload)"
+        return HandlerCheck(handler.program, False, reason, handler.defined), None
+    try:  # on the device model_fn chose, as the handler runs
+        return check_handler(run, network, bodies, handler.program, handler.defined)
+    except HandlerFailedError as exc:
+        source = spec.payload or "the sample request"
+        raise ModelLoadError(f"{spec.source}: {exc} ({source})") from exc
+
+
 def describe_network(spec: ModelSpec, handler: UserHandler, obj: object) -> LoadedModel:
-    """model_fn's value as a LoadedModel: input shape, sample inputs, preprocessing, predict_fn check."""
+    """model_fn's value as a LoadedModel: what the handler feeds it (input shape, sample inputs), the
+    path of calibration photos through the handler, and whether a variant may stand in for it."""
     network = network_of(obj, spec.source)
-    input_fn = handler.function("input_fn", 2) or default_input_fn  # the server's default too
-    # no payload: image handlers read the bundled photo (as the study does), others get --input-shape
-    payload = spec.payload or (default_payload_path() if is_image_type(spec.content_type) else None)
-    if payload is not None:
-        first, samples = _samples(payload, spec, input_fn)
-    else:
-        samples = None
-        first = torch.from_numpy(np.random.default_rng(0).standard_normal((1, *spec.input_shape), np.float32))
-    shape = tuple(samples.shape[1:]) if samples is not None else tuple(spec.input_shape)
-    check = _check(handler, network, first)  # on the device model_fn chose, as its predict_fn runs
+    bodies = _sample_bodies(spec)
+    run = _handler_run(spec, handler, bodies)
+    check, samples = _checked(spec, handler, network, run, bodies or [b""])
+    shape = check.input_shape or tuple(spec.input_shape)
     network.to("cpu")  # the backends place it themselves (BuildContext.device)
-    preprocess = HandlerPreprocess(input_fn, spec.content_type) if is_image_type(spec.content_type) else None
+    photos = isinstance(run, HandlerRun) and is_image_type(spec.content_type) and check.replaceable
+    preprocess = HandlerPreprocess(run, network) if photos else None  # type: ignore[arg-type]
     weights = f"model_fn:{Path(spec.source).name}"
     loaded = LoadedModel(network, spec, shape, weights, None, _fingerprint(network, handler))  # type: ignore[arg-type]
     loaded.preprocess, loaded.sample_inputs, loaded.handler = preprocess, samples, check
+    if check.replaceable:
+        checked = [*(bodies or [b""]), *(_parity_photos(spec.content_type) if photos else [])]
+        loaded.through_handler = ThroughHandler(run, network, tuple(checked), shape)
     return loaded
-
-
-def _check(handler: UserHandler, network: nn.Module, first: Any) -> HandlerCheck:
-    defined = handler.defined
-    if "transform_fn" in defined:
-        check = HandlerCheck(handler.program, False, "transform_fn does input, prediction and output at once")
-    else:
-        check = check_predict_fn(handler.function("predict_fn", 2), network, first, handler.program)
-    return dataclasses.replace(check, defined=defined)
 
 
 def load_sagemaker_model(spec: ModelSpec) -> LoadedModel:

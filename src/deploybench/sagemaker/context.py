@@ -9,6 +9,7 @@ functions one at a time, so index 0 is always the current request.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -80,16 +81,32 @@ class HandlerContext:
             "server_version": None,
             "limit_max_image_pixels": True,
         }
-        self.request_ids: dict[int, str] | None = None
-        self.request_processor: list[RequestProcessor] = []
-        self.request_content_type: str | None = None
-        self.accept = ""
+        # The current request's state, per thread: with dynamic batching behind a per-request handler
+        # (serve/gather.py) the requests of a batch run at once, each in its own thread.
+        self._current = threading.local()
+
+    @property
+    def request_ids(self) -> dict[int, str] | None:
+        return getattr(self._current, "request_ids", None)
+
+    @property
+    def request_processor(self) -> list[RequestProcessor]:
+        return getattr(self._current, "request_processor", [])
+
+    @property
+    def request_content_type(self) -> str | None:
+        return getattr(self._current, "content_type", None)
+
+    @property
+    def accept(self) -> str:
+        return getattr(self._current, "accept", "")
 
     def begin(self, rid: int, headers: dict[str, str] | None, content_type: str | None, accept: str) -> None:
         """Point the context at the next request."""
-        self.request_ids = {0: str(rid)}
-        self.request_processor = [RequestProcessor(headers)]
-        self.request_content_type, self.accept = content_type, accept
+        current = self._current
+        current.request_ids = {0: str(rid)}
+        current.request_processor = [RequestProcessor(headers)]
+        current.content_type, current.accept = content_type, accept
 
     def get_request_id(self, idx: int = 0) -> str | None:
         return None if self.request_ids is None else self.request_ids.get(idx)

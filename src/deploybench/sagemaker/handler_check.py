@@ -1,39 +1,41 @@
-"""May a backend's variant stand in for a SageMaker handler's predict_fn? Decided by running it once.
+"""Can a variant stand in for the network behind this SageMaker handler? Decided by running it.
 
-The rule (README, "Study your SageMaker model"): the variant replaces predict_fn when predict_fn is
-absent (the PyTorch toolkit's default only calls the model) or, run once on the sample input that
-the user's input_fn made, it
-  1. calls the model exactly once, with one tensor holding the very values input_fn returned
-     (a batch axis of 1 may be added or removed, the dtype and device may change), and
-  2. returns what a direct call of the untouched network on that input returns (same values within
-     float32 noise; a batch axis of 1 may be dropped; tensor, numpy array or list).
-Anything else (softmax or top-k inside predict_fn, test-time augmentation, an ensemble, extra
-preprocessing, a second model, a precision change) is "does more": only the handler as is (eager)
-is studied, and every output says why. transform_fn always does more: it is one opaque function.
-
-Why run it rather than read its source: an AST rule has to list every harmless spelling
-(`with torch.no_grad()`, `.to(device)`, `.unsqueeze(0)`, `model.eval()`, helpers...) and still
-cannot see what a called helper does; running it against a recording stand-in and comparing with a
-direct call checks exactly the two properties the substitution needs, whatever the spelling. The
-stand-in wraps a deep copy, so whatever predict_fn does to the model leaves the real network alone.
+The rule (docs/sagemaker.md, "Your handler, every backend"): the user's code runs unchanged and a
+NetworkStandIn (standin.py) takes the network's place. On each sample request the handler runs twice,
+with its own network and with a recording stand-in that computes with that same network. The stand-in
+may serve when, on every sample request, the handler
+  1. ran with its own network (else the handler itself is broken: a load error, not a refusal),
+  2. ran with the stand-in without asking it for what a variant cannot give (standin.py lists that),
+  3. answered the same with both (same structure, numbers within float32 noise),
+  4. fed the network float tensors of one shape (N, C, H, W) and got one tensor back.
+What it fed the network is recorded: the variant is built for that shape, calibrated and checked on
+those inputs, whatever the handler did before (PIL, torchvision transforms, several images per request,
+several calls per request). Running beats reading the source: no list of harmless spellings can see
+what a helper does, while equal answers with the stand-in check exactly what the substitution needs.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from deploybench.sagemaker.toolkit import default_predict_fn  # what the server runs without a predict_fn
+from deploybench.sagemaker.answers import diff_answers, same_answer
+from deploybench.sagemaker.standin import NetworkStandIn
 
-Returns = Literal["tensor", "ndarray", "list"]
+HandlerCall = Callable[[Any, bytes], Any]  # (model object, request body) -> the handler's answer
 REL_TOLERANCE = 1e-4
 ABS_TOLERANCE = 1e-5
+
+
+class HandlerFailedError(ValueError):
+    """The user's handler fails on its own sample request with its own network."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,10 @@ class HandlerCheck:
     program: str
     replaceable: bool
     reason: str
-    returns: Returns = "tensor"
-    batch_axis: bool = True  # predict_fn's result keeps the batch axis (N, classes)
     defined: tuple[str, ...] = field(default_factory=tuple)  # the handler functions the user wrote
+    input_shape: tuple[int, ...] | None = None  # what the handler feeds the network, batch axis off
+    calls_per_request: int = 1  # network calls one sample request makes (test-time augmentation: 2+)
+    rows_per_call: int = 1  # images in one call (several images per request: 2+)
 
     @property
     def limit(self) -> str | None:
@@ -57,114 +60,124 @@ class HandlerCheck:
     @property
     def summary(self) -> str:
         """The one line every output carries about the handler."""
-        if self.replaceable:
-            return f"{self.program}: {self.reason}: every backend is served behind your input_fn/output_fn"
-        return self.limit or ""
-
-    def wrap(self, logits: np.ndarray) -> Any:
-        """A variant's (N, classes) logits in the form the user's predict_fn returned its own."""
-        out: Any = logits if self.batch_axis else logits[0]
-        if self.returns == "tensor":
-            return torch.from_numpy(np.ascontiguousarray(out))
-        return out.tolist() if self.returns == "list" else out
+        if not self.replaceable:
+            return self.limit or ""
+        use = f"{self.calls_per_request} call(s) of {self.rows_per_call} image(s) per request"
+        return f"{self.program}: {self.reason} ({use}); every backend serves behind your unchanged code"
 
 
-class RecordingModel(nn.Module):
-    """Stands in for the network while predict_fn is checked: records each call, answers as the network."""
+class Recorder:
+    """The recording stand-in's network: runs the real one, keeps every input it was fed."""
 
     def __init__(self, network: nn.Module) -> None:
-        super().__init__()
         self.network = network
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.device = next((p.device for p in network.parameters()), torch.device("cpu"))
+        self.inputs: list[np.ndarray] = []
+        self.problem: str | None = None
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append((args, kwargs))
-        return self.network(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        """Attributes the user's code reads off its model (classes, device...) come from the network."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("network"), name)
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.inputs.append(batch.copy())
+        with torch.no_grad():
+            out = self.network(torch.from_numpy(batch).to(self.device))
+        if not isinstance(out, torch.Tensor):
+            self.problem = f"the network returns a {type(out).__name__}; a variant returns one tensor"
+            raise TypeError(self.problem)
+        return out.detach().cpu().float().numpy()
 
 
-def values(data: Any) -> np.ndarray | None:
-    """Numbers as float32 numpy (tensors, arrays, nested lists); None for anything else."""
-    if isinstance(data, torch.Tensor):
-        return data.detach().cpu().float().numpy()
+def traceback_tail(exc: BaseException, lines: int = 6) -> str:
+    """The last lines of a traceback: where in the user's code it failed, for the log."""
+    text = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _record_one(
+    call: HandlerCall, network: nn.Module, own: nn.Module, body: bytes
+) -> tuple[list[np.ndarray], str | None]:
+    """(inputs the handler fed its network, why a stand-in cannot serve it or None) for one request.
+    `own` is the handler's own copy of the network: what the handler does to it (`.half()`) stays there."""
     try:
-        array = np.asarray(data)
-    except (ValueError, TypeError):
-        return None
-    return array.astype(np.float32) if array.dtype.kind in "biuf" else None
+        expected = call(own, body)
+    except Exception as exc:  # the user's code, with its own network: the handler itself is broken
+        raise HandlerFailedError(f"your handler fails on a sample request: {_one_line(exc)}") from exc
+    recorder = Recorder(network)
+    stand_in = NetworkStandIn(recorder, network, None, "recording")
+    try:
+        got = call(stand_in, body)
+    except Exception as exc:  # the user's code with the stand-in inside
+        why = stand_in.refusals[:1] or [recorder.problem or f"your handler raises {_one_line(exc)}"]
+        return recorder.inputs, f"{why[0]} (with the network stood in)"
+    if stand_in.refusals or recorder.problem:
+        return recorder.inputs, (stand_in.refusals[:1] or [recorder.problem])[0]
+    if not same_answer(expected, got, REL_TOLERANCE, ABS_TOLERANCE):
+        why = diff_answers(expected, got).describe()
+        return recorder.inputs, f"your handler answers differently when its network is stood in for ({why})"
+    return recorder.inputs, None
 
 
-def _unbatched(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """a and b with equal shapes, dropping a leading axis of 1 from one of them; None if they differ more."""
-    if a.shape == b.shape:
-        return a, b
-    if a.shape == (1, *b.shape):
-        return a[0], b
-    if b.shape == (1, *a.shape):
-        return a, b[0]
+def _shape_problem(inputs: Sequence[np.ndarray]) -> str | None:
+    if not inputs:
+        return "your handler never calls the network on the sample requests"
+    shapes = sorted({tuple(x.shape[1:]) for x in inputs})
+    if len(shapes) > 1:
+        return f"your handler feeds the network several shapes {shapes}: a variant takes one"
+    if len(shapes[0]) != 3:
+        return (
+            f"your handler feeds the network {tuple(inputs[0].shape)}; the backends take images (N, C, H, W)"
+        )
     return None
 
 
-def same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    paired = _unbatched(a, b)
-    return paired is not None and bool(
-        np.allclose(paired[0], paired[1], rtol=REL_TOLERANCE, atol=ABS_TOLERANCE)
+def check_handler(
+    call: HandlerCall, network: nn.Module, bodies: Sequence[bytes], program: str, defined: tuple[str, ...]
+) -> tuple[HandlerCheck, np.ndarray | None]:
+    """(the verdict, every input the handler fed its network on the sample requests, or None)."""
+    recorded: list[np.ndarray] = []
+    per_request: list[int] = []
+    own = copy.deepcopy(network)
+    for body in bodies:
+        inputs, problem = _record_one(call, network, own, body)
+        if problem is not None:
+            return HandlerCheck(program, False, problem, defined), None
+        recorded += inputs
+        per_request.append(len(inputs))
+    problem = _shape_problem(recorded)
+    if problem is not None:
+        return HandlerCheck(program, False, problem, defined), None
+    samples = np.concatenate(recorded).astype(np.float32)
+    check = HandlerCheck(
+        program,
+        True,
+        "a variant stands in for the network model_fn returned",
+        defined,
+        tuple(int(d) for d in recorded[0].shape[1:]),
+        max(per_request),
+        int(recorded[0].shape[0]),
     )
+    return check, samples
 
 
-def as_batch(data: Any) -> np.ndarray:
-    """input_fn's value as the float32 NCHW batch a variant predicts on (a lone image gets a batch axis)."""
-    array = values(data)
-    if array is None:
-        raise TypeError(f"input_fn returned a {type(data).__name__}, not an array of numbers")
-    return np.ascontiguousarray(array[None] if array.ndim == 3 else array)
+class Captured(BaseException):  # not Exception: the user code's `except Exception` must let it through
+    """Raised by a capturing stand-in at the first network call: the input is all that was wanted."""
+
+    def __init__(self, batch: np.ndarray) -> None:
+        super().__init__("captured")
+        self.batch = batch
 
 
-def _returns(result: Any) -> Returns:
-    if isinstance(result, torch.Tensor):
-        return "tensor"
-    return "ndarray" if isinstance(result, np.ndarray) else "list"
+def _capture(batch: np.ndarray) -> np.ndarray:
+    raise Captured(batch.copy())
 
 
-def _recorded_input(stub: RecordingModel, data: np.ndarray) -> str | None:
-    """Why the recorded call breaks rule 1, or None when it keeps it."""
-    if len(stub.calls) != 1:
-        return f"calls the model {len(stub.calls)} times (rule: exactly once)"
-    args, kwargs = stub.calls[0]
-    if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
-        return "passes the model something other than one tensor"
-    if not same_values(values(args[0]), data):  # type: ignore[arg-type]
-        return "changes the input before calling the model"
-    return None
-
-
-def check_predict_fn(
-    predict_fn: Callable[[Any, Any], Any] | None, network: nn.Module, data: Any, program: str
-) -> HandlerCheck:
-    """Run predict_fn once on `data` (what input_fn returned) against a recording copy of the network."""
-    label = "predict_fn" if predict_fn is not None else "no predict_fn (the toolkit default)"
-    stub = RecordingModel(copy.deepcopy(network))
+def network_input(call: HandlerCall, network: nn.Module, body: bytes) -> np.ndarray:
+    """The first batch the handler feeds its network for `body`, without running the network."""
     try:
-        result = (predict_fn or default_predict_fn)(data, stub)
-    except Exception as exc:  # the user's code: any failure means we cannot vouch for the substitution
-        return HandlerCheck(program, False, f"{label} raised {type(exc).__name__} on the sample input")
-    expected = values(data)
-    if expected is None:
-        return HandlerCheck(program, False, f"input_fn returns a {type(data).__name__}, not a tensor")
-    broken = _recorded_input(stub, expected)
-    if broken is not None:
-        return HandlerCheck(program, False, f"predict_fn {broken}")
-    with torch.no_grad():
-        device = next((p.device for p in network.parameters()), torch.device("cpu"))
-        direct = values(network(torch.from_numpy(as_batch(data)).to(device)))  # where model_fn put it
-    got = values(result)
-    if direct is None or got is None or not same_values(got, direct):
-        return HandlerCheck(program, False, "predict_fn changes the model's output (softmax, top-k, ...)")
-    reason = "predict_fn only calls the model" if predict_fn is not None else label
-    return HandlerCheck(program, True, reason, _returns(result), got.shape == direct.shape)
+        call(NetworkStandIn(_capture, network, None, "capturing"), body)
+    except Captured as captured:
+        return captured.batch
+    raise HandlerFailedError("your handler did not call the network for a calibration photo")

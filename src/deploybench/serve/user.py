@@ -1,9 +1,10 @@
 """A user's inference.py run with SageMaker semantics; missing functions are the PyTorch toolkit's defaults.
 
-User functions see one request at a time (their data need not stack), so a batch taken from the
-queue is processed request by request here; only the built-in pipeline makes one batched call.
-HandlerFunctions is plain data so a caller can swap one function: a deploybench variant's predict
-standing in for predict_fn behind the user's own input_fn / output_fn, say.
+User functions see one request at a time (their data need not stack). A batch taken from the queue
+is processed request by request, unless a variant stands in for the network and the server batches:
+then the batch's requests run at once and their network calls meet in one predict (serve/gather.py).
+HandlerFunctions is plain data so a caller can swap one function (a --model variant standing in for
+model_fn, say); a variant standing in for the network changes no function, only the model they get.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from deploybench.sagemaker import toolkit
 from deploybench.sagemaker.context import HandlerContext
 from deploybench.sagemaker.contract import bind
 from deploybench.sagemaker.errors import declared_status
+from deploybench.serve.gather import CallGatherer, gathered_pool, run_in_threads
 from deploybench.serve.protocol import WorkItem, WorkResult, error_result
 
 log = logging.getLogger("deploybench.serve.worker")
@@ -92,7 +94,7 @@ class _ErrorLog:
 
 
 class UserPipeline:
-    """User functions, one request at a time (Server-Timing: input/predict/output = decode/infer/encode)."""
+    """User functions, one request at a time or a batch at once behind a stand-in (see _call's timings)."""
 
     def __init__(
         self,
@@ -101,6 +103,7 @@ class UserPipeline:
         context: HandlerContext,
         default_accept: str,
         debug: bool,
+        gatherer: CallGatherer | None = None,
     ) -> None:
         self.functions = functions
         self.model = model
@@ -108,9 +111,11 @@ class UserPipeline:
         self.default_accept = default_accept
         self.debug = debug
         self.errors = _ErrorLog()
+        self.gatherer = gatherer  # a variant behind the handler, batching: requests run at once
+        self.pool = gathered_pool(context.system_properties["batch_size"]) if gatherer else None
 
     def run(self, items: list[WorkItem]) -> list[WorkResult]:
-        return [self._one(item) for item in items]
+        return run_in_threads(self.gatherer, self.pool, self._one, items)
 
     def resolve_accept(self, header: str) -> str:
         """The toolkit's rule: a missing Accept or */* means SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT."""
@@ -132,14 +137,25 @@ class UserPipeline:
         return WorkResult(item.rid, status, out, ctype, timings, self.context.response_headers())
 
     def _call(self, body: Any, content_type: str | None, accept: str) -> tuple[Any, tuple]:
+        """Timings (decode, preprocess, infer, encode): input_fn, predict_fn's own work, the network's
+        calls (a stand-in's, batch wait included; else all of predict_fn), output_fn."""
         fns = self.functions
+        network_s: Callable[[], float | None] = getattr(self.model, "take_network_seconds", lambda: None)
+        network_s()  # a failed request's leftover is not this one's
         t0 = time.perf_counter()
         if fns.transform_fn is not None:
             result = fns.transform_fn(self.model, body, content_type, accept)
-            return result, (0.0, 0.0, time.perf_counter() - t0, 0.0)
+            return result, self._split(0.0, time.perf_counter() - t0, network_s(), 0.0)
         data = fns.input_fn(body, content_type)
         t1 = time.perf_counter()
         prediction = fns.predict_fn(data, self.model)
         t2 = time.perf_counter()
+        inside = network_s()
         result = fns.output_fn(prediction, accept)
-        return result, (t1 - t0, 0.0, t2 - t1, time.perf_counter() - t2)
+        return result, self._split(t1 - t0, t2 - t1, inside, time.perf_counter() - t2)
+
+    @staticmethod
+    def _split(decode: float, predict: float, network: float | None, encode: float) -> tuple:  # type: ignore[type-arg]
+        if network is None:
+            return (decode, 0.0, predict, encode)
+        return (decode, max(0.0, predict - network), network, encode)

@@ -1,13 +1,14 @@
-"""A backend's variant served behind the user's own SageMaker handler: their input_fn / output_fn stay.
+"""A backend's variant served behind the user's own SageMaker handler: their code runs unchanged.
 
 worker.build_pipeline calls `behind_handler` once the handler's model_fn (or the toolkit's default)
 has run. Backend eager serves the handler exactly as SageMaker would. Any other backend builds its
 variant from the network model_fn returned, through the very LoadedModel the study built
 (models/sagemaker.py, describe_network: same input shape, calibration and fingerprint, so the same
-cached artifact), and the variant's predict takes predict_fn's place in the HandlerFunctions when
-handler_check allows it. When it does not (predict_fn does
-more than call the model, transform_fn, a model_fn value that is no nn.Module), the worker refuses
-to start and says why: a variant is never served silently in place of code it would skip.
+cached artifact), and a NetworkStandIn running the variant takes the network's place as the model
+every handler function receives (sagemaker/standin.py). When the server batches, the stand-in's calls
+go through a CallGatherer, so the network calls of a batch's requests run as one predict. When the
+handler needs what a variant cannot give (handler_check's verdict), the worker refuses to start and
+says why: a variant is never served silently in place of code it would skip.
 """
 
 from __future__ import annotations
@@ -21,27 +22,15 @@ import numpy as np
 from deploybench.backends.build import build_variant
 from deploybench.config import ModelSpec
 from deploybench.models.sagemaker import UserHandler, describe_network, is_sagemaker_source
-from deploybench.sagemaker.handler_check import HandlerCheck, as_batch
+from deploybench.sagemaker.standin import NetworkStandIn
+from deploybench.serve.gather import CallGatherer
 from deploybench.serve.settings import ServeSettings
-from deploybench.serve.user import HandlerFunctions
 
 REFERENCE = "eager"
 
 
 class VariantRefusedError(ValueError):
-    """The handler's predict_fn cannot be replaced by a variant (the message says why)."""
-
-
-class VariantPredictFn:
-    """predict_fn(data, model) running the variant on what input_fn returned, answering in the form
-    (tensor / array / list, batch axis or not) the user's own predict_fn answered in."""
-
-    def __init__(self, variant: Any, check: HandlerCheck) -> None:
-        self.variant = variant
-        self.check = check
-
-    def __call__(self, data: Any, model: Any) -> Any:
-        return self.check.wrap(self.variant.predict(as_batch(data)))
+    """A variant cannot stand in for the handler's network (the message says why)."""
 
 
 def names_another_network(settings: ServeSettings) -> bool:
@@ -60,32 +49,39 @@ def _spec(settings: ServeSettings) -> ModelSpec:
 
 
 def behind_handler(
-    settings: ServeSettings, module: ModuleType, functions: HandlerFunctions, model: Any, context: Any
-) -> tuple[HandlerFunctions, Any, dict[str, Any]]:
-    """(handler functions, model, worker info) to serve: as they are for eager, else the variant inside."""
+    settings: ServeSettings, module: ModuleType, model: Any, context: Any
+) -> tuple[Any, CallGatherer | None, dict[str, Any]]:
+    """(model object for the handler, the gatherer when batching, worker info): the network as model_fn
+    returned it for eager, else a stand-in running the backend's variant."""
     backend = settings.server.backend
     if backend == REFERENCE:
-        return functions, model, {"backend": REFERENCE, "predict_fn": "yours (the handler as is)"}
+        return model, None, {"backend": REFERENCE, "network": "yours (the handler as is)"}
     spec = _spec(settings)
     handler = UserHandler(module, settings.model_dir or Path(), context, settings.program)
     loaded = describe_network(spec, handler, model)
-    assert loaded.handler is not None
-    if loaded.handler.limit:
+    check = loaded.handler
+    assert check is not None
+    if check.limit:
         raise VariantRefusedError(
-            f"backend {backend!r} cannot stand in for predict_fn: {loaded.handler.limit}; "
+            f"backend {backend!r} cannot stand in for your network: {check.limit}; "
             "serve it with --backend eager"
         )
+    server = settings.server
     variant, _ = build_variant(
-        spec, backend, threads=settings.server.threads, cache_dir=settings.cache_dir, model=loaded
+        spec, backend, threads=server.threads, cache_dir=settings.cache_dir, model=loaded
     )
     sample = loaded.sample_inputs if loaded.sample_inputs is not None else np.zeros((1, *loaded.input_shape))
     for _ in range(2):  # warm-up: the first calls allocate, pick kernels and fill caches
-        variant.predict(as_batch(sample[:1]))
+        variant.predict(np.ascontiguousarray(sample[:1], dtype=np.float32))
+    gatherer = None
+    if server.max_batch_size > 1:
+        gatherer = CallGatherer(variant.predict, server.max_batch_size * check.rows_per_call)
+    stand_in = NetworkStandIn(gatherer or variant.predict, loaded.module, loaded.input_shape, variant.backend)
     info = {
         "backend": variant.backend,
         "precision": variant.precision,
         "weights": loaded.weights,
         "build_seconds": round(variant.build_seconds, 3),
-        "predict_fn": f"the {variant.backend} variant ({loaded.handler.reason})",
+        "network": f"the {variant.backend} variant stands in for it ({check.summary})",
     }
-    return functions.replace(predict_fn=VariantPredictFn(variant, loaded.handler)), variant, info
+    return stand_in, gatherer, info

@@ -110,10 +110,12 @@ def _build_user_pipeline(settings: ServeSettings, path: Any, index: int) -> tupl
         else:
             info = {"model": "TorchScript model file (the PyTorch toolkit's default model_fn)"}
     model = functions.load_model(model_dir)
-    if own_network:  # --backend other than eager: its variant of this network stands in for predict_fn
-        functions, model, served = behind_handler(settings, module, functions, model, context)
+    gatherer = None
+    if own_network:  # --backend other than eager: its variant stands in for the network
+        model, gatherer, served = behind_handler(settings, module, model, context)
         info.update(served)
-    pipeline = UserPipeline(functions, model, context, settings.default_accept, settings.server.debug)
+    debug = settings.server.debug
+    pipeline = UserPipeline(functions, model, context, settings.default_accept, debug, gatherer)
     return pipeline, {**info, "handler": path.name}
 
 

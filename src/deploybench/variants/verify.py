@@ -221,7 +221,8 @@ def _evaluate_one(
             run.say(f"{backend}: building ({thread_count} threads)")
             variant = run.build(backend, thread_count)  # runtimes fix their thread pools when built
             if index == 0:
-                _record_build(report, variant, run.parity(backend, variant, thread_count))
+                parity = run.parity(backend, variant, thread_count)
+                _record_build(report, variant, through_handler(run.model, backend, variant, parity))
                 if report.usable:
                     report.accuracy = run.accuracy(backend, variant)
                     kept = variant
@@ -259,6 +260,23 @@ def _another_pass(run: _Run, kept: dict[str, Variant], reports: list[VariantRepo
             report.error = _error_text(exc)
             continue
         report.timings[first] = faster(timing, again)
+
+
+def through_handler(model: LoadedModel, backend: str, variant: Variant, parity: ParityReport) -> ParityReport:
+    """A passed variant of a SageMaker handler's network, also run behind the user's own code: its
+    answers must keep their form (keys, lengths, shapes); the numbers were judged at the network."""
+    if model.through_handler is None or parity.verdict != "passed":
+        return parity
+    try:
+        diff = model.through_handler(variant.predict, backend)
+    except Exception as exc:  # the user's code with the variant inside
+        why = f"your handler fails with the {backend} variant inside: {_error_text(exc)}"
+        return parity.model_copy(update={"verdict": "rejected", "reason": why, "through_handler": why})
+    text = diff.describe()
+    if diff.form is not None:
+        why = f"through your handler: {text}"
+        return parity.model_copy(update={"verdict": "rejected", "reason": why, "through_handler": text})
+    return parity.model_copy(update={"through_handler": text})
 
 
 def _record_build(report: VariantReport, variant: Variant, parity: ParityReport) -> None:
