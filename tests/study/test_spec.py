@@ -3,11 +3,13 @@ from pathlib import Path
 import pytest
 
 from deploybench.study.spec import (
+    StudyConfig,
     StudyFileError,
     deep_merge,
     dump_study_config,
     load_study_config,
     quick_overrides,
+    study_model_spec,
 )
 
 
@@ -97,3 +99,17 @@ def test_bad_cluster_machines_are_errors_that_say_why(tmp_path: Path, text: str,
     path.write_text(text)
     with pytest.raises(StudyFileError, match=error):
         load_study_config(path)
+
+
+def test_a_relative_model_path_is_made_absolute_for_servers_started_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stacks start in their own work folders: `--model model.tar.gz` must still be found there."""
+    (tmp_path / "model" / "code").mkdir(parents=True)
+    (tmp_path / "model" / "code" / "inference.py").write_text("")
+    (tmp_path / "cat.jpg").write_bytes(b"jpeg")
+    monkeypatch.chdir(tmp_path)
+    config = StudyConfig.model_validate({"model": {"source": "model", "payload": "cat.jpg"}})
+    spec = study_model_spec(config)
+    assert spec.source == str(tmp_path / "model") and spec.payload == tmp_path / "cat.jpg"
+    assert study_model_spec(StudyConfig()).source == "torchvision:resnet50"  # names stay names

@@ -250,6 +250,11 @@ def study_model_spec(config: StudyConfig) -> ModelSpec:
     from deploybench.models.sagemaker import is_sagemaker_source
 
     spec = config.model
+    local = Path(spec.source)
+    if local.exists():  # servers start in their own work folders: a relative path would miss
+        spec = spec.model_copy(update={"source": str(local.resolve())})
+    if spec.payload is not None:
+        spec = spec.model_copy(update={"payload": spec.payload.resolve()})
     if not is_sagemaker_source(spec.source) or spec.payload is not None:
         return spec
     payload = (config.payload or default_payload_path()).resolve()
