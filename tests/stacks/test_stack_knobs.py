@@ -31,6 +31,9 @@ def test_canonical_milliseconds_become_each_stacks_own_unit() -> None:
     assert (triton["instance_count"], triton["max_queue_delay_microseconds"]) == (2, 2500)
     litserve = get_stack("litserve").settings(BATCHED)
     assert (litserve["workers_per_device"], litserve["batch_timeout"]) == (2, 0.0025)  # seconds
+    ray = get_stack("rayserve").settings(BATCHED)
+    assert (ray["num_replicas"], ray["num_cpus"], ray["max_batch_size"]) == (2, 1, BATCHED.max_batch_size)
+    assert ray["batch_wait_timeout_s"] == 0.0025  # @serve.batch takes seconds
 
 
 def test_torchserve_config_binds_every_port_to_loopback_with_token_auth_off(tmp_path: Path) -> None:
@@ -128,7 +131,7 @@ def test_stacks_command_lists_every_stack_as_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["stacks", "--json", str(out)])
     assert result.exit_code == 0, result.output
     rows = {row["stack"]: row for row in json.loads(out.read_text())}
-    assert list(rows) == ["deploybench", "torchserve", "pytriton", "litserve"]
+    assert list(rows) == ["deploybench", "torchserve", "pytriton", "litserve", "rayserve"]
     assert rows["pytriton"]["protocol"] == "kserve-v2" and rows["deploybench"]["backends"] == "any"
 
 

@@ -1,6 +1,6 @@
 """Every stack serves EfficientNet-Lite0 through its adapter on loopback: right answers, knobs applied.
 
-Real servers (deploybench serve, TorchServe's JVM, Triton via PyTriton, LitServe), real HTTP, the
+Real servers (deploybench serve, TorchServe's JVM, Triton via PyTriton, LitServe, Ray Serve), real HTTP, the
 real load generator. Each start is given non-default knobs, and the test reads back what the stack
 itself reports (TorchServe's management API, Triton's model config and statistics).
 """
@@ -28,6 +28,7 @@ CASES: dict[str, tuple[dict[str, Any], int]] = {
     "torchserve": ({"workers": 2, "threads": 1, "max_batch_size": 4, "max_delay_ms": 4.2}, 4),
     "pytriton": ({"workers": 2, "threads": 1, "max_batch_size": 8, "max_delay_ms": 20.0}, 8),
     "litserve": ({"workers": 1, "threads": 2, "max_batch_size": 4, "max_delay_ms": 5.0}, 4),
+    "rayserve": ({"workers": 2, "threads": 1, "max_batch_size": 4, "max_delay_ms": 5.0}, 4),
 }
 LOAD = LoadConfig(duration_s=6, window_s=1.0, min_window_requests=5, max_windows=4, warmup_s=0.5)
 

@@ -1,7 +1,8 @@
 """Serving stacks: one module per stack, each registering a Stack class (see base.py).
 
 deploybench (its own server, the reference), torchserve, pytriton (Triton Inference Server running a
-Python callable through PyTriton: not Triton's native ONNX Runtime backend), litserve.
+Python callable through PyTriton: not Triton's native ONNX Runtime backend), litserve, rayserve (Ray
+Serve, the server of AWS's Ray Serve inference containers and of KubeRay).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _STACK_MODULES: tuple[str, ...] = (  # one entry per stack module
     "torchserve",
     "pytriton_stack",  # not pytriton.py: the app script beside it imports the pytriton package
     "litserve",
+    "rayserve_stack",  # not ray.py / serve.py: the app beside it imports the ray package
 )
 ALL = "all"
 RENAMED = {"triton": "pytriton"}  # named for what runs: a Python callable behind Triton, via PyTriton

@@ -206,6 +206,26 @@ def start_server(
     return server
 
 
+def kill_session(session: int, grace_s: float = 10.0) -> None:
+    """SIGKILL what is left of a server's session (launch starts each server in a new one, so its id is
+    the server's pid) once `grace_s` has passed: for servers whose children leave its process group."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _session_members(session):
+        time.sleep(0.2)
+    for pid in _session_members(session):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for pid in psutil.pids():
+        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+            if os.getsid(pid) == session and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                members.append(pid)
+    return members
+
+
 def stop_server(server: ServerProcess, grace_s: float = 15.0) -> None:
     """SIGTERM (the server drains), then SIGKILL the whole process group if it lingers."""
     if server.proc.poll() is None:
