@@ -146,10 +146,12 @@ def _late(rows: np.ndarray, shifts: np.ndarray, weights: np.ndarray, bound_ms: f
 
 
 def _hour(
-    index: int, sl: slice, arrivals: np.ndarray, trace: _Trace, service: ServiceCurve, bound_ms: float
+    index: int, sl: slice, offered: np.ndarray, trace: _Trace, service: ServiceCurve, bound_ms: float
 ) -> SimulatedHour:
+    """offered: (the traffic's rate, the Poisson arrivals) of every second."""
+    rate, arrivals = offered
     answered = arrivals[sl] - trace.shed[sl]
-    rho = arrivals[sl] / trace.ready[sl]
+    rho = rate[sl] / trace.ready[sl]
     beyond = rho > service.rates[-1]
     component = np.minimum(np.searchsorted(service.rates, rho, side="left"), len(service.rates) - 1)
     keys = component * 1_000_000 + np.rint(trace.wait_ms[sl]).astype(int)
@@ -184,9 +186,9 @@ def simulate_fleet(
     start = initial_fleet(float(rate_per_second[0]), spec)
     trace = _run_fleet(arrivals, service, spec, start)
     hours = len(arrivals) // HOUR_S
+    offered = np.stack([rate_per_second, arrivals])
     return [
-        _hour(h, slice(h * HOUR_S, (h + 1) * HOUR_S), arrivals, trace, service, bound_ms)
-        for h in range(hours)
+        _hour(h, slice(h * HOUR_S, (h + 1) * HOUR_S), offered, trace, service, bound_ms) for h in range(hours)
     ]
 
 
