@@ -340,6 +340,11 @@ class TrialRecord(StrictModel):
     slo_rate_index: int | None = None
     peak_rss_mb: float | None = None
     server_cpu_pct: float | None = None
+    startup_s: float | None = Field(
+        None,
+        description="the stack's process start to its first successful readiness answer (a cold start on "
+        "this machine, model load included; instance provisioning is not in it)",
+    )
     stack: StackRecord | None = None
     front_cpu_pct: float | None = Field(
         None, description="the stack's root process alone, deploybench's HTTP front (100 = one core)"

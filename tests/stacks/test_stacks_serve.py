@@ -57,6 +57,7 @@ def test_stack_answers_the_load_generator_with_the_eager_top1(
     served: tuple[StackServer, int], sample: bytes, eager_top1: int
 ) -> None:
     server, concurrency = served
+    assert server.ready_s is not None and 0 < server.ready_s < 600  # its cold start, kept for the fleet plan
     assert server.predict(sample)[0] == eager_top1, server.stack.name
     point = measure_point(server.target([sample]), LOAD, concurrency=concurrency).point
     assert point.ok >= 5 and point.error_count == 0, (server.stack.name, point.errors)

@@ -25,6 +25,8 @@ from deploybench.recommend.records import Recommendation, ranked_rows, throughpu
 from deploybench.report import StudyReadError, load_study, study_constraints, write_report
 from deploybench.report.compare import compare_studies
 from deploybench.results import with_interval
+from deploybench.traffic.fleet import FleetSettings
+from deploybench.traffic.profile import TrafficProfile, read_traffic
 
 StudyDir = Annotated[Path, typer.Argument(help="study folder (holds trials.jsonl)")]
 Instance = Annotated[str | None, typer.Option(help="price every trial as this catalogue instance")]
@@ -48,7 +50,31 @@ RejectSignificantDrop = Annotated[
     typer.Option("--reject-significant-drop", help="also exclude significant top-1 drops (McNemar p < 0.05)"),
 ]
 
+Traffic = Annotated[
+    str | None,
+    typer.Option(
+        help="your traffic: a rate in req/s, a CSV of (hour 0-23 or timestamp, req/s) or a request log "
+        "(a timestamp per line); plans each candidate's fleet and ranks by its monthly bill"
+    ),
+]
+MinInstances = Annotated[int, typer.Option(min=1, help="with --traffic: the smallest fleet kept")]
+ProvisionS = Annotated[
+    float,
+    typer.Option(
+        min=0.0, help="with --traffic: assumed seconds a new instance boots before its server starts"
+    ),
+]
+
 USER_ERRORS = (PriceFileError, UnknownInstanceError, ValueError, OSError)
+
+
+def traffic_inputs(
+    spec: str | None, min_instances: int, provision_s: float
+) -> tuple[TrafficProfile | None, FleetSettings | None]:
+    """--traffic read and checked (a TrafficError names the file, line and reason), with its fleet."""
+    if spec is None:
+        return None, None
+    return read_traffic(spec), FleetSettings(min_instances=min_instances, provision_s=provision_s)
 
 
 def _constraints(
@@ -115,6 +141,8 @@ def print_recommendation(rec: Recommendation) -> None:
         console.print(f"weights: {', '.join(rec.weights) or '—'}")
     colour = "green" if rec.winner else "red"
     console.print(f"[bold {colour}]{rec.headline}[/]")
+    if rec.traffic_line:
+        console.print(f"[bold]{rec.traffic_line}[/]", soft_wrap=True)
 
 
 @app.command()
@@ -131,9 +159,13 @@ def report(
     json_out: JsonOut = None,
     max_accuracy_drop: MaxAccuracyDrop = None,
     reject_significant_drop: RejectSignificantDrop = None,
+    traffic: Traffic = None,
+    min_instances: MinInstances = 1,
+    provision_s: ProvisionS = 120.0,
 ) -> None:
     """Rank a study's candidates and write report.html, summary.md and results.csv into its folder."""
     try:
+        profile, fleet = traffic_inputs(traffic, min_instances, provision_s)
         base = study_constraints(load_study(study_dir))
         result = write_report(
             study_dir,
@@ -150,6 +182,8 @@ def report(
             target_rps=target_rps,
             headroom=headroom,
             json_path=json_out,
+            traffic=profile,
+            fleet=fleet,
         )
     except (StudyReadError, *USER_ERRORS) as exc:
         raise fail(str(exc)) from exc

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
-from deploybench.cli.report import print_recommendation
+from deploybench.cli.report import MinInstances, ProvisionS, Traffic, print_recommendation, traffic_inputs
 from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
 from deploybench.report import write_report
@@ -168,12 +168,14 @@ def _install_sigint(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _write_report(outcome: StudyOutcome, config: StudyConfig, json_out: Path | None) -> None:
+def _write_report(
+    outcome: StudyOutcome, config: StudyConfig, json_out: Path | None, traffic: tuple[Any, Any] = (None, None)
+) -> None:
     """The recommendation and report, exactly as `deploybench report STUDY_DIR` prints and writes them."""
     # lazy: pandas loads when the study is done, not at start-up
     from deploybench.report.tables import recommendation_json
 
-    result = write_report(outcome.root, config.constraints)
+    result = write_report(outcome.root, config.constraints, traffic=traffic[0], fleet=traffic[1])
     print_recommendation(result.recommendation)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
@@ -249,6 +251,9 @@ def run(
         str | None,
         typer.Option(help="run on a Ray cluster: auto | HOST:PORT | ray://HOST:10001 (see the README)"),
     ] = None,
+    traffic: Traffic = None,
+    min_instances: MinInstances = 1,
+    provision_s: ProvisionS = 120.0,
 ) -> None:
     """Build, verify, serve and load-test every candidate; record, rank and report them."""
     options = {
@@ -271,6 +276,10 @@ def run(
         "content_type": content_type,
         "input_shape": input_shape,
     }
+    try:
+        planned = traffic_inputs(traffic, min_instances, provision_s)  # refused before hours of measuring
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     try:
         overrides = _cli_overrides(options)
         config = load_study_config(study_file, {**(quick_overrides() if quick else {}), **overrides})
@@ -305,4 +314,4 @@ def run(
             "its folder; add --fresh (make run RUN_ARGS=--fresh) to measure again[/]",
             soft_wrap=True,
         )
-    _write_report(outcome, config, json_out)
+    _write_report(outcome, config, json_out, planned)

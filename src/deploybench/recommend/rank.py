@@ -26,7 +26,6 @@ import math
 from collections.abc import Sequence
 
 from deploybench.config import Constraints
-from deploybench.load import decode_histogram, slo_verdict
 from deploybench.pricing.catalogue import (
     CapacityPlan,
     PriceCatalogue,
@@ -37,32 +36,24 @@ from deploybench.pricing.catalogue import (
     transactions_per_hour,
 )
 from deploybench.recommend.baseline import compare_with_baseline
+from deploybench.recommend.bill import (
+    BILL_OBJECTIVE,
+    attach_plans,
+    bill_reasons,
+    order_by_bill,
+    simulate_top,
+    traffic_note,
+)
 from deploybench.recommend.explain import explain
+from deploybench.recommend.points import MAX_ERROR_RATE, usable_indices, verdict_for
 from deploybench.recommend.records import Evaluation, Recommendation, accuracy_words, trial_label
 from deploybench.recommend.runner_up import add_search_figures, runner_up_words
 from deploybench.recommend.ties import break_statistical_ties
 from deploybench.results import AccuracyReport, Interval, LoadPoint, SloVerdict, TrialRecord
-
-MAX_ERROR_RATE = 0.01  # a point where more than 1% of requests failed is not an operating point
+from deploybench.traffic.fleet import FleetSettings
+from deploybench.traffic.profile import TrafficProfile
 
 __all__ = ["Evaluation", "Recommendation", "recommend", "select_point"]
-
-
-def _usable(point: LoadPoint) -> bool:
-    total = point.ok + point.error_count
-    errors_ok = total > 0 and point.error_count / total <= MAX_ERROR_RATE
-    return point.trusted and errors_ok and point.throughput_rps > 0
-
-
-def _usable_indices(points: Sequence[LoadPoint]) -> list[int]:
-    return [i for i, p in enumerate(points) if _usable(p)]
-
-
-def verdict_for(point: LoadPoint, p99_ms: float) -> SloVerdict:
-    """The point's early-stopping verdict for this p99 bound: recorded, else from its raw histogram."""
-    if point.slo is not None and point.slo.bound_ms == p99_ms and point.slo.percentile == 99.0:
-        return point.slo
-    return slo_verdict(decode_histogram(point.histogram or ""), point.error_count, p99_ms)
 
 
 def _unusable_reason(points: Sequence[LoadPoint]) -> str:
@@ -104,7 +95,7 @@ def select_point(trial: TrialRecord, p99_ms: float | None) -> tuple[int | None, 
     """(index of the operating point to judge, None) or (None, why there is none)."""
     if not trial.points:
         return None, "no load points recorded"
-    usable = _usable_indices(trial.points)
+    usable = usable_indices(trial.points)
     if not usable:
         return None, _unusable_reason(trial.points)
     if p99_ms is None:
@@ -279,10 +270,13 @@ def recommend(
     target_rps: float | None = None,
     headroom: float = 0.0,
     search_records: Sequence[TrialRecord] = (),
+    traffic: TrafficProfile | None = None,
+    fleet: FleetSettings | None = None,
 ) -> Recommendation:
     """Rank the trials under the constraints and explain, in one line each, why the others lost.
     search_records: the search's round records (status probe): a dropped candidate shows the figure of
-    the last round it ran, and the paired runoff names the winner's runner-up."""
+    the last round it ran, and the paired runoff names the winner's runner-up. traffic: plan each
+    ranked candidate's fleet for it and, with the cost objective, rank by its monthly bill."""
     constraints = constraints or Constraints()
     evaluations = [_evaluate(t, constraints, _price(t, price, catalogue)) for t in trials]
     for index, ev in enumerate(evaluations):
@@ -296,21 +290,31 @@ def recommend(
         objective = "throughput"
         notes.append("No price known (pass --instance NAME or --price-per-hour X): ranked by throughput.")
     outcome = break_statistical_ties(sorted(eligible, key=lambda e: _sort_key(e, objective)), objective)
+    fleet = fleet or FleetSettings()
+    by_bill = traffic is not None and objective == "cost"
+    if traffic is not None:
+        attach_plans(outcome.ranked, trials, traffic, fleet, constraints.p99_ms)
+        outcome = order_by_bill(outcome) if by_bill else outcome
+        simulate_top(outcome.ranked, trials, traffic, fleet, constraints.p99_ms)
     ranked = outcome.ranked
     front = {e.key for e in pareto_front(ranked)}
     for rank, ev in enumerate(ranked, start=1):
         ev.rank, ev.pareto = rank, ev.key in front
     if ranked:
         explain(ranked, front, objective, outcome, _dominates)
+        if by_bill:
+            bill_reasons(ranked)
         _cost_ratios(evaluations, ranked[0])
     baseline_key = compare_with_baseline(evaluations)
     if target_rps is not None:
         for ev in ranked:
             ev.capacity = _capacity(ev, target_rps, headroom)
     rest = [e for e in evaluations if not e.eligible]
+    labels = {e.trial_id: e.label for e in evaluations}
+    note = traffic_note(ranked, trials, labels, constraints.p99_ms) if traffic is not None else None
     return Recommendation(
         constraints=constraints,
-        objective_used=objective,
+        objective_used=BILL_OBJECTIVE if by_bill else objective,
         winner=ranked[0] if ranked else None,
         evaluations=[*ranked, *rest],
         baseline_key=baseline_key,
@@ -322,6 +326,9 @@ def recommend(
         comparison=outcome.comparison,
         tied_with=list(outcome.tied),
         runner_up=runner_up_words(ranked, [*trials, *search_records]),
+        traffic=traffic,
+        fleet=fleet if traffic is not None else None,
+        traffic_note=note,
     )
 
 

@@ -11,7 +11,10 @@ from pydantic import Field
 
 from deploybench.config import Constraints, StrictModel, is_random_weights
 from deploybench.pricing.catalogue import CapacityPlan, cost_per_million
+from deploybench.recommend.capacity import TrafficPlan
 from deploybench.results import AccuracyReport, Interval, RunoffSample, TrialRecord, with_interval
+from deploybench.traffic.fleet import FleetSettings
+from deploybench.traffic.profile import TrafficProfile
 
 
 class Evaluation(StrictModel):
@@ -69,6 +72,7 @@ class Evaluation(StrictModel):
     cost_change_pct: float | None = None
     cost_vs_winner: float | None = Field(None, description="cost per 1M / the recommended one's (5.4 = 5.4x)")
     capacity: CapacityPlan | None = None
+    traffic_plan: TrafficPlan | None = Field(None, description="its fleet and monthly bill for --traffic")
     accuracy_drop_pp: float | None = Field(None, description="labelled top-1 lost against eager, pp")
     search_rps: float | None = Field(
         None, description="a candidate the search dropped: its figure in the last round it ran"
@@ -142,10 +146,25 @@ class Recommendation(StrictModel):
     runner_up: str | None = Field(
         None, description="the best other contender of the winner's paired runoff, with their paired ratio"
     )
+    traffic: TrafficProfile | None = Field(None, description="the traffic planned for (--traffic)")
+    fleet: FleetSettings | None = Field(None, description="the autoscaler and instances the plans assume")
+    traffic_note: str | None = Field(
+        None, description="with traffic and no plan: why, and the candidate closest to the bound"
+    )
 
     @property
     def random_weights(self) -> bool:
         return any(is_random_weights(w) for w in self.weights)
+
+    @property
+    def traffic_line(self) -> str | None:
+        """One line for --traffic: the winner's fleet and bills, or why there is none."""
+        if self.traffic is None:
+            return None
+        plan = self.winner.traffic_plan if self.winner else None
+        if plan is None:
+            return f"Your traffic: {self.traffic_note or 'no plan'}"
+        return traffic_words(self.traffic, plan)
 
     @property
     def headline(self) -> str:
@@ -158,6 +177,22 @@ class Recommendation(StrictModel):
         vs = f" ({w.vs_baseline} vs eager baseline)" if w.vs_baseline and w.key != w.baseline_key else ""
         head = f"Recommended: {w.label}{where}: {cost}{w.throughput_rps:.1f} req/s, p99 {w.p99_ms:.1f} ms{vs}"
         return head + "".join(f"; {part}" for part in (_accuracy_clause(w), self.runner_up) if part)
+
+
+def traffic_words(traffic: TrafficProfile, plan: TrafficPlan) -> str:
+    """'Your traffic (...): N-M instances, $A a month autoscaled ($B fixed at peak), $C per 1M'."""
+    low, high = min(plan.instances_per_hour), max(plan.instances_per_hour)
+    fleet = f"{low}-{high} instances" if low != high else f"{low} instance{'s' * (low != 1)}"
+    head = (
+        f"Your traffic ({traffic.source}, peak {traffic.peak_rps:,.1f}, mean {traffic.mean_rps:,.1f} req/s): "
+    )
+    head += f"{plan.label}, {fleet} at {plan.target_rps_per_instance:.1f} req/s each"
+    if plan.monthly_usd_autoscaled is None or plan.monthly_usd_fixed is None:
+        return head + " (no price: no bill)"
+    return (
+        f"{head}: ${plan.monthly_usd_autoscaled:,.2f} a month autoscaled, ${plan.monthly_usd_fixed:,.2f} "
+        f"fixed at peak ({plan.fixed_instances}), ${plan.usd_per_1m_at_traffic:.2f} per 1M at this traffic"
+    )
 
 
 def _accuracy_clause(winner: Evaluation) -> str | None:

@@ -18,6 +18,8 @@ from deploybench.recommend.rank import recommend
 from deploybench.recommend.records import Recommendation
 from deploybench.report.study import StudyData, StudyReadError, load_study
 from deploybench.results import TrialRecord
+from deploybench.traffic.fleet import FleetSettings
+from deploybench.traffic.profile import TrafficProfile
 
 HTML_NAME, MARKDOWN_NAME, CSV_NAME = "report.html", "summary.md", "results.csv"
 
@@ -73,16 +75,21 @@ def write_outputs(
     """Render report.html, summary.md and results.csv (and JSON if asked) into out_dir."""
     # lazy: plotly and pandas load only when a report is written
     from deploybench.report.html import ReportContext, render_html
-    from deploybench.report.markdown import render_markdown, search_section
+    from deploybench.report.markdown import render_markdown, search_section, traffic_section
     from deploybench.report.tables import recommendation_json, results_frame
+    from deploybench.report.traffic import write_policy_files
 
     out_dir.mkdir(parents=True, exist_ok=True)
     warnings = [*machine_warnings(trials), *(w for s in studies for w in s.warnings)]
     title = _title(trials, len(rec.machines), compare)
     paths = {"html": out_dir / HTML_NAME, "markdown": out_dir / MARKDOWN_NAME, "csv": out_dir / CSV_NAME}
-    context = ReportContext(title, rec, trials, studies, warnings)
+    policies = write_policy_files(out_dir, rec)
+    paths.update({f"policy:{p.name}": p for p in policies})
+    names = [str(p.relative_to(out_dir)) for p in policies]
+    context = ReportContext(title, rec, trials, studies, warnings, names)
     paths["html"].write_text(render_html(context), encoding="utf-8")
-    markdown = render_markdown(title, rec, trials, warnings) + search_section([s.search for s in studies])
+    markdown = render_markdown(title, rec, trials, warnings) + "\n".join(traffic_section(rec, names))
+    markdown += search_section([s.search for s in studies])
     paths["markdown"].write_text(markdown, encoding="utf-8")
     results_frame(rec).to_csv(paths["csv"], index=False)
     if json_path is not None:
@@ -106,11 +113,13 @@ def write_report(
     target_rps: float | None = None,
     headroom: float = 0.0,
     json_path: Path | None = None,
+    traffic: TrafficProfile | None = None,
+    fleet: FleetSettings | None = None,
 ) -> ReportResult:
     """Recommend over one study folder and write its report files into that folder.
 
     constraints None: those in study.yaml. price_override: replaces every trial's recorded price
-    (a float is USD per hour).
+    (a float is USD per hour). traffic: plan each candidate's fleet for it (rank by its monthly bill).
     """
     study = load_study(Path(study_dir))
     if isinstance(price_override, int | float):
@@ -124,6 +133,8 @@ def write_report(
         target_rps=target_rps,
         headroom=headroom,
         search_records=study.search_records,
+        traffic=traffic,
+        fleet=fleet,
     )
     study.warnings.extend(override_warnings(price_override, study.trials, catalogue))
     return write_outputs(study.root, rec, study.trials, [study], json_path=json_path)

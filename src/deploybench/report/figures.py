@@ -271,8 +271,53 @@ def latency_breakdown(rec: Recommendation, trials: Sequence[TrialRecord]) -> go.
     return fig if rows else _empty(fig, "no Server-Timing recorded")
 
 
+def fleet_over_time(rec: Recommendation) -> go.Figure:
+    """Instances each hour for the top candidates' plans (the traffic on a second axis)."""
+    fig = go.Figure(
+        layout={**LAYOUT, "yaxis2": {"overlaying": "y", "side": "right", "title": "traffic req/s"}}
+    )
+    plans = [ev for ev in rec.evaluations if ev.traffic_plan is not None][:3]
+    for ev, colour in zip(plans, PALETTE, strict=False):
+        plan = ev.traffic_plan
+        assert plan is not None
+        cost = [None if plan.usd_per_hour is None else n * plan.usd_per_hour for n in plan.instances_per_hour]
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(plan.instances_per_hour))),
+                y=plan.instances_per_hour,
+                name=_name(ev, rec),
+                line={"shape": "hv", "color": colour},
+                customdata=cost,
+                hovertemplate="hour %{x}: %{y} instances, $%{customdata:.2f}/h<extra></extra>",
+            )
+        )
+    if rec.traffic is not None:
+        rates = rec.traffic.hourly_rates
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(rates))),
+                y=rates,
+                name="traffic (req/s)",
+                yaxis="y2",
+                line={"dash": "dot", "color": OTHER},
+            )
+        )
+    fig.update_xaxes(title="hour of the profile")
+    fig.update_yaxes(title="instances", rangemode="tozero")
+    return fig if plans else _empty(fig, "no candidate has a fleet plan")
+
+
 def report_figures(rec: Recommendation, trials: Sequence[TrialRecord]) -> list[FigureSpec]:
-    return [
+    traffic = [
+        FigureSpec(
+            "fig-fleet",
+            "Instances over the day at your traffic",
+            "The autoscaled plan's instances each hour (hover: the hour's cost) for the top candidates; "
+            "dotted: the traffic.",
+            fleet_over_time(rec),
+        )
+    ]
+    return traffic * (rec.traffic is not None) + [
         FigureSpec(
             "fig-throughput",
             "Throughput vs concurrency",

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from deploybench.pricing.catalogue import HOURS_PER_MONTH
 from deploybench.recommend.records import Recommendation, ranked_rows
-from deploybench.report import tables
+from deploybench.report import tables, traffic
 from deploybench.report.figures import report_figures
 from deploybench.report.study import StudyData
 from deploybench.results import TrialRecord
@@ -34,6 +34,7 @@ class ReportContext:
     trials: Sequence[TrialRecord]
     studies: Sequence[StudyData]
     warnings: list[str] = field(default_factory=list)
+    policy_files: list[str] = field(default_factory=list)
 
 
 def _environment() -> Environment:
@@ -82,6 +83,18 @@ def _study_sections(studies: Sequence[StudyData]) -> list[dict[str, object]]:
     return sections
 
 
+def _traffic_context(rec: Recommendation, policy_files: list[str]) -> dict[str, object] | None:
+    if rec.traffic is None:
+        return None
+    return {
+        "line": rec.traffic_line,
+        "plans": traffic.plan_rows(rec),
+        "hourly": traffic.hourly_rows(rec),
+        "assumptions": traffic.assumptions(rec),
+        "policies": policy_files,
+    }
+
+
 def render_html(ctx: ReportContext) -> str:
     rec = ctx.recommendation
     figures = report_figures(rec, ctx.trials)
@@ -118,6 +131,7 @@ def render_html(ctx: ReportContext) -> str:
         prices=_prices_used(rec),
         studies=_study_sections(ctx.studies),
         warnings=ctx.warnings,
+        traffic=_traffic_context(rec, ctx.policy_files),
         cost_formula=tables.COST_FORMULA,
         tx_formula=tables.TX_FORMULA,
         hours_per_month=HOURS_PER_MONTH,

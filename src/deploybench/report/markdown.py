@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from deploybench.recommend.records import Recommendation, ranked_rows
-from deploybench.report import tables
+from deploybench.report import tables, traffic
 from deploybench.results import TrialRecord
 
 fmt = tables.fmt
@@ -249,3 +249,56 @@ def search_section(searches: Sequence[dict[str, Any]]) -> str:
     if not lines:
         return ""
     return "\n".join(["", "## Search (successive halving over served measurements)", "", *lines, ""])
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    return [
+        str(row["rank"] or "—"),
+        row["candidate"],
+        row["rate_text"] + ("" if row["open_loop"] else " †"),
+        f"{row['target_utilisation']:.0%}",
+        f"{row['target_rps']:.1f}",
+        row["instances"],
+        str(row["fixed_instances"]),
+        fmt(row["monthly_autoscaled"], ",.0f", "$"),
+        fmt(row["monthly_fixed"], ",.0f", "$"),
+        fmt(row["usd_per_1m"], ".2f", "$"),
+        fmt(row["sim_p99_ms"]),
+        "—" if row["sim_late"] is None else f"{row['sim_late']:,} / {row['sim_shed']:,}",
+    ]
+
+
+PLAN_HEAD = [
+    "#", "candidate", "req/s per instance", "target util.", "target req/s", "instances", "fixed",
+    "$ / month autoscaled", "$ / month fixed", "$ / 1M at traffic", "sim. worst-hour p99 ms",
+    "sim. late / shed",
+]  # fmt: skip
+
+
+def traffic_section(rec: Recommendation, policy_files: Sequence[str] = ()) -> list[str]:
+    """The Markdown section (empty without --traffic)."""
+    if rec.traffic is None:
+        return []
+    lines = ["", "## Your traffic", "", f"**{rec.traffic_line}**", ""]
+    rows = traffic.plan_rows(rec)
+    if rows:
+        lines += ["| " + " | ".join(PLAN_HEAD) + " |", "|" + "---|" * len(PLAN_HEAD)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
+        lines += ["", "† not from an open-loop verdict: see the rate's basis below.", ""]
+    hourly = traffic.hourly_rows(rec)
+    if hourly:
+        lines += [
+            "| hour | traffic req/s | instances | $ | sim. p99 ms | sim. late | sim. shed |",
+            "|" + "---|" * 7,
+        ]
+        for h in hourly:
+            cells = [
+                str(h["hour"]), fmt(h["traffic_rps"]), str(h["instances"]), fmt(h["usd"], ".2f", "$"),
+                fmt(h["sim_p99_ms"]), fmt(h["sim_late"], ",.0f"), fmt(h["sim_shed"], ",.0f"),
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Assumptions:", "", *[f"- {line}" for line in traffic.assumptions(rec)]]
+    if policy_files:
+        lines += ["", f"Autoscaling policies for the winner: {', '.join(policy_files)}"]
+    return lines

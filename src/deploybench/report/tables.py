@@ -13,6 +13,7 @@ import pandas as pd
 
 from deploybench.recommend.records import Evaluation, Recommendation, throughput_text
 from deploybench.recommend.ties import geometric_mean
+from deploybench.report.traffic import capacity_entries
 from deploybench.results import DEFAULT_STACK, Interval, TrialRecord, with_interval
 
 COST_FORMULA = "cost per 1M inferences = USD per hour / (throughput per second x 3600) x 1e6"
@@ -131,7 +132,11 @@ def results_frame(rec: Recommendation) -> pd.DataFrame:
 def recommendation_json(rec: Recommendation) -> dict[str, Any]:
     """The recommendation as JSON, with the derived fields (headline, vs_baseline) spelled out."""
     data = rec.model_dump(mode="json")
+    for ev_data in [*data["evaluations"], *([data["winner"]] if data["winner"] else [])]:
+        ev_data.pop("traffic_plan", None)  # once, in `capacity`, not again under every evaluation
     data["headline"] = rec.headline
+    data["traffic_line"] = rec.traffic_line
+    data["capacity"] = capacity_entries(rec) if rec.traffic is not None else None
     data["random_weights"] = rec.random_weights
     data["cost_formula"] = COST_FORMULA
     for ev_data, ev in zip(data["evaluations"], rec.evaluations, strict=True):

@@ -16,6 +16,7 @@ import abc
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -81,6 +82,7 @@ class StackServer:
     settings: dict[str, Any]
     workdir: Path
     log_start: int = 0  # the log's size at launch: what came before belongs to earlier runs
+    ready_s: float | None = None  # process launch to its first ready answer: this machine's cold start
 
     def new_log(self) -> str:
         """What this run of the stack has logged so far."""
@@ -242,11 +244,13 @@ class Stack(abc.ABC):
         ports = allocate_ports(self.port_names)
         command, env = self.command(launch, ports, prepared)
         log_start = launch.log_path.stat().st_size if launch.log_path.exists() else 0
+        launched = time.monotonic()
         proc = launch_process(command, launch.log_path, cwd=launch.workdir, env=env)
         process = ServerProcess(proc, ports[self.port_names[0]], launch.log_path, command)
         settings = self.settings(launch.candidate)
         server = StackServer(self, process, self.endpoint(ports), ports, settings, launch.workdir, log_start)
         wait_ready(process, lambda: self.is_ready(server), launch.timeout_s, self.name)
+        server.ready_s = round(time.monotonic() - launched, 3)
         return server
 
 

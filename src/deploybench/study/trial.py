@@ -181,6 +181,7 @@ def run_served_trial(
         slo_rate_index=measured.slo_rate_index,
         peak_rss_mb=monitor.peak_rss_bytes / 2**20 or None,
         server_cpu_pct=monitor.cpu_pct,
+        startup_s=server.ready_s,
         front_cpu_pct=monitor.front_cpu_pct,
         stack=record,
         finished_at=now(),

@@ -1,0 +1,291 @@
+"""A candidate's fleet for the user's traffic, from its own measurements: the rate one instance
+sustains within the p99 bound, the fleet hour by hour, the monthly bill and the simulated check.
+
+Rules, and why:
+- The rate per instance is the highest open-loop arrival rate whose early-stopping verdict met the
+  p99 bound (the study's rate search, run when the study had `--p99-ms`); its interval runs from
+  that rate to the lowest measured rate above it, which did not meet the bound, so the instance's
+  true limit lies between. Arrival rate, not throughput: traffic arrives whether or not the
+  server keeps up, which is what an open loop measures and a closed loop hides.
+- Without those open-loop points the plan says so and falls back, labelled: the closed-loop
+  operating point meeting the bound (p99 verified only under closed-loop arrivals), or, with no
+  bound, the saturated peak (p99 unbounded there).
+- Curve utilisation: the verdict holds for this run; the point's p99 interval (with the between-run
+  term measured on this machine) says how far a rerun may land. Where the interval's top at that
+  rate is over the bound, the planned maximum is where the measured curve of interval tops crosses
+  it (linear between measured rates). The lag utilisation (deploybench.traffic.fleet) comes on top.
+- Bills: autoscaled = sum of the hourly instances x USD per hour x (730 h / hours in the profile);
+  fixed = the fixed fleet x USD per hour x 730 h; cost per 1M at this traffic = the autoscaled bill
+  over the month's requests (mean rate x 3600 x 730 / 1e6). Each recomputes from the JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field
+
+from deploybench.config import StrictModel
+from deploybench.load.stats import counts_of, value_at_percentiles
+from deploybench.pricing.catalogue import HOURS_PER_MONTH
+from deploybench.recommend.points import usable, verdict_for
+from deploybench.results import Candidate, LoadPoint, TrialRecord
+from deploybench.traffic.fleet import FleetPlan, FleetSettings, plan_fleet, traffic_curve
+from deploybench.traffic.profile import TrafficProfile
+from deploybench.traffic.simulate import QUANTILES, Autoscaler, ServiceCurve, SimulatedHour, simulate_fleet
+
+SECONDS_PER_MONTH = 3600 * HOURS_PER_MONTH
+
+
+@dataclass(frozen=True)
+class RateFinding:
+    """What one instance sustains, how it was found, and the point it stands on."""
+
+    rate: float
+    high: float | None
+    basis: str
+    point: LoadPoint
+    open_loop: bool
+
+
+class TrafficPlan(StrictModel):
+    """One candidate's fleet for the traffic: the figures, how each was found, and the bill."""
+
+    candidate: Candidate
+    label: str
+    machine: str
+    basis: str = Field(description="how rate_per_instance was found (open-loop verdict, or the fallback)")
+    rate_per_instance: float = Field(
+        description="highest arrival rate one instance sustains within the bound"
+    )
+    rate_interval: tuple[float, float | None] = Field(
+        description="the instance's limit lies between: the rate met and the lowest measured above it not met"
+    )
+    curve_utilisation: float = Field(description="share of that rate the p99 interval at it leaves (1: all)")
+    lag_utilisation: float
+    target_utilisation: float = Field(description="curve x lag: the share of rate_per_instance planned")
+    target_rps_per_instance: float
+    mean_latency_ms: float = Field(description="mean latency at the rate the plan stands on")
+    cold_start_s: float
+    cold_start_source: str = Field(description="measured on this machine, or assumed (and why)")
+    lag_s: float
+    peak_rss_mb: float | None = None
+    instances_per_hour: list[int]
+    fixed_instances: int
+    usd_per_hour: float | None
+    hours_per_month: int = HOURS_PER_MONTH
+    requests_per_month: float
+    monthly_usd_autoscaled: float | None
+    monthly_usd_fixed: float | None
+    usd_per_1m_at_traffic: float | None
+    simulation: list[SimulatedHour] | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def simulated_p99_ms(self) -> float | None:
+        values = [h.p99_ms for h in self.simulation or [] if h.p99_ms is not None]
+        return max(values) if values else None
+
+
+def open_points(trial: TrialRecord) -> list[LoadPoint]:
+    """The open-loop points (rate search) with an answer, by arrival rate."""
+    points = [
+        p for p in trial.points if p.mode == "open" and p.target_rate and p.ok and p.invalid_reason is None
+    ]
+    return sorted(points, key=lambda p: p.target_rate or 0.0)
+
+
+def _open_finding(trial: TrialRecord, p99_ms: float) -> RateFinding | None:
+    points = open_points(trial)
+    met = [p for p in points if usable(p) and verdict_for(p, p99_ms).status == "met"]
+    if not met:
+        return None
+    best = max(met, key=lambda p: p.target_rate or 0.0)
+    rate = float(best.target_rate or 0.0)
+    above = [float(p.target_rate or 0.0) for p in points if (p.target_rate or 0.0) > rate]
+    basis = f"open loop: highest arrival rate whose p99 verdict met {p99_ms:g} ms (the study's rate search)"
+    return RateFinding(rate, min(above) if above else None, basis, best, True)
+
+
+def find_rate(trial: TrialRecord, point: LoadPoint | None, p99_ms: float | None) -> RateFinding | None:
+    """The open-loop verdict's rate, else the operating point (labelled), else None."""
+    found = _open_finding(trial, p99_ms) if p99_ms is not None else None
+    if found is not None or point is None:
+        return found
+    if p99_ms is None:
+        basis = "fallback: the saturated closed-loop peak (no p99 bound given: p99 is unbounded at this rate)"
+    else:
+        basis = (
+            f"fallback: the closed-loop operating point meeting p99 {p99_ms:g} ms at {point.concurrency} "
+            "clients; no open-loop point met it (the study ran no rate search, or none passed), so the "
+            "bound is not verified under arrivals that do not wait for replies"
+        )
+    return RateFinding(point.throughput_rps, None, basis, point, False)
+
+
+def curve_utilisation(
+    trial: TrialRecord, finding: RateFinding, p99_ms: float | None
+) -> tuple[float, str | None]:
+    """Share of the found rate the p99 intervals leave under the bound, with a note when below 1."""
+    if p99_ms is None or not finding.open_loop:
+        return 1.0, None
+    curve = [
+        (float(p.target_rate or 0.0), p.p99_ci.high if p.p99_ci else p.latency.p99_ms)
+        for p in open_points(trial)
+        if usable(p) and (p.target_rate or 0.0) <= finding.rate
+    ]
+    if curve[-1][1] <= p99_ms:
+        return 1.0, None
+    under = [i for i, (_, top) in enumerate(curve) if top <= p99_ms]
+    if not under:
+        note = (
+            "the p99 interval reaches over the bound at every rate measured: only the verdict backs the rate"
+        )
+        return 1.0, note
+    (r0, t0), (r1, t1) = curve[under[-1]], curve[under[-1] + 1]
+    crossing = r0 + (r1 - r0) * (p99_ms - t0) / (t1 - t0)
+    note = (
+        f"the p99 interval at {finding.rate:.1f} req/s reaches {curve[-1][1]:.1f} ms, over the bound: "
+        f"planned at most {crossing:.1f} req/s, where the measured interval tops cross {p99_ms:g} ms"
+    )
+    return crossing / finding.rate, note
+
+
+def service_curve(trial: TrialRecord, fallback: LoadPoint) -> tuple[ServiceCurve, str | None]:
+    """The latency distribution at each measured per-instance rate: open-loop points, else the closed
+    loop's (their throughput as the rate), labelled."""
+    points = [p for p in open_points(trial) if p.histogram]
+    note = None
+    rates = [float(p.target_rate or 0.0) for p in points]
+    if not points:
+        points = sorted(
+            (p for p in trial.points if p.histogram and p.ok and p.invalid_reason is None),
+            key=lambda p: p.throughput_rps,
+        ) or [fallback]
+        rates = [p.throughput_rps for p in points]
+        note = "simulated with closed-loop points standing in for the latency-vs-rate curve (none open-loop)"
+    rows = (
+        np.array([value_at_percentiles(counts_of(p.histogram), list(QUANTILES * 100)) for p in points]) / 1000
+    )
+    rows = np.maximum.accumulate(rows, axis=1)
+    capacity = max(p.throughput_rps for p in [*trial.points, *points] if p.invalid_reason is None)
+    return ServiceCurve(np.asarray(rates), rows, capacity), note
+
+
+def cold_start(trial: TrialRecord, settings: FleetSettings) -> tuple[float, str]:
+    if settings.cold_start_s is not None:
+        return settings.cold_start_s, "given"
+    if trial.startup_s is not None:
+        return (
+            trial.startup_s,
+            "measured on this machine: the server's process start to its first ready answer",
+        )
+    return settings.assumed_cold_start_s, "assumed: this study did not record the server's start-up"
+
+
+def bills(fleet: FleetPlan, profile: TrafficProfile, usd_per_hour: float | None) -> dict[str, float | None]:
+    """The monthly bills and the cost per 1M at this traffic (see the module's rules)."""
+    requests = profile.mean_rps * SECONDS_PER_MONTH
+    if usd_per_hour is None:
+        return {"requests_per_month": requests, "monthly_usd_autoscaled": None, "monthly_usd_fixed": None,
+                "usd_per_1m_at_traffic": None}  # fmt: skip
+    hours = len(fleet.instances_per_hour)
+    autoscaled = sum(fleet.instances_per_hour) * usd_per_hour * HOURS_PER_MONTH / hours
+    return {
+        "requests_per_month": requests,
+        "monthly_usd_autoscaled": autoscaled,
+        "monthly_usd_fixed": fleet.fixed_instances * usd_per_hour * HOURS_PER_MONTH,
+        "usd_per_1m_at_traffic": autoscaled / (requests / 1e6),
+    }
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    trial: TrialRecord
+    label: str
+    machine: str
+    point: LoadPoint | None  # the operating point the ranking judged it at
+    usd_per_hour: float | None
+
+
+def plan_candidate(
+    inputs: PlanInputs, profile: TrafficProfile, p99_ms: float | None, settings: FleetSettings
+) -> TrafficPlan | None:
+    """The fleet for this traffic, or None when nothing measured gives a rate."""
+    trial = inputs.trial
+    finding = find_rate(trial, inputs.point, p99_ms)
+    if finding is None or finding.rate <= 0:
+        return None
+    utilisation, note = curve_utilisation(trial, finding, p99_ms)
+    cold, source = cold_start(trial, settings)
+    lag = settings.reaction_s + settings.provision_s + cold
+    fleet = plan_fleet(profile, finding.rate * utilisation, lag, settings)
+    return TrafficPlan(
+        candidate=trial.candidate,
+        label=inputs.label,
+        machine=inputs.machine,
+        basis=finding.basis,
+        rate_per_instance=finding.rate,
+        rate_interval=(finding.rate, finding.high),
+        curve_utilisation=utilisation,
+        lag_utilisation=fleet.lag_utilisation,
+        target_utilisation=utilisation * fleet.lag_utilisation,
+        target_rps_per_instance=fleet.target_rps_per_instance,
+        mean_latency_ms=finding.point.latency.mean_ms,
+        cold_start_s=cold,
+        cold_start_source=source,
+        lag_s=lag,
+        peak_rss_mb=trial.peak_rss_mb,
+        instances_per_hour=fleet.instances_per_hour,
+        fixed_instances=fleet.fixed_instances,
+        usd_per_hour=inputs.usd_per_hour,
+        notes=[note] if note else [],
+        **bills(fleet, profile, inputs.usd_per_hour),
+    )
+
+
+def closest_miss(trials: Sequence[TrialRecord], labels: dict[str, str], p99_ms: float) -> str:
+    """No candidate meets the bound: which came closest (lowest p99 at any answered point), by how much."""
+    best: tuple[float, str, LoadPoint] | None = None
+    for trial in trials:
+        for point in trial.points:
+            if point.ok and point.invalid_reason is None and (best is None or point.latency.p99_ms < best[0]):
+                best = (point.latency.p99_ms, labels.get(trial.trial_id, trial.trial_id), point)
+    if best is None:
+        return f"no candidate meets p99 <= {p99_ms:g} ms, and none was measured answering at all"
+    p99, label, point = best
+    where = f"{point.target_rate:g} req/s offered" if point.mode == "open" else f"{point.concurrency} clients"
+    over = 100 * (p99 / p99_ms - 1)
+    gap = (
+        f"{over:.0f}% over the bound" if over > 0 else "within the bound raw, but no verdict could confirm it"
+    )
+    return (
+        f"no candidate meets p99 <= {p99_ms:g} ms; closest: {label}, p99 {p99:.1f} ms at {where} "
+        f"({point.throughput_rps:.1f} req/s), {gap}"
+    )
+
+
+def simulate_plan(
+    plan: TrafficPlan,
+    trial: TrialRecord,
+    profile: TrafficProfile,
+    p99_ms: float | None,
+    settings: FleetSettings,
+) -> TrafficPlan:
+    """The plan with its second-by-second simulation attached (seeded: the same plan, the same days)."""
+    service, note = service_curve(trial, trial.peak or trial.points[0])
+    scaler = Autoscaler(
+        target_rps=plan.target_rps_per_instance,
+        min_instances=settings.min_instances,
+        max_instances=max(plan.instances_per_hour),
+        period_s=max(1, round(settings.metric_period_s)),
+        reaction_s=settings.reaction_s,
+        launch_s=settings.provision_s + plan.cold_start_s,
+        scale_in_s=settings.scale_in_s,
+        queue_per_instance=settings.queue_per_instance,
+    )
+    per_second = traffic_curve(profile, 1.0)
+    hours = simulate_fleet(per_second, service, scaler, p99_ms if p99_ms is not None else float("inf"))
+    return plan.model_copy(update={"simulation": hours, "notes": [*plan.notes, *([note] if note else [])]})
