@@ -15,6 +15,7 @@ from deploybench.backends.base import honoured_knobs
 from deploybench.hardware import usable_cores
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
+from deploybench.study.space import detect_shape, largest_batch
 from deploybench.study.spec import StudyConfig, study_model_spec
 from deploybench.variants.parity import served_batch_sizes
 
@@ -98,7 +99,7 @@ def summaries_from_json(raw: dict[str, Any]) -> VariantsOutcome:
 
 def parity_sizes(config: StudyConfig) -> list[int]:
     """Every batch size a served candidate may form (1..largest max_batch_size), and those timed."""
-    served = served_batch_sizes(max(config.knobs.max_batch_size))
+    served = served_batch_sizes(largest_batch(config, detect_shape()))
     return sorted(set(served) | set(config.variant_batch_sizes))
 
 
