@@ -54,10 +54,11 @@ def parse_budget(text: str) -> float:
     return seconds
 
 
-def default_budget_s(cores: int) -> float:
-    """10 minutes up to 4 cores, 10 more per doubling above: a machine with more cores has a space
-    that grows with its factorizations, and costs more per hour to leave idle while it is measured."""
-    return DEFAULT_BUDGET_S * max(1.0, math.log2(max(cores, 1)) - 1.0)
+def default_budget_s(cores: int, gpus: int = 0) -> float:
+    """10 minutes up to 4 cores, 10 more per doubling above, 10 more per GPU: a machine with more
+    cores has a space that grows with its factorizations, a GPU one of its own (batch to 64,
+    instances), and a larger machine costs more per hour to leave idle while it is measured."""
+    return DEFAULT_BUDGET_S * (max(1.0, math.log2(max(cores, 1)) - 1.0) + gpus)
 
 
 class Phase(StrictModel):
@@ -205,7 +206,8 @@ def search_budget(spec: SearchSpec, jobs: list[TrialJob], pools: int = 1) -> flo
     if spec.budget_s is not None:
         return spec.budget_s
     cores = max((j.trial.candidate.workers * j.trial.candidate.threads for j in jobs), default=1)
-    return default_budget_s(cores) * max(1, pools)
+    gpus = int(any(j.trial.candidate.device.startswith("cuda") for j in jobs))
+    return default_budget_s(cores, gpus) * max(1, pools)
 
 
 def budget_words(counts: dict[str, Any]) -> str:

@@ -143,8 +143,8 @@ class SearchSpec(StrictModel):
         gt=0,
         description="the search's time budget in seconds (--budget 10m): past it the probe measures "
         "each backend in turn, a sample spread over its grid, and records the rest as not measured "
-        "(study/budget.py); None: sized to the machine, 10 minutes up to 4 cores, 10 more per doubling, "
-        "for each stack searched",
+        "(study/budget.py); None: sized to the machine, 10 minutes up to 4 cores, 10 more per doubling "
+        "and with a GPU, for each stack searched",
     )
     baseline_sweep: bool = Field(
         False,
