@@ -8,6 +8,7 @@ from helpers.search_jobs import served_job
 
 from deploybench.study.budget import (
     BudgetTooSmallError,
+    budget_words,
     default_budget_s,
     each_backend_in_turn,
     fit_budget,
@@ -15,7 +16,7 @@ from deploybench.study.budget import (
     spread,
     time_plan,
 )
-from deploybench.study.plan import VariantSummary, knob_candidates
+from deploybench.study.plan import VariantSummary, knob_candidates, plan_trials
 from deploybench.study.space import MachineShape, divisors, machine_grid, shape_from_environment, study_grid
 from deploybench.study.spec import KnobGrid, LoadPlan, SearchSpec, StudyConfig
 
@@ -95,3 +96,18 @@ def test_a_cut_keeps_every_backend_and_spreads_over_each_grid() -> None:
     assert [j.trial.candidate.backend for j in ordered[:4]] == ["openvino", "onnxruntime"] * 2
     first = [(j.trial.candidate.workers, j.trial.candidate.max_batch_size) for j in ordered[:6]]
     assert (1, 1) in first and (2, 1) in first  # both layouts early, not workers 1's whole grid first
+
+
+def test_the_plan_sweeps_the_machines_space_and_the_summary_says_what_the_budget_left() -> None:
+    summaries = [
+        VariantSummary("eager", "passed"),
+        VariantSummary("openvino-int8", "passed", precision="int8"),
+    ]
+    config = StudyConfig(serve_within=None)
+    wide = plan_trials(config, summaries, 16, shape=MachineShape(cores=16))
+    assert {(t.candidate.workers, t.candidate.threads) for t in wide} >= {(1, 16), (4, 4), (16, 1)}
+    two = plan_trials(config, summaries, 2, shape=MachineShape(cores=2))
+    assert [t.candidate.key for t in two] == [t.candidate.key for t in plan_trials(config, summaries, 2)]
+    counts = {"space": 325, "unmeasured": 151, "budget_s": 3000.0, "planned_s": 5000.0}
+    assert "measured 174 of 325 candidates within the 50.0 min budget" in budget_words(counts)
+    assert budget_words({**counts, "unmeasured": 0}) == ""
