@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from helpers.search_jobs import served_job
 
+from deploybench.study import variants_step
 from deploybench.study.budget import (
     BudgetTooSmallError,
     budget_words,
@@ -17,8 +18,15 @@ from deploybench.study.budget import (
     time_plan,
 )
 from deploybench.study.plan import VariantSummary, knob_candidates, plan_trials
-from deploybench.study.space import MachineShape, divisors, machine_grid, shape_from_environment, study_grid
+from deploybench.study.space import (
+    MachineShape,
+    divisors,
+    machine_grid,
+    shape_from_environment,
+    study_grid,
+)
 from deploybench.study.spec import KnobGrid, LoadPlan, SearchSpec, StudyConfig
+from deploybench.study.variants_step import parity_sizes
 
 
 def layouts(cores: int) -> set[tuple[int, int]]:
@@ -111,3 +119,11 @@ def test_the_plan_sweeps_the_machines_space_and_the_summary_says_what_the_budget
     counts = {"space": 325, "unmeasured": 151, "budget_s": 3000.0, "planned_s": 5000.0}
     assert "measured 174 of 325 candidates within the 50.0 min budget" in budget_words(counts)
     assert budget_words({**counts, "unmeasured": 0}) == ""
+
+
+def test_parity_covers_every_cpu_batch_and_the_gpu_grids_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(variants_step, "detect_shape", lambda: MachineShape(cores=2))
+    assert parity_sizes(StudyConfig()) == [1, 2, 3, 4]  # as before the machine's space
+    gpu = MachineShape(cores=4, gpu="NVIDIA L4", gpus=1)
+    monkeypatch.setattr(variants_step, "detect_shape", lambda: gpu)
+    assert parity_sizes(StudyConfig()) == [1, 2, 3, 4, 5, 6, 7, 8, 16, 32, 64]
