@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
+import subprocess
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -20,6 +23,9 @@ from pydantic import Field
 from deploybench.config import StrictModel
 
 CPUINFO = Path("/proc/cpuinfo")
+CGROUP = Path("/sys/fs/cgroup")
+CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
+NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
 INTERESTING_FLAGS = (
     "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
 )  # fmt: skip
@@ -88,6 +94,7 @@ class MachineProfile(StrictModel):
     cpu: CpuProfile
     cores: int = Field(description="logical CPUs this process may use (the vCPUs a study uses)")
     logical_cpus: int | None = None
+    threads_per_core: int = Field(1, ge=1, description="SMT siblings per physical core")
     memory_gib: float
     gpu: str | None = None
 
@@ -176,23 +183,94 @@ def has_native_bf16() -> bool:
     return any(flag in detect_cpu().flags for flag in BF16_FLAGS)
 
 
+def parse_cpu_max(text: str) -> float | None:
+    """CPUs a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD": no limit) allows."""
+    parts = text.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    quota, period = _number(parts[0]), _number(parts[1])
+    return quota / period if quota and period and quota > 0 else None
+
+
+def cgroup_cpu_limit(root: Path = CGROUP) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 cpu.max, else v1 cfs quota/period), or None.
+
+    A container given 4 CPUs on a 64-core host still sees 64 in its affinity mask: without the quota,
+    a plan of 64 workers would time-slice 4 CPUs and every layout would measure the throttling."""
+    v2 = root / "cpu.max"
+    if v2.is_file():
+        return parse_cpu_max(v2.read_text())
+    quota, period = root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"
+    if quota.is_file() and period.is_file():
+        text = f"{quota.read_text().strip()} {period.read_text().strip()}"
+        return parse_cpu_max(text.replace("-1 ", "max "))
+    return None
+
+
 def usable_cores() -> int:
-    """Cores this process may run on (affinity): what the serving knobs are pruned against."""
+    """Cores this process may run on (affinity), capped by the cgroup's CPU quota (rounded down, at
+    least 1): what the serving knobs are pruned against."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return max(1, min(cores, int(limit))) if limit is not None else cores
 
 
-def detect_gpu() -> str | None:
-    """CUDA devices as torch sees them (torch is imported only here, late)."""
+def parse_sibling_list(text: str) -> int:
+    """How many logical CPUs a `thread_siblings_list` ("0,32" or "0-1") names."""
+    count = 0
+    for part in text.strip().split(","):
+        low, _, high = part.partition("-")
+        if low.strip().isdigit():
+            count += int(high) - int(low) + 1 if high.strip().isdigit() else 1
+    return max(1, count)
+
+
+def threads_per_core(topology: Path = CPU_TOPOLOGY) -> int:
+    """SMT siblings per physical core (1: no SMT, or unknown), from cpu0's thread_siblings_list."""
+    siblings = topology / "cpu0" / "topology" / "thread_siblings_list"
+    return parse_sibling_list(siblings.read_text()) if siblings.is_file() else 1
+
+
+def gpu_names_from_smi(text: str) -> list[str]:
+    """GPU names from `nvidia-smi --query-gpu=name --format=csv,noheader` (one a line)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def gpu_name_from_proc(text: str) -> str | None:
+    """The `Model:` line of /proc/driver/nvidia/gpus/*/information."""
+    found = re.search(r"^Model:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else None
+
+
+@cache
+def _smi_names() -> list[str]:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
     try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        done = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return gpu_names_from_smi(done.stdout) if done.returncode == 0 else []
+
+
+def detect_gpu(proc: Path = NVIDIA_PROC) -> str | None:
+    """NVIDIA GPUs by name, from nvidia-smi or the driver's /proc files: never by importing torch
+    (seconds of start-up, and a CPU-only wheel sees no GPU that is there)."""
+    names = _smi_names()
+    if not names and proc.is_dir():
+        infos = sorted(proc.glob("*/information"))
+        names = [n for n in (gpu_name_from_proc(i.read_text(errors="replace")) for i in infos) if n]
+    return ", ".join(names) or None
 
 
 def detect_machine() -> MachineProfile:
@@ -200,6 +278,7 @@ def detect_machine() -> MachineProfile:
         cpu=detect_cpu(),
         cores=usable_cores(),
         logical_cpus=os.cpu_count(),
+        threads_per_core=threads_per_core(),
         memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
         gpu=detect_gpu(),
     )

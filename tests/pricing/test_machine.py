@@ -10,7 +10,7 @@ from helpers.report_factory import make_trial
 
 from deploybench.config import MachineSpec
 from deploybench.hardware import CpuProfile, MachineProfile
-from deploybench.pricing.catalogue import PriceOverride
+from deploybench.pricing.catalogue import PriceOverride, accelerator_model, gpu_is_model
 from deploybench.pricing.machine import MachinePriceError, resolve_machine
 from deploybench.report import write_report
 
@@ -78,3 +78,12 @@ def test_a_report_time_instance_is_checked_against_the_recorded_cpu(tmp_path: Pa
         tmp_path, price_override=PriceOverride(usd_per_hour=0.08925, instance="c7i.large")
     )
     assert any("c7i.large does not match" in w for w in repriced.warnings)
+
+
+def test_a_gpu_is_priced_by_its_exact_model_so_an_l40s_is_not_an_l4() -> None:
+    l4 = resolve_machine(MachineSpec(), machine("milan", "amd", 4, "NVIDIA L4"), "h")
+    assert l4.instance == "g6.xlarge"
+    with pytest.raises(MachinePriceError):
+        resolve_machine(MachineSpec(), machine("milan", "amd", 4, "NVIDIA L40S"), "h")
+    assert gpu_is_model("NVIDIA A100-SXM4-40GB", "A100") and not gpu_is_model("NVIDIA A10G", "A10")
+    assert accelerator_model("1x NVIDIA L4 24 GB") == "L4" and accelerator_model("1x AWS Inferentia2") is None

@@ -40,8 +40,9 @@ def test_round_sizes_keep_a_third_then_a_third_of_that_bounded_by_the_settings()
     assert round_sizes(16, spec) == (6, 2)
     assert round_sizes(20, spec) == (7, 2)
     assert round_sizes(4, spec) == (3, 1)  # at least 3 run longer
-    assert round_sizes(40, spec) == (14, 2)  # at most 2 finalists before ties
-    assert round_sizes(40, spec.model_copy(update={"finalists": 3})) == (14, 3)
+    assert round_sizes(40, spec) == (7, 2)  # at most one runoff of servers beside eager; 2 finalists
+    assert round_sizes(40, spec.model_copy(update={"finalists": 3})) == (7, 3)
+    assert round_sizes(40, spec.model_copy(update={"probe_servers": 16})) == (14, 2)
     assert round_sizes(2, spec) == (2, 1)
 
 

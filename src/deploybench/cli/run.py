@@ -13,11 +13,13 @@ import typer
 from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
+from deploybench.cli.plan import machine_shape, show_plan
 from deploybench.cli.report import MinInstances, ProvisionS, Traffic, print_recommendation, traffic_inputs
 from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
 from deploybench.report import write_report
 from deploybench.results import Interval, with_interval
+from deploybench.study.budget import parse_budget
 from deploybench.study.folder import key_digest, study_key
 from deploybench.study.runner import StudyOutcome, run_study
 from deploybench.study.spec import (
@@ -48,6 +50,8 @@ def _cli_overrides(options: dict[str, Any]) -> dict[str, Any]:
     if constraints:
         overrides["constraints"] = constraints
     overrides.update(_top_level_overrides(options))
+    if options.get("budget_s") is not None:
+        overrides["search"] = {"budget_s": options["budget_s"]}
     if options.get("input_shape") is not None:
         overrides.setdefault("model", {})["input_shape"] = parse_shape(options["input_shape"])
     return overrides
@@ -64,6 +68,15 @@ def _top_level_overrides(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("content_type") is not None:
         overrides["content_type"] = options["content_type"]
     return overrides
+
+
+def _budget_seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        raise fail(f"--budget: {exc}") from exc
 
 
 def default_study_dir(config: StudyConfig) -> Path:
@@ -254,6 +267,19 @@ def run(
     traffic: Traffic = None,
     min_instances: MinInstances = 1,
     provision_s: ProvisionS = 120.0,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="the search's time budget, e.g. 10m, 1h30m (default: sized to the machine)"),
+    ] = None,
+    plan_only: Annotated[
+        bool,
+        typer.Option("--plan-only", help="print the candidate space and the time plan; measure nothing"),
+    ] = False,
+    machine: Annotated[
+        str | None, typer.Option(help="--plan-only for a catalogue instance (its vCPUs and GPU)")
+    ] = None,
+    cores: Annotated[int | None, typer.Option(min=1, help="--plan-only for a machine of N vCPUs")] = None,
+    gpu: Annotated[str | None, typer.Option(help="--plan-only with this GPU model, e.g. L4")] = None,
 ) -> None:
     """Build, verify, serve and load-test every candidate; record, rank and report them."""
     options = {
@@ -275,6 +301,7 @@ def run(
         "reject_significant_drop": reject_significant_drop,
         "content_type": content_type,
         "input_shape": input_shape,
+        "budget_s": _budget_seconds(budget),
     }
     try:
         planned = traffic_inputs(traffic, min_instances, provision_s)  # refused before hours of measuring
@@ -285,6 +312,10 @@ def run(
         config = load_study_config(study_file, {**(quick_overrides() if quick else {}), **overrides})
     except StudyFileError as exc:
         raise fail(f"invalid study:\n{exc}") from exc
+    if plan_only:
+        return show_plan(config, machine_shape(machine, cores, gpu), None, json_out)
+    if machine or cores or gpu:
+        raise fail("--machine, --cores and --gpu describe a machine to plan for: use them with --plan-only")
     root = out or default_study_dir(config)
     stop = threading.Event()
     _install_sigint(stop)

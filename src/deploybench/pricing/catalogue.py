@@ -148,6 +148,28 @@ class PriceCatalogue(StrictModel):
         return sorted(rows, key=lambda e: (e.provider, e.service, e.usd_per_hour, e.instance))
 
 
+def gpu_words(name: str) -> list[str]:
+    """A GPU name's words, lower case, split on spaces, dashes and slashes ("A100-SXM4-40GB" -> a100, ...)."""
+    return [word for word in re.split(r"[\s\-_/]+", name.lower()) if word]
+
+
+def accelerator_model(accelerator: str | None) -> str | None:
+    """The GPU model a catalogue row names: "1x NVIDIA L4 24 GB" -> "L4" (None: no NVIDIA GPU)."""
+    words = (accelerator or "").split()
+    return words[2] if len(words) >= 3 and words[1].lower() == "nvidia" else None
+
+
+def gpu_is_model(gpu: str, model: str) -> bool:
+    """The GPU is exactly this model: one of its words is the model, so "NVIDIA L40S" is not an "L4"
+    (a substring test would price an L40S machine at an L4's rate)."""
+    return model.lower() in gpu_words(gpu)
+
+
+def gpu_models(catalogue: PriceCatalogue) -> list[str]:
+    """Every NVIDIA GPU model the catalogue prices."""
+    return sorted({m for e in catalogue.entries if (m := accelerator_model(e.accelerator))})
+
+
 def close_matches(instance: str, names: list[str], limit: int = 5) -> list[str]:
     """Names that contain what was typed, then difflib's nearest spellings (case-insensitive)."""
     lowered = {name.lower(): name for name in names}

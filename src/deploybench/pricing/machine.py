@@ -20,6 +20,8 @@ from deploybench.pricing.catalogue import (
     PriceEntry,
     PriceOverride,
     UnknownInstanceError,
+    accelerator_model,
+    gpu_is_model,
     load_catalogue,
 )
 from deploybench.results import MachineInfo, TrialRecord
@@ -40,8 +42,8 @@ def _accelerator_fits(entry: PriceEntry, gpu: str | None) -> bool:
         return gpu is None
     if gpu is None:
         return False
-    words = entry.accelerator.split()
-    return len(words) >= 3 and words[2].lower() in gpu.lower()  # "1x NVIDIA T4 16 GB" -> "t4"
+    model = accelerator_model(entry.accelerator)  # "1x NVIDIA T4 16 GB" -> "T4"
+    return model is not None and gpu_is_model(gpu, model)
 
 
 def matching_entries(catalogue: PriceCatalogue, machine: MachineProfile) -> list[PriceEntry]:

@@ -45,6 +45,7 @@ def fingerprint(machine: MachineProfile | None = None) -> dict[str, Any]:
         "cpu_flags": cpu.flags,
         "cores": machine.cores,
         "logical_cpus": machine.logical_cpus,
+        "threads_per_core": machine.threads_per_core,
         "memory_gib": machine.memory_gib,
         "gpu": machine.gpu,
         "libraries": installed_versions(LIBRARIES),

@@ -32,6 +32,7 @@ from typing import Literal
 from deploybench.backends.base import SERVER_KNOBS
 from deploybench.results import DEFAULT_STACK, Candidate
 from deploybench.stacks import get_stack
+from deploybench.study.space import MachineShape, study_grid
 from deploybench.study.spec import KnobGrid, StudyConfig
 
 BASELINE = "eager"
@@ -175,7 +176,11 @@ def _tuned_backends(
 
 
 def stack_trials(
-    passed: list[VariantSummary], offers: Sequence[StackOffer], cores: int, config: StudyConfig | None = None
+    passed: list[VariantSummary],
+    offers: Sequence[StackOffer],
+    cores: int,
+    config: StudyConfig | None = None,
+    shape: MachineShape | None = None,
 ) -> list[PlannedTrial]:
     """Per stack other than deploybench's: the fastest verified backend it runs, at its default knobs
     first, then (where the study sweeps knob grids) the grid it can express (stack_grid)."""
@@ -194,12 +199,17 @@ def stack_trials(
             reason = f"{offer.name} runs {runs}; none of them passed here"
             trials.append(PlannedTrial(candidate, "skipped", reason, shown.precision))
         else:
-            trials += stack_grid(offer.name, pick, candidate, config, cores)
+            trials += stack_grid(offer.name, pick, candidate, config, cores, shape)
     return trials
 
 
 def stack_grid(
-    name: str, pick: VariantSummary, default: Candidate, config: StudyConfig | None, cores: int
+    name: str,
+    pick: VariantSummary,
+    default: Candidate,
+    config: StudyConfig | None,
+    cores: int,
+    shape: MachineShape | None = None,
 ) -> list[PlannedTrial]:
     """A stack's default candidate, then the study's knob grid as far as the stack can express it
     (Stack.knobs; runtime knobs are deploybench's own, held at their defaults), so every stack is
@@ -212,7 +222,8 @@ def stack_grid(
     stack = get_stack(name)
     seen, unexpressed = {default.key}, []
     plain = replace(pick, knobs=frozenset())
-    for found in knob_candidates(plain, config.knobs, cores, oversubscribe=config.oversubscribe):
+    grid = study_grid(config, shape, pick.device)
+    for found in knob_candidates(plain, grid, cores, oversubscribe=config.oversubscribe):
         candidate = replace_stack(found, name)
         if candidate.key in seen:
             continue
@@ -250,16 +261,18 @@ def plan_trials(
     summaries: list[VariantSummary],
     cores: int,
     stacks: Sequence[StackOffer] = (StackOffer(DEFAULT_STACK),),
+    shape: MachineShape | None = None,
 ) -> list[PlannedTrial]:
-    """The ordered list of trials: served candidates first (fastest backends first), then the rest."""
+    """The ordered list of trials: served candidates first (fastest backends first), then the rest.
+    `shape`: the machine, whose space (study/space.py) is swept unless the study gives `knobs:`."""
     passed = [s for s in summaries if s.state == "passed"]
     served = _served_backends(passed, config)
     tuned = _tuned_backends(passed, served, config)
-    picks = stack_trials(passed, stacks, cores, config)
+    picks = stack_trials(passed, stacks, cores, config, shape)
     # a backend only another stack was given is served by deploybench too: the comparison is like for like
     picked = {t.candidate.backend for t in picks if t.action == "serve"}
     served += [s for s in passed if s.backend in picked and s not in served]
-    trials = _deploybench_trials(config, served, tuned, cores)
+    trials = _deploybench_trials(config, served, tuned, cores, shape)
     trials += twin_trials(picks, trials)
     if all(offer.name != DEFAULT_STACK for offer in stacks):
         trials = []  # the user chose other stacks only; the variants are still recorded below
@@ -276,14 +289,19 @@ def plan_trials(
 
 
 def _deploybench_trials(
-    config: StudyConfig, served: list[VariantSummary], tuned: set[str], cores: int
+    config: StudyConfig,
+    served: list[VariantSummary],
+    tuned: set[str],
+    cores: int,
+    shape: MachineShape | None = None,
 ) -> list[PlannedTrial]:
     trials: list[PlannedTrial] = []
     seen: set[str] = set()
     for summary in served:
         candidates = [default_candidate(summary, cores)]
         if summary.backend in tuned:
-            candidates += knob_candidates(summary, config.knobs, cores, oversubscribe=config.oversubscribe)
+            grid = study_grid(config, shape, summary.device)
+            candidates += knob_candidates(summary, grid, cores, oversubscribe=config.oversubscribe)
         for candidate in candidates:
             if candidate.key not in seen:
                 seen.add(candidate.key)

@@ -48,8 +48,11 @@ class RoundOutcome:
 
 
 def round_sizes(contenders: int, spec: SearchSpec) -> tuple[int, int]:
-    """How many get the longer run, and how many of those the full plan (before ties)."""
-    longer = min(contenders, max(spec.min_round2, math.ceil(contenders / spec.eta)))
+    """How many get the longer run, and how many of those the full plan (before ties). The longer run
+    serves its contenders at once beside the baseline, so it takes at most what one probe runoff holds
+    (probe_servers, less one for the baseline): a third of hundreds would not fit in memory."""
+    runoff = max(spec.min_round2, spec.probe_servers - 1)
+    longer = min(contenders, max(spec.min_round2, math.ceil(contenders / spec.eta)), runoff)
     final = min(spec.finalists, longer, max(1, math.ceil(longer / spec.eta)))
     return longer, final
 

@@ -30,6 +30,7 @@ from deploybench.study.folder import study_key
 from deploybench.study.measure import LiveCallback
 from deploybench.study.plan import StackOffer, plan_trials
 from deploybench.study.search import SearchRun, final_groups, run_search
+from deploybench.study.space import MachineShape, shape_from_environment
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, StudyStoreError, machine_file
 from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, unserved_record
@@ -68,6 +69,7 @@ class ReadyMachine:
     variants: VariantsOutcome
     cores: int
     stacks: list[StackOffer]
+    shape: MachineShape | None = None  # what the candidate space is sized to (study/space.py)
 
 
 def _payloads(config: StudyConfig) -> list[bytes]:
@@ -127,7 +129,8 @@ def _ready(
         info = executor.machine_info(target, prepared.environment)
         progress.on_machine(info)
         cores = int(prepared.environment["cores"])
-        ready.append(ReadyMachine(target, info, variants, cores, prepared.stacks))
+        shape = shape_from_environment(prepared.environment, target.key or "this machine")
+        ready.append(ReadyMachine(target, info, variants, cores, prepared.stacks, shape))
     if not ready:
         raise ExecutorError("no machine could be prepared: " + "; ".join(executor.unfinished))
     return ready
@@ -137,7 +140,8 @@ def _jobs(config: StudyConfig, machines: list[ReadyMachine]) -> list[TrialJob]:
     """Every machine's plan; served candidates first (fastest backends first), as plan_trials orders them."""
     jobs = []
     for machine in machines:
-        for trial in plan_trials(config, machine.variants.summaries, machine.cores, machine.stacks):
+        summaries = machine.variants.summaries
+        for trial in plan_trials(config, summaries, machine.cores, machine.stacks, machine.shape):
             backend = trial.candidate.backend
             parity, accuracy = machine.variants.parity.get(backend), machine.variants.accuracy.get(backend)
             trial_id = machine.target.trial_id(trial.candidate.key)

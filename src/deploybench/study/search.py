@@ -38,6 +38,7 @@ import psutil
 
 from deploybench.recommend.ties import geometric_mean
 from deploybench.results import DEFAULT_STACK, TrialRecord
+from deploybench.study.budget import budget_shares, budget_words, search_budget, within_budget
 from deploybench.study.executors import Executor
 from deploybench.study.probe import PROBE, group_size, probe_groups, probe_plan, probe_scores
 from deploybench.study.protect import is_baseline, is_protected, twins_to_add
@@ -136,7 +137,7 @@ def summary_line(machine: str | None, counts: dict[str, Any]) -> str:
         f"search{where}: {counts['space']} candidates in the space, {counts['probed']} probed, "
         f"{counts['run_longer']} run longer, {counts['fully_measured']} fully measured "
         f"({counts['always']} always: the eager baseline, at the fixed levels, and other stacks' defaults); "
-        f"{len(counts['dropped'])} dropped"
+        f"{len(counts['dropped'])} dropped" + budget_words(counts)
     )
 
 
@@ -288,6 +289,10 @@ class SearchRun:
         ]
         counts: dict[str, Any] = {"space": len(jobs), "always": len(always), "dropped": {}, "finalists": {}}
         pools = stack_pools(contenders)
+        budget = search_budget(spec, jobs, len(pools))
+        references = len([job for job in always if is_baseline(job)])
+        planned, shares = budget_shares(pools, spec, self.ctx.config.load, budget, references)
+        counts.update(budget_s=budget, planned_s=planned, budget_shares=shares, unmeasured=0)
         if not spec.enabled or all(len(pool) <= spec.finalists for pool in pools.values()):
             many = f"{len(contenders)} contenders" if len(pools) < 2 else "each stack's contenders"
             why = "search off" if not spec.enabled else f"{many} <= {spec.finalists} finalists"
@@ -329,6 +334,7 @@ class SearchRun:
     ) -> tuple[dict[str, str], dict[str, str]]:
         """One stack's contenders through probe and round 2: its finalists and its dropped (id -> why)."""
         spec, plan = self.ctx.config.search, self.ctx.config.load
+        contenders, unmeasured = self._fit_budget(contenders, always, counts)
         longer, final = round_sizes(len(contenders), spec)
         level = probe_concurrency(self.ctx.config, contenders)
         whose = "" if stack == DEFAULT_STACK else f" ({stack})"
@@ -352,7 +358,20 @@ class SearchRun:
         counts["probed"] += len(probes)
         counts["run_longer"] += len(runs)
         counts.setdefault("probe_concurrency", level)
-        return finalists, {**first.dropped, **second.dropped}
+        return finalists, {**unmeasured, **first.dropped, **second.dropped}
+
+    def _fit_budget(
+        self, contenders: list[TrialJob], always: list[TrialJob], counts: dict[str, Any]
+    ) -> tuple[list[TrialJob], dict[str, str]]:
+        """The contenders the probe measures within this pool's share of the budget (study/budget.py)."""
+        share = counts["budget_shares"][contenders[0].trial.candidate.stack]
+        if share is None:
+            return contenders, {}
+        references = len([job for job in always if is_baseline(job)])
+        config = self.ctx.config
+        kept, unmeasured, _ = within_budget(contenders, config.search, config.load, share, references)
+        counts["unmeasured"] += len(unmeasured)
+        return kept, unmeasured
 
 
 def stack_pools(contenders: list[TrialJob]) -> dict[str, list[TrialJob]]:

@@ -138,6 +138,14 @@ class SearchSpec(StrictModel):
         description="before each contender's first window: a fresh server's first batches of each "
         "size are slow and would drag its first round down",
     )
+    budget_s: float | None = Field(
+        None,
+        gt=0,
+        description="the search's time budget in seconds (--budget 10m): past it the probe measures "
+        "each backend in turn, a sample spread over its grid, and records the rest as not measured "
+        "(study/budget.py); None: sized to the machine, 10 minutes up to 4 cores, 10 more per doubling "
+        "and with a GPU, for each stack searched",
+    )
     baseline_sweep: bool = Field(
         False,
         description="False: the eager baseline is measured at the plan's fixed concurrency levels only "

@@ -15,6 +15,7 @@ from deploybench.backends.base import honoured_knobs
 from deploybench.hardware import usable_cores
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
+from deploybench.study.space import detect_shape, largest_batch, study_grid
 from deploybench.study.spec import StudyConfig, study_model_spec
 from deploybench.variants.parity import served_batch_sizes
 
@@ -97,9 +98,14 @@ def summaries_from_json(raw: dict[str, Any]) -> VariantsOutcome:
 
 
 def parity_sizes(config: StudyConfig) -> list[int]:
-    """Every batch size a served candidate may form (1..largest max_batch_size), and those timed."""
-    served = served_batch_sizes(max(config.knobs.max_batch_size))
-    return sorted(set(served) | set(config.variant_batch_sizes))
+    """Every batch size a served CPU candidate may form (1..the CPU grid's largest), each batch size of
+    every device's grid (a GPU's 32 and 64), and those timed. Not every size up to 64: checking each
+    would cost each backend minutes, and a GPU runtime runs the sizes between on the same engine."""
+    shape = detect_shape()
+    host = shape.model_copy(update={"gpu": None, "gpus": 0})
+    grids = {b for device in ("cpu", "cuda") for b in study_grid(config, shape, device).max_batch_size}
+    served = served_batch_sizes(largest_batch(config, host))
+    return sorted(set(served) | grids | set(config.variant_batch_sizes))
 
 
 def evaluate_study_variants(
