@@ -113,3 +113,20 @@ def test_an_int8_winner_of_a_random_weight_study_exports_through_the_studys_own_
     assert "re-checked on the exported artifact: passed, judged as in the study on the trained stand-in" in (
         result.parity
     )
+
+
+def test_the_rayserve_target_refuses_what_ray_serve_cannot_run_as_measured() -> None:
+    from deploybench.config import ModelSpec, RuntimeKnobs
+    from deploybench.export.rayserve import config_yaml, refusal
+    from deploybench.models.loaded import LoadedModel
+    from deploybench.results import Candidate
+
+    model = LoadedModel(None, ModelSpec(), (3, 224, 224), "random", None, "f")
+    batched = Candidate(backend="openvino-int8", workers=2, threads=1, max_batch_size=4, max_delay_ms=2.5)
+    assert refusal(model, batched) is None  # the built-in pipeline: @serve.batch runs the batching
+    streams = batched.model_copy(update={"runtime": RuntimeKnobs(streams=2)})
+    assert "runtime knobs only deploybench's server sets: streams" in (refusal(model, streams) or "")
+    config = yaml.safe_load(config_yaml(batched, "trial"))
+    deployment = config["applications"][0]["deployments"][0]
+    assert deployment["num_replicas"] == 2 and deployment["ray_actor_options"] == {"num_cpus": 1}
+    assert deployment["user_config"] == {"max_batch_size": 4, "batch_wait_timeout_s": 0.0025}

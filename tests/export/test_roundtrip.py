@@ -130,3 +130,22 @@ def test_archive_is_studied_exported_and_served(tmp_path: Path) -> None:
     for answer, reference in zip(got, expected, strict=True):
         for mine, theirs in zip(answer, reference, strict=True):
             assert mine["probability"] == pytest.approx(theirs["probability"], abs=1e-6)
+
+    # The same candidate for AWS's Ray Serve container: config.yaml carries the knobs, deploybench serve
+    # runs it with Ray Serve on loopback, and it answers as the SageMaker PyTorch archive does.
+    on_ray = tmp_path / "rayserve.tar.gz"
+    done = cli("export", str(tmp_path / "study"), "--candidate", trial_id, "--out", str(on_ray),
+               "--cache-dir", str(cache), "--target", "sagemaker-rayserve")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = yaml.safe_load(read_member(on_ray, "config.yaml"))
+    deployment = config["applications"][0]["deployments"][0]
+    assert (deployment["num_replicas"], deployment["ray_actor_options"]["num_cpus"]) == (1, 2)
+    assert deployment["user_config"] == {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}
+    assert yaml.safe_load(read_member(on_ray, "rayservice.yaml"))["kind"] == "RayService"
+    assert not re.search(
+        r"^\s*(import|from) deploybench(\.|\s)", read_member(on_ray, "deployment.py"), re.MULTILINE
+    )
+    on_ray_answers = served_answers(tmp_path / "rayserve", photos, str(on_ray))
+    assert [[a["class"] for a in answer] for answer in on_ray_answers] == [
+        [a["class"] for a in e] for e in got
+    ]

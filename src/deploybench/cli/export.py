@@ -27,6 +27,13 @@ def export(
         Path | None, typer.Option(help="artifact cache the study used (default: ~/.cache/deploybench)")
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write what was exported as JSON")] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="sagemaker-pytorch (the SageMaker PyTorch/TorchServe container) or sagemaker-rayserve "
+            "(AWS's Ray Serve container, with a KubeRay RayService)"
+        ),
+    ] = "sagemaker-pytorch",
 ) -> None:
     """Package a candidate (artifact, generated code/inference.py, requirements, README) for SageMaker."""
     # lazy: export imports torch; every other command starts without it
@@ -38,6 +45,7 @@ def export(
             out,
             trial_id=candidate,
             cache_dir=cache_dir,
+            target=target,
             on_progress=lambda message: console.print(f"[cyan]•[/] {message}", soft_wrap=True),
         )
     except (ExportError, StudyReadError, ValueError) as exc:  # ModelLoadError is a ValueError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -42,6 +43,20 @@ def _model_folder(path: Path | None) -> Iterator[Path | None]:
         yield safe_extract(path, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def is_rayserve_export(folder: Path) -> bool:
+    """config.yaml + deployment.py at the root: a `--target sagemaker-rayserve` export (not ours to serve)."""
+    return (folder / "config.yaml").is_file() and (folder / "deployment.py").is_file()
+
+
+def _serve_rayserve_export(folder: Path, port: int | None) -> None:
+    """Ray Serve runs the exported application with config.yaml's knobs, on loopback, until SIGTERM."""
+    command = [sys.executable, "-m", "deploybench.stacks.rayserve_app", "--exported", str(folder)]
+    console.print(f"deploybench serve: Ray Serve runs {folder}/config.yaml's application", soft_wrap=True)
+    code = subprocess.call([*command, "--port", str(port or 8080)])
+    if code:
+        raise fail(f"Ray Serve exited with code {code}", 1)
 
 
 def _with_requirements(settings: ServeSettings, install: bool) -> ServeSettings:
@@ -244,6 +259,8 @@ def serve(
     }
     try:
         with _model_folder(model_path) as folder:
+            if folder is not None and is_rayserve_export(folder):
+                return _serve_rayserve_export(folder, port)
             spec = _model_spec(model, weights, folder, model_path, payload, content_type, input_shape)
             settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir, weights=weights)
             if calibration_data is not None and settings.model is not None:

@@ -12,6 +12,7 @@ from deploybench.config import StrictModel
 from deploybench.export.artifact import Built, lay_out_compiled, rebuild
 from deploybench.export.choose import Choice, ExportError, choose_candidate
 from deploybench.export.package import MANIFEST, render, staging, write_archive, write_manifest
+from deploybench.export.rayserve import lay_out_rayserve
 from deploybench.export.readme import describe_files, manifest, readme_context
 from deploybench.export.runtimes import exportable_backends
 from deploybench.models.sagemaker import is_sagemaker_source, model_folder
@@ -20,6 +21,14 @@ from deploybench.report.study import StudyData, load_study
 from deploybench.study.spec import StudyConfig, study_model_spec
 
 REFERENCE = "eager"
+SAGEMAKER_PYTORCH = "sagemaker-pytorch"  # the SageMaker PyTorch (TorchServe) container's archive
+SAGEMAKER_RAYSERVE = "sagemaker-rayserve"  # AWS's Ray Serve container's archive, and a KubeRay RayService
+TARGETS = (SAGEMAKER_PYTORCH, SAGEMAKER_RAYSERVE)
+RAYSERVE_NOTES = [
+    "sagemaker-rayserve: config.yaml and deployment.py at the root run the measured configuration in AWS's "
+    "Ray Serve inference container; rayservice.yaml runs the same application on KubeRay (upload this "
+    "archive's files as a zip and set working_dir); locally: deploybench serve ARCHIVE",
+]
 
 
 class ExportResult(StrictModel):
@@ -67,9 +76,12 @@ def export_candidate(
     *,
     trial_id: str | None = None,
     cache_dir: Path | None = None,
+    target: str = SAGEMAKER_PYTORCH,
     on_progress: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
     """Write `out` for the chosen candidate of the study in `study_dir`; ExportError says why not."""
+    if target not in TARGETS:
+        raise ExportError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
     study = load_study(study_dir)
     config = study_config(study)
     spec = study_model_spec(config)
@@ -81,6 +93,8 @@ def export_candidate(
     model = load_model(spec)
     built: Built | None = None
     with staging() as root:
+        if candidate.backend == REFERENCE and target != SAGEMAKER_PYTORCH:
+            raise ExportError(f"{candidate.key}: {target} needs a compiled artifact; eager's is your archive")
         if candidate.backend == REFERENCE:  # eager won: the user's own archive is the deployment
             shutil.copytree(model_folder(spec.source), root, dirs_exist_ok=True)
         else:
@@ -89,6 +103,9 @@ def export_candidate(
             lay_out_compiled(root, model, candidate, built)
         readme = _readme_name(root)
         context = readme_context(study, config, choice, model, built, out)
+        if target == SAGEMAKER_RAYSERVE:
+            lay_out_rayserve(root, model, candidate, context)
+            context["notes"] = [*context["notes"], *RAYSERVE_NOTES]
         names = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
         context["files"] = describe_files(sorted([*names, readme, MANIFEST]), model, built)
         (root / readme).write_text(render("README.md.j2", context))

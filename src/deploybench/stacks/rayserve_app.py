@@ -12,13 +12,17 @@ here and shut down on SIGTERM, so the whole tree stops with the process group.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
+import yaml
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,8 +37,6 @@ class VisionDeployment:
 
     def __init__(self, spec_json: str, backend: str, threads: int, cache_dir: str | None, batch: int) -> None:
         # lazy: torch loads in the replicas only
-        from pathlib import Path
-
         from deploybench.backends.build import build_variant, example_batch
         from deploybench.config import ModelSpec
 
@@ -84,10 +86,40 @@ def deployment(args: argparse.Namespace) -> Any:
     return bound.bind(args.model_json, args.backend, args.threads, args.cache_dir, args.max_batch_size)
 
 
+def exported_application(folder: Path) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """(the exported application with config.yaml's deployment options, the app's entry, its env_vars),
+    read as the Ray Serve container reads them: the knobs come from config.yaml, never from here."""
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    entry = config["applications"][0]
+    module_name, attribute = entry["import_path"].split(":")
+    sys.path.insert(0, str(folder))
+    bound = getattr(importlib.import_module(module_name), attribute)
+    options = {k: v for k, v in entry["deployments"][0].items() if k != "name"}
+    deployment = bound._bound_deployment  # the Application's deployment
+    return deployment.options(**options).bind(), entry, entry.get("runtime_env", {}).get("env_vars", {})
+
+
+def serve_exported(folder: Path, port: int, cpus: int, stop: threading.Event) -> None:
+    """Run an exported Ray Serve archive on loopback, as its config.yaml says (deploybench serve PATH)."""
+    app, entry, env = exported_application(folder)
+    # the replicas import deployment.py and what it imports from code/, as the container's working_dir gives
+    runtime_env = {"env_vars": {**env, "PYTHONPATH": f"{folder}{os.pathsep}{folder / 'code'}"}}
+    ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False, runtime_env=runtime_env)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(app, name=entry["name"], route_prefix=entry.get("route_prefix", "/"))
+        print(f"rayserve: ready on http://127.0.0.1:{port}/invocations ({folder}/config.yaml)", flush=True)
+        stop.wait()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model-json", required=True, help="deploybench ModelSpec as JSON")
-    parser.add_argument("--backend", required=True)
+    parser.add_argument("--exported", type=Path, default=None, help="an exported sagemaker-rayserve folder")
+    parser.add_argument("--model-json", default=None, help="deploybench ModelSpec as JSON")
+    parser.add_argument("--backend", default=None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -103,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.exported is not None:
+        serve_exported(args.exported, args.port, args.cpus, stop)
+        return
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
