@@ -117,7 +117,7 @@ def test_an_int8_winner_of_a_random_weight_study_exports_through_the_studys_own_
 
 def test_the_rayserve_target_refuses_what_ray_serve_cannot_run_as_measured() -> None:
     from deploybench.config import ModelSpec, RuntimeKnobs
-    from deploybench.export.rayserve import config_yaml, refusal
+    from deploybench.export.rayserve import config_yaml, rayservice_yaml, refusal
     from deploybench.models.loaded import LoadedModel
     from deploybench.results import Candidate
 
@@ -126,7 +126,14 @@ def test_the_rayserve_target_refuses_what_ray_serve_cannot_run_as_measured() -> 
     assert refusal(model, batched) is None  # the built-in pipeline: @serve.batch runs the batching
     streams = batched.model_copy(update={"runtime": RuntimeKnobs(streams=2)})
     assert "runtime knobs only deploybench's server sets: streams" in (refusal(model, streams) or "")
-    config = yaml.safe_load(config_yaml(batched, "trial"))
-    deployment = config["applications"][0]["deployments"][0]
-    assert deployment["num_replicas"] == 2 and deployment["ray_actor_options"] == {"num_cpus": 1}
-    assert deployment["user_config"] == {"max_batch_size": 4, "batch_wait_timeout_s": 0.0025}
+    # Ray Serve's own schema reads the files: the knobs as Ray sees them, not as we wrote them
+    schema = pytest.importorskip("ray.serve.schema")
+    config = schema.ServeDeploySchema.model_validate(yaml.safe_load(config_yaml(batched, "trial")))
+    deployment = config.applications[0].deployments[0]
+    assert (deployment.num_replicas, deployment.ray_actor_options.num_cpus) == (2, 1.0)
+    assert deployment.user_config == {"max_batch_size": 4, "batch_wait_timeout_s": 0.0025}
+    assert config.applications[0].runtime_env["env_vars"]["OMP_NUM_THREADS"] == "1"
+    service = yaml.safe_load(rayservice_yaml(batched, "trial", "deploybench-x"))
+    served = schema.ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))
+    assert served.applications[0].deployments[0].num_replicas == 2
+    assert service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["rayStartParams"]["num-cpus"] == "2"
