@@ -13,7 +13,7 @@ from deploybench.export.artifact import Built, lay_out_compiled, rebuild
 from deploybench.export.choose import Choice, ExportError, choose_candidate
 from deploybench.export.package import MANIFEST, render, staging, write_archive, write_manifest
 from deploybench.export.rayserve import lay_out_rayserve
-from deploybench.export.readme import describe_files, manifest, readme_context
+from deploybench.export.readme import container_notes, describe_files, manifest, readme_context
 from deploybench.export.runtimes import exportable_backends
 from deploybench.models.sagemaker import is_sagemaker_source, model_folder
 from deploybench.models.sources import load_model
@@ -105,7 +105,8 @@ def export_candidate(
         context = readme_context(study, config, choice, model, built, out)
         if target == SAGEMAKER_RAYSERVE:
             lay_out_rayserve(root, model, candidate, context)
-            context["notes"] = [*context["notes"], *RAYSERVE_NOTES]
+            pytorch_only = set(container_notes(candidate))  # Ray Serve runs the batching and threads
+            context["notes"] = [n for n in context["notes"] if n not in pytorch_only] + RAYSERVE_NOTES
         names = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
         context["files"] = describe_files(sorted([*names, readme, MANIFEST]), model, built)
         (root / readme).write_text(render("README.md.j2", context))
