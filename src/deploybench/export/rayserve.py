@@ -23,6 +23,7 @@ from deploybench.export.package import render
 from deploybench.models.loaded import LoadedModel
 from deploybench.models.sagemaker import model_folder, open_handler
 from deploybench.results import Candidate
+from deploybench.stacks.rayserve_stack import MAX_ONGOING
 
 RAY_VERSION = "2.60.0"  # the stack's and the executor's Ray
 APP = "deploybench"
@@ -73,7 +74,7 @@ def application(candidate: Candidate, trial_id: str) -> dict[str, Any]:
             {
                 "name": DEPLOYMENT,
                 "num_replicas": candidate.workers,
-                "max_ongoing_requests": max(5, 2 * batch),
+                "max_ongoing_requests": MAX_ONGOING,  # as the rayserve stack measured it
                 "ray_actor_options": {"num_cpus": candidate.threads},
                 "user_config": {
                     "max_batch_size": batch,

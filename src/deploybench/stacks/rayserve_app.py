@@ -77,7 +77,7 @@ def deployment(args: argparse.Namespace) -> Any:
     env = {key: str(args.threads) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     options = {
         "num_replicas": args.replicas,
-        "max_ongoing_requests": max(5, 2 * args.max_batch_size),  # Ray's default 5, a full batch twice
+        "max_ongoing_requests": args.max_ongoing,
         "ray_actor_options": {"num_cpus": args.threads, "runtime_env": {"env_vars": env}},
         "user_config": {"max_batch_size": args.max_batch_size, "batch_wait_timeout_s": args.wait_s},
         "logging_config": {"enable_access_log": False, "log_level": "WARNING"},  # no line per request
@@ -125,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-batch-size", type=int, default=1)
     parser.add_argument("--wait-s", type=float, default=0.0, help="batch_wait_timeout_s, seconds")
+    parser.add_argument("--max-ongoing", type=int, default=5, help="max_ongoing_requests per replica")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="the local Ray's CPUs")
     parser.add_argument("--cache-dir", default=None)
     return parser.parse_args(argv)

@@ -31,6 +31,10 @@ from deploybench.stacks.base import (
 from deploybench.stacks.process import kill_session
 
 INSTALL = 'install with pip install "ray[serve]==2.60.0" (deploybench[stacks])'
+# max_ongoing_requests per replica: with Ray's default (5) the router retries with backoff once every
+# replica is full, which collapses a closed loop of 16 clients on one replica (docs/measurements.md);
+# a replica's own queue is cheaper. The exported config.yaml carries the same value.
+MAX_ONGOING = 64
 
 
 @register
@@ -67,6 +71,7 @@ class RayServeStack(Stack):
             "--port", str(ports["http"]), "--replicas", str(knobs["num_replicas"]),
             "--threads", str(knobs["num_cpus"]), "--max-batch-size", str(knobs["max_batch_size"]),
             "--wait-s", f"{knobs['batch_wait_timeout_s']:g}", "--cpus", str(cpus),
+            "--max-ongoing", str(MAX_ONGOING),
         ]  # fmt: skip
         if launch.cache_dir is not None:
             command += ["--cache-dir", str(launch.cache_dir)]
