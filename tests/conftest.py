@@ -20,9 +20,9 @@ from helpers.report_factory import cpu_study_trials, write_study
 
 from deploybench.config import ModelSpec
 from deploybench.inputs.calibration import parity_inputs
+from deploybench.lifetime import die_with_parent
 from deploybench.load.noise import NOISE_DIR_ENV
 from deploybench.results import TrialRecord
-from deploybench.stacks.process import die_with_parent
 
 if TYPE_CHECKING:
     import numpy as np

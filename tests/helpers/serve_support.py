@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deploybench.stacks.process import die_with_parent
+from deploybench.lifetime import die_with_parent
 from helpers.load_support import free_port
 
 SMALL_MODEL = "torchvision:mobilenet_v3_small"

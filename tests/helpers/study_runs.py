@@ -11,8 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from deploybench.lifetime import die_with_parent
 from deploybench.results import TrialRecord
-from deploybench.stacks.process import die_with_parent
 
 
 def read_trials(out: Path) -> list[TrialRecord]:

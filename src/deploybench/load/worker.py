@@ -23,6 +23,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a pinned dependency; keep working without it
     uvloop = None
 
+from deploybench.lifetime import die_with_parent
 from deploybench.load.shapes import LoopState, Recorder, arrival_offsets, closed_client, open_loop
 from deploybench.load.stats import sparse_from_values
 from deploybench.load.targets import Target, TargetClient
@@ -235,6 +236,7 @@ def process_entry(
     takes the caller's environment as it is now (credentials, proxies): the fork server that starts
     it was started earlier, with the environment of then.
     """
+    die_with_parent(signal.SIGKILL)  # the fork server exits with the study: so do we, mid-point too
     os.environ.clear()
     os.environ.update(environ)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -29,19 +29,21 @@ from torch import nn
 Run = Callable[[np.ndarray], np.ndarray]  # a float32 (N, *shape) batch in, the network's output out
 DEVICE_PROBES = frozenset({"parameters", "buffers", "named_parameters", "named_buffers"})
 PRECISION_CHANGES = (torch.float16, torch.bfloat16, torch.float64)
-REFUSED_METHODS = (
-    "half",
-    "bfloat16",
-    "double",
-    "state_dict",
-    "load_state_dict",
-    "modules",
-    "children",
-    "named_modules",
-    "named_children",
-    "apply",
-    "register_forward_hook",
-    "register_forward_pre_hook",
+REFUSED_METHODS = frozenset(  # looked up on every attribute access: a hash, not a scan
+    {
+        "half",
+        "bfloat16",
+        "double",
+        "state_dict",
+        "load_state_dict",
+        "modules",
+        "children",
+        "named_modules",
+        "named_children",
+        "apply",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+    }
 )
 
 

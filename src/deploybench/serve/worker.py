@@ -5,8 +5,6 @@ Spawned (not forked) so each worker starts with a clean interpreter and its own 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import pickle
 import signal
@@ -16,6 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from deploybench.inputs.payload import default_payload_path
+from deploybench.lifetime import die_with_parent
 from deploybench.sagemaker.codecs import decode_into
 from deploybench.sagemaker.context import HandlerContext
 from deploybench.sagemaker.contract import load_user_module
@@ -23,14 +22,6 @@ from deploybench.serve import inflight, placement
 from deploybench.serve.builtin import BuiltinPipeline, VisionModel
 from deploybench.serve.protocol import FAILED, READY
 from deploybench.serve.settings import ServeSettings
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the front process dies, so no worker outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _isolate_signals() -> None:
@@ -124,7 +115,7 @@ def worker_main(
 ) -> None:
     """Process entry point: take our cores, report READY (with what was loaded and how it runs) or
     FAILED (with why), then serve. Cores and thread settings come first: runtimes read them once."""
-    _die_with_parent()
+    die_with_parent(signal.SIGKILL)  # the front process died: no one reads our answers
     _isolate_signals()
     settings = ServeSettings.model_validate_json(settings_json)
     pinned = placement.apply_cores(cores)

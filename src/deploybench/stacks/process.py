@@ -6,7 +6,6 @@ The study talks to the server only over HTTP, exactly as a user's client would.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ from pathlib import Path
 import psutil
 
 from deploybench.config import ModelSpec, RuntimeKnobs
+from deploybench.lifetime import die_with_parent
 from deploybench.results import Candidate
 
 LOOPBACK = "127.0.0.1"
@@ -37,24 +37,6 @@ class ServerStartError(RuntimeError):
         super().__init__(message)
         self.log_tail = log_tail
         self.returncode = returncode
-
-
-def _load_prctl() -> object | None:
-    """Bind libc's prctl once, in the parent: the child after fork must not dlopen anything."""
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """preexec_fn for server subprocesses: SIGTERM them if the study process dies, kill -9 included."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
 
 
 def free_port() -> int:

@@ -29,7 +29,8 @@ import psutil
 
 import deploybench
 from deploybench.cache import installed_versions
-from deploybench.stacks.process import die_with_parent, log_tail
+from deploybench.lifetime import die_with_parent
+from deploybench.stacks.process import log_tail
 from deploybench.study.environment import LIBRARIES
 from deploybench.study.executors.node_main import SERVER_LOG
 from deploybench.study.loss import killed_from_outside, oom_kills
