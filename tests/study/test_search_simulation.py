@@ -135,7 +135,9 @@ def one_run(jobs: list[TrialJob], surface: Surface, seed: int) -> tuple[float, f
     ctx = TrialContext(config, "random", [b"x"], None, threading.Event())
     events = TrialEvents(lambda j, node: None, lambda update: None, lambda line: None)
     run = SearchRun(host, ctx, MemoryStore(), events, lambda record: None)  # type: ignore[arg-type]
-    finalists, _ = run.search(jobs)
+    finalists, counts = run.search(jobs)
+    if counts["unmeasured"]:  # the summary says what the budget left out might have been
+        assert "predicted" in counts["outlook"] and "nearest measured neighbours" in counts["outlook"]
     always = [f for f in finalists if is_protected(f, jobs)]  # the eager baseline, at its fixed level
     finals = final_phase(config.load, len(finalists) - len(always), len(always))
     host.clock += finals.seconds

@@ -219,6 +219,7 @@ def budget_words(counts: dict[str, Any]) -> str:
         f"{counts['budget_s'] / 60:.1f} min budget (the whole space would take about "
         f"{counts['planned_s'] / 60:.0f} min): "
         f"{counts['unmeasured']} not measured (each backend in turn, spread over its grid)"
+        + counts.get("outlook", "")
     )
 
 

@@ -40,6 +40,7 @@ from deploybench.recommend.ties import geometric_mean
 from deploybench.results import DEFAULT_STACK, TrialRecord
 from deploybench.study.budget import budget_shares, budget_words, search_budget, within_budget
 from deploybench.study.executors import Executor
+from deploybench.study.outlook import outlook, outlook_words
 from deploybench.study.probe import PROBE, group_size, probe_groups, probe_plan, probe_scores
 from deploybench.study.protect import is_baseline, is_protected, twins_to_add
 from deploybench.study.rounds import Score, decide, round_sizes, score_of
@@ -334,6 +335,7 @@ class SearchRun:
     ) -> tuple[dict[str, str], dict[str, str]]:
         """One stack's contenders through probe and round 2: its finalists and its dropped (id -> why)."""
         spec, plan = self.ctx.config.search, self.ctx.config.load
+        space = contenders
         contenders, unmeasured = self._fit_budget(contenders, always, counts)
         longer, final = round_sizes(len(contenders), spec)
         level = probe_concurrency(self.ctx.config, contenders)
@@ -347,6 +349,10 @@ class SearchRun:
         probes = self.run_probe(contenders, level, plan)
         first = decide(probes, longer, spec.probe_tied, "probe", 1, cutoff=True)
         by_id = {job.trial_id: job for job in contenders}
+        left = [job for job in space if job.trial_id in unmeasured]
+        counts["outlook"] = counts.get("outlook", "") + outlook_words(
+            outlook(left, [(by_id[s.trial_id], s) for s in probes if s.trial_id in by_id])
+        )
         references = [job for job in always if is_baseline(job)]
         runs = self.run_round2([by_id[i] for i in first.kept], level, plan, references)
         second = decide(runs, final, spec.max_tied, "the longer run", 2)
