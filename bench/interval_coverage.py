@@ -20,6 +20,7 @@ a term from the other runs' own spread (leave one out), what a perfectly calibra
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import tempfile
@@ -31,12 +32,13 @@ from serve_overhead import parse_config  # bench/ is on sys.path when a script t
 from deploybench.config import LoadConfig, ModelSpec
 from deploybench.inputs.payload import default_payload_path
 from deploybench.load import HttpTarget, repeat_point, run_load
-from deploybench.load.intervals import WITHIN_ONLY, widen
+from deploybench.load.intervals import WITHIN_ONLY, t_quantile, widen
 from deploybench.load.noise import (
     NOISE_DIR_ENV,
     MachineNoise,
     Spread,
     load_noise,
+    prior_noise,
     record_repeats,
     spread_of,
 )
@@ -76,8 +78,33 @@ def covers(interval: Interval | None, value: float) -> bool:
     return interval is not None and interval.low <= value <= interval.high
 
 
+def within_run(point: LoadPoint) -> LoadPoint:
+    """The point's intervals without the prior its machine-with-no-record intervals carry: each side's
+    half-width h0 = sqrt(h² - term²), the inverse of intervals.widen with the same prior."""
+    prior = prior_noise()
+
+    def bare(interval: Interval | None, estimate: float, spread: Spread | None) -> Interval | None:
+        if interval is None or spread is None or "between-run prior" not in interval.method:
+            return interval
+        term = t_quantile(interval.confidence, spread.df) * spread.rel_sd * estimate
+        below = math.sqrt(max(0.0, (estimate - interval.low) ** 2 - term**2))
+        above = math.sqrt(max(0.0, (interval.high - estimate) ** 2 - term**2))
+        method = interval.method.split(" + between-run prior")[0] + f"; {WITHIN_ONLY}"
+        return interval.model_copy(
+            update={"low": estimate - below, "high": estimate + above, "method": method}
+        )
+
+    return point.model_copy(
+        update={
+            "throughput_ci": bare(point.throughput_ci, point.throughput_rps, prior.throughput),
+            "p99_ci": bare(point.p99_ci, point.latency.p99_ms, prior.p99),
+        }
+    )
+
+
 def with_term(point: LoadPoint, noise: MachineNoise | None) -> LoadPoint:
     """The point's within-run intervals with `noise`'s between-run term, as every point interval adds it."""
+    point = within_run(point)
     if noise is None:
         return point
 
@@ -129,16 +156,17 @@ def _fmt(interval: Interval | None) -> str:
 def measure(url: str, body: bytes, args: argparse.Namespace) -> tuple[MachineNoise | None, list[LoadPoint]]:
     """The calibration (or the record as it is), then the coverage runs, within-run only."""
     noise = calibrate(url, body, args) if args.calibrate else load_noise(args.noise_dir)
-    os.environ[NOISE_DIR_ENV] = tempfile.mkdtemp(prefix="no-noise-record-")  # the runs: within-run only
+    # the runs as a machine with no record reports them (the default prior); within_run() strips it
+    os.environ[NOISE_DIR_ENV] = tempfile.mkdtemp(prefix="no-noise-record-")
     points = []
     for run in range(args.runs):
         point = one_point(url, body, args.concurrency, args.duration)
         points.append(point)
-        wide = with_term(point, noise)
+        wide, own = with_term(point, noise), within_run(point)
         print(
-            f"run {run + 1:2d}: {point.throughput_rps:8.2f} req/s [{_fmt(point.throughput_ci)}] "
-            f"[{_fmt(wide.throughput_ci)}]  p99 {point.latency.p99_ms:8.2f} ms [{_fmt(point.p99_ci)}] "
-            f"[{_fmt(wide.p99_ci)}]  n={point.ok}",
+            f"run {run + 1:2d}: {point.throughput_rps:8.2f} req/s [{_fmt(own.throughput_ci)}] "
+            f"[{_fmt(point.throughput_ci)}] [{_fmt(wide.throughput_ci)}]  p99 {point.latency.p99_ms:8.2f} ms "
+            f"[{_fmt(own.p99_ci)}] [{_fmt(point.p99_ci)}] [{_fmt(wide.p99_ci)}]  n={point.ok}",
             flush=True,
         )
     return noise, points
@@ -146,7 +174,10 @@ def measure(url: str, body: bytes, args: argparse.Namespace) -> tuple[MachineNoi
 
 def summary(noise: MachineNoise | None, points: list[LoadPoint]) -> None:
     count = len(points)
-    rows = [("within-run only", coverage(points))]
+    rows = [
+        ("within-run only", coverage(points, lambda _, p: within_run(p))),
+        ("as reported with no record (the default prior)", coverage(points)),
+    ]
     if noise is not None:
         rows.append(
             ("with this machine's between-run term", coverage(points, lambda _, p: with_term(p, noise)))

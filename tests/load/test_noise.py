@@ -12,11 +12,13 @@ import pytest
 
 from deploybench.load.intervals import Block, point_intervals, widen
 from deploybench.load.noise import (
+    PRIOR_REL_SD,
     MachineKey,
     MachineNoise,
     Spread,
     load_noise,
     merge,
+    noise_or_prior,
     record_path,
     record_repeats,
     spread_of,
@@ -137,3 +139,18 @@ def test_every_point_interval_carries_the_term_when_the_machine_has_a_record() -
     assert p99.low < own_p99.low and p99.high > own_p99.high and p99.between_run
     assert "batch means" in rps.method and "between-run term ±9.0% from 10 repeats" in rps.method
     assert "moving-block bootstrap" in p99.method and "between-run term" in p99.method
+
+
+def test_with_no_record_a_point_carries_the_prior_which_widens_but_backs_no_claim(tmp_path: Path) -> None:
+    """A machine never measured with --repeat: its intervals still say how far the next run may land
+    (the default prior), labelled as not measured here, and never count as carrying the term."""
+    noise = noise_or_prior(tmp_path)
+    assert noise.prior and noise.throughput and noise.throughput.rel_sd == PRIOR_REL_SD
+    blocks = _blocks(np.random.default_rng(4), slices=60, rate=400.0)
+    own_rps, own_p99 = point_intervals(blocks)
+    rps, p99 = point_intervals(blocks, noise=noise)
+    assert own_rps and own_p99 and rps and p99
+    assert rps.low < own_rps.low and rps.high > own_rps.high and not rps.between_run
+    assert p99.low < own_p99.low and p99.high > own_p99.high and not p99.between_run
+    assert "between-run prior" in rps.method and "not measured on this machine" in p99.method
+    assert (rps.high - rps.low) / ((rps.high + rps.low) / 2) > 0.4  # about ±26%: t(5 df) x 10%

@@ -60,7 +60,7 @@ class Block:
         return cls(duration_s, ok, (index.astype(np.int32), counts[index]))
 
 
-def _t_quantile(confidence: float, df: int) -> float:
+def t_quantile(confidence: float, df: int) -> float:
     from scipy.stats import t  # lazy: scipy's import is a second every load command would pay
 
     return float(t.ppf(0.5 + confidence / 2, df))
@@ -96,7 +96,7 @@ def _throughput(ok: np.ndarray, duration: np.ndarray, confidence: float, method:
     k = len(ok)
     residuals = ok - rate * duration
     se = math.sqrt(k / (k - 1) * float((residuals**2).sum())) / float(duration.sum())
-    half = _t_quantile(confidence, k - 1) * se
+    half = t_quantile(confidence, k - 1) * se
     return Interval(low=max(0.0, rate - half), high=rate + half, confidence=confidence, method=method)
 
 
@@ -133,28 +133,42 @@ def _p99(
 
 
 WITHIN_ONLY = "within-run only: no between-run record on this machine (deploybench load --repeat)"
+PRIOR_WORDS = (
+    "not measured on this machine: a default for shared cloud hosts; deploybench load --repeat 5 measures it"
+)
 
 
 def widen(interval: Interval, estimate: float, spread: Spread | None, noise: MachineNoise | None) -> Interval:
     """The interval with this machine's between-run term: each side's half-width h becomes
-    sqrt(h² + (q · rel_sd · estimate)²), q the t quantile on the record's degrees of freedom. With no
-    record (or none for this figure) the interval is returned as it is, its method saying so."""
+    sqrt(h² + (q · rel_sd · estimate)²), q the t quantile on the record's degrees of freedom. A prior
+    (noise.prior: the machine has no record) widens alike but is not a measurement, so the interval
+    does not carry between_run_rel_sd and never backs "beyond the noise". With no noise at all (or none
+    for this figure) the interval is returned as it is, its method saying so."""
     if noise is None or spread is None:
         return interval.model_copy(update={"method": f"{interval.method}; {WITHIN_ONLY}"})
-    term = _t_quantile(interval.confidence, spread.df) * spread.rel_sd * estimate
+    term = t_quantile(interval.confidence, spread.df) * spread.rel_sd * estimate
     below = math.hypot(max(0.0, estimate - interval.low), term)
     above = math.hypot(max(0.0, interval.high - estimate), term)
     share = term / estimate if estimate > 0 else 0.0
+    if noise.prior:  # wide enough to cover the next run, but not a measurement: no "beyond the noise"
+        method = f"{interval.method} + between-run prior ±{share:.1%} ({PRIOR_WORDS})"
+        return _widened(interval, estimate, below, above, method, None)
     method = (
         f"{interval.method} + between-run term ±{share:.1%} from {spread.repeats} repeats on this "
         f"machine ({noise.date})"
     )
+    return _widened(interval, estimate, below, above, method, spread.rel_sd)
+
+
+def _widened(
+    interval: Interval, estimate: float, below: float, above: float, method: str, rel_sd: float | None
+) -> Interval:
     return Interval(
         low=max(0.0, estimate - below),
         high=estimate + above,
         confidence=interval.confidence,
         method=method,
-        between_run_rel_sd=spread.rel_sd,
+        between_run_rel_sd=rel_sd,
     )
 
 

@@ -36,6 +36,11 @@ from deploybench.results import LoadPoint
 
 NOISE_DIR_ENV = "DEPLOYBENCH_NOISE_DIR"
 MIN_REPEATS = 3  # two points give one degree of freedom: a t quantile of 12.7 on the term
+# With no record the interval still has to say how far the next run may land: a prior, the spread of
+# series measured on shared 2-vCPU cloud hosts (docs/measurements.md, "Between-run prior"), on few
+# degrees of freedom so its t quantile stays wide. It never backs "beyond the noise" (not measured here).
+PRIOR_REL_SD = 0.10
+PRIOR_DF = 5
 KEPT_SOURCES = 20
 
 
@@ -73,6 +78,9 @@ class MachineNoise(StrictModel):
     p99: Spread | None = None
     updated_at: str = Field(description="when the last series was merged in (UTC, ISO 8601)")
     sources: list[NoiseSource] = Field(default_factory=list, description=f"the last {KEPT_SOURCES} series")
+    prior: bool = Field(
+        False, description="True: not measured on this machine, the default prior (prior_noise) stands in"
+    )
 
     @property
     def date(self) -> str:
@@ -98,6 +106,19 @@ def record_path(machine: MachineKey, root: Path | None = None) -> Path:
     digest = hashlib.sha256(machine.model_dump_json().encode()).hexdigest()[:12]
     host = re.sub(r"[^A-Za-z0-9_.-]+", "_", machine.hostname).strip("_")[:40] or "host"
     return (root or noise_dir()) / f"{host}-{digest}.json"
+
+
+def prior_noise(machine: MachineKey | None = None) -> MachineNoise:
+    """The stand-in for a machine with no record: PRIOR_REL_SD on both figures, marked as a prior."""
+    spread = Spread(rel_sd=PRIOR_REL_SD, repeats=PRIOR_DF + 1, df=PRIOR_DF)
+    return MachineNoise(
+        machine=machine or this_machine(), throughput=spread, p99=spread, updated_at="", prior=True
+    )
+
+
+def noise_or_prior(root: Path | None = None) -> MachineNoise:
+    """This machine's record, else the prior: every point interval says how far the next run may land."""
+    return load_noise(root) or prior_noise()
 
 
 def load_noise(root: Path | None = None, machine: MachineKey | None = None) -> MachineNoise | None:

@@ -16,7 +16,7 @@ from deploybench.config import LoadConfig
 from deploybench.load.early_stopping import early_stopping_estimate_ms, slo_verdict
 from deploybench.load.health import ClientEvidence, judge_client
 from deploybench.load.intervals import Block, point_intervals
-from deploybench.load.noise import load_noise
+from deploybench.load.noise import noise_or_prior
 from deploybench.load.span import Span
 from deploybench.load.stats import encode_histogram, histogram_from_counts, stats_from_counts
 from deploybench.results import ClientLoad, LatencyStats, LoadPoint
@@ -103,7 +103,7 @@ def build_point(
     )
     flags = [f"invalid: {invalid_reason}"] if invalid_reason else []
     flags += [] if stable else [f"unstable: {unstable_reason}"]
-    throughput_ci, p99_ci = point_intervals(_blocks(measured, tail), noise=load_noise())
+    throughput_ci, p99_ci = point_intervals(_blocks(measured, tail), noise=noise_or_prior())
     sends = client.sends
     return LoadPoint(
         mode=mode,
