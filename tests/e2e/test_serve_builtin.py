@@ -226,6 +226,10 @@ def test_endpoint_path_ping_and_metrics(server: Server) -> None:
         f"{server.url}/endpoints/any-name/invocations", default_payload_path().read_bytes(), JPEG
     )
     assert status == 200
+    # its own bad input (the other tests share this server, in any order): a type it cannot read and
+    # a broken image, each answered 4xx without costing a worker
+    assert request(f"{server.url}/invocations", b"hello", {"Content-Type": "text/plain"})[0] == 415
+    assert request(f"{server.url}/invocations", b"not an image", JPEG)[0] in (400, 415, 422)
     assert ping(server.url) == 200
     metrics = request(f"{server.url}/metrics")[2].decode()
     for needle in (

@@ -122,6 +122,9 @@ class MemoryStore:
     def append_trial(self, record: TrialRecord) -> None:
         pass
 
+    def append_trials(self, records: list[TrialRecord]) -> None:
+        pass
+
     def write_json(self, name: str, data: Any) -> None:
         pass
 

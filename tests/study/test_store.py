@@ -80,3 +80,25 @@ def test_a_record_written_before_retryable_existed_reads_as_final(tmp_path: Path
     store = StudyStore(tmp_path)
     assert [t.retryable for t in store.trials()] == [False]
     assert store.finished_ids() == {old["trial_id"]}
+
+
+def test_a_runoff_group_is_stored_in_one_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runoff's samples pair only with each other: a kill between two of its records left half a
+    group, which the resumed study had to measure whole again (a trial recorded twice)."""
+    store = StudyStore(tmp_path)
+    store.acquire("name: a\n", fresh=False)
+    writes: list[str] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_open(self, *args, **kwargs)
+        if self.name == TRIALS:
+            write = handle.write
+            handle.write = lambda text: writes.append(text) or write(text)  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    store.append_trials([record("eager"), record("onnxruntime"), record("openvino")])
+    assert len(writes) == 1 and writes[0].count("\n") == 3
+    assert [t.candidate.backend for t in store.trials()] == ["eager", "onnxruntime", "openvino"]
+    store.release()

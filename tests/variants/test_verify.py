@@ -93,8 +93,10 @@ def test_missing_library_and_failing_build_are_reported_not_raised(
 
 
 class _DisturbedOnceBackend(EagerBackend):
-    """The eager network, 40 ms slower on every call until the first timing pass is over (a
-    neighbour on the host, a runtime's threads on one core): the second pass sees it undisturbed."""
+    """The eager network, 60 ms slower on every call of the first timing pass (a
+    neighbour on the host, a runtime's threads on one core): the second pass sees it undisturbed.
+    Timed on one thread, so a host busy with other work cannot stretch the tiny network's own few ms
+    (two OpenMP threads waiting on each other can) anywhere near the disturbance."""
 
     name = "test-disturbed-once"
 
@@ -104,7 +106,7 @@ class _DisturbedOnceBackend(EagerBackend):
 
         def predict(batch: np.ndarray) -> np.ndarray:
             if _DISTURBED["on"]:
-                time.sleep(0.04)
+                time.sleep(0.06)
             return plain(batch)
 
         variant.predict = predict  # type: ignore[method-assign]
@@ -119,18 +121,20 @@ def test_a_second_interleaved_pass_keeps_the_faster_timing(tmp_path: Path) -> No
     register(_DisturbedOnceBackend)
 
     def progress(message: str) -> None:
+        if "timing batch 1," in message:
+            _DISTURBED["on"] = True  # a neighbour arrives as the first timing pass starts
         if "timing batch 1 again" in message:
-            _DISTURBED["on"] = False  # the disturbance is over by the second pass
+            _DISTURBED["on"] = False  # and is gone by the second pass
 
     try:
         for passes in (1, 2):
-            _DISTURBED["on"] = True
+            _DISTURBED["on"] = False  # building and the parity gate run undisturbed
             report = evaluate_variants(
-                ModelSpec(source=TINY), [_DisturbedOnceBackend.name], batch_sizes=(1,),
+                ModelSpec(source=TINY), [_DisturbedOnceBackend.name], batch_sizes=(1,), threads=(1,),
                 time_budget_s=0.5, cache_dir=tmp_path, passes=passes, on_progress=progress,
             )  # fmt: skip
             timing = report.variants[1].timings[0]
             assert timing.passes == passes
-            assert (timing.median_ms < 30) == (passes == 2), timing.median_ms
+            assert (timing.median_ms < 40) == (passes == 2), timing.median_ms
     finally:
         _REGISTRY.pop(_DisturbedOnceBackend.name)

@@ -234,8 +234,8 @@ class SearchRun:
                     continue
                 if attempt:
                     self.events.on_stage(f"  {label}: a runoff lost to the infrastructure, run once more")
-                for record in self.runner.run_runoff(self.ctx, group, plan, self.store, self.events):
-                    self._keep_round(record, label)
+                records = list(self.runner.run_runoff(self.ctx, group, plan, self.store, self.events))
+                self._keep_rounds(records, label)  # the group at once: a kill cannot leave half of it
 
     def run_probe(self, jobs: list[TrialJob], level: int, plan: LoadPlan) -> list[Score]:
         """Round 1: paired runoffs in groups that fit in memory (study/probe.py) where the executor
@@ -256,10 +256,14 @@ class SearchRun:
         return probe_scores(groups, self.known, bound)
 
     def _keep_round(self, record: TrialRecord, label: str) -> None:
-        stored = as_round_record(record, label)
-        self.store.append_trial(stored)
-        self.known[stored.trial_id] = stored
-        self.events.on_stage(f"  {label:>8}  {stored.trial_id}  {stored.reason}")
+        self._keep_rounds([record], label)
+
+    def _keep_rounds(self, records: list[TrialRecord], label: str) -> None:
+        stored = [as_round_record(record, label) for record in records]
+        self.store.append_trials(stored)
+        for record in stored:
+            self.known[record.trial_id] = record
+            self.events.on_stage(f"  {label:>8}  {record.trial_id}  {record.reason}")
 
     def with_runoff(self, record: TrialRecord) -> TrialRecord:
         """A finalist's record with its round-2 runoff sample, for the recommendation's comparison."""

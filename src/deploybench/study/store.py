@@ -123,9 +123,14 @@ class StudyStore:
 
     def append_trial(self, record: TrialRecord) -> None:
         """Append one trial and make it durable before the study moves on."""
-        line = record.model_dump_json() + "\n"
+        self.append_trials([record])
+
+    def append_trials(self, records: list[TrialRecord]) -> None:
+        """Append trials that stand or fall together (a runoff's group: its samples pair only with each
+        other) in one write, durable before the study moves on: a kill leaves all of them or none."""
+        lines = "".join(record.model_dump_json() + "\n" for record in records)
         with (self.root / TRIALS).open("a", encoding="utf-8") as handle:
-            handle.write(line)
+            handle.write(lines)
             handle.flush()
             os.fsync(handle.fileno())
 
