@@ -40,6 +40,16 @@ def _own_noise_records(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         yield
 
 
+@pytest.fixture(autouse=True)
+def _own_noise_record_per_test(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A study's runoff adds to the record: each test reads and writes a folder of its own, so no test
+    sees what one that ran before it measured (the suite passes in any order). Module-scoped studies
+    set up before this runs write into the session's folder above."""
+    monkeypatch.setenv(NOISE_DIR_ENV, str(tmp_path_factory.mktemp("noise")))
+
+
 # Models for the backend and variant tests (session-scoped: loaded once)
 
 

@@ -11,6 +11,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers.sagemaker_archives import (
@@ -91,6 +92,16 @@ def run_study(tmp: Path, archive: Path, photos: Path) -> dict[str, TrialRecord]:
     return served
 
 
+def toolkit_jvms() -> list[str]:
+    """TorchServe JVMs that the toolkit runner started (their config lies in its scratch folder)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if "org.pytorch.serve.ModelServer" in line and "deploybench-sagemaker-" in line:
+            found.append(f"{proc.pid} {line[:120]}")
+    return found
+
+
 def read_member(archive: Path, name: str) -> str:
     with tarfile.open(archive) as tar:
         return tar.extractfile(name).read().decode()  # type: ignore[union-attr]
@@ -125,7 +136,11 @@ def test_archive_is_studied_exported_and_served(tmp_path: Path) -> None:
         tmp_path / "variant", photos, str(archive), "--model", str(archive), "--backend", "onnxruntime",
         "--payload", str(photos), "--threads", "2", "--cache-dir", str(cache),
     )  # fmt: skip
+    # served as the SageMaker PyTorch container serves it: TorchServe, started by AWS's toolkit
     got = served_answers(tmp_path / "exported", photos, str(exported), env={"OMP_NUM_THREADS": "2"})
+    started = (tmp_path / "exported" / "stdout.txt").read_text()
+    assert "the SageMaker PyTorch toolkit runs TorchServe" in started
+    assert not toolkit_jvms(), "stopping deploybench serve left TorchServe's JVM running"
     assert [[a["class"] for a in answer] for answer in got] == [[a["class"] for a in e] for e in expected]
     for answer, reference in zip(got, expected, strict=True):
         for mine, theirs in zip(answer, reference, strict=True):

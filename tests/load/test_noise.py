@@ -21,6 +21,7 @@ from deploybench.load.noise import (
     noise_or_prior,
     record_path,
     record_repeats,
+    record_throughput_series,
     spread_of,
     this_machine,
 )
@@ -145,7 +146,7 @@ def test_with_no_record_a_point_carries_the_prior_which_widens_but_backs_no_clai
     """A machine never measured with --repeat: its intervals still say how far the next run may land
     (the default prior), labelled as not measured here, and never count as carrying the term."""
     noise = noise_or_prior(tmp_path)
-    assert noise.prior and noise.throughput and noise.throughput.rel_sd == PRIOR_REL_SD
+    assert noise.throughput and noise.throughput.prior and noise.throughput.rel_sd == PRIOR_REL_SD
     blocks = _blocks(np.random.default_rng(4), slices=60, rate=400.0)
     own_rps, own_p99 = point_intervals(blocks)
     rps, p99 = point_intervals(blocks, noise=noise)
@@ -154,3 +155,19 @@ def test_with_no_record_a_point_carries_the_prior_which_widens_but_backs_no_clai
     assert p99.low < own_p99.low and p99.high > own_p99.high and not p99.between_run
     assert "between-run prior" in rps.method and "not measured on this machine" in p99.method
     assert (rps.high - rps.low) / ((rps.high + rps.low) / 2) > 0.4  # about ±26%: t(5 df) x 10%
+
+
+def test_throughput_series_pool_into_the_record_and_p99_keeps_the_prior(tmp_path: Path) -> None:
+    """A study's runoff records throughput only: later points carry its measured throughput term and
+    the prior for p99; a series shorter than MIN_REPEATS says nothing."""
+    assert record_throughput_series([[100.0, 101.0]], by="too short", root=tmp_path) is None
+    series = [[100.0, 110.0, 90.0, 105.0], [50.0, 52.0, 48.0]]
+    record = record_throughput_series(series, by="deploybench run: round 2", root=tmp_path)
+    assert record is not None and record.throughput is not None and record.p99 is None
+    assert record.throughput.df == 3 + 2 and not record.throughput.prior
+    noise = noise_or_prior(tmp_path)
+    assert noise.throughput == record.throughput
+    assert noise.p99 is not None and noise.p99.prior
+    rps, p99 = point_intervals(_blocks(np.random.default_rng(4), slices=60, rate=400.0), noise=noise)
+    assert rps and p99 and rps.between_run and not p99.between_run
+    assert "from 7 repeats on this machine" in rps.method and "between-run prior" in p99.method

@@ -12,6 +12,8 @@ from helpers.search_jobs import served_job
 
 from deploybench.config import ModelSpec
 from deploybench.inputs.payload import default_payload_path
+from deploybench.load.noise import load_noise
+from deploybench.study.runner import record_runoff_drift
 from deploybench.study.runoff import RunoffPlan, run_runoff, visit_config, visit_order
 from deploybench.study.spec import StudyConfig
 from deploybench.study.store import StudyStore
@@ -53,3 +55,9 @@ def test_a_runoff_measures_every_round_and_a_server_that_cannot_start_fails_alon
     assert first.runoff.group == second.runoff.group and "round 2 on ci" in first.runoff.group
     assert failed.status == "failed" and "did not start" in (failed.reason or "") and failed.runoff is None
     assert sum("runoff round" in line for line in stages) == 3
+    # the runoff's rounds are this machine's drift: the study adds them to its between-run record
+    assert load_noise() is None
+    record_runoff_drift([first, second, failed])
+    noise = load_noise()
+    assert noise is not None and noise.throughput is not None and noise.p99 is None
+    assert noise.throughput.df == 2 + 2 and "round 2's paired runoff, 2 servers" in noise.sources[0].by

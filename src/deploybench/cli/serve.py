@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +26,9 @@ from deploybench.sagemaker.requirements import (
     unmet_requirements,
 )
 from deploybench.serve.settings import ServeSettings, SettingsError, resolve_settings
+from deploybench.stacks.process import run_in_session
+
+EXPORT_MANIFEST = "deploybench-export.json"  # export/package.py's MANIFEST (cli must not import export)
 
 DEFAULT_SOURCE = "torchvision:resnet50"
 
@@ -54,9 +57,35 @@ def _serve_rayserve_export(folder: Path, port: int | None) -> None:
     """Ray Serve runs the exported application with config.yaml's knobs, on loopback, until SIGTERM."""
     command = [sys.executable, "-m", "deploybench.stacks.rayserve_app", "--exported", str(folder)]
     console.print(f"deploybench serve: Ray Serve runs {folder}/config.yaml's application", soft_wrap=True)
-    code = subprocess.call([*command, "--port", str(port or 8080)])
+    code = run_in_session([*command, "--port", str(port or 8080)], dict(os.environ))
     if code:
         raise fail(f"Ray Serve exited with code {code}", 1)
+
+
+def is_sagemaker_pytorch_export(folder: Path) -> bool:
+    """deploybench-export.json without another target's files: a `--target sagemaker-pytorch` export."""
+    return (folder / EXPORT_MANIFEST).is_file() and not is_rayserve_export(folder)
+
+
+def _serve_with_toolkit(folder: Path, port: int | None, install: bool) -> None:
+    """TorchServe started by the SageMaker PyTorch toolkit, as the container starts it, with the
+    archive's recorded environment (SAGEMAKER_* workers, OMP_NUM_THREADS) where the caller set none."""
+    from deploybench.stacks.sagemaker_toolkit_app import toolkit_missing
+
+    missing = toolkit_missing()
+    if missing is not None:
+        raise fail(f"{missing}; or serve it with deploybench's own server: --server deploybench", 1)
+    recorded = json.loads((folder / EXPORT_MANIFEST).read_text()).get("env", {})
+    env = {**recorded, **os.environ}
+    command = [sys.executable, "-m", "deploybench.stacks.sagemaker_toolkit_app", str(folder)]
+    command += ["--port", str(port or 8080)] + (["--install-requirements"] if install else [])
+    settings = " ".join(f"{k}={env[k]}" for k in recorded)
+    console.print(
+        f"deploybench serve: the SageMaker PyTorch toolkit runs TorchServe ({settings})", soft_wrap=True
+    )
+    code = run_in_session(command, env)
+    if code:
+        raise fail(f"the SageMaker PyTorch toolkit exited with code {code}", 1)
 
 
 def _with_requirements(settings: ServeSettings, install: bool) -> ServeSettings:
@@ -208,6 +237,13 @@ def serve(
     max_worker_restarts: Annotated[
         int | None, typer.Option(help="crashes in a row before a worker is left failed (default 5)")
     ] = None,
+    server: Annotated[
+        str,
+        typer.Option(
+            help="an exported archive: target (run it as its target does: TorchServe under the SageMaker "
+            "PyTorch toolkit, or Ray Serve) | deploybench (this package's own server)"
+        ),
+    ] = "target",
     install_requirements_flag: Annotated[
         bool,
         typer.Option(
@@ -261,6 +297,8 @@ def serve(
         with _model_folder(model_path) as folder:
             if folder is not None and is_rayserve_export(folder):
                 return _serve_rayserve_export(folder, port)
+            if folder is not None and server == "target" and is_sagemaker_pytorch_export(folder):
+                return _serve_with_toolkit(folder, port, install_requirements_flag)
             spec = _model_spec(model, weights, folder, model_path, payload, content_type, input_shape)
             settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir, weights=weights)
             if calibration_data is not None and settings.model is not None:

@@ -141,16 +141,16 @@ PRIOR_WORDS = (
 def widen(interval: Interval, estimate: float, spread: Spread | None, noise: MachineNoise | None) -> Interval:
     """The interval with this machine's between-run term: each side's half-width h becomes
     sqrt(h² + (q · rel_sd · estimate)²), q the t quantile on the record's degrees of freedom. A prior
-    (noise.prior: the machine has no record) widens alike but is not a measurement, so the interval
-    does not carry between_run_rel_sd and never backs "beyond the noise". With no noise at all (or none
-    for this figure) the interval is returned as it is, its method saying so."""
+    (spread.prior: no record of this figure here) widens alike but is not a measurement, so the
+    interval does not carry between_run_rel_sd and never backs "beyond the noise". With no noise at
+    all (or none for this figure) the interval is returned as it is, its method saying so."""
     if noise is None or spread is None:
         return interval.model_copy(update={"method": f"{interval.method}; {WITHIN_ONLY}"})
     term = t_quantile(interval.confidence, spread.df) * spread.rel_sd * estimate
     below = math.hypot(max(0.0, estimate - interval.low), term)
     above = math.hypot(max(0.0, interval.high - estimate), term)
     share = term / estimate if estimate > 0 else 0.0
-    if noise.prior:  # wide enough to cover the next run, but not a measurement: no "beyond the noise"
+    if spread.prior:  # wide enough to cover the next run, but not a measurement: no "beyond the noise"
         method = f"{interval.method} + between-run prior ±{share:.1%} ({PRIOR_WORDS})"
         return _widened(interval, estimate, below, above, method, None)
     method = (

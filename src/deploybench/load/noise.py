@@ -5,8 +5,10 @@ different times also differ by the host's drift between them: on a shared 2-vCPU
 15 s points of one server read 117 to 178 req/s while each interval was a few % wide. That spread is
 measured, not assumed: `deploybench load --repeat N` measures N back-to-back points of one server and
 records the spread of their estimates here, one record per machine (CPU model, logical cores, host
-name) in the deploybench cache ($DEPLOYBENCH_NOISE_DIR, else <cache root>/noise). Every later point
-interval on this machine adds it as a between-run term (intervals.widen).
+name) in the deploybench cache ($DEPLOYBENCH_NOISE_DIR, else <cache root>/noise). A study adds its
+round-2 runoff (each server's windows over a minute or more; throughput only). Every later point
+interval on this machine adds it as a between-run term (intervals.widen); a figure with no record
+takes the prior (PRIOR_REL_SD), which widens alike but is labelled as not measured here.
 
 The spread is the standard deviation of the log estimates (about the relative SD) per figure,
 throughput and p99. Records merge by pooled variance, each series weighted by its degrees of freedom
@@ -50,6 +52,9 @@ class Spread(StrictModel):
     rel_sd: float = Field(ge=0, description="standard deviation of the log estimates (~ relative SD)")
     repeats: int = Field(ge=2, description="points it comes from, over every series merged")
     df: int = Field(ge=1, description="degrees of freedom: each series' repeats less one, summed")
+    prior: bool = Field(
+        False, description="True: not measured on this machine, the default prior (PRIOR_REL_SD) stands in"
+    )
 
 
 class MachineKey(StrictModel):
@@ -78,9 +83,6 @@ class MachineNoise(StrictModel):
     p99: Spread | None = None
     updated_at: str = Field(description="when the last series was merged in (UTC, ISO 8601)")
     sources: list[NoiseSource] = Field(default_factory=list, description=f"the last {KEPT_SOURCES} series")
-    prior: bool = Field(
-        False, description="True: not measured on this machine, the default prior (prior_noise) stands in"
-    )
 
     @property
     def date(self) -> str:
@@ -108,17 +110,21 @@ def record_path(machine: MachineKey, root: Path | None = None) -> Path:
     return (root or noise_dir()) / f"{host}-{digest}.json"
 
 
+PRIOR = Spread(rel_sd=PRIOR_REL_SD, repeats=PRIOR_DF + 1, df=PRIOR_DF, prior=True)
+
+
 def prior_noise(machine: MachineKey | None = None) -> MachineNoise:
-    """The stand-in for a machine with no record: PRIOR_REL_SD on both figures, marked as a prior."""
-    spread = Spread(rel_sd=PRIOR_REL_SD, repeats=PRIOR_DF + 1, df=PRIOR_DF)
-    return MachineNoise(
-        machine=machine or this_machine(), throughput=spread, p99=spread, updated_at="", prior=True
-    )
+    """The stand-in for a machine with no record: the prior on both figures."""
+    return MachineNoise(machine=machine or this_machine(), throughput=PRIOR, p99=PRIOR, updated_at="")
 
 
 def noise_or_prior(root: Path | None = None) -> MachineNoise:
-    """This machine's record, else the prior: every point interval says how far the next run may land."""
-    return load_noise(root) or prior_noise()
+    """This machine's record, each figure it lacks (a study's runoff records throughput only) from the
+    prior, else the prior: every point interval says how far the next run may land."""
+    record = load_noise(root)
+    if record is None:
+        return prior_noise()
+    return record.model_copy(update={"throughput": record.throughput or PRIOR, "p99": record.p99 or PRIOR})
 
 
 def load_noise(root: Path | None = None, machine: MachineKey | None = None) -> MachineNoise | None:
@@ -160,6 +166,24 @@ def record_repeats(points: Sequence[LoadPoint], by: str, root: Path | None = Non
     throughput, p99 = series_of(points)
     if throughput is None:
         raise ValueError("fewer than two valid repeats: no spread to record")
+    return _merge_into_record(throughput, p99, by, root)
+
+
+def record_throughput_series(
+    series: Sequence[Sequence[float]], by: str, root: Path | None = None
+) -> MachineNoise | None:
+    """Merge several series of one server's throughput each (a runoff's rounds, windows of every
+    contender taken in turn over a minute or more) into the record, throughput only: each series
+    of MIN_REPEATS or more is its own sample of this machine's drift, pooled by degrees of freedom.
+    None when no series is long enough."""
+    throughput = None
+    for values in series:
+        if len(values) >= MIN_REPEATS:
+            throughput = merge(throughput, spread_of(values))
+    return None if throughput is None else _merge_into_record(throughput, None, by, root)
+
+
+def _merge_into_record(throughput: Spread, p99: Spread | None, by: str, root: Path | None) -> MachineNoise:
     machine = this_machine()
     old = load_noise(root, machine)
     now = datetime.now(UTC).isoformat(timespec="seconds")

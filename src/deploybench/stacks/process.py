@@ -188,6 +188,30 @@ def start_server(
     return server
 
 
+def run_in_session(command: list[str], env: dict[str, str]) -> int:
+    """Run a server in the foreground in a session of its own, until it exits or we are told to stop
+    (SIGTERM, SIGINT: passed on to it); then nothing of that session is left, even what its launcher
+    detached (TorchServe's JVM, Ray's actors). It dies with us too, kill -9 included."""
+    proc = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=die_with_parent)  # noqa: PLW1509
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stopped: list[int] = []
+
+    def pass_on(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+
+    for sig in previous:
+        signal.signal(sig, pass_on)
+    try:
+        code = proc.wait()
+        return 0 if stopped else code  # told to stop: however it ended, that is not its failure
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        kill_session(proc.pid)
+
+
 def kill_session(session: int, grace_s: float = 10.0) -> None:
     """SIGKILL what is left of a server's session (launch starts each server in a new one, so its id is
     the server's pid) once `grace_s` has passed: for servers whose children leave its process group."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.inputs.payload import default_payload_path, read_payloads
+from deploybench.load.noise import record_throughput_series
 from deploybench.results import MachineInfo, TrialRecord, candidate_trials
 from deploybench.study.environment import environment_changes
 from deploybench.study.executors import (
@@ -29,6 +30,7 @@ from deploybench.study.executors import (
 from deploybench.study.folder import study_key
 from deploybench.study.measure import LiveCallback
 from deploybench.study.plan import StackOffer, plan_trials
+from deploybench.study.runoff import ROUND2
 from deploybench.study.search import SearchRun, final_groups, run_search
 from deploybench.study.space import MachineShape, shape_from_environment
 from deploybench.study.spec import StudyConfig, dump_study_config
@@ -149,6 +151,21 @@ def _jobs(config: StudyConfig, machines: list[ReadyMachine]) -> list[TrialJob]:
     return jobs
 
 
+def record_runoff_drift(records: list[TrialRecord]) -> None:
+    """Round 2's runoff serves every contender for several rounds of windows, a minute or more: each
+    server's window-to-window spread is a sample of this machine's between-run noise, so the study
+    adds it to the machine's record (load/noise.py), throughput only, and later points on this
+    machine carry a measured term instead of the prior. The probe's short first windows stay out."""
+    series = {
+        record.trial_id.split("#")[0]: record.runoff.rps
+        for record in records
+        if record.runoff is not None and record.runoff.group.startswith(ROUND2)
+    }
+    if series:
+        by = f"deploybench run: round 2's paired runoff, {len(series)} servers"
+        record_throughput_series(list(series.values()), by=by)
+
+
 def run_study(
     config: StudyConfig,
     root: Path,
@@ -174,7 +191,10 @@ def run_study(
             progress.on_plan(jobs, done)
             events = TrialEvents(progress.on_trial_start, progress.on_live, progress.on_stage)
 
+            kept: list[TrialRecord] = []
+
             def keep(record: TrialRecord) -> None:
+                kept.append(record)
                 store.append_trial(record)
                 progress.on_trial_done(record)
                 if record.retryable:  # lost to the infrastructure: the next run measures it
@@ -192,6 +212,8 @@ def run_study(
                     store.append_trial(record)
                     progress.on_trial_done(record)
             unfinished = list(runner.unfinished)
+            if runner.name == "local":  # the runoff ran on this machine: its drift is this machine's
+                record_runoff_drift(kept)
         trials, measured = candidate_trials(store.trials()), len(store.records()) - recorded
         return StudyOutcome(root, trials, len(done), weights, unfinished, measured)
     finally:

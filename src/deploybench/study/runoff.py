@@ -43,6 +43,8 @@ from deploybench.study.trial import (
     stack_launch,
 )
 
+ROUND2 = "round 2"  # the search's longer runoff: its samples also measure this machine's drift (runner.py)
+
 
 @dataclass(frozen=True)
 class RunoffPlan:
@@ -53,7 +55,7 @@ class RunoffPlan:
     warmup_s: float
     rounds: int
     first_warmup_s: float = 0.0  # before each contender's first window; 0: warmup_s
-    label: str = "round 2"  # names the runoff's group: only samples of one group are compared
+    label: str = ROUND2  # names the runoff's group: only samples of one group are compared
     warm_batches: bool = False  # warm every batch size a contender can form before its first window
     at_knee: bool = False  # each contender at its own knee level (with a p99 bound; see above)
 
