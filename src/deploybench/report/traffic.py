@@ -110,8 +110,8 @@ def assumptions(rec: Recommendation) -> list[str]:
             f"Rate per instance: {plan.basis}",
             f"Cold start {plan.cold_start_s:.1f} s: {plan.cold_start_source}",
             f"Scale-out lag {plan.lag_s:.0f} s = reaction + provisioning + cold start; warm spares cover it: "
-            f"target utilisation {plan.target_utilisation:.0%} = curve {plan.curve_utilisation:.0%} x lag "
-            f"{plan.lag_utilisation:.0%}",
+            f"target utilisation {plan.target_utilisation:.0%} = curve {plan.curve_utilisation:.0%} x "
+            f"arrivals {plan.arrival_utilisation:.0%} x lag {plan.lag_utilisation:.0%}",
             *plan.notes,
         ]
     if rec.traffic_note:
