@@ -93,3 +93,23 @@ def test_a_malformed_traffic_file_is_refused_with_its_line(tmp_path: Path):
         result = _run(*command, "--traffic", bad)
         assert result.exit_code == 2, result.output
         assert f"{bad}:2: negative rate -4 req/s" in result.output.replace("\n", "")
+
+
+def test_the_autoscaler_reaction_time_is_a_flag_recorded_with_the_plan(tmp_path: Path):
+    study, traffic = _study(tmp_path), _traffic(tmp_path)
+    plans = {}
+    for reaction in (0, 900):
+        out = tmp_path / f"report-{reaction}.json"
+        result = _run(
+            "report", study, "--traffic", traffic, "--p99-ms", BOUND, "--reaction-s", reaction, "--json", out
+        )
+        assert result.exit_code == 0, result.output
+        plans[reaction] = json.loads(out.read_text())["recommendation"]["capacity"][0]
+        assert plans[reaction]["reaction_s"] == reaction and plans[reaction]["provision_s"] == 120
+        assert f"Autoscaler reaction {reaction} s (assumed)" in (study / "summary.md").read_text()
+        ray = (study / "autoscaling" / "ray-serve-autoscaling.yaml").read_text()
+        assert f"upscale_delay_s: {reaction:.1f}" in ray
+    slow, quick = plans[900], plans[0]
+    assert slow["lag_s"] == quick["lag_s"] + 900  # a slower autoscaler: a longer lag to cover
+    assert slow["lag_utilisation"] < quick["lag_utilisation"]
+    assert sum(slow["instances_per_hour"]) > sum(quick["instances_per_hour"])

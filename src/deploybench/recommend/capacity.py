@@ -81,7 +81,13 @@ class TrafficPlan(StrictModel):
     mean_latency_ms: float = Field(description="mean latency at the rate the plan stands on")
     cold_start_s: float
     cold_start_source: str = Field(description="measured on this machine, or assumed (and why)")
-    lag_s: float
+    reaction_s: float = Field(
+        description="assumed: a rise in traffic to the autoscaler's decision (--reaction-s)"
+    )
+    provision_s: float = Field(
+        description="assumed: a new instance's boot before its server starts (--provision-s)"
+    )
+    lag_s: float = Field(description="reaction + provisioning + cold start: a rise to new capacity serving")
     peak_rss_mb: float | None = None
     instances_per_hour: list[int]
     fixed_instances: int
@@ -266,6 +272,8 @@ def plan_candidate(
         mean_latency_ms=finding.point.latency.mean_ms,
         cold_start_s=cold,
         cold_start_source=source,
+        reaction_s=settings.reaction_s,
+        provision_s=settings.provision_s,
         lag_s=lag,
         peak_rss_mb=trial.peak_rss_mb,
         instances_per_hour=fleet.instances_per_hour,
