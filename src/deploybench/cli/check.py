@@ -87,7 +87,7 @@ def _print_check(check) -> None:  # a PlanCheck; imported lazily with the study 
         table.add_column(name, justify="left" if name in ("point", "verdict") else "right")
     for p in check.points:
         estimate = "—" if p.early_stopping_p99_ms is None else f"{p.early_stopping_p99_ms:.1f}"
-        verdict = p.verdict + (f" ({p.errors} errors)" if p.errors else "")
+        verdict = p.verdict + (f" ({sum(p.errors.values())} errors)" if p.errors else "")
         table.add_row(
             p.name,
             f"{p.rate:.1f}",
@@ -97,6 +97,9 @@ def _print_check(check) -> None:  # a PlanCheck; imported lazily with the study 
             verdict,
         )
     console.print(table)
+    for p in check.points:
+        for flag in [*p.flags, *(f"errors: {p.errors}" for _ in [0] if p.errors)]:
+            console.print(f"[dim]{p.name}: {flag}[/]", soft_wrap=True)
     for note in check.notes:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     colour = {"tight": "green", "margin": "yellow", "fails": "red", "undecided": "yellow"}[check.outcome]

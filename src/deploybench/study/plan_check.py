@@ -13,7 +13,10 @@ Rules, and why:
   sweeps.verdict_config) rather than for the hour it would last.
 - The server is started by the study's own rule (trial.candidate_launch: same stack, knobs, model,
   weights and artifact cache), the load by the study's load plan (study.yaml), so the check
-  measures what the trial measured, at the plan's rate.
+  measures what the trial measured, at the plan's rate. Before the first point it is warmed as the
+  runoff warms a contender (every batch shape, runoff.batch_warmups) and then held for WARM_S at
+  its knee (2 x workers x max batch in flight): the trial's rate search ran on a server its closed
+  sweep had warmed, and a runtime's first calls are slow enough to flood a cold server's queue.
 - The outcome comes from the early-stopping verdicts, never a raw p99: tight (the planned rate meets
   the bound, 20% more does not), margin (both meet it: the plan keeps more than 20%, and says why
   from its own figures), fails (the planned rate does not meet the bound on this machine) or
@@ -30,21 +33,23 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
-from deploybench.config import StrictModel
+from deploybench.config import LoadConfig, StrictModel
 from deploybench.hardware import detect_cpu
-from deploybench.load import LoadError, Target, run_points
+from deploybench.load import LoadError, Target, run_load, run_points
 from deploybench.load.sweeps import verdict_config
 from deploybench.recommend.capacity import TrafficPlan
-from deploybench.results import Interval, LoadPoint, TrialRecord
+from deploybench.results import Candidate, Interval, LoadPoint, TrialRecord
 from deploybench.stacks import StackServer, get_stack
 from deploybench.stacks.process import ServerStartError
 from deploybench.study.measure import RATE_SEARCH_ARRIVAL, load_config
 from deploybench.study.runner import study_payloads
+from deploybench.study.runoff import batch_warmups
 from deploybench.study.spec import StudyConfig
 from deploybench.study.trial import TrialFiles, candidate_launch
 
 OVER = 0.2  # the second point: this much above the planned rate
 CHECK_SEED = 26  # the Poisson arrivals' seed: the same check, the same schedule
+WARM_S = 5.0  # the closed-loop warm-up at the knee before the first point (see the rules)
 Outcome = Literal["tight", "margin", "fails", "undecided"]
 
 
@@ -59,7 +64,7 @@ class CheckPoint(StrictModel):
     rate: float = Field(description="arrival rate offered to the one instance (req/s)")
     arrival: str
     ok: int
-    errors: int
+    errors: dict[str, int] = Field(default_factory=dict, description="failed requests by kind")
     throughput_rps: float
     p99_ms: float
     p99_ci: Interval | None = None
@@ -100,7 +105,7 @@ def check_point(name: str, point: LoadPoint) -> CheckPoint:
         rate=float(point.target_rate or 0.0),
         arrival=point.arrival or "constant",
         ok=point.ok,
-        errors=point.error_count,
+        errors=point.errors,
         throughput_rps=point.throughput_rps,
         p99_ms=point.latency.p99_ms,
         p99_ci=point.p99_ci,
@@ -139,6 +144,22 @@ def served(
         yield server
     finally:
         server.stop()
+
+
+def warm_up(target: Target, candidate: Candidate, stop: threading.Event) -> int:
+    """Warm the served candidate (see the rules); the requests answered, never measured."""
+    knee = 2 * candidate.workers * candidate.max_batch_size
+    held = LoadConfig(
+        concurrency=knee, duration_s=WARM_S, warmup_s=0.0, warmup_requests=0, window_s=WARM_S,
+        max_windows=1, min_window_requests=1,
+    )  # fmt: skip
+    answered = 0
+    for cfg in [*batch_warmups(candidate), held]:
+        try:
+            answered += sum(p.ok for p in run_load(target, cfg, stop_event=stop).points)
+        except LoadError as exc:
+            raise PlanCheckError(f"the warm-up failed: {exc}") from exc
+    return answered
 
 
 def measure_rates(
@@ -215,6 +236,8 @@ def run_check(
     rates = [("planned", rate), (f"+{over:.0%}", rate * (1 + over))]
     with served(config, trial, workdir, cache_dir, on_message) as server:
         target = server.target(study_payloads(config), config.content_type)
+        warmed = warm_up(target, trial.candidate, threading.Event())
+        on_message(f"{plan.label}: warmed with {warmed} requests")
         on_message(f"{plan.label}: served; Poisson arrivals at {rate:.1f} and {rate * (1 + over):.1f} req/s")
         points = measure_rates(target, config, rates, bound_ms, threading.Event())
     outcome, summary = judge(plan, points, over)
