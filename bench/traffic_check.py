@@ -29,7 +29,7 @@ from md1 import run_loadgen
 
 from deploybench.hardware import detect_cpu
 from deploybench.report import load_study, recommend_study, study_constraints
-from deploybench.study.plan_check import judge, measure_rates, planned_rps, served, study_config
+from deploybench.study.plan_check import judge, measure_rates, planned_rps, served, study_config, warm_up
 from deploybench.study.runner import study_payloads
 from deploybench.traffic.fleet import FleetSettings
 from deploybench.traffic.profile import read_traffic
@@ -97,6 +97,7 @@ def main() -> None:
         served(config, trial, Path(workdir), args.cache_dir, print) as server,
     ):
         target = server.target(study_payloads(config), config.content_type)
+        print(f"warmed with {warm_up(target, trial.candidate, threading.Event())} requests")
         ours = measure_rates(target, config, rates, args.p99_ms, threading.Event())
         loadgen = _loadgen_rows(server, config, rates, args)
     outcome, summary = judge(plan, ours, args.over)

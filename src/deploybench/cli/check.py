@@ -98,7 +98,7 @@ def _print_check(check) -> None:  # a PlanCheck; imported lazily with the study 
         )
     console.print(table)
     for p in check.points:
-        for flag in [*p.flags, *(f"errors: {p.errors}" for _ in [0] if p.errors)]:
+        for flag in [*p.flags, *([f"errors: {p.errors}"] if p.errors else [])]:
             console.print(f"[dim]{p.name}: {flag}[/]", soft_wrap=True)
     for note in check.notes:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
