@@ -38,7 +38,6 @@ def _point(name: str, rate: float, verdict: str, p99: float) -> CheckPoint:
         rate=rate,
         arrival="poisson",
         ok=600,
-        errors=0,
         throughput_rps=rate,
         p99_ms=p99,
         verdict=verdict,
