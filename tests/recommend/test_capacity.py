@@ -92,6 +92,26 @@ def test_evenly_spaced_rate_search_points_are_planned_with_a_stated_margin():
     assert "evenly spaced" in plan.basis
 
 
+def test_flagged_rate_search_points_still_give_the_rate_by_their_verdict():
+    # a shared host flags most rate-search points (unstable windows, late sends); their verdicts stand:
+    # latency runs from the schedule, so lateness only adds to it (the rate search's own rule)
+    trial = _fast()
+    flags = ["unstable: 1 of the 3 windows stability needs", "client-bound: sends went out late"]
+    flagged = [
+        p.model_copy(update={"stable": False, "client_bound": True, "flags": flags})
+        if p.mode == "open"
+        else p
+        for p in trial.points
+    ]
+    clean = recommend([trial], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan
+    plan = recommend(
+        [trial.model_copy(update={"points": flagged})], Constraints(p99_ms=BOUND), traffic=PROFILE
+    ).winner.traffic_plan
+    assert plan.basis.startswith("open loop") and plan.rate_per_instance == clean.rate_per_instance
+    assert plan.rate_interval == clean.rate_interval
+    assert any("flagged" in n and "unstable" in n for n in plan.notes)
+
+
 def test_without_open_loop_points_the_plan_falls_back_and_says_so():
     closed_only = make_trial("openvino", capacity_rps=60)
     plan = recommend([closed_only], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan

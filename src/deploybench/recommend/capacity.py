@@ -3,7 +3,10 @@ sustains within the p99 bound, the fleet hour by hour, the monthly bill and the 
 
 Rules, and why:
 - The rate per instance is the highest open-loop arrival rate whose early-stopping verdict met the
-  p99 bound (the study's rate search, run when the study had `--p99-ms`); its interval runs from
+  p99 bound (the study's rate search, run when the study had `--p99-ms`), by the rate search's own
+  rule (load.sweeps): a valid point's verdict stands even where the point is flagged unstable or
+  client-bound, since its latency runs from the schedule (a late send only adds to it) and the
+  verdict covers every request it sent; the plan names the flags. Its interval runs from
   that rate to the lowest measured rate above it, which did not meet the bound, so the instance's
   true limit lies between. Arrival rate, not throughput: traffic arrives whether or not the
   server keeps up, which is what an open loop measures and a closed loop hides.
@@ -35,7 +38,7 @@ from pydantic import Field
 from deploybench.config import StrictModel
 from deploybench.load.stats import counts_of, value_at_percentiles
 from deploybench.pricing.catalogue import HOURS_PER_MONTH
-from deploybench.recommend.points import usable, verdict_for
+from deploybench.recommend.points import verdict_for
 from deploybench.results import Candidate, LoadPoint, TrialRecord
 from deploybench.traffic.fleet import FleetPlan, FleetSettings, plan_fleet, traffic_curve
 from deploybench.traffic.profile import TrafficProfile
@@ -116,7 +119,7 @@ def open_points(trial: TrialRecord) -> list[LoadPoint]:
 
 def _open_finding(trial: TrialRecord, p99_ms: float) -> RateFinding | None:
     points = open_points(trial)
-    met = [p for p in points if usable(p) and verdict_for(p, p99_ms).status == "met"]
+    met = [p for p in points if verdict_for(p, p99_ms).status == "met"]
     if not met:
         return None
     best = max(met, key=lambda p: p.target_rate or 0.0)
@@ -155,7 +158,7 @@ def curve_utilisation(
     curve = [
         (float(p.target_rate or 0.0), p.p99_ci.high if p.p99_ci else p.latency.p99_ms)
         for p in open_points(trial)
-        if usable(p) and (p.target_rate or 0.0) <= finding.rate
+        if (p.target_rate or 0.0) <= finding.rate
     ]
     if curve[-1][1] <= p99_ms:
         return 1.0, None
@@ -172,6 +175,16 @@ def curve_utilisation(
         f"planned at most {crossing:.1f} req/s, where the measured interval tops cross {p99_ms:g} ms"
     )
     return crossing / finding.rate, note
+
+
+def flag_note(finding: RateFinding) -> str | None:
+    """Name the flags of the point the rate stands on (its verdict stands: see the module's rules)."""
+    if not finding.open_loop or not finding.point.flags:
+        return None
+    return (
+        f"the rate-search point at {finding.rate:.1f} req/s is flagged ({'; '.join(finding.point.flags)}); "
+        "its p99 verdict stands, timed from the schedule over every request it sent"
+    )
 
 
 def arrival_utilisation(finding: RateFinding) -> tuple[float, str | None]:
@@ -279,7 +292,7 @@ def plan_candidate(
         instances_per_hour=fleet.instances_per_hour,
         fixed_instances=fleet.fixed_instances,
         usd_per_hour=inputs.usd_per_hour,
-        notes=[n for n in (note, arrival_note) if n],
+        notes=[n for n in (note, arrival_note, flag_note(finding)) if n],
         **bills(fleet, profile, inputs.usd_per_hour),
     )
 
