@@ -62,6 +62,14 @@ def test_the_outcome_follows_the_two_verdicts(verdicts, outcome, words):
     assert f"{rate:.1f} req/s" in summary and "+20%" in summary
 
 
+def test_a_margin_the_plan_does_not_explain_points_at_the_study_s_own_miss():
+    plan = _plan(rates=(15.0, 30.0, 22.5, 26.25, 24.4))  # a narrow bracket: 24.4 met, 26.25 missed
+    rate = planned_rps(plan)
+    points = [_point("planned", rate, "met", 40.0), _point("+20%", rate * 1.2, "met", 60.0)]
+    outcome, summary = judge(plan, points, 0.2)
+    assert outcome == "margin" and "missed the bound at 26.2 req/s" in summary and "faster now" in summary
+
+
 def test_the_planned_rate_is_the_rate_times_the_instance_side_utilisations():
     plan = _plan()
     assert planned_rps(plan) == pytest.approx(plan.rate_per_instance * plan.curve_utilisation)
