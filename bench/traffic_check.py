@@ -1,10 +1,10 @@
 """Benchmark: the traffic plan's check (deploybench check-plan) beside MLPerf LoadGen's Server scenario.
 
     PYTHONPATH=src .venv/bin/python bench/traffic_check.py STUDY --traffic day.csv --p99-ms 100 \
-        [--candidate TRIAL_ID] [--over 0.2] [--loadgen-s 30] [--cache-dir DIR] [--json out.json]
+        [--candidate TRIAL_ID] [--over 0.2] [--loadgen-s 30] [--loadgen-first] [--cache-dir DIR] [--json F]
 
 The plan's candidate is served once, exactly as its trial was (deploybench.study.plan_check.served);
-then, at the most one instance is planned to take and at 20% above it, in turn: our check's point
+then, at the most one instance is planned to take and at 20% above it, each in turn: our check's point
 (Poisson arrivals, timed from the schedule, with its early-stopping verdict) and LoadGen's Server
 scenario (Poisson arrivals from its C++ scheduler, timed from its schedule; bench/md1.py's SUT posting
 the stack's own request). Printed side by side: the two p99s, our verdict and interval, LoadGen's
@@ -47,6 +47,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--candidate", default=None, help="trial id (default: the recommended one)")
     parser.add_argument("--over", type=float, default=0.2)
     parser.add_argument("--loadgen-s", type=float, default=30.0, help="LoadGen's min duration per rate")
+    parser.add_argument("--loadgen-first", action="store_true", help="at each rate LoadGen, then ours")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args()
@@ -98,8 +99,13 @@ def main() -> None:
     ):
         target = server.target(study_payloads(config), config.content_type)
         print(f"warmed with {warm_up(target, trial.candidate, threading.Event())} requests")
-        ours = measure_rates(target, config, rates, args.p99_ms, threading.Event())
-        loadgen = _loadgen_rows(server, config, rates, args)
+        ours, loadgen = [], []
+        for rate in rates:  # paired per rate, seconds apart: the host's drift over minutes cancels
+            if args.loadgen_first:
+                loadgen += _loadgen_rows(server, config, [rate], args)
+            ours += measure_rates(target, config, [rate], args.p99_ms, threading.Event())
+            if not args.loadgen_first:
+                loadgen += _loadgen_rows(server, config, [rate], args)
     outcome, summary = judge(plan, ours, args.over)
     print(f"machine: {detect_cpu().model_name}")
     header = ("point", "req/s", "ours p99 ms (95% CI)", "verdict", "LoadGen p99 ms", "LoadGen")
