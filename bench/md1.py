@@ -92,10 +92,10 @@ def run_ours(
 class _AiohttpSut:
     """LoadGen's system under test: each query is one POST, answered from an aiohttp loop thread."""
 
-    def __init__(self, url: str, body: bytes) -> None:
+    def __init__(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         import aiohttp
 
-        self.url, self.body = url, body
+        self.url, self.body, self.headers = url, body, headers or {}
         self.issued: list[float] = []  # when LoadGen issued each query (perf_counter), its schedule
         # the same event loop and HTTP client as ours (uvloop + aiohttp): what differs is the schedule
         # keeping and the timing, LoadGen's (C++) against ours, which is what this check compares
@@ -112,7 +112,9 @@ class _AiohttpSut:
     async def _one(self, sample_id: int) -> None:
         import mlperf_loadgen as lg
 
-        async with self.session.post(self.url, data=self.body, allow_redirects=False) as resp:
+        async with self.session.post(
+            self.url, data=self.body, headers=self.headers, allow_redirects=False
+        ) as resp:
             await resp.read()
         lg.QuerySamplesComplete([lg.QuerySampleResponse(sample_id, 0, 0)])
 
@@ -127,14 +129,14 @@ class _AiohttpSut:
         self.thread.join(timeout=10)
 
 
-def _settings(rate: float, duration_s: float, seed: int):  # type: ignore[no-untyped-def]
+def _settings(rate: float, duration_s: float, seed: int, bound_ms: float = 1000.0):  # type: ignore[no-untyped-def]
     import mlperf_loadgen as lg
 
     settings = lg.TestSettings()
     settings.scenario = lg.TestScenario.Server
     settings.mode = lg.TestMode.PerformanceOnly
     settings.server_target_qps = rate
-    settings.server_target_latency_ns = 1_000_000_000
+    settings.server_target_latency_ns = int(bound_ms * 1_000_000)
     settings.server_target_latency_percentile = 0.99
     settings.min_duration_ms = int(duration_s * 1000)
     settings.max_duration_ms = int(duration_s * 1000) + 30_000
@@ -144,13 +146,21 @@ def _settings(rate: float, duration_s: float, seed: int):  # type: ignore[no-unt
 
 
 def run_loadgen(
-    url: str, body: bytes, rate: float, duration_s: float, seed: int
+    url: str,
+    body: bytes,
+    rate: float,
+    duration_s: float,
+    seed: int,
+    *,
+    headers: dict[str, str] | None = None,
+    bound_ms: float = 1000.0,
 ) -> tuple[dict[str, float], list[int]]:
     """MLPerf LoadGen, Server scenario, against the same endpoint: figures from its summary log, and
-    the gaps between the queries it issued (its Poisson schedule, as it really went out)."""
+    the gaps between the queries it issued (its Poisson schedule, as it really went out). bound_ms:
+    the p99 latency target LoadGen judges the run VALID against (`valid`: 1.0 or 0.0)."""
     import mlperf_loadgen as lg
 
-    sut_impl = _AiohttpSut(url, body)
+    sut_impl = _AiohttpSut(url, body, headers)
     sut = lg.ConstructSUT(sut_impl.issue, lambda: None)
     qsl = lg.ConstructQSL(1024, 1024, lambda samples: None, lambda samples: None)
     with tempfile.TemporaryDirectory() as out:
@@ -159,7 +169,7 @@ def run_loadgen(
         log.log_output.copy_summary_to_stdout = False
         log.enable_trace = False
         try:
-            lg.StartTestWithLogSettings(sut, qsl, _settings(rate, duration_s, seed), log)
+            lg.StartTestWithLogSettings(sut, qsl, _settings(rate, duration_s, seed, bound_ms), log)
         finally:
             lg.DestroyQSL(qsl)
             lg.DestroySUT(sut)
@@ -171,6 +181,7 @@ def run_loadgen(
     }
     completed = re.search(r"Completed samples per second\s*:\s*([\d.]+)", summary)
     row["rps"] = float(completed.group(1)) if completed else float("nan")
+    row["valid"] = 1.0 if re.search(r"Result is\s*:\s*VALID", summary) else 0.0
     row["requests"] = len(sut_impl.issued)
     row["duration_s"] = sut_impl.issued[-1] - sut_impl.issued[0]
     return row, issue_intervals_us(sut_impl.issued)

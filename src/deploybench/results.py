@@ -125,6 +125,11 @@ class LoadPoint(StrictModel):
     mode: Literal["closed", "open", "inprocess"]
     concurrency: int | None = None
     target_rate: float | None = None
+    arrival: Literal["constant", "poisson", "intervals"] | None = Field(
+        None,
+        description="open loop: how sends were spaced (None: closed loop, or an open-loop point recorded "
+        "before this was kept, which was evenly spaced)",
+    )
     duration_s: float
     ok: int
     errors: dict[str, int] = Field(default_factory=dict)

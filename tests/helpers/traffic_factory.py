@@ -35,8 +35,9 @@ def open_point(
     rng: np.random.Generator,
     duration_s: float = 60.0,
     noise: float = 0.02,
+    arrival: str | None = "poisson",
 ) -> LoadPoint:
-    """An open-loop point at `rate` with its p99 verdict for bound_ms."""
+    """An open-loop point at `rate` with its p99 verdict for bound_ms (Poisson: as the rate search)."""
     count = max(600, int(rate * duration_s))
     latencies = queue_latencies(rate, capacity_rps, count, rng)
     stats, encoded = histogram_stats(latencies)
@@ -44,6 +45,7 @@ def open_point(
     return LoadPoint(
         mode="open",
         target_rate=rate,
+        arrival=arrival,
         duration_s=duration_s,
         ok=count,
         throughput_rps=throughput,

@@ -10,6 +10,7 @@ from helpers.report_factory import make_trial
 from helpers.traffic_factory import searched_trial
 
 from deploybench.config import Constraints
+from deploybench.recommend.capacity import EVEN_ARRIVALS_UTILISATION
 from deploybench.recommend.rank import recommend
 from deploybench.results import Interval
 from deploybench.traffic.profile import TrafficProfile
@@ -71,6 +72,44 @@ def test_a_p99_interval_over_the_bound_at_that_rate_lowers_the_curve_utilisation
     assert 0 < plan.curve_utilisation < 1
     assert "over the bound" in plan.notes[0]
     assert plan.target_utilisation == pytest.approx(plan.curve_utilisation * plan.lag_utilisation)
+
+
+def test_evenly_spaced_rate_search_points_are_planned_with_a_stated_margin():
+    trial = _fast()
+    even = [p.model_copy(update={"arrival": None}) if p.mode == "open" else p for p in trial.points]
+    poisson_plan = recommend([trial], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan
+    plan = recommend(
+        [trial.model_copy(update={"points": even})], Constraints(p99_ms=BOUND), traffic=PROFILE
+    ).winner.traffic_plan
+    assert poisson_plan.arrival_utilisation == 1.0
+    assert plan.rate_per_instance == poisson_plan.rate_per_instance  # the measured rate, unchanged
+    assert plan.arrival_utilisation == EVEN_ARRIVALS_UTILISATION < 1
+    assert plan.target_utilisation == pytest.approx(
+        plan.curve_utilisation * EVEN_ARRIVALS_UTILISATION * plan.lag_utilisation
+    )
+    assert plan.target_rps_per_instance < poisson_plan.target_rps_per_instance
+    assert any("evenly spaced" in n and "Poisson" in n for n in plan.notes)
+    assert "evenly spaced" in plan.basis
+
+
+def test_flagged_rate_search_points_still_give_the_rate_by_their_verdict():
+    # a shared host flags most rate-search points (unstable windows, late sends); their verdicts stand:
+    # latency runs from the schedule, so lateness only adds to it (the rate search's own rule)
+    trial = _fast()
+    flags = ["unstable: 1 of the 3 windows stability needs", "client-bound: sends went out late"]
+    flagged = [
+        p.model_copy(update={"stable": False, "client_bound": True, "flags": flags})
+        if p.mode == "open"
+        else p
+        for p in trial.points
+    ]
+    clean = recommend([trial], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan
+    plan = recommend(
+        [trial.model_copy(update={"points": flagged})], Constraints(p99_ms=BOUND), traffic=PROFILE
+    ).winner.traffic_plan
+    assert plan.basis.startswith("open loop") and plan.rate_per_instance == clean.rate_per_instance
+    assert plan.rate_interval == clean.rate_interval
+    assert any("flagged" in n and "unstable" in n for n in plan.notes)
 
 
 def test_without_open_loop_points_the_plan_falls_back_and_says_so():

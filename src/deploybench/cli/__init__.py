@@ -10,7 +10,16 @@ import importlib
 
 from deploybench.cli.app import app, console
 
-_COMMAND_MODULES: tuple[str, ...] = ("serve", "variants", "load", "report", "run", "stacks", "export")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "serve",
+    "variants",
+    "load",
+    "report",
+    "run",
+    "stacks",
+    "export",
+    "check",
+)
 
 
 def _load_commands() -> None:

@@ -64,17 +64,28 @@ ProvisionS = Annotated[
         min=0.0, help="with --traffic: assumed seconds a new instance boots before its server starts"
     ),
 ]
+ReactionS = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=3600.0,
+        help="with --traffic: assumed seconds from a rise in traffic to the autoscaler's decision to "
+        "scale out (SageMaker target tracking: 3 one-minute datapoints)",
+    ),
+]
+REACTION_S = FleetSettings.model_fields["reaction_s"].default
 
 USER_ERRORS = (PriceFileError, UnknownInstanceError, ValueError, OSError)
 
 
 def traffic_inputs(
-    spec: str | None, min_instances: int, provision_s: float
+    spec: str | None, min_instances: int, provision_s: float, reaction_s: float = REACTION_S
 ) -> tuple[TrafficProfile | None, FleetSettings | None]:
     """--traffic read and checked (a TrafficError names the file, line and reason), with its fleet."""
     if spec is None:
         return None, None
-    return read_traffic(spec), FleetSettings(min_instances=min_instances, provision_s=provision_s)
+    fleet = FleetSettings(min_instances=min_instances, provision_s=provision_s, reaction_s=reaction_s)
+    return read_traffic(spec), fleet
 
 
 def _constraints(
@@ -162,10 +173,11 @@ def report(
     traffic: Traffic = None,
     min_instances: MinInstances = 1,
     provision_s: ProvisionS = 120.0,
+    reaction_s: ReactionS = REACTION_S,
 ) -> None:
     """Rank a study's candidates and write report.html, summary.md and results.csv into its folder."""
     try:
-        profile, fleet = traffic_inputs(traffic, min_instances, provision_s)
+        profile, fleet = traffic_inputs(traffic, min_instances, provision_s, reaction_s)
         base = study_constraints(load_study(study_dir))
         result = write_report(
             study_dir,

@@ -14,7 +14,15 @@ from rich.table import Table
 
 from deploybench.cli.app import app, console, fail
 from deploybench.cli.plan import machine_shape, show_plan
-from deploybench.cli.report import MinInstances, ProvisionS, Traffic, print_recommendation, traffic_inputs
+from deploybench.cli.report import (
+    REACTION_S,
+    MinInstances,
+    ProvisionS,
+    ReactionS,
+    Traffic,
+    print_recommendation,
+    traffic_inputs,
+)
 from deploybench.cli.serve import parse_shape
 from deploybench.cli.study_progress import RichStudyProgress
 from deploybench.report import write_report
@@ -267,6 +275,7 @@ def run(
     traffic: Traffic = None,
     min_instances: MinInstances = 1,
     provision_s: ProvisionS = 120.0,
+    reaction_s: ReactionS = REACTION_S,
     budget: Annotated[
         str | None,
         typer.Option(help="the search's time budget, e.g. 10m, 1h30m (default: sized to the machine)"),
@@ -304,7 +313,9 @@ def run(
         "budget_s": _budget_seconds(budget),
     }
     try:
-        planned = traffic_inputs(traffic, min_instances, provision_s)  # refused before hours of measuring
+        planned = traffic_inputs(
+            traffic, min_instances, provision_s, reaction_s
+        )  # refused before hours of measuring
     except ValueError as exc:
         raise fail(str(exc)) from exc
     try:

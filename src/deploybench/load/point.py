@@ -109,6 +109,7 @@ def build_point(
         mode=mode,
         concurrency=concurrency,
         target_rate=rate,
+        arrival=cfg.arrival if open_loop else None,
         duration_s=round(duration, 4),
         ok=figures.ok,
         errors=errors,

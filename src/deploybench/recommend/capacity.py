@@ -3,13 +3,21 @@ sustains within the p99 bound, the fleet hour by hour, the monthly bill and the 
 
 Rules, and why:
 - The rate per instance is the highest open-loop arrival rate whose early-stopping verdict met the
-  p99 bound (the study's rate search, run when the study had `--p99-ms`); its interval runs from
+  p99 bound (the study's rate search, run when the study had `--p99-ms`), by the rate search's own
+  rule (load.sweeps): a valid point's verdict stands even where the point is flagged unstable or
+  client-bound, since its latency runs from the schedule (a late send only adds to it) and the
+  verdict covers every request it sent; the plan names the flags. Its interval runs from
   that rate to the lowest measured rate above it, which did not meet the bound, so the instance's
   true limit lies between. Arrival rate, not throughput: traffic arrives whether or not the
   server keeps up, which is what an open loop measures and a closed loop hides.
 - Without those open-loop points the plan says so and falls back, labelled: the closed-loop
   operating point meeting the bound (p99 verified only under closed-loop arrivals), or, with no
   bound, the saturated peak (p99 unbounded there).
+- Arrivals: the rate search runs Poisson arrivals (as real traffic and MLPerf LoadGen's Server
+  scenario). Points recorded before it did were evenly spaced, and evenly spaced sends never queue
+  behind a burst: at the same rate Poisson arrivals have the higher p99. A plan standing on such
+  points keeps a stated margin, EVEN_ARRIVALS_UTILISATION of the rate, assumed and not measured,
+  until a rerun study or `deploybench check-plan` measures the rate under Poisson arrivals.
 - Curve utilisation: the verdict holds for this run; the point's p99 interval (with the between-run
   term measured on this machine) says how far a rerun may land. Where the interval's top at that
   rate is over the bound, the planned maximum is where the measured curve of interval tops crosses
@@ -30,13 +38,14 @@ from pydantic import Field
 from deploybench.config import StrictModel
 from deploybench.load.stats import counts_of, value_at_percentiles
 from deploybench.pricing.catalogue import HOURS_PER_MONTH
-from deploybench.recommend.points import usable, verdict_for
+from deploybench.recommend.points import verdict_for
 from deploybench.results import Candidate, LoadPoint, TrialRecord
 from deploybench.traffic.fleet import FleetPlan, FleetSettings, plan_fleet, traffic_curve
 from deploybench.traffic.profile import TrafficProfile
 from deploybench.traffic.simulate import QUANTILES, Autoscaler, ServiceCurve, SimulatedHour, simulate_fleet
 
 SECONDS_PER_MONTH = 3600 * HOURS_PER_MONTH
+EVEN_ARRIVALS_UTILISATION = 0.8  # assumed: evenly spaced points' rate, planned at 80% (module rules)
 
 
 @dataclass(frozen=True)
@@ -64,13 +73,24 @@ class TrafficPlan(StrictModel):
         description="the instance's limit lies between: the rate met and the lowest measured above it not met"
     )
     curve_utilisation: float = Field(description="share of that rate the p99 interval at it leaves (1: all)")
+    arrival_utilisation: float = Field(
+        1.0, description="1 for Poisson rate-search points; the stated margin for evenly spaced ones"
+    )
     lag_utilisation: float
-    target_utilisation: float = Field(description="curve x lag: the share of rate_per_instance planned")
+    target_utilisation: float = Field(
+        description="curve x arrival x lag: the share of rate_per_instance planned"
+    )
     target_rps_per_instance: float
     mean_latency_ms: float = Field(description="mean latency at the rate the plan stands on")
     cold_start_s: float
     cold_start_source: str = Field(description="measured on this machine, or assumed (and why)")
-    lag_s: float
+    reaction_s: float = Field(
+        description="assumed: a rise in traffic to the autoscaler's decision (--reaction-s)"
+    )
+    provision_s: float = Field(
+        description="assumed: a new instance's boot before its server starts (--provision-s)"
+    )
+    lag_s: float = Field(description="reaction + provisioning + cold start: a rise to new capacity serving")
     peak_rss_mb: float | None = None
     instances_per_hour: list[int]
     fixed_instances: int
@@ -99,13 +119,17 @@ def open_points(trial: TrialRecord) -> list[LoadPoint]:
 
 def _open_finding(trial: TrialRecord, p99_ms: float) -> RateFinding | None:
     points = open_points(trial)
-    met = [p for p in points if usable(p) and verdict_for(p, p99_ms).status == "met"]
+    met = [p for p in points if verdict_for(p, p99_ms).status == "met"]
     if not met:
         return None
     best = max(met, key=lambda p: p.target_rate or 0.0)
     rate = float(best.target_rate or 0.0)
     above = [float(p.target_rate or 0.0) for p in points if (p.target_rate or 0.0) > rate]
-    basis = f"open loop: highest arrival rate whose p99 verdict met {p99_ms:g} ms (the study's rate search)"
+    spacing = "Poisson" if best.arrival == "poisson" else "evenly spaced"
+    basis = (
+        f"open loop: highest arrival rate whose p99 verdict met {p99_ms:g} ms (the study's rate search, "
+        f"{spacing} arrivals)"
+    )
     return RateFinding(rate, min(above) if above else None, basis, best, True)
 
 
@@ -134,7 +158,7 @@ def curve_utilisation(
     curve = [
         (float(p.target_rate or 0.0), p.p99_ci.high if p.p99_ci else p.latency.p99_ms)
         for p in open_points(trial)
-        if usable(p) and (p.target_rate or 0.0) <= finding.rate
+        if (p.target_rate or 0.0) <= finding.rate
     ]
     if curve[-1][1] <= p99_ms:
         return 1.0, None
@@ -151,6 +175,29 @@ def curve_utilisation(
         f"planned at most {crossing:.1f} req/s, where the measured interval tops cross {p99_ms:g} ms"
     )
     return crossing / finding.rate, note
+
+
+def flag_note(finding: RateFinding) -> str | None:
+    """Name the flags of the point the rate stands on (its verdict stands: see the module's rules)."""
+    if not finding.open_loop or not finding.point.flags:
+        return None
+    return (
+        f"the rate-search point at {finding.rate:.1f} req/s is flagged ({'; '.join(finding.point.flags)}); "
+        "its p99 verdict stands, timed from the schedule over every request it sent"
+    )
+
+
+def arrival_utilisation(finding: RateFinding) -> tuple[float, str | None]:
+    """The stated margin for a rate found under evenly spaced arrivals (see the module's rules)."""
+    if not finding.open_loop or finding.point.arrival == "poisson":
+        return 1.0, None
+    note = (
+        f"the rate search ran evenly spaced arrivals; Poisson arrivals at the same rate queue more, so "
+        f"the plan takes {EVEN_ARRIVALS_UTILISATION:.0%} of {finding.rate:.1f} req/s (an assumed margin: "
+        "rerun the study, whose rate search now runs Poisson arrivals, or measure it with "
+        "`deploybench check-plan`)"
+    )
+    return EVEN_ARRIVALS_UTILISATION, note
 
 
 def service_curve(trial: TrialRecord, fallback: LoadPoint) -> tuple[ServiceCurve, str | None]:
@@ -219,9 +266,10 @@ def plan_candidate(
     if finding is None or finding.rate <= 0:
         return None
     utilisation, note = curve_utilisation(trial, finding, p99_ms)
+    arrivals, arrival_note = arrival_utilisation(finding)
     cold, source = cold_start(trial, settings)
     lag = settings.reaction_s + settings.provision_s + cold
-    fleet = plan_fleet(profile, finding.rate * utilisation, lag, settings)
+    fleet = plan_fleet(profile, finding.rate * utilisation * arrivals, lag, settings)
     return TrafficPlan(
         candidate=trial.candidate,
         label=inputs.label,
@@ -230,18 +278,21 @@ def plan_candidate(
         rate_per_instance=finding.rate,
         rate_interval=(finding.rate, finding.high),
         curve_utilisation=utilisation,
+        arrival_utilisation=arrivals,
         lag_utilisation=fleet.lag_utilisation,
-        target_utilisation=utilisation * fleet.lag_utilisation,
+        target_utilisation=utilisation * arrivals * fleet.lag_utilisation,
         target_rps_per_instance=fleet.target_rps_per_instance,
         mean_latency_ms=finding.point.latency.mean_ms,
         cold_start_s=cold,
         cold_start_source=source,
+        reaction_s=settings.reaction_s,
+        provision_s=settings.provision_s,
         lag_s=lag,
         peak_rss_mb=trial.peak_rss_mb,
         instances_per_hour=fleet.instances_per_hour,
         fixed_instances=fleet.fixed_instances,
         usd_per_hour=inputs.usd_per_hour,
-        notes=[note] if note else [],
+        notes=[n for n in (note, arrival_note, flag_note(finding)) if n],
         **bills(fleet, profile, inputs.usd_per_hour),
     )
 

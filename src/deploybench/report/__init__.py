@@ -27,6 +27,7 @@ __all__ = [
     "ReportResult",
     "StudyReadError",
     "load_study",
+    "recommend_study",
     "study_constraints",
     "write_outputs",
     "write_report",
@@ -104,6 +105,37 @@ def write_outputs(
     return ReportResult(paths=paths, recommendation=rec, warnings=warnings)
 
 
+def recommend_study(
+    study_dir: Path,
+    constraints: Constraints | None = None,
+    price_override: PriceOverride | float | None = None,
+    *,
+    prices_files: list[Path] | None = None,
+    target_rps: float | None = None,
+    headroom: float = 0.0,
+    traffic: TrafficProfile | None = None,
+    fleet: FleetSettings | None = None,
+) -> tuple[StudyData, Recommendation]:
+    """The study read and its recommendation, writing nothing (write_report's arguments)."""
+    study = load_study(Path(study_dir))
+    if isinstance(price_override, int | float):
+        price_override = PriceOverride(usd_per_hour=float(price_override))
+    catalogue = load_catalogue(prices_files)
+    rec = recommend(
+        study.trials,
+        constraints or study_constraints(study),
+        price=price_override,
+        catalogue=catalogue,
+        target_rps=target_rps,
+        headroom=headroom,
+        search_records=study.search_records,
+        traffic=traffic,
+        fleet=fleet,
+    )
+    study.warnings.extend(override_warnings(price_override, study.trials, catalogue))
+    return study, rec
+
+
 def write_report(
     study_dir: Path,
     constraints: Constraints | None = None,
@@ -121,20 +153,14 @@ def write_report(
     constraints None: those in study.yaml. price_override: replaces every trial's recorded price
     (a float is USD per hour). traffic: plan each candidate's fleet for it (rank by its monthly bill).
     """
-    study = load_study(Path(study_dir))
-    if isinstance(price_override, int | float):
-        price_override = PriceOverride(usd_per_hour=float(price_override))
-    catalogue = load_catalogue(prices_files)
-    rec = recommend(
-        study.trials,
-        constraints or study_constraints(study),
-        price=price_override,
-        catalogue=catalogue,
+    study, rec = recommend_study(
+        study_dir,
+        constraints,
+        price_override,
+        prices_files=prices_files,
         target_rps=target_rps,
         headroom=headroom,
-        search_records=study.search_records,
         traffic=traffic,
         fleet=fleet,
     )
-    study.warnings.extend(override_warnings(price_override, study.trials, catalogue))
     return write_outputs(study.root, rec, study.trials, [study], json_path=json_path)

@@ -2,20 +2,27 @@
 hour by hour for the winner with its simulated check, the assumptions in one place, the JSON
 `capacity` entries and the autoscaling policy files (written for the winner).
 
+Every planned candidate's policy numbers are kept beside them (autoscaling/policy-numbers.json, by
+trial id), so an export of any candidate, the winner or one picked by --trial-id, carries the
+policies of the plan the last `report --traffic` made for it (write_candidate_policies). A report
+without a plan removes what an earlier one wrote: a stale plan must not ship with an export.
+
 One set of rows feeds the HTML, the Markdown and the JSON, so they cannot disagree.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from deploybench.recommend.capacity import TrafficPlan
 from deploybench.recommend.records import Recommendation
 from deploybench.traffic.fleet import FleetSettings
-from deploybench.traffic.policies import PolicyNumbers, write_policies
+from deploybench.traffic.policies import PolicyNumbers, policy_texts, write_policies
 
 POLICY_FOLDER = "autoscaling"
+POLICY_NUMBERS = "policy-numbers.json"
 
 
 def planned(rec: Recommendation) -> list[tuple[int | None, TrafficPlan]]:
@@ -110,8 +117,8 @@ def assumptions(rec: Recommendation) -> list[str]:
             f"Rate per instance: {plan.basis}",
             f"Cold start {plan.cold_start_s:.1f} s: {plan.cold_start_source}",
             f"Scale-out lag {plan.lag_s:.0f} s = reaction + provisioning + cold start; warm spares cover it: "
-            f"target utilisation {plan.target_utilisation:.0%} = curve {plan.curve_utilisation:.0%} x lag "
-            f"{plan.lag_utilisation:.0%}",
+            f"target utilisation {plan.target_utilisation:.0%} = curve {plan.curve_utilisation:.0%} x "
+            f"arrivals {plan.arrival_utilisation:.0%} x lag {plan.lag_utilisation:.0%}",
             *plan.notes,
         ]
     if rec.traffic_note:
@@ -133,9 +140,52 @@ def policy_numbers(plan: TrafficPlan, fleet: FleetSettings) -> PolicyNumbers:
     )
 
 
+def _clear_policies(folder: Path) -> None:
+    """Remove the files an earlier plan wrote (only those: the folder may hold the user's own)."""
+    names = [*policy_texts(_PLACEHOLDER), POLICY_NUMBERS]
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def write_policy_files(out_dir: Path, rec: Recommendation) -> list[Path]:
-    """The winner's autoscaling policies under out_dir/autoscaling/ (none without a plan)."""
+    """The winner's autoscaling policies under out_dir/autoscaling/, and every planned candidate's
+    numbers (none without a plan: an earlier plan's files are removed)."""
+    folder = out_dir / POLICY_FOLDER
+    _clear_policies(folder)
     plan = rec.winner.traffic_plan if rec.winner else None
     if plan is None:
         return []
-    return write_policies(out_dir / POLICY_FOLDER, policy_numbers(plan, rec.fleet or FleetSettings()))
+    fleet = rec.fleet or FleetSettings()
+    numbers = {
+        ev.trial_id: policy_numbers(ev.traffic_plan, fleet).model_dump(mode="json")
+        for ev in rec.evaluations
+        if ev.traffic_plan is not None
+    }
+    paths = write_policies(folder, policy_numbers(plan, fleet))
+    (folder / POLICY_NUMBERS).write_text(json.dumps(numbers, indent=2) + "\n", encoding="utf-8")
+    return paths
+
+
+def write_candidate_policies(study_dir: Path, folder: Path, trial_id: str) -> list[Path]:
+    """Write into folder the autoscaling policies the study's last `report --traffic` planned for this
+    trial; [] when it planned none for it (no --traffic, or no rate per instance)."""
+    path = study_dir / POLICY_FOLDER / POLICY_NUMBERS
+    if not path.is_file():
+        return []
+    raw = json.loads(path.read_text(encoding="utf-8")).get(trial_id)
+    return [] if raw is None else write_policies(folder, PolicyNumbers.model_validate(raw))
+
+
+_PLACEHOLDER = PolicyNumbers(
+    candidate="-",
+    target_rps_per_instance=1,
+    mean_latency_ms=1,
+    min_instances=1,
+    max_instances=1,
+    reaction_s=0,
+    launch_s=0,
+    scale_in_s=0,
+    metric_period_s=1,
+)  # names the files policy_texts writes

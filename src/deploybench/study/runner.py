@@ -74,7 +74,8 @@ class ReadyMachine:
     shape: MachineShape | None = None  # what the candidate space is sized to (study/space.py)
 
 
-def _payloads(config: StudyConfig) -> list[bytes]:
+def study_payloads(config: StudyConfig) -> list[bytes]:
+    """The request bodies the study sends (its --payload, else the bundled image)."""
     return read_payloads(config.payload or default_payload_path(), config.content_type)
 
 
@@ -181,7 +182,7 @@ def run_study(
     store = StudyStore(root)
     store.acquire(dump_study_config(config), fresh=fresh, key=study_key(config))
     try:
-        payloads = _payloads(config)  # a bad payload is an error before anything is built
+        payloads = study_payloads(config)  # a bad payload is an error before anything is built
         with executor or executor_for(config) as runner:
             machines = _ready(runner, store, cache_dir, progress)
             weights = machines[0].variants.weights

@@ -28,7 +28,7 @@ from typing import Any
 
 from deploybench.config import LoadConfig
 from deploybench.load import run_load
-from deploybench.results import LoadPoint, RunoffSample, TrialRecord
+from deploybench.results import Candidate, LoadPoint, RunoffSample, TrialRecord
 from deploybench.stacks import get_stack
 from deploybench.stacks.process import ServerStartError, log_tail
 from deploybench.study.loss import broken_load, killed_from_outside, lost_reason, oom_kills
@@ -117,9 +117,12 @@ def _start(ctx: TrialContext, store: StudyStore, contender: Contender, events: T
 
 
 def warm_configs(job: TrialJob) -> list[LoadConfig]:
-    """A closed burst of workers x b clients for each batch size b the contender can form: two
+    return batch_warmups(job.trial.candidate)
+
+
+def batch_warmups(candidate: Candidate) -> list[LoadConfig]:
+    """A closed burst of workers x b clients for each batch size b the candidate can form: two
     batches per worker at each size, so every worker has run every shape before it is measured."""
-    candidate = job.trial.candidate
     configs = []
     for batch in range(1, candidate.max_batch_size + 1):
         clients = candidate.workers * batch

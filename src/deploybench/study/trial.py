@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deploybench.load import LoadError
-from deploybench.results import AccuracyReport, MachineInfo, ParityReport, StackRecord, TrialRecord
+from deploybench.results import AccuracyReport, Candidate, MachineInfo, ParityReport, StackRecord, TrialRecord
 from deploybench.stacks import StackLaunch, StackServer, get_stack
 from deploybench.stacks.process import ResourceMonitor, ServerStartError, log_tail
 from deploybench.study.loss import as_lost, broken_load, killed_from_outside, oom_kills
@@ -96,18 +96,30 @@ class TrialFiles:
     stack_dir: Path
 
 
+def candidate_launch(
+    config: StudyConfig,
+    candidate: Candidate,
+    files: TrialFiles,
+    cache_dir: Path | None,
+    on_message: Callable[[str], None],
+) -> StackLaunch:
+    """How the study starts a candidate's server: one rule for its trials and any later rerun of one
+    (deploybench check-plan), so a rerun serves exactly what was measured."""
+    return StackLaunch(
+        model=study_model_spec(config),
+        candidate=candidate,
+        workdir=files.stack_dir,
+        log_path=files.log_path,
+        cache_dir=cache_dir,
+        timeout_s=config.startup_timeout_s,
+        on_message=on_message,
+    )
+
+
 def stack_launch(
     ctx: TrialContext, job: TrialJob, files: TrialFiles, on_message: Callable[[str], None]
 ) -> StackLaunch:
-    return StackLaunch(
-        model=study_model_spec(ctx.config),
-        candidate=job.trial.candidate,
-        workdir=files.stack_dir,
-        log_path=files.log_path,
-        cache_dir=ctx.cache_dir,
-        timeout_s=ctx.config.startup_timeout_s,
-        on_message=on_message,
-    )
+    return candidate_launch(ctx.config, job.trial.candidate, files, ctx.cache_dir, on_message)
 
 
 def _not_started(
