@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,26 @@ def _serve_rayserve_export(folder: Path, port: int | None) -> None:
     code = subprocess.call([*command, "--port", str(port or 8080)])
     if code:
         raise fail(f"Ray Serve exited with code {code}", 1)
+
+
+def is_container_export(folder: Path) -> bool:
+    """A `serve` entrypoint, a Dockerfile and deploybench's source at the root: a `--target container`
+    export (export/container.py), run by its own entrypoint."""
+    return all((folder / name).exists() for name in ("serve", "Dockerfile", "deploybench-src"))
+
+
+def _serve_container_export(folder: Path, host: str | None, port: int | None) -> None:
+    """The container's entrypoint, as `docker run IMAGE serve` runs it, here: port and host by its
+    variables, the shipped artifact cache copied into a temporary folder, until SIGTERM."""
+    # lazy: the export package loads torch; only a container export needs its entrypoint rules
+    from deploybench.export.container import entrypoint
+
+    with tempfile.TemporaryDirectory(prefix="deploybench-container-") as scratch:
+        command, env = entrypoint(folder, port or 8080, host or "127.0.0.1", Path(scratch) / "cache")
+        console.print(f"deploybench serve: {folder}/serve, the container's entrypoint", soft_wrap=True)
+        code = subprocess.call(command, env={**os.environ, **env})
+    if code:
+        raise fail(f"the container's entrypoint exited with code {code}", 1)
 
 
 def _with_requirements(settings: ServeSettings, install: bool) -> ServeSettings:
@@ -261,6 +282,8 @@ def serve(
         with _model_folder(model_path) as folder:
             if folder is not None and is_rayserve_export(folder):
                 return _serve_rayserve_export(folder, port)
+            if folder is not None and is_container_export(folder):
+                return _serve_container_export(folder, host, port)
             spec = _model_spec(model, weights, folder, model_path, payload, content_type, input_shape)
             settings = resolve_settings(flags, spec, model_dir=folder, cache_dir=cache_dir, weights=weights)
             if calibration_data is not None and settings.model is not None:
