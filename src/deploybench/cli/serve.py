@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from deploybench.sagemaker.requirements import (
     unmet_requirements,
 )
 from deploybench.serve.settings import ServeSettings, SettingsError, resolve_settings
+from deploybench.stacks.process import die_with_parent
 
 DEFAULT_SOURCE = "torchvision:resnet50"
 
@@ -55,9 +57,27 @@ def _serve_rayserve_export(folder: Path, port: int | None) -> None:
     """Ray Serve runs the exported application with config.yaml's knobs, on loopback, until SIGTERM."""
     command = [sys.executable, "-m", "deploybench.stacks.rayserve_app", "--exported", str(folder)]
     console.print(f"deploybench serve: Ray Serve runs {folder}/config.yaml's application", soft_wrap=True)
-    code = subprocess.call([*command, "--port", str(port or 8080)])
+    code = _run_forwarding([*command, "--port", str(port or 8080)])
     if code:
         raise fail(f"Ray Serve exited with code {code}", 1)
+
+
+def _run_forwarding(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a server in the foreground, passing SIGTERM and SIGINT on to it (and SIGTERM when this
+    process dies), so stopping `deploybench serve` stops the server it started: no orphan keeps the port."""
+    proc = subprocess.Popen(
+        command,
+        env=None if env is None else {**os.environ, **env},
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only calls a prctl bound before the fork
+    )
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda number, frame: proc.send_signal(number))
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def is_container_export(folder: Path) -> bool:
@@ -75,7 +95,7 @@ def _serve_container_export(folder: Path, host: str | None, port: int | None) ->
     with tempfile.TemporaryDirectory(prefix="deploybench-container-") as scratch:
         command, env = entrypoint(folder, port or 8080, host or "127.0.0.1", Path(scratch) / "cache")
         console.print(f"deploybench serve: {folder}/serve, the container's entrypoint", soft_wrap=True)
-        code = subprocess.call(command, env={**os.environ, **env})
+        code = _run_forwarding(command, env)
     if code:
         raise fail(f"the container's entrypoint exited with code {code}", 1)
 
