@@ -48,6 +48,7 @@ def export(
     """Package a candidate for deployment (its stack's target by default), measured as exported."""
     # lazy: export imports torch; every other command starts without it
     from deploybench.export import ExportError, export_candidate
+    from deploybench.export.roundtrip import RoundTripPlan
 
     try:
         result = export_candidate(
@@ -56,7 +57,7 @@ def export(
             trial_id=candidate,
             cache_dir=cache_dir,
             target=target,
-            round_trip=round_trip,
+            round_trip=RoundTripPlan() if round_trip else None,
             on_progress=lambda message: console.print(f"[cyan]•[/] {message}", soft_wrap=True),
         )
     except (ExportError, StudyReadError, ValueError) as exc:  # ModelLoadError is a ValueError

@@ -22,7 +22,7 @@ from deploybench.export.container import refusal as container_refusal
 from deploybench.export.package import MANIFEST, render, staging, write_archive, write_manifest
 from deploybench.export.rayserve import lay_out_rayserve
 from deploybench.export.readme import container_notes, describe_files, manifest, readme_context
-from deploybench.export.roundtrip import RoundTrip, measure_round_trip
+from deploybench.export.roundtrip import RoundTrip, RoundTripPlan, measure_round_trip
 from deploybench.export.runtimes import exportable_backends
 from deploybench.export.targets import CONTAINER, SAGEMAKER_PYTORCH, SAGEMAKER_RAYSERVE, TARGETS, stack_target
 from deploybench.inputs.payload import default_payload_path, read_payloads
@@ -208,11 +208,12 @@ def export_candidate(
     trial_id: str | None = None,
     cache_dir: Path | None = None,
     target: str | None = None,
-    round_trip: bool = False,
+    round_trip: RoundTripPlan | None = None,
     on_progress: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
     """Write `out` for the chosen candidate of the study in `study_dir`; ExportError says why not.
-    `target` None: the target of the trial's serving stack (default_target)."""
+    `target` None: the target of the trial's serving stack (default_target); `round_trip`: serve the
+    archive as its target runs it beside the trial's configuration and quote that figure."""
     if target is not None and target not in TARGETS:
         raise ExportError(f"unknown export target {target!r}; known: {', '.join(TARGETS)}")
     study = load_study(study_dir)
@@ -233,11 +234,11 @@ def export_candidate(
         context["expresses"] = not context["expresses_not"]
         _lay_out_target(root, target, model, study, context, cache_dir)
         files = _write(root, out, study, choice, model, built, context)
-        if round_trip:
+        if round_trip is not None:
             bodies = read_payloads(config.payload or default_payload_path(), config.content_type)
             context["round_trip"] = measure_round_trip(
                 out, target, spec, candidate, bodies, content_type=config.content_type, env=context["env"],
-                cache_dir=cache_dir, on_progress=on_progress,
+                cache_dir=cache_dir, plan=round_trip, on_progress=on_progress,
             )  # fmt: skip
             files = _write(root, out, study, choice, model, built, context)
     return _result(out, choice, built, context, files)

@@ -18,7 +18,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
@@ -49,6 +48,14 @@ SERVED_AS = {
     SAGEMAKER_RAYSERVE: "python -m deploybench.stacks.rayserve_app --exported FOLDER (config.yaml's app)",
     SAGEMAKER_PYTORCH: "deploybench serve FOLDER with the README's environment",
 }
+
+
+class RoundTripPlan(StrictModel):
+    """How long the round trip loads each server: alternating rounds at `clients`, each bounded."""
+
+    clients: int = Field(CLIENTS, ge=1, le=256)
+    rounds: int = Field(ROUNDS, ge=1, le=20)
+    duration_s: float = Field(DURATION_S, gt=0, le=120, description="seconds per round and server")
 
 
 class RoundTrip(StrictModel):
@@ -146,19 +153,22 @@ def _alternate(
     servers: dict[str, ServerProcess],
     bodies: list[bytes],
     content_type: str,
-    plan: dict[str, Any],
+    plan: RoundTripPlan,
     on_progress: Callable[[str], None],
 ) -> tuple[dict[str, list[float]], int]:
-    """Load rounds alternating between the servers: (each one's rates, failed requests in all)."""
+    """Load rounds alternating between the servers, the order swapped every round so neither always
+    runs first: (each one's rates, failed requests in all)."""
     rates: dict[str, list[float]] = {name: [] for name in servers}
     errors = 0
-    for index in range(plan["rounds"]):
-        for name, server in servers.items():
-            rate, failed = _rate(server, bodies, content_type, plan["clients"], plan["duration_s"])
+    names = list(servers)
+    for index in range(plan.rounds):
+        for name in names if index % 2 == 0 else names[::-1]:  # ABBA: neither always goes first
+            server = servers[name]
+            rate, failed = _rate(server, bodies, content_type, plan.clients, plan.duration_s)
             rates[name].append(round(rate, 2))
             errors += failed
         figures = ", ".join(f"{name} {values[-1]:,.1f} req/s" for name, values in rates.items())
-        on_progress(f"round trip {index + 1}/{plan['rounds']} at {plan['clients']} clients: {figures}")
+        on_progress(f"round trip {index + 1}/{plan.rounds} at {plan.clients} clients: {figures}")
     return rates, errors
 
 
@@ -172,14 +182,12 @@ def measure_round_trip(
     content_type: str = "image/jpeg",
     env: dict[str, str] | None = None,
     cache_dir: Path | None = None,
-    clients: int = CLIENTS,
-    rounds: int = ROUNDS,
-    duration_s: float = DURATION_S,
+    plan: RoundTripPlan | None = None,
     on_progress: Callable[[str], None] = lambda message: None,
 ) -> RoundTrip:
     """Serve `archive` as `target` runs it beside the trial's configuration, alternate load rounds."""
     scratch = Path(tempfile.mkdtemp(prefix="deploybench-roundtrip-"))
-    plan: dict[str, Any] = {"clients": clients, "rounds": rounds, "duration_s": duration_s}
+    plan = plan or RoundTripPlan()
     try:
         with ExitStack() as stack:
             on_progress(f"round trip: serving the archive as {target} runs it, and the trial's configuration")
@@ -196,7 +204,7 @@ def measure_round_trip(
     return RoundTrip(
         target=target,
         served_as=SERVED_AS.get(target, SERVED_AS[SAGEMAKER_PYTORCH]),
-        **plan,
+        **plan.model_dump(),
         exported_rps=round(exported_rps, 2),
         trial_rps=round(trial_rps, 2),
         ratio=round(exported_rps / trial_rps, 3) if trial_rps else 0.0,
