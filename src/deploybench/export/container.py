@@ -30,8 +30,8 @@ from deploybench.config import ModelSpec
 from deploybench.export.choose import ExportError
 from deploybench.export.package import render
 from deploybench.export.targets import CONTAINER
-from deploybench.models.sources import EFFICIENTNET_LITES
-from deploybench.results import DEFAULT_STACK, Candidate
+from deploybench.report.deployable import container_refusal
+from deploybench.results import Candidate
 from deploybench.stacks.process import serve_command
 
 MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
@@ -54,22 +54,9 @@ _SHELL = {  # serve_command's host-specific words -> the entrypoint's variables
 
 
 def refusal(spec: ModelSpec, candidate: Candidate) -> str | None:
-    """Why the container cannot run this candidate as measured (None: it can).
-
-    It runs deploybench's server, so only trials measured on it; and it names the model the way the
-    study did, so only a model every machine resolves alike (torchvision:NAME, an EfficientNet-Lite):
-    a file or module of this machine is part of the artifacts' cache key by its path."""
-    if candidate.stack != DEFAULT_STACK:
-        return f"measured on {candidate.stack}; the container runs deploybench's own server"
-    source = spec.source
-    if not (source.startswith("torchvision:") or source in EFFICIENTNET_LITES):
-        return (
-            f"{source} is a file or module of this machine; the container serves torchvision:NAME "
-            "or an EfficientNet-Lite"
-        )
-    if spec.calibration_data is not None:
-        return "int8 calibrated on a folder of this machine (--calibration-data): its path keys the artifact"
-    return None
+    """Why the container cannot run this candidate as measured (None: it can): report/deployable.py's
+    rule, on the model as the study names it."""
+    return container_refusal(spec.source, candidate, spec.calibration_data)
 
 
 def entrypoint_words(spec: ModelSpec, candidate: Candidate) -> list[str]:

@@ -8,11 +8,12 @@ another stack would deploy figures nobody measured, so the default refuses and s
 
 from __future__ import annotations
 
+from deploybench.report.deployable import CONTAINER, SAGEMAKER_PYTORCH, SAGEMAKER_RAYSERVE
 from deploybench.results import DEFAULT_STACK
 
-CONTAINER = "container"  # deploybench's own server in a SageMaker bring-your-own container
-SAGEMAKER_PYTORCH = "sagemaker-pytorch"  # the SageMaker PyTorch (TorchServe) container's archive
-SAGEMAKER_RAYSERVE = "sagemaker-rayserve"  # AWS's Ray Serve container's archive, and a KubeRay RayService
+# container: deploybench's own server in a SageMaker bring-your-own container; sagemaker-pytorch: the
+# SageMaker PyTorch (TorchServe) container's archive; sagemaker-rayserve: AWS's Ray Serve container's
+# archive, and a KubeRay RayService
 TARGETS = (CONTAINER, SAGEMAKER_PYTORCH, SAGEMAKER_RAYSERVE)
 STACK_TARGETS = {DEFAULT_STACK: CONTAINER, "rayserve": SAGEMAKER_RAYSERVE, "torchserve": SAGEMAKER_PYTORCH}
 
