@@ -44,8 +44,6 @@ CACHE_DIR = "cache"
 TORCH_HOME = "torch-hub"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 _CACHE_TOKEN = "/DEPLOYBENCH-CACHE"  # replaced by the entrypoint's writable copy of cache/
-# OpenVINO's compiled blobs are this CPU's: the container's server compiles at start-up, as a fresh cache does
-_COMPILED = shutil.ignore_patterns("compiled")
 _SHELL = {  # serve_command's host-specific words -> the entrypoint's variables
     "--host": '"${DEPLOYBENCH_HOST:-0.0.0.0}"',
     "--port": f'"${{SAGEMAKER_BIND_TO_PORT:-{PORT}}}"',
@@ -108,7 +106,11 @@ def _dependency_names() -> list[str]:
 def ship_cache(root: Path, spec: ModelSpec, candidate: Candidate, cache_dir: Path | None) -> str:
     """Build as a server worker builds (serve/worker.py: the model the command names, the trial's
     threads and runtime knobs), record the cache directories it reads, copy them under cache/;
-    a pretrained torchvision checkpoint goes under torch-hub/. Returns the weights it resolved."""
+    a pretrained torchvision checkpoint goes under torch-hub/. Returns the weights it resolved.
+
+    OpenVINO's compiled blobs go too: the study's servers loaded the artifact from them, and without
+    them the exported server served 11 of 15 rounds slower beside the trial's configuration (0.88
+    paired), with them 0.99 (docs/measurements.md); OpenVINO compiles afresh on another CPU."""
     served = ModelSpec(source=spec.source, weights=spec.weights)  # what `serve --model --weights` builds
     cache_root = cache_dir or default_cache_root()
     threads, runtime = candidate.threads, candidate.runtime
@@ -120,7 +122,7 @@ def ship_cache(root: Path, spec: ModelSpec, candidate: Candidate, cache_dir: Pat
     for directory in sorted(directories):
         if directory.is_relative_to(cache_root):
             target = root / CACHE_DIR / directory.relative_to(cache_root)
-            shutil.copytree(directory, target, ignore=_COMPILED, dirs_exist_ok=True)
+            shutil.copytree(directory, target, dirs_exist_ok=True)
     if loaded.weights == "pretrained" and spec.source.startswith("torchvision:"):
         _ship_checkpoint(root, served)
     return loaded.weights
