@@ -160,3 +160,14 @@ def test_a_deploybench_trial_exports_as_a_container_that_runs_the_measured_comma
     finally:
         server.stop()
     assert ping(server.url) == 0
+
+
+def test_the_round_trip_ratio_is_paired_round_by_round() -> None:
+    from deploybench.export.roundtrip import paired
+
+    # the machine slowed both servers alike in round 2: the ratio stays 0.9 in every round
+    ratio, low, high = paired([90.0, 45.0, 90.0], [100.0, 50.0, 100.0], 16, 5.0)
+    assert ratio == pytest.approx(0.9) and low == pytest.approx(0.9) and high == pytest.approx(0.9)
+    ratio, low, high = paired([95.0, 105.0, 100.0], [100.0, 100.0, 100.0], 16, 5.0)
+    assert low is not None and high is not None and low < ratio < high
+    assert paired([80.0], [100.0], 16, 5.0) == (0.8, None, None)  # one round: no interval

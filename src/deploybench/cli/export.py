@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from deploybench.cli.app import app, console, fail
 from deploybench.report.study import StudyReadError
 
+if TYPE_CHECKING:
+    from deploybench.export.roundtrip import RoundTrip
+
 
 def _fmt(value: float | None, spec: str, unit: str) -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def _interval(trip: RoundTrip) -> str:
+    return "" if trip.ratio_low is None else f", {trip.ratio_low:.3f}-{trip.ratio_high:.3f} at 95%"
 
 
 @app.command()
@@ -80,7 +87,8 @@ def export(
     if trip is not None:
         console.print(
             f"measured as exported: {trip.exported_rps:,.1f} req/s vs the trial's configuration "
-            f"{trip.trial_rps:,.1f} req/s in the same run (ratio {trip.ratio:.3f}, {trip.clients} clients, "
+            f"{trip.trial_rps:,.1f} req/s in the same run (ratio {trip.ratio:.3f}{_interval(trip)}, "
+            f"{trip.clients} clients, "
             f"{trip.rounds} rounds of {trip.duration_s:g} s, {trip.errors} errors)",
             soft_wrap=True,
         )

@@ -25,7 +25,8 @@ from deploybench.config import LoadConfig, ModelSpec, StrictModel
 from deploybench.export.container import entrypoint
 from deploybench.export.targets import CONTAINER, SAGEMAKER_PYTORCH, SAGEMAKER_RAYSERVE
 from deploybench.load import HttpTarget, run_load
-from deploybench.results import Candidate
+from deploybench.recommend.ties import paired_ratio
+from deploybench.results import Candidate, RunoffSample
 from deploybench.sagemaker.archive import safe_extract
 from deploybench.stacks.base import json_top_classes
 from deploybench.stacks.process import (
@@ -71,7 +72,9 @@ class RoundTrip(StrictModel):
     trial_rps: float = Field(
         description="median over the rounds, the trial's configuration on deploybench's server"
     )
-    ratio: float = Field(description="median over the rounds of exported / trial's configuration (paired)")
+    ratio: float = Field(description="exported / trial's configuration, round by round (geometric mean)")
+    ratio_low: float | None = Field(None, description="95% paired interval (None: one round)")
+    ratio_high: float | None = None
     exported_rates: list[float]
     trial_rates: list[float]
     errors: int = Field(description="failed requests, both servers, all rounds")
@@ -173,11 +176,22 @@ def _alternate(
     return rates, errors
 
 
-def paired_ratio(exported: list[float], trial: list[float]) -> float:
-    """The median of the rounds' ratios: each round's two figures were taken back to back, so a
-    slow spell of the machine (another process) divides out of its ratio, not out of two medians."""
-    ratios = [a / b for a, b in zip(exported, trial, strict=True) if b > 0]
-    return round(statistics.median(ratios), 3) if ratios else 0.0
+def paired(
+    exported: list[float], trial: list[float], clients: int, window_s: float
+) -> tuple[float, float | None, float | None]:
+    """(ratio, 95% low, high) of exported over the trial's configuration, round by round: each round's
+    two figures were taken back to back, so a slow spell of the machine divides out of its ratio.
+    The study's own paired statistic (recommend/ties.py, as in its runoffs): the geometric mean of
+    the rounds' ratios with a t interval; one round gives its ratio and no interval."""
+    samples = [
+        RunoffSample(group="round-trip", concurrency=clients, window_s=window_s, rps=r)
+        for r in (trial, exported)
+    ]
+    found = paired_ratio(*samples)
+    if found is None:
+        ratios = [a / b for a, b in zip(exported, trial, strict=True) if b > 0]
+        return (round(statistics.median(ratios), 3) if ratios else 0.0), None, None
+    return round(found.ratio, 3), round(found.low, 3), round(found.high, 3)
 
 
 def measure_round_trip(
@@ -209,13 +223,16 @@ def measure_round_trip(
         shutil.rmtree(scratch, ignore_errors=True)
     exported_rates, trial_rates = rates["exported"], rates["trial's configuration"]
     exported_rps, trial_rps = statistics.median(exported_rates), statistics.median(trial_rates)
+    ratio, low, high = paired(exported_rates, trial_rates, plan.clients, plan.duration_s)
     return RoundTrip(
         target=target,
         served_as=SERVED_AS.get(target, SERVED_AS[SAGEMAKER_PYTORCH]),
         **plan.model_dump(),
         exported_rps=round(exported_rps, 2),
         trial_rps=round(trial_rps, 2),
-        ratio=paired_ratio(exported_rates, trial_rates),
+        ratio=ratio,
+        ratio_low=low,
+        ratio_high=high,
         exported_rates=exported_rates,
         trial_rates=trial_rates,
         errors=errors,
