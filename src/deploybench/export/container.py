@@ -108,9 +108,10 @@ def ship_cache(root: Path, spec: ModelSpec, candidate: Candidate, cache_dir: Pat
     threads and runtime knobs), record the cache directories it reads, copy them under cache/;
     a pretrained torchvision checkpoint goes under torch-hub/. Returns the weights it resolved.
 
-    OpenVINO's compiled blobs go too: the study's servers loaded the artifact from them, and without
-    them the exported server served 11 of 15 rounds slower beside the trial's configuration (0.88
-    paired), with them 0.99 (docs/measurements.md); OpenVINO compiles afresh on another CPU."""
+    OpenVINO's compiled blobs go too: the study's servers loaded the artifact from them, so the
+    container does as measured (OpenVINO compiles afresh on another CPU). Whether they change its
+    throughput was not established: runs with and without them differed less than an A/A control of
+    the round trip did on the shared measuring machine (docs/measurements.md, "Export round trip")."""
     served = ModelSpec(source=spec.source, weights=spec.weights)  # what `serve --model --weights` builds
     cache_root = cache_dir or default_cache_root()
     threads, runtime = candidate.threads, candidate.runtime
