@@ -69,7 +69,10 @@ def export(
         )
     except (ExportError, StudyReadError, ValueError) as exc:  # ModelLoadError is a ValueError
         raise fail(str(exc)) from None
-    runtime = result.runtime or "your own handler, unchanged"
+    unchanged = (
+        "deploybench's server runs it" if result.target == "container" else "your own handler, unchanged"
+    )
+    runtime = result.runtime or unchanged
     console.print(
         f"exported [bold]{result.trial_id}[/] ({result.backend}, {result.precision}, {runtime}) to "
         f"[bold]{result.archive}[/]: {len(result.files)} files, artifact {result.artifact}",
