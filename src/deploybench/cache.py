@@ -11,7 +11,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,7 @@ KEY_FILE = "key.json"
 # Bumped whenever deploybench's module paths change: pickled artifacts record class paths, so an
 # artifact written under the old paths must miss rather than fail to unpickle.
 CACHE_LAYOUT = 2
+_RECORDERS: list[set[Path]] = []  # open `recording()` blocks: each collects the directories handed out
 
 
 def default_cache_root() -> Path:
@@ -79,10 +81,27 @@ def variant_cache_dir(
     key = cache_key(fingerprint, backend, options)
     directory = (root or default_cache_root()) / _safe(model_name) / f"{_safe(backend)}-{_digest(key)}"
     directory.mkdir(parents=True, exist_ok=True)
+    for recorder in _RECORDERS:
+        recorder.add(directory)
     key_file = directory / KEY_FILE
     if not key_file.exists():
         key_file.write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
     return directory
+
+
+@contextmanager
+def recording() -> Iterator[set[Path]]:
+    """Collect every cache directory handed out inside the block (this process only).
+
+    Every artifact, manifest and calibration digest lives in a directory from variant_cache_dir, so
+    this set is exactly what a build read or wrote: `export --target container` ships it so the
+    container's server finds the measured artifact instead of building another one."""
+    found: set[Path] = set()
+    _RECORDERS.append(found)
+    try:
+        yield found
+    finally:
+        _RECORDERS.remove(found)
 
 
 def directory_bytes(path: Path) -> int:

@@ -55,7 +55,8 @@ def test_builtin_pipeline_is_inlined_and_answers_like_deploybench(
 ) -> None:
     trials = [make_trial("eager", capacity_rps=16), make_trial(backend, capacity_rps=25)]
     study = _study(tmp_path / "study", trials, {"source": TINY, "weights": "random"})
-    result = export_candidate(study, tmp_path / "m.tar.gz", cache_dir=tmp_path / "cache")
+    out = tmp_path / "m.tar.gz"
+    result = export_candidate(study, out, cache_dir=tmp_path / "cache", target="sagemaker-pytorch")
     assert (result.backend, result.runtime, result.env["OMP_NUM_THREADS"]) == (backend, backend, "2")
     assert files <= set(result.files) and "code/labels.json" not in result.files  # an entry point: no labels
     assert result.artifact.startswith("rebuilt")  # this cache never held it: said so
@@ -88,7 +89,7 @@ def test_an_eager_winner_exports_the_users_own_archive(tmp_path: Path) -> None:
     archive, photos = example_archive(tmp_path), sample_photos(tmp_path / "photos")
     trials = [make_trial("eager", capacity_rps=30), make_trial("onnxruntime", capacity_rps=25)]
     study = _study(tmp_path / "study", trials, {"source": str(archive)}, payload=str(photos))
-    result = export_candidate(study, tmp_path / "m.tar.gz")
+    result = export_candidate(study, tmp_path / "m.tar.gz", target="sagemaker-pytorch")
     assert result.backend == "eager" and result.runtime is None
     with tarfile.open(result.archive) as tar, tarfile.open(archive) as original:
         names = set(tar.getnames())
@@ -108,7 +109,8 @@ def test_an_int8_winner_of_a_random_weight_study_exports_through_the_studys_own_
     trials = [make_trial("eager", capacity_rps=16), make_trial("openvino-int8", "int8", capacity_rps=60)]
     model = {"source": "torchvision:mobilenet_v3_small", "weights": "random"}  # the tiny study's network
     study = _study(tmp_path / "study", trials, model)
-    result = export_candidate(study, tmp_path / "m.tar.gz", cache_dir=tmp_path / "cache")
+    out = tmp_path / "m.tar.gz"
+    result = export_candidate(study, out, cache_dir=tmp_path / "cache", target="sagemaker-pytorch")
     assert (result.backend, result.precision) == ("openvino-int8", "int8")
     assert "re-checked on the exported artifact: passed, judged as in the study on the trained stand-in" in (
         result.parity
@@ -137,3 +139,32 @@ def test_the_rayserve_target_refuses_what_ray_serve_cannot_run_as_measured() -> 
     served = schema.ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))
     assert served.applications[0].deployments[0].num_replicas == 2
     assert service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["rayStartParams"]["num-cpus"] == "2"
+
+
+def test_the_traffic_plans_policies_go_beside_the_exported_winner(tmp_path: Path) -> None:
+    """`report --traffic` derived autoscaling numbers for the winner: its export carries the policies."""
+    archive, photos = example_archive(tmp_path), sample_photos(tmp_path / "photos")
+    trials = [make_trial("eager", capacity_rps=30), make_trial("onnxruntime", capacity_rps=25)]
+    study = _study(tmp_path / "study", trials, {"source": str(archive)}, payload=str(photos))
+    numbers = {
+        "candidate": "eager",
+        "target_rps_per_instance": 20.0,
+        "mean_latency_ms": 50.0,
+        "min_instances": 1,
+        "max_instances": 4,
+        "reaction_s": 180,
+        "launch_s": 120,
+        "scale_in_s": 300,
+        "metric_period_s": 60,
+    }
+    (study / "autoscaling").mkdir()
+    (study / "autoscaling" / "policy-numbers.json").write_text(json.dumps({trials[0].trial_id: numbers}))
+    result = export_candidate(study, tmp_path / "m.tar.gz", target="sagemaker-pytorch")
+    with tarfile.open(result.archive) as tar:
+        names = set(tar.getnames())
+        sagemaker = json.loads(tar.extractfile("autoscaling/sagemaker-autoscaling.json").read())  # type: ignore[union-attr]
+    assert (
+        len([name for name in names if name.startswith("autoscaling/")]) == 4
+    )  # SageMaker, Ray, KServe, HPA
+    assert sagemaker["RegisterScalableTarget"]["MaxCapacity"] == 4
+    assert any("autoscaling/" in note for note in result.notes)

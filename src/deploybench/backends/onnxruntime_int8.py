@@ -126,10 +126,10 @@ class OnnxRuntimeInt8Backend(Backend):
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         ensure_available(self)
         start = time.perf_counter()
-        fp32 = exported_onnx(model, ctx)
         options = {**quant_options(), "calibration": calibration_key(ctx, self.name)}
         target = artifact_dir(model, self.name, ctx, options) / INT8_FILE
-        if not target.exists():
+        if not target.exists():  # a hit reads the int8 file only: no fp32 export (nor the network)
+            fp32 = exported_onnx(model, ctx)
             reduce_range = bool(options["reduce_range"])
             images = require_calibration(ctx, self.name)
             write_atomically(target, lambda tmp: quantize_qdq(fp32, tmp, images, reduce_range))

@@ -86,10 +86,9 @@ class OpenVinoInt8Backend(Backend):
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         ensure_available(self)
         start = time.perf_counter()
-        fp32_xml = fp32_ir(model, ctx)
         key = calibration_key(ctx, self.name)
         options = {"tool": "nncf.quantize", "preset": "default", "calibration": key}
         target = artifact_dir(model, self.name, ctx, options) / IR_FILE
-        if not target.exists():
-            quantize_ir(fp32_xml, target, require_calibration(ctx, self.name))
+        if not target.exists():  # a hit reads the int8 IR only: no fp32 IR (nor the network)
+            quantize_ir(fp32_ir(model, ctx), target, require_calibration(ctx, self.name))
         return compile_ir(self.name, target, ctx, None, start)

@@ -28,7 +28,7 @@ from deploybench.sagemaker.requirements import (
 from deploybench.serve.settings import ServeSettings, SettingsError, resolve_settings
 from deploybench.stacks.process import run_in_session
 
-EXPORT_MANIFEST = "deploybench-export.json"  # export/package.py's MANIFEST (cli must not import export)
+EXPORT_MANIFEST = "deploybench-export.json"  # export/package.py's MANIFEST (importing export loads torch)
 
 DEFAULT_SOURCE = "torchvision:resnet50"
 
@@ -64,7 +64,8 @@ def _serve_rayserve_export(folder: Path, port: int | None) -> None:
 
 def is_sagemaker_pytorch_export(folder: Path) -> bool:
     """deploybench-export.json without another target's files: a `--target sagemaker-pytorch` export."""
-    return (folder / EXPORT_MANIFEST).is_file() and not is_rayserve_export(folder)
+    other_target = is_rayserve_export(folder) or is_container_export(folder)
+    return (folder / EXPORT_MANIFEST).is_file() and not other_target
 
 
 def _serve_with_toolkit(folder: Path, port: int | None, install: bool) -> None:
@@ -86,6 +87,26 @@ def _serve_with_toolkit(folder: Path, port: int | None, install: bool) -> None:
     code = run_in_session(command, env)
     if code:
         raise fail(f"the SageMaker PyTorch toolkit exited with code {code}", 1)
+
+
+def is_container_export(folder: Path) -> bool:
+    """A `serve` entrypoint, a Dockerfile and deploybench's source at the root: a `--target container`
+    export (export/container.py), run by its own entrypoint."""
+    return all((folder / name).exists() for name in ("serve", "Dockerfile", "deploybench-src"))
+
+
+def _serve_container_export(folder: Path, host: str | None, port: int | None) -> None:
+    """The container's entrypoint, as `docker run IMAGE serve` runs it, here: port and host by its
+    variables, the shipped artifact cache copied into a temporary folder, until SIGTERM."""
+    # lazy: the export package loads torch; only a container export needs its entrypoint rules
+    from deploybench.export.container import entrypoint
+
+    with tempfile.TemporaryDirectory(prefix="deploybench-container-") as scratch:
+        command, env = entrypoint(folder, port or 8080, host or "127.0.0.1", Path(scratch) / "cache")
+        console.print(f"deploybench serve: {folder}/serve, the container's entrypoint", soft_wrap=True)
+        code = run_in_session(command, {**os.environ, **env})
+    if code:
+        raise fail(f"the container's entrypoint exited with code {code}", 1)
 
 
 def _with_requirements(settings: ServeSettings, install: bool) -> ServeSettings:
@@ -297,6 +318,8 @@ def serve(
         with _model_folder(model_path) as folder:
             if folder is not None and is_rayserve_export(folder):
                 return _serve_rayserve_export(folder, port)
+            if folder is not None and is_container_export(folder):
+                return _serve_container_export(folder, host, port)
             if folder is not None and server == "target" and is_sagemaker_pytorch_export(folder):
                 return _serve_with_toolkit(folder, port, install_requirements_flag)
             spec = _model_spec(model, weights, folder, model_path, payload, content_type, input_shape)

@@ -22,6 +22,7 @@ from deploybench.export.choose import ExportError
 from deploybench.export.package import render
 from deploybench.models.loaded import LoadedModel
 from deploybench.models.sagemaker import model_folder, open_handler
+from deploybench.report.deployable import rayserve_refusal
 from deploybench.results import Candidate
 from deploybench.stacks.rayserve_stack import MAX_ONGOING
 
@@ -33,18 +34,11 @@ USER_FUNCTIONS = ("input_fn", "predict_fn", "output_fn", "transform_fn")
 
 
 def refusal(model: LoadedModel, candidate: Candidate) -> str | None:
-    """Why this candidate cannot be deployed on Ray Serve as measured (None: it can)."""
-    defaults = type(candidate.runtime)().model_dump()
-    changed = [name for name, value in candidate.runtime.model_dump().items() if value != defaults[name]]
-    if changed:
-        return f"runtime knobs only deploybench's server sets: {', '.join(changed)}"
-    if model.handler is None:
-        return None
-    if candidate.max_batch_size > 1:
-        return (
-            "batching behind your per-request handler was measured with deploybench's server, which "
-            "gathers your handler's network calls; Ray Serve would call it per request"
-        )
+    """Why this candidate cannot be deployed on Ray Serve as measured (None: it can): the knob rules
+    of report/deployable.py, then what the user's handler functions allow (their code loaded)."""
+    why = rayserve_refusal(candidate, model.handler is not None)
+    if why is not None or model.handler is None:
+        return why
     return _handler_refusal(model)
 
 

@@ -126,15 +126,32 @@ def _generated_files(model: LoadedModel, built: Built) -> dict[str, str]:
     }
 
 
+CONTAINER_FILES = {  # export/container.py's files; a folder is one line
+    "Dockerfile": "builds the image: the measured library versions, this archive in /opt/ml/model, `serve`",
+    "serve": "the entrypoint (`docker run IMAGE serve`): the study's own server command for this trial",
+    "requirements.txt": "deploybench's dependencies pinned to the versions the study measured with",
+    "deploybench-src/": "deploybench itself, the source that ran the export (on PYTHONPATH in the container)",
+    "cache/": "the artifact cache entries the server reads: the measured artifact, never rebuilt",
+    "torch-hub/": "the pretrained checkpoint the study's model loaded",
+}
+
+
 def describe_files(names: list[str], model: LoadedModel, built: Built | None) -> dict[str, str]:
-    """Each archive member and what it is, for the README."""
+    """Each archive member and what it is, for the README (a container's folders as one line each)."""
     known = {
         **(_generated_files(model, built) if built is not None else {}),
+        **CONTAINER_FILES,
         MANIFEST: "where every number here comes from (study, trial, versions), machine-readable",
     }
+    folders = [name for name in CONTAINER_FILES if name.endswith("/")]
+    shown = []
+    for name in names:
+        folder = next((f for f in folders if name.startswith(f)), name)
+        if folder not in shown:
+            shown.append(folder)
     return {
         name: known.get(name, "this file" if name.startswith("README") else "yours, unchanged")
-        for name in names
+        for name in shown
     }
 
 
@@ -214,6 +231,9 @@ def manifest(
             k: context[k] for k in ("throughput", "concurrency", "p99", "cost", "usd_per_hour", "machine")
         },
         "parity": context["parity"],
+        "target": context.get("target"),
+        "target_reason": context.get("target_reason"),
+        "round_trip": context["round_trip"].model_dump() if context.get("round_trip") else None,
         "parity_at_export": built.parity.model_dump(mode="json") if built else None,
         "artifact": built.artifact if built else "the user's archive, unchanged",
         "versions": built.versions if built else {},

@@ -16,6 +16,7 @@ from deploybench.pricing.catalogue import PriceOverride, load_catalogue
 from deploybench.pricing.machine import machine_warnings, override_warnings
 from deploybench.recommend.rank import recommend
 from deploybench.recommend.records import Recommendation
+from deploybench.report.deployable import deployable_section, verdicts_by_trial
 from deploybench.report.study import StudyData, StudyReadError, load_study
 from deploybench.results import TrialRecord
 from deploybench.traffic.fleet import FleetSettings
@@ -64,6 +65,14 @@ def _title(trials: Sequence[TrialRecord], machines: int, compare: bool) -> str:
     return f"deploybench report: {model}"
 
 
+def _calibration_data(studies: Sequence[StudyData]) -> object:
+    """The one study's calibration folder (it keys int8 artifacts by its path), else None."""
+    model = (
+        studies[0].config.get("model") if len(studies) == 1 and isinstance(studies[0].config, dict) else None
+    )
+    return model.get("calibration_data") if isinstance(model, dict) else None
+
+
 def write_outputs(
     out_dir: Path,
     rec: Recommendation,
@@ -91,6 +100,8 @@ def write_outputs(
     paths["html"].write_text(render_html(context), encoding="utf-8")
     markdown = render_markdown(title, rec, trials, warnings) + "\n".join(traffic_section(rec, names))
     markdown += search_section([s.search for s in studies])
+    verdicts = verdicts_by_trial(rec.evaluations, trials, _calibration_data(studies))
+    markdown += deployable_section(rec.evaluations, verdicts)
     paths["markdown"].write_text(markdown, encoding="utf-8")
     results_frame(rec).to_csv(paths["csv"], index=False)
     if json_path is not None:
@@ -100,6 +111,9 @@ def write_outputs(
             "warnings": warnings,
             "recommendation": recommendation_json(rec),
         }
+        for ev_data in [*data["recommendation"]["evaluations"], data["recommendation"]["winner"] or {}]:
+            if "trial_id" in ev_data:  # each target: null where it deploys the candidate as measured
+                ev_data["deployable_as"] = verdicts.get(ev_data["trial_id"])
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return ReportResult(paths=paths, recommendation=rec, warnings=warnings)
