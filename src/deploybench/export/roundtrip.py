@@ -48,7 +48,7 @@ START_TIMEOUT_S = 600.0
 SERVED_AS = {
     CONTAINER: "its `serve` entrypoint, the container's command (port and cache folder set by environment)",
     SAGEMAKER_RAYSERVE: "python -m deploybench.stacks.rayserve_app --exported FOLDER (config.yaml's app)",
-    SAGEMAKER_PYTORCH: "deploybench serve FOLDER with the README's environment",
+    SAGEMAKER_PYTORCH: "deploybench serve FOLDER: TorchServe under AWS's SageMaker toolkit, README env",
 }
 
 
