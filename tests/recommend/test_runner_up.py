@@ -166,3 +166,21 @@ def test_backends_never_served_fold_into_one_line_with_their_reasons() -> None:
     shown, folded = ranked_rows(rec)
     assert [ev.backend for ev in shown] == ["openvino-int8", "eager", "onnxruntime-int8"]
     assert folded == "Never served: onnxruntime fp32 w1t2 (skipped trial: pruned: 18.5 images/s in-process)"
+
+
+def test_an_order_the_runoff_set_says_so_when_a_points_own_reading_says_otherwise() -> None:
+    """The runner-up's own peak point (taken at another time) reads cheaper than the winner's, but side
+    by side it was slower: the ranking follows the runoff, and the words say which figure decided."""
+    fast = make_trial("openvino-int8", "int8", capacity_rps=20.0, workers=2, threads=1, max_batch_size=4)
+    slow = make_trial("openvino-int8", "int8", capacity_rps=60.0, workers=2, threads=1)
+    trials = [
+        fast.model_copy(update={"runoff": runoff(50.0)}),
+        slow.model_copy(update={"runoff": runoff(40.0)}),
+    ]
+    rec = recommend(trials, Constraints(objective="cost"))
+    winner, runner_up = rec.evaluations[0], rec.evaluations[1]
+    assert winner.max_batch_size == 4 and runner_up.max_batch_size == 1
+    assert winner.reason.startswith("recommended: fastest side by side in the paired runoff")
+    assert "lowest cost" not in winner.reason
+    assert runner_up.reason.startswith("0.80x the throughput of")
+    assert "its own peak point reads -" in runner_up.reason and "not paired" in runner_up.reason

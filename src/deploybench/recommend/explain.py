@@ -10,10 +10,13 @@ from collections.abc import Callable
 
 from deploybench.recommend.baseline import pct_change
 from deploybench.recommend.records import Evaluation
-from deploybench.recommend.ties import TieOutcome, runoff_pair
+from deploybench.recommend.ties import PairedRatio, TieOutcome, runoff_pair
 
 
 def _versus(ev: Evaluation, ref: Evaluation, objective: str) -> str:
+    pair = runoff_pair(ref, ev, objective)
+    if pair is not None:  # the order came from the runoff (ties.runoff_order): say so, with its figure
+        return _behind_in_runoff(ev, ref, objective, pair)
     if objective == "cost" and ev.cost_per_1m is not None and ref.cost_per_1m is not None:
         pct = pct_change(ev.cost_per_1m, ref.cost_per_1m)
         return f"more expensive than {ref.label} by {pct:.0f}% per 1M" if round(pct) else ""
@@ -22,6 +25,24 @@ def _versus(ev: Evaluation, ref: Evaluation, objective: str) -> str:
         return f"p99 {pct:.0f}% higher than {ref.label}" if round(pct) else ""
     pct = -pct_change(ev.throughput_rps or 0, ref.throughput_rps or 1)
     return f"{pct:.0f}% less throughput than {ref.label}" if round(pct) else ""
+
+
+def _behind_in_runoff(ev: Evaluation, ref: Evaluation, objective: str, pair: PairedRatio) -> str:
+    """Behind `ref` side by side (on one machine's price the slower is the dearer); where its own peak
+    point reads better on the objective, that reading was taken at another time, so it says so."""
+    words = f"{pair.ratio:.2f}x the throughput of {ref.label} ({pair.words()})"
+    own = {
+        "cost": (ev.cost_per_1m, ref.cost_per_1m, -1),
+        "throughput": (ev.throughput_rps, ref.throughput_rps, 1),
+    }
+    mine, theirs, sign = own.get(objective, (None, None, 1))
+    if mine is not None and theirs and sign * pct_change(mine, theirs) > 0:
+        name = "cost per 1M" if objective == "cost" else "throughput"
+        words += (
+            f"; its own peak point reads {pct_change(mine, theirs):+.0f}% {name}, but the points were "
+            "measured at different times, not paired"
+        )
+    return words
 
 
 OBJECTIVE_WORDS = {"cost": "lowest cost per 1M", "throughput": "highest throughput", "p99": "lowest p99"}
@@ -56,8 +77,10 @@ def explain(
     """One line each; the outcome's `tied` maps a statistically tied candidate's key to the tie rule's
     words, and names the best estimate when the tie rule chose another."""
     winner = ranked[0]
+    side_by_side = len(ranked) > 1 and runoff_pair(winner, ranked[1], objective) is not None
+    best = "fastest side by side in the paired runoff" if side_by_side else OBJECTIVE_WORDS[objective]
     winner.reason = (
-        f"recommended: {OBJECTIVE_WORDS[objective]} of {len(ranked)} candidate(s) meeting the constraints"
+        f"recommended: {best} of {len(ranked)} candidate(s) meeting the constraints"
         if outcome.chosen_by_rule_over is None
         else f"recommended: chosen by the tie rule over {outcome.chosen_by_rule_over}, the best estimate "
         f"of {len(ranked)} candidate(s) meeting the constraints"
