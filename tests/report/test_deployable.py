@@ -48,6 +48,8 @@ def test_the_report_shows_where_each_candidate_deploys(tmp_path: Path) -> None:
     winner = json.loads((study / "report.json").read_text())["recommendation"]["winner"]
     assert winner["deployable_as"]["container"] is None
     assert "batching" in winner["deployable_as"]["sagemaker-pytorch"]
+    html = (study / "report.html").read_text()
+    assert 'id="deployable"' in html and "sagemaker-pytorch: the SageMaker PyTorch" in html
 
 
 def test_the_reports_artifact_backends_are_the_exporters() -> None:

@@ -16,7 +16,7 @@ from deploybench.pricing.catalogue import PriceOverride, load_catalogue
 from deploybench.pricing.machine import machine_warnings, override_warnings
 from deploybench.recommend.rank import recommend
 from deploybench.recommend.records import Recommendation
-from deploybench.report.deployable import deployable_section, verdicts_by_trial
+from deploybench.report.deployable import deployable_rows, deployable_section, verdicts_by_trial
 from deploybench.report.study import StudyData, StudyReadError, load_study
 from deploybench.results import TrialRecord
 from deploybench.traffic.fleet import FleetSettings
@@ -96,11 +96,12 @@ def write_outputs(
     policies = write_policy_files(out_dir, rec)
     paths.update({f"policy:{p.name}": p for p in policies})
     names = [str(p.relative_to(out_dir)) for p in policies]
-    context = ReportContext(title, rec, trials, studies, warnings, names)
+    verdicts = verdicts_by_trial(rec.evaluations, trials, _calibration_data(studies))
+    deployable = deployable_rows(rec.evaluations, verdicts)
+    context = ReportContext(title, rec, trials, studies, warnings, names, deployable)
     paths["html"].write_text(render_html(context), encoding="utf-8")
     markdown = render_markdown(title, rec, trials, warnings) + "\n".join(traffic_section(rec, names))
     markdown += search_section([s.search for s in studies])
-    verdicts = verdicts_by_trial(rec.evaluations, trials, _calibration_data(studies))
     markdown += deployable_section(rec.evaluations, verdicts)
     paths["markdown"].write_text(markdown, encoding="utf-8")
     results_frame(rec).to_csv(paths["csv"], index=False)

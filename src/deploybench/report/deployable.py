@@ -118,8 +118,8 @@ def verdicts_by_trial(
 def deployable_section(evaluations: Sequence[Evaluation], verdicts: dict[str, dict[str, str | None]]) -> str:
     """summary.md's table: for each served candidate, the targets that deploy it as measured, and
     why each other one does not."""
-    served = [ev for ev in evaluations if ev.status == "ok" and ev.trial_id in verdicts]
-    if not served:
+    rows = deployable_rows(evaluations, verdicts)
+    if not rows:
         return ""
     lines = [
         "",
@@ -128,9 +128,22 @@ def deployable_section(evaluations: Sequence[Evaluation], verdicts: dict[str, di
         "| candidate | deployable as | not as measured |",
         "|---|---|---|",
     ]
-    for ev in served:
-        found = verdicts[ev.trial_id]
-        refused = "; ".join(f"{target}: {why}" for target, why in found.items() if why is not None) or "—"
-        cells = [ev.label, deployable_text(found), refused]
+    for row in rows:
+        cells = [row["candidate"], row["deployable"], row["refused"]]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join([*lines, ""]) + "\n"
+
+
+def deployable_rows(
+    evaluations: Sequence[Evaluation], verdicts: dict[str, dict[str, str | None]]
+) -> list[dict[str, str]]:
+    """Each served candidate: its label, the targets that deploy it as measured, why the others do not
+    (the report's HTML section and summary.md's table)."""
+    rows = []
+    for ev in evaluations:
+        if ev.status != "ok" or ev.trial_id not in verdicts:
+            continue
+        found = verdicts[ev.trial_id]
+        refused = "; ".join(f"{target}: {why}" for target, why in found.items() if why is not None) or "—"
+        rows.append({"candidate": ev.label, "deployable": deployable_text(found), "refused": refused})
+    return rows

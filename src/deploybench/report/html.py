@@ -35,6 +35,7 @@ class ReportContext:
     studies: Sequence[StudyData]
     warnings: list[str] = field(default_factory=list)
     policy_files: list[str] = field(default_factory=list)
+    deployable: list[dict[str, str]] = field(default_factory=list)  # report/deployable.py's rows
 
 
 def _environment() -> Environment:
@@ -132,6 +133,7 @@ def render_html(ctx: ReportContext) -> str:
         studies=_study_sections(ctx.studies),
         warnings=ctx.warnings,
         traffic=_traffic_context(rec, ctx.policy_files),
+        deployable=ctx.deployable,
         cost_formula=tables.COST_FORMULA,
         tx_formula=tables.TX_FORMULA,
         hours_per_month=HOURS_PER_MONTH,
