@@ -9,14 +9,9 @@ from helpers.search_jobs import served_job
 
 from deploybench.config import RuntimeKnobs
 from deploybench.results import Interval
-from deploybench.study.search import (
-    Score,
-    decide,
-    final_groups,
-    is_protected,
-    probe_concurrency,
-    round_sizes,
-)
+from deploybench.study.protect import is_protected
+from deploybench.study.round_plans import final_groups, probe_concurrency
+from deploybench.study.rounds import Score, decide, round_sizes
 from deploybench.study.spec import SearchSpec, StudyConfig
 from deploybench.study.trial import TrialContext, TrialJob
 

@@ -30,8 +30,9 @@ from deploybench.study.executors import (
 from deploybench.study.folder import study_key
 from deploybench.study.measure import LiveCallback
 from deploybench.study.plan import StackOffer, plan_trials
+from deploybench.study.round_plans import final_groups
 from deploybench.study.runoff import ROUND2
-from deploybench.study.search import SearchRun, final_groups, run_search
+from deploybench.study.search import SearchRun, run_search
 from deploybench.study.space import MachineShape, shape_from_environment
 from deploybench.study.spec import StudyConfig, dump_study_config
 from deploybench.study.store import ENVIRONMENT, VARIANTS, StudyStore, StudyStoreError, machine_file

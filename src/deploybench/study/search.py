@@ -43,44 +43,19 @@ from deploybench.study.executors import Executor
 from deploybench.study.outlook import outlook, outlook_words
 from deploybench.study.probe import PROBE, group_size, probe_groups, probe_plan, probe_scores
 from deploybench.study.protect import is_baseline, is_protected, twins_to_add
+from deploybench.study.round_plans import (
+    probe_concurrency,
+    round_context,
+    round_plan,
+)
 from deploybench.study.rounds import Score, decide, round_sizes, score_of
 from deploybench.study.runoff import RunoffPlan
-from deploybench.study.spec import LoadPlan, StudyConfig
+from deploybench.study.spec import LoadPlan
 from deploybench.study.store import StudyStore
 from deploybench.study.trial import TrialContext, TrialEvents, TrialJob, unserved_record
 
 PROBE_STATUS = "probe"
 SEARCH_FILE = "search.json"
-
-
-def probe_concurrency(config: StudyConfig, jobs: list[TrialJob]) -> int:
-    """Where every candidate peaks: the study's c16 level (every batch-1 layout on a few cores is
-    saturated by then), raised to 2 x workers x max batch,
-    so a batching server has a full batch forming while the one before it infers."""
-    plan = config.load
-    level = max(plan.include_concurrency, default=plan.max_concurrency)
-    needed = [2 * j.trial.candidate.workers * j.trial.candidate.max_batch_size for j in jobs]
-    return max([level, *needed])
-
-
-def round_plan(plan: LoadPlan, concurrency: int, window_s: float, windows: int) -> LoadPlan:
-    """One closed-loop point at `concurrency`, the full plan's other settings kept."""
-    return plan.model_copy(
-        update={
-            "concurrency_levels": [concurrency],
-            "include_concurrency": [],
-            "max_concurrency": concurrency,
-            "window_s": window_s,
-            "max_windows": windows,
-            "rate_search": False,
-        }
-    )
-
-
-def round_context(ctx: TrialContext, plan: LoadPlan) -> TrialContext:
-    """The study's context measuring with `plan` and no SLO (a round compares throughput only)."""
-    constraints = ctx.config.constraints.model_copy(update={"p99_ms": None})
-    return replace(ctx, config=ctx.config.model_copy(update={"load": plan, "constraints": constraints}))
 
 
 def as_round_record(record: TrialRecord, label: str) -> TrialRecord:
@@ -104,32 +79,6 @@ def dropped_record(ctx: TrialContext, job: TrialJob, why: str, probe: TrialRecor
     trial = replace(job.trial, action="failed" if failed else "skipped", reason=why)
     record = unserved_record(ctx, replace(job, trial=trial))
     return record.model_copy(update={"log_tail": probe.log_tail}) if failed and probe else record
-
-
-def baseline_plan(plan: LoadPlan) -> LoadPlan:
-    """The baseline's points: the plan's fixed concurrency levels (16 by default), no sweep to a
-    peak, no rate search; a slow eager server would otherwise take a third of the study."""
-    return plan.model_copy(
-        update={
-            "concurrency_levels": plan.include_concurrency,
-            "include_concurrency": [],
-            "rate_search": False,
-        }
-    )
-
-
-def final_groups(ctx: TrialContext, jobs: list[TrialJob]) -> list[tuple[TrialContext, list[TrialJob]]]:
-    """The finalists to measure, each group with its plan: the baseline its own (unless
-    search.baseline_sweep, the search is off, or the plan has no fixed level to compare at), every
-    other one the full plan."""
-    spec = ctx.config.search
-    if not spec.enabled or spec.baseline_sweep or not ctx.config.load.include_concurrency:
-        return [(ctx, jobs)] if jobs else []
-    baseline = [job for job in jobs if is_baseline(job)]
-    others = [job for job in jobs if not is_baseline(job)]
-    plan = baseline_plan(ctx.config.load)
-    base_ctx = replace(ctx, config=ctx.config.model_copy(update={"load": plan}))
-    return [(c, group) for c, group in ((base_ctx, baseline), (ctx, others)) if group]
 
 
 def summary_line(machine: str | None, counts: dict[str, Any]) -> str:
