@@ -15,7 +15,7 @@ from deploybench.recommend.ties import PairedRatio, TieOutcome, runoff_pair
 
 def _versus(ev: Evaluation, ref: Evaluation, objective: str) -> str:
     pair = runoff_pair(ref, ev, objective)
-    if pair is not None:  # the order came from the runoff (ties.runoff_order): say so, with its figure
+    if pair is not None and _reads_better(ev, ref, objective):  # the runoff set the order: say so
         return _behind_in_runoff(ev, ref, objective, pair)
     if objective == "cost" and ev.cost_per_1m is not None and ref.cost_per_1m is not None:
         pct = pct_change(ev.cost_per_1m, ref.cost_per_1m)
@@ -27,22 +27,32 @@ def _versus(ev: Evaluation, ref: Evaluation, objective: str) -> str:
     return f"{pct:.0f}% less throughput than {ref.label}" if round(pct) else ""
 
 
-def _behind_in_runoff(ev: Evaluation, ref: Evaluation, objective: str, pair: PairedRatio) -> str:
-    """Behind `ref` side by side (on one machine's price the slower is the dearer); where its own peak
-    point reads better on the objective, that reading was taken at another time, so it says so."""
-    words = f"{pair.ratio:.2f}x the throughput of {ref.label} ({pair.words()})"
+def _own_change(ev: Evaluation, ref: Evaluation, objective: str) -> float | None:
+    """ev's own figure on the objective against ref's, signed so that above 0 reads better."""
     own = {
         "cost": (ev.cost_per_1m, ref.cost_per_1m, -1),
         "throughput": (ev.throughput_rps, ref.throughput_rps, 1),
     }
     mine, theirs, sign = own.get(objective, (None, None, 1))
-    if mine is not None and theirs and sign * pct_change(mine, theirs) > 0:
-        name = "cost per 1M" if objective == "cost" else "throughput"
-        words += (
-            f"; its own peak point reads {pct_change(mine, theirs):+.0f}% {name}, but the points were "
-            "measured at different times, not paired"
-        )
-    return words
+    return None if mine is None or not theirs else sign * pct_change(mine, theirs)
+
+
+def _reads_better(ev: Evaluation, ref: Evaluation, objective: str) -> bool:
+    """ev's own point reads better than ref's though ranked after it (the runoff's order decided)."""
+    change = _own_change(ev, ref, objective)
+    return change is not None and round(change) > 0
+
+
+def _behind_in_runoff(ev: Evaluation, ref: Evaluation, objective: str, pair: PairedRatio) -> str:
+    """Behind `ref` side by side (on one machine's price the slower is the dearer), though its own
+    peak point reads better on the objective: that reading was taken at another time, so it says so."""
+    name = "cost per 1M" if objective == "cost" else "throughput"
+    change = _own_change(ev, ref, objective) or 0.0
+    shown = -change if objective == "cost" else change
+    return (
+        f"{pair.ratio:.2f}x the throughput of {ref.label} ({pair.words()}); its own peak point reads "
+        f"{shown:+.0f}% {name}, but the points were measured at different times, not paired"
+    )
 
 
 OBJECTIVE_WORDS = {"cost": "lowest cost per 1M", "throughput": "highest throughput", "p99": "lowest p99"}
@@ -77,8 +87,10 @@ def explain(
     """One line each; the outcome's `tied` maps a statistically tied candidate's key to the tie rule's
     words, and names the best estimate when the tie rule chose another."""
     winner = ranked[0]
-    side_by_side = len(ranked) > 1 and runoff_pair(winner, ranked[1], objective) is not None
-    best = "fastest side by side in the paired runoff" if side_by_side else OBJECTIVE_WORDS[objective]
+    behind = [
+        ev for ev in ranked[1:] if runoff_pair(winner, ev, objective) and _reads_better(ev, winner, objective)
+    ]
+    best = "fastest side by side in the paired runoff" if behind else OBJECTIVE_WORDS[objective]
     winner.reason = (
         f"recommended: {best} of {len(ranked)} candidate(s) meeting the constraints"
         if outcome.chosen_by_rule_over is None
