@@ -182,22 +182,22 @@ def arrival_utilisation(finding: RateFinding) -> tuple[float, str | None]:
     return EVEN_ARRIVALS_UTILISATION, note
 
 
-def predicted_curve(trial: TrialRecord) -> ServiceCurve | None:
+def predicted_curve(trial: TrialRecord, planned_rps: float) -> ServiceCurve | None:
     """The queueing model's latency distribution at PREDICTED_POINTS rates up to 95% of its
-    capacity: what a predicted plan is simulated with (predicted, not measured)."""
+    capacity, and at the planned rate (so the conservative neighbour of a rate within the plan is
+    never a rate beyond it): what a predicted plan is simulated with (predicted, not measured)."""
     found = service_times(trial)
     if found is None:
         return None
     service = found[0]
-    rates = (
-        np.linspace(1, PREDICTED_POINTS, PREDICTED_POINTS) / PREDICTED_POINTS * 0.95 * service.capacity_rps
-    )
+    grid = np.arange(1, PREDICTED_POINTS + 1) / PREDICTED_POINTS * 0.95 * service.capacity_rps
+    rates = np.unique(np.append(grid, planned_rps))
     rows = np.array([predicted_quantiles_ms(float(r), service) for r in rates])
     return ServiceCurve(rates, np.maximum.accumulate(rows, axis=1), service.capacity_rps)
 
 
 def service_curve(
-    trial: TrialRecord, fallback: LoadPoint, predicted: bool = False
+    trial: TrialRecord, fallback: LoadPoint, predicted_rps: float | None = None
 ) -> tuple[ServiceCurve, str | None]:
     """The latency distribution at each measured per-instance rate: open-loop points, else (a
     predicted plan) the queueing model's, else the closed loop's (their throughput as the rate),
@@ -205,7 +205,7 @@ def service_curve(
     points = [p for p in open_points(trial) if p.histogram]
     note = None
     rates = [float(p.target_rate or 0.0) for p in points]
-    curve = predicted_curve(trial) if predicted and not points else None
+    curve = predicted_curve(trial, predicted_rps) if predicted_rps and not points else None
     if curve is not None:
         return (
             curve,
@@ -344,7 +344,7 @@ def simulate_plan(
     settings: FleetSettings,
 ) -> TrafficPlan:
     """The plan with its second-by-second simulation attached (seeded: the same plan, the same days)."""
-    predicted = plan.rate_source == "queueing prediction"
+    predicted = plan.rate_per_instance if plan.rate_source == "queueing prediction" else None
     service, note = service_curve(trial, trial.peak or trial.points[0], predicted)
     scaler = Autoscaler(
         target_rps=plan.target_rps_per_instance,

@@ -24,7 +24,11 @@ from deploybench.traffic.policies import PolicyNumbers, policy_texts, write_poli
 
 POLICY_FOLDER = "autoscaling"
 POLICY_NUMBERS = "policy-numbers.json"
-RATE_MARKS = {"open-loop verdict": "", "queueing prediction": ", predicted", "no bound": ", no bound"}
+NO_LIMIT = {  # the rate's bracket has no measured miss above it: why, by the rate's source
+    "open-loop verdict": " (no miss above)",
+    "queueing prediction": " (predicted, not measured)",
+    "no bound": " (saturated: no bound)",
+}
 
 
 def planned(rec: Recommendation) -> list[tuple[int | None, TrafficPlan]]:
@@ -63,8 +67,7 @@ def plan_rows(rec: Recommendation) -> list[dict[str, Any]]:
                 "candidate": plan.label,
                 "rate": plan.rate_per_instance,
                 "rate_text": f"{low:.1f}"
-                + (f" (limit < {high:.1f})" if high is not None else " (no miss above)")
-                + RATE_MARKS[plan.rate_source],
+                + (f" (limit < {high:.1f})" if high is not None else NO_LIMIT[plan.rate_source]),
                 "target_utilisation": plan.target_utilisation,
                 "target_rps": plan.target_rps_per_instance,
                 "instances": f"{min(plan.instances_per_hour)}-{max(plan.instances_per_hour)}",
