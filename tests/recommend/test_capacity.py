@@ -112,13 +112,22 @@ def test_flagged_rate_search_points_still_give_the_rate_by_their_verdict():
     assert any("flagged" in n and "unstable" in n for n in plan.notes)
 
 
-def test_without_open_loop_points_the_plan_falls_back_and_says_so():
+def test_without_open_loop_points_the_rate_is_predicted_and_says_so():
+    # the cap itself, the ranking and the wording: tests/recommend/test_unverified_plans.py
     closed_only = make_trial("openvino", capacity_rps=60)
     plan = recommend([closed_only], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan
-    assert plan.basis.startswith("fallback: the closed-loop operating point")
+    assert plan.basis.startswith("PREDICTED, not measured") and not plan.verified
     assert plan.rate_interval[1] is None
     assert plan.cold_start_source.startswith("assumed")
-    assert any("closed-loop points standing in" in n for n in plan.notes)
+    assert any("queueing model's latencies" in n for n in plan.notes)
+
+
+def test_a_plan_on_an_open_loop_verdict_is_verified_and_names_its_check():
+    plan = recommend([_fast()], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan
+    assert plan.verified and plan.rate_source == "open-loop verdict" and plan.prediction is None
+    assert plan.verify_with == [
+        f"deploybench check-plan STUDY --traffic 'test day' --p99-ms 100 --candidate {_fast().trial_id}"
+    ]
 
 
 def test_with_traffic_the_ranking_follows_the_monthly_bill():

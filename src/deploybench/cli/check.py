@@ -71,7 +71,8 @@ def _print_plan(plan: TrafficPlan, planned: float, bound: float) -> None:
         f"req/s; p99 bound {bound:g} ms",
         soft_wrap=True,
     )
-    console.print(f"[dim]basis: {plan.basis}[/]", soft_wrap=True)
+    colour = "dim" if plan.verified else "yellow"
+    console.print(f"[{colour}]basis: {plan.basis}[/]", soft_wrap=True)
 
 
 def _print_check(check) -> None:  # a PlanCheck; imported lazily with the study package

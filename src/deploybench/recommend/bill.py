@@ -5,16 +5,24 @@ Why the bill and not cost per 1M at the peak: the peak's figure assumes an insta
 second at its saturated rate; a real fleet runs below the p99 limit, keeps spares for the
 autoscaler's lag, never falls below its minimum and is bought in whole instances. Two candidates
 with the same cost per 1M can differ in bill, and a bill in whole instances has no interval to
-test a tie on: equal bills keep the order the cost-per-1M ranking (with its tie rule) gave. The top
-candidates' plans are checked by simulation (deploybench.traffic.simulate); the rest are not, to
-keep the report fast.
+test a tie on: equal bills keep the order the cost-per-1M ranking (with its tie rule) gave. A bill
+stands on its rate per instance, so plans whose rate an open-loop verdict verified come first,
+whatever the others' bills: a predicted rate (no rate search met the bound) may be far from what
+the instance sustains, and a cheaper bill on it is no reason to deploy. The top candidates' plans
+are checked by simulation (deploybench.traffic.simulate); the rest are not, to keep the report fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deploybench.recommend.capacity import PlanInputs, closest_miss, plan_candidate, simulate_plan
+from deploybench.recommend.capacity import (
+    PlanInputs,
+    TrafficPlan,
+    closest_miss,
+    plan_candidate,
+    simulate_plan,
+)
 from deploybench.recommend.records import Evaluation
 from deploybench.recommend.ties import TieOutcome
 from deploybench.results import TrialRecord
@@ -47,27 +55,40 @@ def _bill(ev: Evaluation) -> float:
     return round(plan.monthly_usd_autoscaled, 2)
 
 
+def unverified(ev: Evaluation) -> bool:
+    """Its plan's rate was not verified by an open-loop verdict (predicted, or no bound)."""
+    return ev.traffic_plan is not None and not ev.traffic_plan.verified
+
+
 def order_by_bill(outcome: TieOutcome) -> TieOutcome:
-    """The ranking by monthly bill (stable: equal bills keep their cost-per-1M order)."""
-    ranked = sorted(outcome.ranked, key=_bill)
+    """The ranking by monthly bill, verified rates first (stable: equal bills keep their cost-per-1M
+    order)."""
+    ranked = sorted(outcome.ranked, key=lambda ev: (unverified(ev), _bill(ev)))
     if ranked == outcome.ranked:
         return TieOutcome(ranked, outcome.tied, outcome.comparison, outcome.chosen_by_rule_over)
     comparison = (
-        "ranked by the monthly bill at your traffic; equal bills keep the cost-per-1M order "
-        f"(which put {outcome.ranked[0].label} first)"
+        "ranked by the monthly bill at your traffic, plans on a verified open-loop rate first; equal bills "
+        f"keep the cost-per-1M order (which put {outcome.ranked[0].label} first)"
     )
     return TieOutcome(ranked, comparison=comparison)
 
 
 def bill_reasons(ranked: Sequence[Evaluation]) -> None:
-    """One line each in bill terms: the winner's bill, and each other's extra over it."""
+    """One line each in bill terms: the winner's bill, and each other's extra over it; a plan on an
+    unverified rate says so, and what would verify it."""
     winner = ranked[0]
     best = _bill(winner)
     if best == float("inf"):
         return
+    verified = sum(not unverified(ev) for ev in ranked if ev.traffic_plan is not None)
     winner.reason = (
         f"recommended: lowest monthly bill at your traffic of {len(ranked)} candidate(s) meeting the "
         "constraints"
+        + (
+            f", of the {verified} whose rate an open-loop verdict verified"
+            if 0 < verified < len(ranked)
+            else ""
+        )
     )
     for ev in ranked[1:]:
         bill = _bill(ev)
@@ -76,6 +97,22 @@ def bill_reasons(ranked: Sequence[Evaluation]) -> None:
         elif bill > best:
             extra = f"{100 * (bill / best - 1):+.0f}%"
             ev.reason = f"${bill - best:,.0f} a month more than {winner.label} at your traffic ({extra})"
+        elif unverified(ev) and not unverified(winner):
+            ev.reason = (
+                f"a lower bill (${bill:,.0f} a month) on a rate not verified in open loop: ranked after"
+            )
+    for ev in ranked:
+        if unverified(ev) and ev.traffic_plan is not None:
+            ev.reason = f"{ev.reason}; {unverified_words(ev.traffic_plan)}"
+
+
+def unverified_words(plan: TrafficPlan) -> str:
+    """What stands behind an unverified plan's bill, and the command that would verify it."""
+    if plan.rate_source == "no bound":
+        what, then = "no p99 bound: its bill meets no latency target", "plan for one"
+    else:
+        what, then = f"its rate ({plan.rate_per_instance:.1f} req/s) is predicted, not measured", "verify"
+    return f"{what}; {then}: {plan.verify_with[0]}" if plan.verify_with else what
 
 
 def simulate_top(

@@ -10,9 +10,18 @@ Rules, and why:
   that rate to the lowest measured rate above it, which did not meet the bound, so the instance's
   true limit lies between. Arrival rate, not throughput: traffic arrives whether or not the
   server keeps up, which is what an open loop measures and a closed loop hides.
-- Without those open-loop points the plan says so and falls back, labelled: the closed-loop
-  operating point meeting the bound (p99 verified only under closed-loop arrivals), or, with no
-  bound, the saturated peak (p99 unbounded there).
+- Without those open-loop points the rate is PREDICTED, not measured, and the plan says so: a
+  closed loop never queues more than its clients, so its throughput at a p99 that met the bound is
+  no rate Poisson arrivals sustain (measured: docs/measurements.md, "Traffic plan check"). The
+  closed-loop operating point's throughput is capped at the highest arrival rate whose p99 an
+  M/G/c queue predicts within the bound (deploybench.traffic.queueing), built from the candidate's
+  own points: service times as measured at its lowest concurrency, c = floor(saturated throughput x
+  mean service time). The simulated check then uses that model's latencies too.
+- With no p99 bound there is nothing to meet: the rate is the saturated closed-loop peak, where p99
+  is unbounded, and the plan says that its fleet and bill meet no latency target.
+- Only an open-loop verdict verifies a rate (`verified`); ranked by the bill, verified plans come
+  before the others, whatever their bills, and each plan names what would verify it (`verify_with`:
+  `deploybench check-plan` measures one plan; `deploybench run --p99-ms` reruns the rate search).
 - Arrivals: the rate search runs Poisson arrivals (as real traffic and MLPerf LoadGen's Server
   scenario). Points recorded before it did were evenly spaced, and evenly spaced sends never queue
   behind a burst: at the same rate Poisson arrivals have the higher p99. A plan standing on such
@@ -38,25 +47,25 @@ from pydantic import Field
 from deploybench.config import StrictModel
 from deploybench.load.stats import counts_of, value_at_percentiles
 from deploybench.pricing.catalogue import HOURS_PER_MONTH
-from deploybench.recommend.points import verdict_for
+from deploybench.recommend.rate import (
+    QueuePrediction,
+    RateFinding,
+    RateSource,
+    find_rate,
+    miss_note,
+    open_points,
+    service_times,
+    verify_commands,
+)
 from deploybench.results import Candidate, LoadPoint, TrialRecord
 from deploybench.traffic.fleet import FleetPlan, FleetSettings, plan_fleet, traffic_curve
 from deploybench.traffic.profile import TrafficProfile
+from deploybench.traffic.queueing import predicted_quantiles_ms
 from deploybench.traffic.simulate import QUANTILES, Autoscaler, ServiceCurve, SimulatedHour, simulate_fleet
 
 SECONDS_PER_MONTH = 3600 * HOURS_PER_MONTH
 EVEN_ARRIVALS_UTILISATION = 0.8  # assumed: evenly spaced points' rate, planned at 80% (module rules)
-
-
-@dataclass(frozen=True)
-class RateFinding:
-    """What one instance sustains, how it was found, and the point it stands on."""
-
-    rate: float
-    high: float | None
-    basis: str
-    point: LoadPoint
-    open_loop: bool
+PREDICTED_POINTS = 8  # rates the queueing model is simulated at for a predicted plan's check
 
 
 class TrafficPlan(StrictModel):
@@ -65,7 +74,20 @@ class TrafficPlan(StrictModel):
     candidate: Candidate
     label: str
     machine: str
-    basis: str = Field(description="how rate_per_instance was found (open-loop verdict, or the fallback)")
+    basis: str = Field(description="how rate_per_instance was found, in words")
+    rate_source: RateSource = Field(
+        description="open-loop verdict (measured), queueing prediction (no open-loop point met the "
+        "bound: predicted, not measured) or no bound (saturated peak: meets no latency target)",
+    )
+    verified: bool = Field(
+        description="rate_per_instance met the bound under open-loop arrivals; ranked first by bill"
+    )
+    verify_with: list[str] = Field(
+        default_factory=list, description="commands that would measure what this plan assumes"
+    )
+    prediction: QueuePrediction | None = Field(
+        None, description="the queueing model behind a predicted rate: its inputs and its p99"
+    )
     rate_per_instance: float = Field(
         description="highest arrival rate one instance sustains within the bound"
     )
@@ -107,46 +129,6 @@ class TrafficPlan(StrictModel):
     def simulated_p99_ms(self) -> float | None:
         values = [h.p99_ms for h in self.simulation or [] if h.p99_ms is not None]
         return max(values) if values else None
-
-
-def open_points(trial: TrialRecord) -> list[LoadPoint]:
-    """The open-loop points (rate search) with an answer, by arrival rate."""
-    points = [
-        p for p in trial.points if p.mode == "open" and p.target_rate and p.ok and p.invalid_reason is None
-    ]
-    return sorted(points, key=lambda p: p.target_rate or 0.0)
-
-
-def _open_finding(trial: TrialRecord, p99_ms: float) -> RateFinding | None:
-    points = open_points(trial)
-    met = [p for p in points if verdict_for(p, p99_ms).status == "met"]
-    if not met:
-        return None
-    best = max(met, key=lambda p: p.target_rate or 0.0)
-    rate = float(best.target_rate or 0.0)
-    above = [float(p.target_rate or 0.0) for p in points if (p.target_rate or 0.0) > rate]
-    spacing = "Poisson" if best.arrival == "poisson" else "evenly spaced"
-    basis = (
-        f"open loop: highest arrival rate whose p99 verdict met {p99_ms:g} ms (the study's rate search, "
-        f"{spacing} arrivals)"
-    )
-    return RateFinding(rate, min(above) if above else None, basis, best, True)
-
-
-def find_rate(trial: TrialRecord, point: LoadPoint | None, p99_ms: float | None) -> RateFinding | None:
-    """The open-loop verdict's rate, else the operating point (labelled), else None."""
-    found = _open_finding(trial, p99_ms) if p99_ms is not None else None
-    if found is not None or point is None:
-        return found
-    if p99_ms is None:
-        basis = "fallback: the saturated closed-loop peak (no p99 bound given: p99 is unbounded at this rate)"
-    else:
-        basis = (
-            f"fallback: the closed-loop operating point meeting p99 {p99_ms:g} ms at {point.concurrency} "
-            "clients; no open-loop point met it (the study ran no rate search, or none passed), so the "
-            "bound is not verified under arrivals that do not wait for replies"
-        )
-    return RateFinding(point.throughput_rps, None, basis, point, False)
 
 
 def curve_utilisation(
@@ -200,12 +182,35 @@ def arrival_utilisation(finding: RateFinding) -> tuple[float, str | None]:
     return EVEN_ARRIVALS_UTILISATION, note
 
 
-def service_curve(trial: TrialRecord, fallback: LoadPoint) -> tuple[ServiceCurve, str | None]:
-    """The latency distribution at each measured per-instance rate: open-loop points, else the closed
-    loop's (their throughput as the rate), labelled."""
+def predicted_curve(trial: TrialRecord, planned_rps: float) -> ServiceCurve | None:
+    """The queueing model's latency distribution at PREDICTED_POINTS rates up to 95% of its
+    capacity, and at the planned rate (so the conservative neighbour of a rate within the plan is
+    never a rate beyond it): what a predicted plan is simulated with (predicted, not measured)."""
+    found = service_times(trial)
+    if found is None:
+        return None
+    service = found[0]
+    grid = np.arange(1, PREDICTED_POINTS + 1) / PREDICTED_POINTS * 0.95 * service.capacity_rps
+    rates = np.unique(np.append(grid, planned_rps))
+    rows = np.array([predicted_quantiles_ms(float(r), service) for r in rates])
+    return ServiceCurve(rates, np.maximum.accumulate(rows, axis=1), service.capacity_rps)
+
+
+def service_curve(
+    trial: TrialRecord, fallback: LoadPoint, predicted_rps: float | None = None
+) -> tuple[ServiceCurve, str | None]:
+    """The latency distribution at each measured per-instance rate: open-loop points, else (a
+    predicted plan) the queueing model's, else the closed loop's (their throughput as the rate),
+    labelled."""
     points = [p for p in open_points(trial) if p.histogram]
     note = None
     rates = [float(p.target_rate or 0.0) for p in points]
+    curve = predicted_curve(trial, predicted_rps) if predicted_rps and not points else None
+    if curve is not None:
+        return (
+            curve,
+            "simulated with the queueing model's latencies: predicted, not measured (none open-loop)",
+        )
     if not points:
         points = sorted(
             (p for p in trial.points if p.histogram and p.ok and p.invalid_reason is None),
@@ -248,6 +253,19 @@ def bills(fleet: FleetPlan, profile: TrafficProfile, usd_per_hour: float | None)
     }
 
 
+def rate_fields(
+    finding: RateFinding, profile: TrafficProfile, p99_ms: float | None, trial_id: str
+) -> dict[str, object]:
+    """How the rate was found and what would verify it (see the module's rules)."""
+    return {
+        "basis": finding.basis,
+        "rate_source": finding.source,
+        "verified": finding.open_loop,
+        "verify_with": verify_commands(trial_id, profile, p99_ms, finding.open_loop),
+        "prediction": finding.prediction,
+    }
+
+
 @dataclass(frozen=True)
 class PlanInputs:
     trial: TrialRecord
@@ -274,7 +292,7 @@ def plan_candidate(
         candidate=trial.candidate,
         label=inputs.label,
         machine=inputs.machine,
-        basis=finding.basis,
+        **rate_fields(finding, profile, p99_ms, trial.trial_id),
         rate_per_instance=finding.rate,
         rate_interval=(finding.rate, finding.high),
         curve_utilisation=utilisation,
@@ -292,7 +310,7 @@ def plan_candidate(
         instances_per_hour=fleet.instances_per_hour,
         fixed_instances=fleet.fixed_instances,
         usd_per_hour=inputs.usd_per_hour,
-        notes=[n for n in (note, arrival_note, flag_note(finding)) if n],
+        notes=[n for n in (note, arrival_note, flag_note(finding), miss_note(finding)) if n],
         **bills(fleet, profile, inputs.usd_per_hour),
     )
 
@@ -326,7 +344,8 @@ def simulate_plan(
     settings: FleetSettings,
 ) -> TrafficPlan:
     """The plan with its second-by-second simulation attached (seeded: the same plan, the same days)."""
-    service, note = service_curve(trial, trial.peak or trial.points[0])
+    predicted = plan.rate_per_instance if plan.rate_source == "queueing prediction" else None
+    service, note = service_curve(trial, trial.peak or trial.points[0], predicted)
     scaler = Autoscaler(
         target_rps=plan.target_rps_per_instance,
         min_instances=settings.min_instances,

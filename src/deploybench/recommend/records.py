@@ -186,13 +186,26 @@ def traffic_words(traffic: TrafficProfile, plan: TrafficPlan) -> str:
     head = (
         f"Your traffic ({traffic.source}, peak {traffic.peak_rps:,.1f}, mean {traffic.mean_rps:,.1f} req/s): "
     )
-    head += f"{plan.label}, {fleet} at {plan.target_rps_per_instance:.1f} req/s each"
+    head += f"{plan.label}, {fleet} at {plan.target_rps_per_instance:.1f} req/s each{_unverified(plan)}"
     if plan.monthly_usd_autoscaled is None or plan.monthly_usd_fixed is None:
         return head + " (no price: no bill)"
     return (
         f"{head}: ${plan.monthly_usd_autoscaled:,.2f} a month autoscaled, ${plan.monthly_usd_fixed:,.2f} "
         f"fixed at peak ({plan.fixed_instances}), ${plan.usd_per_1m_at_traffic:.2f} per 1M at this traffic"
     )
+
+
+def _unverified(plan: TrafficPlan) -> str:
+    """A plan whose rate no open-loop verdict verified says so where its bill is given."""
+    if plan.rate_source == "no bound":
+        return (
+            " (NO p99 BOUND: each instance at its saturated peak, latency unbounded; this bill meets no "
+            "latency target: pass --p99-ms)"
+        )
+    if not plan.verified:
+        check = f": verify with `{plan.verify_with[0]}`" if plan.verify_with else ""
+        return f" (PREDICTED rate, not measured: no open-loop point met the bound{check})"
+    return ""
 
 
 def _accuracy_clause(winner: Evaluation) -> str | None:

@@ -90,6 +90,7 @@ def _traffic_context(rec: Recommendation, policy_files: list[str]) -> dict[str, 
     return {
         "line": rec.traffic_line,
         "plans": traffic.plan_rows(rec),
+        "unverified": traffic.unverified_lines(rec),
         "hourly": traffic.hourly_rows(rec),
         "assumptions": traffic.assumptions(rec),
         "policies": policy_files,

@@ -284,7 +284,10 @@ def traffic_section(rec: Recommendation, policy_files: Sequence[str] = ()) -> li
     if rows:
         lines += ["| " + " | ".join(PLAN_HEAD) + " |", "|" + "---|" * len(PLAN_HEAD)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
-        lines += ["", "† not from an open-loop verdict: see the rate's basis below.", ""]
+        lines.append("")
+    unverified = traffic.unverified_lines(rec)
+    if unverified:
+        lines += ["† not verified by an open-loop verdict:", "", *[f"- {u}" for u in unverified], ""]
     hourly = traffic.hourly_rows(rec)
     if hourly:
         lines += [

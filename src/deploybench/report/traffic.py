@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deploybench.recommend.bill import unverified_words
 from deploybench.recommend.capacity import TrafficPlan
 from deploybench.recommend.records import Recommendation
 from deploybench.traffic.fleet import FleetSettings
@@ -23,6 +24,11 @@ from deploybench.traffic.policies import PolicyNumbers, policy_texts, write_poli
 
 POLICY_FOLDER = "autoscaling"
 POLICY_NUMBERS = "policy-numbers.json"
+NO_LIMIT = {  # the rate's bracket has no measured miss above it: why, by the rate's source
+    "open-loop verdict": " (no miss above)",
+    "queueing prediction": " (predicted, not measured)",
+    "no bound": " (saturated: no bound)",
+}
 
 
 def planned(rec: Recommendation) -> list[tuple[int | None, TrafficPlan]]:
@@ -61,7 +67,7 @@ def plan_rows(rec: Recommendation) -> list[dict[str, Any]]:
                 "candidate": plan.label,
                 "rate": plan.rate_per_instance,
                 "rate_text": f"{low:.1f}"
-                + (f" (limit < {high:.1f})" if high is not None else " (no miss above)"),
+                + (f" (limit < {high:.1f})" if high is not None else NO_LIMIT[plan.rate_source]),
                 "target_utilisation": plan.target_utilisation,
                 "target_rps": plan.target_rps_per_instance,
                 "instances": f"{min(plan.instances_per_hour)}-{max(plan.instances_per_hour)}",
@@ -69,11 +75,18 @@ def plan_rows(rec: Recommendation) -> list[dict[str, Any]]:
                 "monthly_autoscaled": plan.monthly_usd_autoscaled,
                 "monthly_fixed": plan.monthly_usd_fixed,
                 "usd_per_1m": plan.usd_per_1m_at_traffic,
-                "open_loop": plan.basis.startswith("open loop"),
+                "open_loop": plan.verified,
+                "rate_source": plan.rate_source,
+                "verify_with": plan.verify_with,
                 **_simulated(plan),
             }
         )
     return rows
+
+
+def unverified_lines(rec: Recommendation) -> list[str]:
+    """One line per plan whose rate no open-loop verdict verified: what it stands on, what verifies it."""
+    return [f"{plan.label}: {unverified_words(plan)}" for _, plan in planned(rec) if not plan.verified]
 
 
 def hourly_rows(rec: Recommendation) -> list[dict[str, Any]]:
@@ -115,6 +128,7 @@ def assumptions(rec: Recommendation) -> list[str]:
     if plan is not None:
         lines += [
             f"Rate per instance: {plan.basis}",
+            *[f"To verify it: `{command}`" for command in plan.verify_with],
             f"Cold start {plan.cold_start_s:.1f} s: {plan.cold_start_source}",
             f"Scale-out lag {plan.lag_s:.0f} s = reaction + provisioning + cold start; warm spares cover it: "
             f"target utilisation {plan.target_utilisation:.0%} = curve {plan.curve_utilisation:.0%} x "

@@ -198,8 +198,10 @@ def margin_reasons(plan: TrafficPlan, over: float) -> list[str]:
         reasons.append(
             f"the margin for evenly spaced points (arrival utilisation {plan.arrival_utilisation:.0%})"
         )
-    if not plan.basis.startswith("open loop"):
-        reasons.append("the rate comes from a closed-loop fallback, not a rate search")
+    if not plan.verified:
+        reasons.append(
+            "the rate is a queueing model's prediction from closed-loop points, not a rate search's verdict"
+        )
     if reasons:
         return reasons
     return [
