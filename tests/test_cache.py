@@ -21,3 +21,12 @@ def test_cache_dir_is_keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert '"versions"' in (base / "key.json").read_text()
     monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path / "env"))
     assert default_cache_root() == tmp_path / "env"
+
+
+def test_an_entry_of_the_same_key_under_another_model_name_is_reused(tmp_path: Path) -> None:
+    """A model file that moved (or travelled into a container export) finds what its bytes built."""
+    shipped = "/opt/ml/model/inputs/model.pt"
+    built = variant_cache_dir("/home/me/model.pt", "abc", "onnxruntime", {"x": 1}, tmp_path)
+    assert variant_cache_dir(shipped, "abc", "onnxruntime", {"x": 1}, tmp_path) == built
+    other = variant_cache_dir(shipped, "abd", "onnxruntime", {"x": 1}, tmp_path)
+    assert other != built and other.parent.name == "opt_ml_model_inputs_model.pt"

@@ -77,16 +77,41 @@ def variant_cache_dir(
     options: dict[str, Any] | None = None,
     root: Path | None = None,
 ) -> Path:
-    """Create (if needed) and return the directory for this exact artifact; key.json says what it holds."""
+    """Create (if needed) and return the directory for this exact artifact; key.json says what it holds.
+    An entry of the same key filed under another model name is that directory (same_key_elsewhere)."""
     key = cache_key(fingerprint, backend, options)
-    directory = (root or default_cache_root()) / _safe(model_name) / f"{_safe(backend)}-{_digest(key)}"
+    root = root or default_cache_root()
+    name, text = f"{_safe(backend)}-{_digest(key)}", _key_text(key)
+    directory = root / _safe(model_name) / name
+    if not directory.is_dir():
+        directory = same_key_elsewhere(root, name, text) or directory
     directory.mkdir(parents=True, exist_ok=True)
     for recorder in _RECORDERS:
         recorder.add(directory)
     key_file = directory / KEY_FILE
     if not key_file.exists():
-        key_file.write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
+        key_file.write_text(text)
     return directory
+
+
+def _key_text(key: dict[str, Any]) -> str:
+    return json.dumps(key, indent=2, sort_keys=True, default=str)
+
+
+def same_key_elsewhere(root: Path, name: str, text: str) -> Path | None:
+    """The entry holding exactly this key under another model folder, else None.
+
+    The folder name is the model's source as typed (a path of the machine that built it); the key is
+    its content (fingerprint, options, versions). So a model file that moved, or travelled inside a
+    container export (under /opt/ml/model), finds the artifacts built from the same bytes. Looked for
+    only on a miss, which a build follows anyway."""
+    for found in sorted(root.glob(f"*/{name}")):
+        try:
+            if (found / KEY_FILE).read_text() == text:
+                return found
+        except OSError:
+            continue
+    return None
 
 
 @contextmanager

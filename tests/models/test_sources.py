@@ -80,6 +80,9 @@ def test_entry_point_and_state_dict_file(tmp_path: Path) -> None:
     assert loaded.weights == f"file:{tmp_path / 'weights.pth'}"
     assert loaded.fingerprint != model.fingerprint
     assert torch.equal(loaded.module.state_dict()["8.bias"], state["8.bias"])
+    (tmp_path / "moved").mkdir()  # keyed by the weights, not where the file lies (a container ships it)
+    moved = (tmp_path / "weights.pth").rename(tmp_path / "moved" / "weights.pth")
+    assert load_model(ModelSpec(source=TINY, weights=str(moved))).fingerprint == loaded.fingerprint
 
 
 def test_torchscript_file_source(tmp_path: Path) -> None:

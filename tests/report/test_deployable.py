@@ -30,7 +30,7 @@ def test_each_target_says_whether_it_runs_the_candidate_as_measured() -> None:
     )
     eager = Candidate(backend="eager")
     found = deployable_as(eager, "/models/net.onnx")
-    assert "file or module of this machine" in (found["container"] or "")
+    assert found["container"] is None  # a file of this machine travels inside the container export
     assert found["sagemaker-pytorch"] == "eager has no standalone artifact to load"
 
 

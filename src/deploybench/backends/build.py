@@ -49,7 +49,9 @@ def build_variant(
     model = model or load_model(spec, cache_dir)
     device = device or impl.device
     calibration_dir = calibration_dir or spec.calibration_data
-    options = {"input_shape": list(model.input_shape), "device": device, "calibration": str(calibration_dir)}
+    # only int8 artifacts depend on the calibration photos (and those key them by content: calibration_key)
+    calibrated = calibration_dir if impl.needs_calibration else None
+    options = {"input_shape": list(model.input_shape), "device": device, "calibration": str(calibrated)}
     ctx = BuildContext(
         threads=threads,
         example=example_batch(model),

@@ -4,9 +4,11 @@ the model unpacked into /opt/ml/model).
 
 One-to-one with the trial: the `serve` entrypoint runs the command the study started the trial's
 server with (stacks/process.py serve_command: workers, threads, batching, every runtime knob), only
-its host, port and cache folder are the container's. The artifact cache entries that command reads
-are shipped (recorded while a build runs exactly as a server worker runs it), so the container's
-server loads the measured artifact instead of building another. deploybench travels as its own
+its host, port and cache folder are the container's, and the files of this machine it names (a model
+file, archive or module, a weights file, requests, calibration photos) are their copies under
+inputs/ (export/shipped.py). The artifact cache entries that command reads are shipped (recorded
+while a build runs exactly as a server worker runs it), so the container's server loads the
+measured artifact instead of building another. deploybench travels as its own
 source (copied from the running package: works from an editable install and from a wheel, and
 carries what ran, uncommitted edits included), put on PYTHONPATH by the entrypoint; requirements.txt
 pins deploybench's dependencies to the versions the study measured with (environment.json).
@@ -29,10 +31,11 @@ from deploybench.cache import TRACKED_LIBRARIES, default_cache_root, installed_v
 from deploybench.config import ModelSpec
 from deploybench.export.choose import ExportError
 from deploybench.export.package import render
+from deploybench.export.shipped import Shipped, ship_inputs
 from deploybench.export.targets import CONTAINER
 from deploybench.report.deployable import container_refusal
 from deploybench.results import Candidate
-from deploybench.stacks.process import serve_command
+from deploybench.stacks.process import serve_command, served_spec
 
 MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
 PORT = 8080  # SageMaker's inference port
@@ -51,18 +54,15 @@ _SHELL = {  # serve_command's host-specific words -> the entrypoint's variables
 }
 
 
-def refusal(spec: ModelSpec, candidate: Candidate) -> str | None:
-    """Why the container cannot run this candidate as measured (None: it can): report/deployable.py's
-    rule, on the model as the study names it."""
-    return container_refusal(spec.source, candidate, spec.calibration_data)
-
-
-def entrypoint_words(spec: ModelSpec, candidate: Candidate) -> list[str]:
-    """The study's own server command (serve_command) as shell words of the entrypoint."""
+def entrypoint_words(spec: ModelSpec, candidate: Candidate, shipped: Shipped | None = None) -> list[str]:
+    """The study's own server command (serve_command) as shell words of the entrypoint; a path of this
+    machine it names is its shipped copy under $MODEL_DIR."""
     command = serve_command(spec, candidate, PORT, Path(_CACHE_TOKEN))
+    paths = shipped.paths if shipped is not None else {}
     words = ['"${PYTHON:-python}"']
     for index, word in enumerate(command[1:], start=1):
-        words.append(_SHELL.get(command[index - 1], shlex.quote(word)))
+        here = f'"$MODEL_DIR"/{shlex.quote(paths[word])}' if word in paths else shlex.quote(word)
+        words.append(_SHELL.get(command[index - 1], here))
     return words
 
 
@@ -112,7 +112,7 @@ def ship_cache(root: Path, spec: ModelSpec, candidate: Candidate, cache_dir: Pat
     container does as measured (OpenVINO compiles afresh on another CPU). Whether they change its
     throughput was not established: runs with and without them differed less than an A/A control of
     the round trip did on the shared measuring machine (docs/measurements.md, "Export round trip")."""
-    served = ModelSpec(source=spec.source, weights=spec.weights)  # what `serve --model --weights` builds
+    served = served_spec(spec)  # what `deploybench serve` builds from the entrypoint's words
     cache_root = cache_dir or default_cache_root()
     threads, runtime = candidate.threads, candidate.runtime
     with recording() as directories:
@@ -151,16 +151,18 @@ def lay_out_container(
 ) -> dict[str, Any]:
     """Dockerfile, the `serve` entrypoint, requirements.txt, the vendored source and the cache entries.
     Returns what the README says about them."""
-    why = refusal(spec, candidate)
+    why = container_refusal(candidate)
     if why is not None:
         raise ExportError(f"{candidate.key}: the {CONTAINER} target cannot run it as measured: {why}")
     weights = ship_cache(root, spec, candidate, cache_dir)
+    shipped = ship_inputs(root, served_spec(spec))
     vendor_source(root)
     pins = requirement_pins(dict(environment.get("libraries") or {}))
     python = str(environment.get("python") or ".".join(map(str, sys.version_info[:3])))
     page = {
         "trial_id": candidate.key,
-        "command": " ".join(entrypoint_words(spec, candidate)),
+        "command": " ".join(entrypoint_words(spec, candidate, shipped)),
+        "code": shipped.code,
         "python": python,
         "port": PORT,
         "model_dir": MODEL_DIR,

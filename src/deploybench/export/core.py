@@ -18,7 +18,6 @@ from deploybench.config import ModelSpec, StrictModel
 from deploybench.export.artifact import Built, lay_out_compiled, rebuild
 from deploybench.export.choose import Choice, ExportError, choose_candidate
 from deploybench.export.container import lay_out_container
-from deploybench.export.container import refusal as container_refusal
 from deploybench.export.package import MANIFEST, render, staging, write_archive, write_manifest
 from deploybench.export.rayserve import lay_out_rayserve
 from deploybench.export.readme import container_notes, describe_files, manifest, readme_context
@@ -93,9 +92,9 @@ def _check_exportable(choice: Choice, exportable: set[str]) -> None:
         )
 
 
-def default_target(spec: ModelSpec, candidate: Candidate) -> tuple[str, str]:
-    """(target, why) for a trial: the target that runs its stack as measured; deploybench's server
-    falls back to the SageMaker PyTorch archive when the container cannot name its model."""
+def default_target(candidate: Candidate) -> tuple[str, str]:
+    """(target, why) for a trial: the target that runs its stack as measured (a model file or archive
+    included: the container ships it, export/shipped.py)."""
     target = stack_target(candidate.stack)
     if target is None:
         raise ExportError(
@@ -105,12 +104,6 @@ def default_target(spec: ModelSpec, candidate: Candidate) -> tuple[str, str]:
         )
     why = f"the default for a trial measured on {candidate.stack}"
     if target == CONTAINER:
-        refused = container_refusal(spec, candidate)
-        if refused is not None:
-            return (
-                SAGEMAKER_PYTORCH,
-                f"{why} would be {CONTAINER}, which cannot run it as measured: {refused}",
-            )
         why = f"{why} (deploybench's own server): the container runs the same server and command"
     return target, why
 
@@ -125,7 +118,7 @@ def _choose(
     why = "asked for with --target"
     if target is None:
         first = choose_candidate(study, trial_id, served)
-        target, why = default_target(spec, first.trial.candidate)
+        target, why = default_target(first.trial.candidate)
     exportable = served if target == CONTAINER else archives
     choice = choose_candidate(study, trial_id, exportable)
     _check_exportable(choice, exportable)

@@ -33,7 +33,7 @@ class LoadedModel:
     input_shape: tuple[int, int, int]
     weights: str  # "pretrained" | "random" | "file:<path>" — shown in every output
     labels: list[str] | None
-    fingerprint: str  # hash of source + weights, keys the artifact cache
+    fingerprint: str  # hash of source + weights (never a file's path), keys the artifact cache
     onnx_path: Path | None = None  # set for ONNX sources: only ONNX-based backends can build them
     # How a photo becomes this model's input when that is not the reference preprocessing (a SageMaker
     # handler's input_fn): int8 calibration and parity photos go through it.

@@ -108,7 +108,8 @@ def _finish(
     input_shape: tuple[int, int, int] | None = None,
 ) -> LoadedModel:
     module.eval()
-    fingerprint = fingerprint or hash_state(module, spec.source + weights)
+    keyed = "file" if weights.startswith("file:") else weights  # the state holds the file's weights
+    fingerprint = fingerprint or hash_state(module, spec.source + keyed)
     return LoadedModel(module, spec, input_shape or spec.input_shape, weights, labels, fingerprint)
 
 
@@ -344,6 +345,12 @@ def _load_entry_point(spec: ModelSpec) -> LoadedModel:
     return _finish(module, spec, weights, None)
 
 
+def is_entry_point(source: str) -> bool:
+    """`module:function` (what load_model tries after the registries and the files)."""
+    registry = source.startswith("torchvision:") or source in EFFICIENTNET_LITES
+    return ":" in source and not registry and not Path(source).exists()
+
+
 def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
     """Resolve a ModelSpec to an eval-mode module on the CPU. Raises ModelLoadError with one line.
 
@@ -363,7 +370,7 @@ def load_model(spec: ModelSpec, cache_dir: Path | None = None) -> LoadedModel:
         return _load_torchscript(spec, Path(source))
     if suffix == ".onnx":
         return _load_onnx(spec, _existing_file(Path(source), "ONNX file"))
-    if ":" in source and not Path(source).exists():
+    if is_entry_point(source):
         return _load_entry_point(spec)
     raise ModelLoadError(
         f"{source}: unsupported model source (torchvision:<name> | {' | '.join(EFFICIENTNET_LITES)} | "

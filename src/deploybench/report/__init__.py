@@ -65,14 +65,6 @@ def _title(trials: Sequence[TrialRecord], machines: int, compare: bool) -> str:
     return f"deploybench report: {model}"
 
 
-def _calibration_data(studies: Sequence[StudyData]) -> object:
-    """The one study's calibration folder (it keys int8 artifacts by its path), else None."""
-    model = (
-        studies[0].config.get("model") if len(studies) == 1 and isinstance(studies[0].config, dict) else None
-    )
-    return model.get("calibration_data") if isinstance(model, dict) else None
-
-
 def write_outputs(
     out_dir: Path,
     rec: Recommendation,
@@ -96,7 +88,7 @@ def write_outputs(
     policies = write_policy_files(out_dir, rec)
     paths.update({f"policy:{p.name}": p for p in policies})
     names = [str(p.relative_to(out_dir)) for p in policies]
-    verdicts = verdicts_by_trial(rec.evaluations, trials, _calibration_data(studies))
+    verdicts = verdicts_by_trial(rec.evaluations, trials)
     deployable = deployable_rows(rec.evaluations, verdicts)
     context = ReportContext(title, rec, trials, studies, warnings, names, deployable)
     paths["html"].write_text(render_html(context), encoding="utf-8")

@@ -9,7 +9,6 @@ for Ray Serve) is checked at export time only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +23,6 @@ ARTIFACT_BACKENDS = frozenset(
     {"onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16", "openvino-int8", "torchscript"}
 )
 REFERENCE = "eager"
-_REGISTRY_MODEL = re.compile(r"torchvision:\S+|efficientnet-lite\d+")
 
 
 def has_handler(source: str) -> bool:
@@ -39,21 +37,15 @@ def changed_runtime_knobs(candidate: Candidate) -> list[str]:
     return [name for name, value in candidate.runtime.model_dump().items() if value != defaults[name]]
 
 
-def container_refusal(source: str, candidate: Candidate, calibration_data: object = None) -> str | None:
+def container_refusal(candidate: Candidate) -> str | None:
     """Why the container cannot run the candidate as measured (None: it can).
 
-    It runs deploybench's server, so only trials measured on it; and it names the model as the study
-    did, so only a model every machine resolves alike (torchvision:NAME, an EfficientNet-Lite): a
-    file or module of this machine keys the artifacts by its path, and so does a calibration folder."""
+    It runs deploybench's server, so only trials measured on it. Any model that server ran travels:
+    a model file, archive (its own inference.py) or module, a weights file and the calibration photos
+    are shipped in the export and its artifacts are keyed by content, not path (export/shipped.py);
+    export itself refuses what is no longer on the machine, or a module of an installed package."""
     if candidate.stack != DEFAULT_STACK:
         return f"measured on {candidate.stack}; the container runs deploybench's own server"
-    if not _REGISTRY_MODEL.fullmatch(source):
-        return (
-            f"{source} is a file or module of this machine; the container serves torchvision:NAME "
-            "or an EfficientNet-Lite"
-        )
-    if calibration_data is not None:
-        return "int8 calibrated on a folder of this machine (--calibration-data): its path keys the artifact"
     return None
 
 
@@ -86,13 +78,11 @@ def pytorch_refusal(candidate: Candidate, handler: bool) -> str | None:
     return None
 
 
-def deployable_as(
-    candidate: Candidate, source: str, calibration_data: object = None
-) -> dict[str, str | None]:
+def deployable_as(candidate: Candidate, source: str) -> dict[str, str | None]:
     """Every export target: None where it runs the candidate as measured, else why not."""
     handler = has_handler(source)
     return {
-        CONTAINER: container_refusal(source, candidate, calibration_data),
+        CONTAINER: container_refusal(candidate),
         SAGEMAKER_RAYSERVE: rayserve_refusal(candidate, handler),
         SAGEMAKER_PYTORCH: pytorch_refusal(candidate, handler),
     }
@@ -104,12 +94,12 @@ def deployable_text(verdicts: dict[str, str | None]) -> str:
 
 
 def verdicts_by_trial(
-    evaluations: Sequence[Evaluation], trials: Sequence[TrialRecord], calibration_data: object = None
+    evaluations: Sequence[Evaluation], trials: Sequence[TrialRecord]
 ) -> dict[str, dict[str, str | None]]:
     """deployable_as for every evaluated trial, by trial id (the report's JSON and summary)."""
     by_id = {trial.trial_id: trial for trial in trials}
     return {
-        ev.trial_id: deployable_as(by_id[ev.trial_id].candidate, by_id[ev.trial_id].model, calibration_data)
+        ev.trial_id: deployable_as(by_id[ev.trial_id].candidate, by_id[ev.trial_id].model)
         for ev in evaluations
         if ev.trial_id in by_id
     }

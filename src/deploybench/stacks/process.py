@@ -79,6 +79,16 @@ def sagemaker_args(spec: ModelSpec) -> list[str]:
     return args + (["--payload", str(spec.payload)] if spec.payload is not None else [])
 
 
+def served_spec(spec: ModelSpec) -> ModelSpec:
+    """The ModelSpec `deploybench serve` builds from serve_command's words: the model, its weights and
+    calibration folder, and a SageMaker model's requests (sagemaker_args); nothing else travels."""
+    served = ModelSpec(source=spec.source, weights=spec.weights, calibration_data=spec.calibration_data)
+    if not sagemaker_args(spec):
+        return served
+    requests = {"payload": spec.payload, "content_type": spec.content_type, "input_shape": spec.input_shape}
+    return served.model_copy(update=requests)
+
+
 def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: Path | None) -> list[str]:
     """The exact `deploybench serve` command line a user could run to reproduce the trial."""
     cmd = [
