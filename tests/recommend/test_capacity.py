@@ -31,9 +31,10 @@ def test_the_rate_per_instance_is_the_highest_open_loop_rate_met_by_verdict():
     plan = rec.winner.traffic_plan
     opened = [p for p in _fast().points if p.mode == "open"]
     met = [p.target_rate for p in opened if p.slo.status == "met"]
-    assert plan.rate_per_instance == max(met)
     above = [p.target_rate for p in opened if p.target_rate > max(met)]
     assert plan.rate_interval == (max(met), min(above))
+    margins = plan.curve_utilisation * plan.arrival_utilisation * plan.drift_utilisation
+    assert plan.rate_per_instance == pytest.approx(max(met) * margins)
     assert plan.basis.startswith("open loop")
     assert plan.cold_start_s == 4.0 and plan.cold_start_source.startswith("measured")
 
@@ -48,7 +49,7 @@ def test_instances_cover_the_traffic_and_the_bills_recompute_from_the_plan():
     assert plan.monthly_usd_fixed == plan.fixed_instances * plan.usd_per_hour * 730
     assert plan.requests_per_month == PROFILE.mean_rps * 3600 * 730
     assert plan.usd_per_1m_at_traffic == plan.monthly_usd_autoscaled / (plan.requests_per_month / 1e6)
-    assert plan.fixed_instances == math.ceil(300 / (plan.rate_per_instance * plan.curve_utilisation))
+    assert plan.fixed_instances == math.ceil(300 / plan.rate_per_instance)
     assert plan.monthly_usd_autoscaled < plan.monthly_usd_fixed  # a day with a night is cheaper autoscaled
 
 
@@ -71,7 +72,9 @@ def test_a_p99_interval_over_the_bound_at_that_rate_lowers_the_curve_utilisation
     ).winner.traffic_plan
     assert 0 < plan.curve_utilisation < 1
     assert "over the bound" in plan.notes[0]
-    assert plan.target_utilisation == pytest.approx(plan.curve_utilisation * plan.lag_utilisation)
+    assert plan.target_utilisation == pytest.approx(
+        plan.curve_utilisation * plan.drift_utilisation * plan.lag_utilisation
+    )
 
 
 def test_evenly_spaced_rate_search_points_are_planned_with_a_stated_margin():
@@ -82,10 +85,11 @@ def test_evenly_spaced_rate_search_points_are_planned_with_a_stated_margin():
         [trial.model_copy(update={"points": even})], Constraints(p99_ms=BOUND), traffic=PROFILE
     ).winner.traffic_plan
     assert poisson_plan.arrival_utilisation == 1.0
-    assert plan.rate_per_instance == poisson_plan.rate_per_instance  # the measured rate, unchanged
+    assert plan.rate_interval == poisson_plan.rate_interval  # the measured rate, unchanged
     assert plan.arrival_utilisation == EVEN_ARRIVALS_UTILISATION < 1
+    assert plan.rate_per_instance == pytest.approx(EVEN_ARRIVALS_UTILISATION * poisson_plan.rate_per_instance)
     assert plan.target_utilisation == pytest.approx(
-        plan.curve_utilisation * EVEN_ARRIVALS_UTILISATION * plan.lag_utilisation
+        plan.curve_utilisation * EVEN_ARRIVALS_UTILISATION * plan.drift_utilisation * plan.lag_utilisation
     )
     assert plan.target_rps_per_instance < poisson_plan.target_rps_per_instance
     assert any("evenly spaced" in n and "Poisson" in n for n in plan.notes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from helpers.report_factory import make_trial
 from helpers.traffic_factory import searched_trial
 
@@ -45,9 +46,11 @@ def test_the_cap_is_where_the_queueing_simulation_crosses_the_bound():
     trial = _closed_only()
     plan = recommend([trial], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan
     service, _ = service_times(trial)
-    at = predicted_p99_ms(plan.rate_per_instance, service)
+    found = plan.rate_interval[0]
+    at = predicted_p99_ms(found, service)
     assert at == plan.prediction.predicted_p99_ms <= BOUND
-    assert predicted_p99_ms(plan.rate_per_instance * 1.01, service) > BOUND
+    assert predicted_p99_ms(found * 1.01, service) > BOUND
+    assert plan.rate_per_instance == pytest.approx(found * plan.drift_utilisation)  # the drift margin
     # the fleet is simulated with the model's latencies, not the closed loop's (which never queue)
     assert any("queueing model's latencies" in n for n in plan.notes)
     assert plan.simulated_p99_ms is not None and plan.simulated_p99_ms <= BOUND
@@ -77,7 +80,7 @@ def test_each_plan_says_in_json_and_summary_which_basis_its_rate_has_and_how_to_
         f"deploybench check-plan STUDY --traffic day.csv --p99-ms 100 --candidate {_closed_only().trial_id}",
         "deploybench run STUDY.yaml --p99-ms 100 --traffic day.csv",
     ]
-    assert predicted["prediction"]["predicted_rps"] == predicted["rate_per_instance"]
+    assert predicted["prediction"]["predicted_rps"] == predicted["rate_interval"][0]
     hours = len(predicted["instances_per_hour"])
     bill = sum(predicted["instances_per_hour"]) * predicted["usd_per_hour"] * 730 / hours
     assert predicted["monthly_usd_autoscaled"] == bill  # the bills still recompute from the JSON

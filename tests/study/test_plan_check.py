@@ -48,7 +48,7 @@ def _point(name: str, rate: float, verdict: str, p99: float) -> CheckPoint:
     ("verdicts", "outcome", "words"),
     [
         (("met", "missed"), "tight", "holds and is tight"),
-        (("met", "met"), "margin", "Why: the rate search's bracket"),
+        (("met", "met"), "margin", "stays under the study's limit"),
         (("missed", "missed"), "fails", "does not hold"),
         (("met", "undecided"), "undecided", "too few requests"),
     ],
@@ -65,14 +65,28 @@ def test_the_outcome_follows_the_two_verdicts(verdicts, outcome, words):
 def test_a_margin_the_plan_does_not_explain_points_at_the_study_s_own_miss():
     plan = _plan(rates=(15.0, 30.0, 22.5, 26.25, 24.4))  # a narrow bracket: 24.4 met, 26.25 missed
     rate = planned_rps(plan)
-    points = [_point("planned", rate, "met", 40.0), _point("+20%", rate * 1.2, "met", 60.0)]
-    outcome, summary = judge(plan, points, 0.2)
+    points = [_point("planned", rate, "met", 40.0), _point("+30%", rate * 1.3, "met", 60.0)]
+    assert rate * 1.3 > 26.25  # above the study's own miss, yet met here
+    outcome, summary = judge(plan, points, 0.3)
     assert outcome == "margin" and "missed the bound at 26.2 req/s" in summary and "faster now" in summary
 
 
-def test_the_planned_rate_is_the_rate_times_the_instance_side_utilisations():
+def test_a_margin_under_the_study_s_miss_is_the_plan_s_own_and_says_which():
+    plan = _plan(rates=(15.0, 30.0, 22.5, 26.25, 24.4))
+    rate = planned_rps(plan)
+    assert rate * 1.2 < 26.25  # the drift margin keeps +20% under the study's miss
+    points = [_point("planned", rate, "met", 40.0), _point("+20%", rate * 1.2, "met", 60.0)]
+    outcome, summary = judge(plan, points, 0.2)
+    assert outcome == "margin" and "faster now" not in summary
+    assert "24.4 req/s met the bound, the lowest miss was 26.2 req/s" in summary
+    assert f"drift utilisation {plan.drift_utilisation:.0%}" in summary
+
+
+def test_the_planned_rate_is_the_rate_found_times_the_instance_side_utilisations():
     plan = _plan()
-    assert planned_rps(plan) == pytest.approx(plan.rate_per_instance * plan.curve_utilisation)
+    margins = plan.curve_utilisation * plan.arrival_utilisation * plan.drift_utilisation
+    assert planned_rps(plan) == plan.rate_per_instance == pytest.approx(plan.rate_interval[0] * margins)
+    assert planned_rps(plan) < plan.rate_interval[0]  # the drift margin, always stated with a bound
     assert planned_rps(plan) > plan.target_rps_per_instance  # the lag's margin is not the instance's
 
 
@@ -95,7 +109,8 @@ def test_check_plan_serves_the_winner_and_measures_the_planned_rate_and_20_perce
     data = json.loads(out.read_text())
     check, plan = data["check"], data["plan"]
     assert result.exit_code == (1 if check["outcome"] == "fails" else 0), result.output
-    assert plan["rate_per_instance"] == max(RATES) and check["planned_rps"] == pytest.approx(max(RATES))
+    assert plan["rate_interval"][0] == max(RATES)
+    assert check["planned_rps"] == pytest.approx(plan["rate_per_instance"]) < max(RATES)
     planned, above = check["points"]
     assert (planned["name"], above["name"]) == ("planned", "+20%")
     assert planned["rate"] == max(RATES) and above["rate"] == pytest.approx(1.2 * max(RATES))

@@ -65,9 +65,10 @@ def _print_plan(plan: TrafficPlan, planned: float, bound: float) -> None:
     high = plan.rate_interval[1]
     limit = f"limit < {high:.1f}" if high is not None else "no miss measured above"
     console.print(
-        f"plan for [bold]{plan.label}[/]: {plan.rate_per_instance:.1f} req/s per instance ({limit}); "
+        f"plan for [bold]{plan.label}[/]: {plan.rate_interval[0]:.1f} req/s found ({limit}); "
         f"[bold]{planned:.1f} req/s[/] the most one instance takes (curve {plan.curve_utilisation:.0%} x "
-        f"arrivals {plan.arrival_utilisation:.0%}); autoscaler target {plan.target_rps_per_instance:.1f} "
+        f"arrivals {plan.arrival_utilisation:.0%} x drift {plan.drift_utilisation:.0%}); autoscaler target "
+        f"{plan.target_rps_per_instance:.1f} "
         f"req/s; p99 bound {bound:g} ms",
         soft_wrap=True,
     )

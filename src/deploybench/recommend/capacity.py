@@ -31,6 +31,12 @@ Rules, and why:
   term measured on this machine) says how far a rerun may land. Where the interval's top at that
   rate is over the bound, the planned maximum is where the measured curve of interval tops crosses
   it (linear between measured rates). The lag utilisation (deploybench.traffic.fleet) comes on top.
+- Drift utilisation: the rate search found the limit once; a slower hour of the same machine finds
+  it lower, and near it p99 climbs steeply. So the plan keeps 1 / (1 + z x rel SD), z the one-sided
+  95% normal quantile, the SD this machine's between-run throughput spread as the point's interval
+  recorded it, else the prior (stated as not measured). With no bound there is no claim, no margin.
+- rate_per_instance, what the plan stands on and `deploybench check-plan` offers: the rate found
+  (rate_interval's low end) x the curve, arrival and drift utilisations.
 - Bills: autoscaled = sum of the hourly instances x USD per hour x (730 h / hours in the profile);
   fixed = the fixed fleet x USD per hour x 730 h; cost per 1M at this traffic = the autoscaled bill
   over the month's requests (mean rate x 3600 x 730 / 1e6). Each recomputes from the JSON.
@@ -45,6 +51,7 @@ import numpy as np
 from pydantic import Field
 
 from deploybench.config import StrictModel
+from deploybench.load.noise import PRIOR_REL_SD
 from deploybench.load.stats import counts_of, value_at_percentiles
 from deploybench.pricing.catalogue import HOURS_PER_MONTH
 from deploybench.recommend.rate import (
@@ -65,6 +72,7 @@ from deploybench.traffic.simulate import QUANTILES, Autoscaler, ServiceCurve, Si
 
 SECONDS_PER_MONTH = 3600 * HOURS_PER_MONTH
 EVEN_ARRIVALS_UTILISATION = 0.8  # assumed: evenly spaced points' rate, planned at 80% (module rules)
+DRIFT_Z = 1.645  # one-sided 95% normal quantile: the drift margin (module rules)
 PREDICTED_POINTS = 8  # rates the queueing model is simulated at for a predicted plan's check
 
 
@@ -89,7 +97,8 @@ class TrafficPlan(StrictModel):
         None, description="the queueing model behind a predicted rate: its inputs and its p99"
     )
     rate_per_instance: float = Field(
-        description="highest arrival rate one instance sustains within the bound"
+        description="the most one instance is planned to take within the bound: the rate found "
+        "(rate_interval's low end) x curve x arrival x drift utilisation (the module's rules)"
     )
     rate_interval: tuple[float, float | None] = Field(
         description="the instance's limit lies between: the rate met and the lowest measured above it not met"
@@ -98,9 +107,15 @@ class TrafficPlan(StrictModel):
     arrival_utilisation: float = Field(
         1.0, description="1 for Poisson rate-search points; the stated margin for evenly spaced ones"
     )
+    drift_utilisation: float = Field(
+        1.0, description="1 / (1 + 1.645 x the between-run throughput SD): a slower run still meets it"
+    )
+    drift_rel_sd: float | None = Field(
+        None, description="the between-run relative SD it comes from (None: no bound, no margin)"
+    )
     lag_utilisation: float
     target_utilisation: float = Field(
-        description="curve x arrival x lag: the share of rate_per_instance planned"
+        description="curve x arrival x drift x lag: the share of the rate found the autoscaler targets"
     )
     target_rps_per_instance: float
     mean_latency_ms: float = Field(description="mean latency at the rate the plan stands on")
@@ -180,6 +195,25 @@ def arrival_utilisation(finding: RateFinding) -> tuple[float, str | None]:
         "`deploybench check-plan`)"
     )
     return EVEN_ARRIVALS_UTILISATION, note
+
+
+def drift_utilisation(finding: RateFinding, p99_ms: float | None) -> tuple[float, float | None, str | None]:
+    """The margin for this machine's between-run drift (see the module's rules), its SD and a note."""
+    if p99_ms is None:
+        return 1.0, None, None
+    interval = finding.point.throughput_ci
+    measured = interval.between_run_rel_sd if interval is not None else None
+    rel_sd = measured if measured is not None else PRIOR_REL_SD
+    share = 1.0 / (1.0 + DRIFT_Z * rel_sd)
+    source = (
+        "measured on this machine" if measured is not None else "the between-run prior, not measured here"
+    )
+    note = (
+        f"planned at {share:.0%} of {finding.rate:.1f} req/s for this machine's between-run drift "
+        f"(throughput SD {rel_sd:.1%}, {source}; one-sided 95%): the limit was measured once, and a "
+        "slower run of the same machine must still meet the bound"
+    )
+    return share, rel_sd, note
 
 
 def predicted_curve(trial: TrialRecord, planned_rps: float) -> ServiceCurve | None:
@@ -285,20 +319,24 @@ def plan_candidate(
         return None
     utilisation, note = curve_utilisation(trial, finding, p99_ms)
     arrivals, arrival_note = arrival_utilisation(finding)
+    drift, drift_sd, drift_note = drift_utilisation(finding, p99_ms)
+    planned = finding.rate * utilisation * arrivals * drift
     cold, source = cold_start(trial, settings)
     lag = settings.reaction_s + settings.provision_s + cold
-    fleet = plan_fleet(profile, finding.rate * utilisation * arrivals, lag, settings)
+    fleet = plan_fleet(profile, planned, lag, settings)
     return TrafficPlan(
         candidate=trial.candidate,
         label=inputs.label,
         machine=inputs.machine,
         **rate_fields(finding, profile, p99_ms, trial.trial_id),
-        rate_per_instance=finding.rate,
+        rate_per_instance=planned,
         rate_interval=(finding.rate, finding.high),
         curve_utilisation=utilisation,
         arrival_utilisation=arrivals,
+        drift_utilisation=drift,
+        drift_rel_sd=drift_sd,
         lag_utilisation=fleet.lag_utilisation,
-        target_utilisation=utilisation * arrivals * fleet.lag_utilisation,
+        target_utilisation=utilisation * arrivals * drift * fleet.lag_utilisation,
         target_rps_per_instance=fleet.target_rps_per_instance,
         mean_latency_ms=finding.point.latency.mean_ms,
         cold_start_s=cold,
@@ -310,7 +348,7 @@ def plan_candidate(
         instances_per_hour=fleet.instances_per_hour,
         fixed_instances=fleet.fixed_instances,
         usd_per_hour=inputs.usd_per_hour,
-        notes=[n for n in (note, arrival_note, flag_note(finding), miss_note(finding)) if n],
+        notes=[n for n in (note, arrival_note, drift_note, flag_note(finding), miss_note(finding)) if n],
         **bills(fleet, profile, inputs.usd_per_hour),
     )
 

@@ -269,7 +269,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 
 PLAN_HEAD = [
-    "#", "candidate", "req/s per instance", "target util.", "target req/s", "instances", "fixed",
+    "#", "candidate", "req/s per instance: planned of found", "target util.", "target req/s",
+    "instances", "fixed",
     "$ / month autoscaled", "$ / month fixed", "$ / 1M at traffic", "sim. worst-hour p99 ms",
     "sim. late / shed",
 ]  # fmt: skip

@@ -66,7 +66,7 @@ def plan_rows(rec: Recommendation) -> list[dict[str, Any]]:
                 "rank": rank,
                 "candidate": plan.label,
                 "rate": plan.rate_per_instance,
-                "rate_text": f"{low:.1f}"
+                "rate_text": f"{plan.rate_per_instance:.1f} of {low:.1f}"
                 + (f" (limit < {high:.1f})" if high is not None else NO_LIMIT[plan.rate_source]),
                 "target_utilisation": plan.target_utilisation,
                 "target_rps": plan.target_rps_per_instance,
@@ -132,7 +132,8 @@ def assumptions(rec: Recommendation) -> list[str]:
             f"Cold start {plan.cold_start_s:.1f} s: {plan.cold_start_source}",
             f"Scale-out lag {plan.lag_s:.0f} s = reaction + provisioning + cold start; warm spares cover it: "
             f"target utilisation {plan.target_utilisation:.0%} = curve {plan.curve_utilisation:.0%} x "
-            f"arrivals {plan.arrival_utilisation:.0%} x lag {plan.lag_utilisation:.0%}",
+            f"arrivals {plan.arrival_utilisation:.0%} x drift {plan.drift_utilisation:.0%} x lag "
+            f"{plan.lag_utilisation:.0%}",
             *plan.notes,
         ]
     if rec.traffic_note:
