@@ -63,3 +63,35 @@ def test_a_child_whose_parent_is_already_gone_dies_at_once() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], timeout=30, check=False)
     assert done.returncode == -9
+
+
+# A study stand-in: it starts the load workers' fork server as the load generator does, then forks a
+# child that keeps the fork server's "alive" pipe open (as any process forked from a study after the
+# fork server started does), prints the fork server's pid and sleeps until it is killed.
+STUDY = """
+import os, sys, time
+from multiprocessing import forkserver
+from deploybench.load.runner import _worker_context
+
+if __name__ == "__main__":
+    worker = _worker_context().Process(target=os.getpid)
+    worker.start()
+    worker.join()
+    print(forkserver._forkserver._forkserver_pid, flush=True)
+    if os.fork() == 0:
+        time.sleep(10)
+        os._exit(0)
+    time.sleep(60)
+"""
+
+
+def test_the_load_fork_server_dies_with_the_study_even_when_its_pipe_stays_open(tmp_path) -> None:
+    script = tmp_path / "study.py"
+    script.write_text(STUDY)
+    study = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert study.stdout is not None
+    server = int(study.stdout.readline())
+    assert not _gone_within(server, 0.5)  # serving while the study lives
+    study.kill()
+    study.wait(timeout=10)
+    assert _gone_within(server, 5), "the fork server outlived the study"

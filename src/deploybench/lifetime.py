@@ -13,6 +13,8 @@ import os
 import signal
 
 _PR_SET_PDEATHSIG = 1
+# The pid of the process starting a load fork server, for load.forkserver_guard to read there.
+FORKSERVER_STARTER_ENV = "DEPLOYBENCH_FORKSERVER_STARTER"
 
 
 def _load_prctl() -> object | None:

@@ -19,6 +19,7 @@ from time import perf_counter, process_time
 from typing import Any
 
 from deploybench.config import LoadConfig
+from deploybench.lifetime import FORKSERVER_STARTER_ENV
 from deploybench.load.channels import Channel, PipeChannel, QueueChannel
 from deploybench.load.load_report import LiveStats, PointDetail
 from deploybench.load.meter import PointMeter
@@ -36,12 +37,14 @@ READY_TIMEOUT_S = 60.0
 # imports only what a worker runs (not the caller's __main__, which "spawn" would re-import for
 # every worker), and forks each worker from that clean, single-threaded state.
 _START_METHOD = "forkserver" if sys.platform.startswith("linux") else "spawn"
-_WORKER_MODULES = ["deploybench.load.worker", "deploybench.load.targets"]
+# The guard first: the fork server then exits with this process (load.forkserver_guard).
+_WORKER_MODULES = ["deploybench.load.forkserver_guard", "deploybench.load.worker", "deploybench.load.targets"]
 
 
 def _worker_context() -> Any:
     ctx = multiprocessing.get_context(_START_METHOD)
     if _START_METHOD == "forkserver":
+        os.environ[FORKSERVER_STARTER_ENV] = str(os.getpid())  # read by the guard in a fork server we start
         ctx.set_forkserver_preload(_WORKER_MODULES)
     return ctx
 
