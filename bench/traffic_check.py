@@ -29,7 +29,7 @@ from md1 import run_loadgen
 
 from deploybench.hardware import detect_cpu
 from deploybench.report import load_study, recommend_study, study_constraints
-from deploybench.study.plan_check import judge, measure_rates, planned_rps, served, study_config, warm_up
+from deploybench.study.plan_check import judge, measure_rates, served, study_config, warm_up
 from deploybench.study.runner import study_payloads
 from deploybench.traffic.fleet import FleetSettings
 from deploybench.traffic.profile import read_traffic
@@ -90,7 +90,7 @@ def main() -> None:
     args = _args()
     study, trial, plan = _plan(args)
     config = study_config(study.config, study.root)
-    rate = planned_rps(plan)
+    rate = plan.rate_per_instance
     rates = [("planned", rate), (f"+{args.over:.0%}", rate * (1 + args.over))]
     print(f"{plan.label}: planned {rate:.1f} req/s per instance ({plan.basis}); bound p99 {args.p99_ms:g} ms")
     with (

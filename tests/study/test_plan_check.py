@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from deploybench.cli import app
 from deploybench.config import Constraints
 from deploybench.recommend.rank import recommend
-from deploybench.study.plan_check import CheckPoint, judge, planned_rps
+from deploybench.study.plan_check import CheckPoint, judge
 from deploybench.traffic.profile import TrafficProfile
 
 runner = CliRunner()
@@ -55,7 +55,7 @@ def _point(name: str, rate: float, verdict: str, p99: float) -> CheckPoint:
 )
 def test_the_outcome_follows_the_two_verdicts(verdicts, outcome, words):
     plan = _plan()
-    rate = planned_rps(plan)
+    rate = plan.rate_per_instance
     points = [_point("planned", rate, verdicts[0], 80.0), _point("+20%", rate * 1.2, verdicts[1], 120.0)]
     got, summary = judge(plan, points, 0.2)
     assert got == outcome and words in summary
@@ -64,7 +64,7 @@ def test_the_outcome_follows_the_two_verdicts(verdicts, outcome, words):
 
 def test_a_margin_the_plan_does_not_explain_points_at_the_study_s_own_miss():
     plan = _plan(rates=(15.0, 30.0, 22.5, 26.25, 24.4))  # a narrow bracket: 24.4 met, 26.25 missed
-    rate = planned_rps(plan)
+    rate = plan.rate_per_instance
     points = [_point("planned", rate, "met", 40.0), _point("+30%", rate * 1.3, "met", 60.0)]
     assert rate * 1.3 > 26.25  # above the study's own miss, yet met here
     outcome, summary = judge(plan, points, 0.3)
@@ -73,7 +73,7 @@ def test_a_margin_the_plan_does_not_explain_points_at_the_study_s_own_miss():
 
 def test_a_margin_under_the_study_s_miss_is_the_plan_s_own_and_says_which():
     plan = _plan(rates=(15.0, 30.0, 22.5, 26.25, 24.4))
-    rate = planned_rps(plan)
+    rate = plan.rate_per_instance
     assert rate * 1.2 < 26.25  # the drift margin keeps +20% under the study's miss
     points = [_point("planned", rate, "met", 40.0), _point("+20%", rate * 1.2, "met", 60.0)]
     outcome, summary = judge(plan, points, 0.2)
@@ -85,9 +85,9 @@ def test_a_margin_under_the_study_s_miss_is_the_plan_s_own_and_says_which():
 def test_the_planned_rate_is_the_rate_found_times_the_instance_side_utilisations():
     plan = _plan()
     margins = plan.curve_utilisation * plan.arrival_utilisation * plan.drift_utilisation
-    assert planned_rps(plan) == plan.rate_per_instance == pytest.approx(plan.rate_interval[0] * margins)
-    assert planned_rps(plan) < plan.rate_interval[0]  # the drift margin, always stated with a bound
-    assert planned_rps(plan) > plan.target_rps_per_instance  # the lag's margin is not the instance's
+    assert plan.rate_per_instance == pytest.approx(plan.rate_interval[0] * margins)
+    assert plan.rate_per_instance < plan.rate_interval[0]  # the drift margin, always stated with a bound
+    assert plan.rate_per_instance > plan.target_rps_per_instance  # the lag's margin is not the instance's
 
 
 def _served_study(tmp_path: Path) -> Path:

@@ -126,7 +126,7 @@ def check_plan(
 ) -> None:
     """Serve the plan's candidate here as its trial did, and measure p99 under Poisson arrivals at the
     most one instance is planned to take and 20% above; exit 1 when the plan does not hold."""
-    from deploybench.study.plan_check import PlanCheckError, planned_rps, run_check  # lazy: stacks, load
+    from deploybench.study.plan_check import PlanCheckError, run_check  # lazy: stacks, load
 
     try:
         profile, fleet = traffic_inputs(traffic, min_instances, provision_s, reaction_s)
@@ -136,7 +136,7 @@ def check_plan(
             traffic=profile, fleet=fleet,
         )  # fmt: skip
         ev, plan = _chosen(rec, candidate)
-        _print_plan(plan, planned_rps(plan), p99_ms)
+        _print_plan(plan, plan.rate_per_instance, p99_ms)
         with tempfile.TemporaryDirectory(prefix="deploybench-check-") as workdir:
             check = run_check(
                 study.root, study.config, study.trials[ev.trial_index], plan, p99_ms,

@@ -83,8 +83,9 @@ class PlanCheck(StrictModel):
     measured_on: str = Field(description="the trial's machine")
     checked_on: str = Field(description="this machine's CPU")
     bound_ms: float
-    planned_rps: float = Field(description="the most one instance is planned to take (see the rules)")
-    rate_per_instance: float
+    planned_rps: float = Field(
+        description="what was offered: the plan's rate_per_instance, the most one instance is planned to take"
+    )
     rate_interval: tuple[float, float | None]
     basis: str
     over: float
@@ -92,12 +93,6 @@ class PlanCheck(StrictModel):
     outcome: Outcome
     summary: str
     notes: list[str] = Field(default_factory=list)
-
-
-def planned_rps(plan: TrafficPlan) -> float:
-    """The most one instance takes under the plan: its rate per instance (the rate found times the
-    curve, arrival and drift utilisations; recommend.capacity's rules)."""
-    return plan.rate_per_instance
 
 
 def check_point(name: str, point: LoadPoint) -> CheckPoint:
@@ -253,7 +248,7 @@ def run_check(
 ) -> PlanCheck:
     """Serve the planned candidate here and measure the planned rate and `over` above it."""
     config = study_config(raw_config, study_root)
-    rate = planned_rps(plan)
+    rate = plan.rate_per_instance
     rates = [("planned", rate), (f"+{over:.0%}", rate * (1 + over))]
     with served(config, trial, workdir, cache_dir, on_message) as server:
         target = server.target(study_payloads(config), config.content_type)
@@ -272,7 +267,6 @@ def run_check(
         checked_on=here,
         bound_ms=bound_ms,
         planned_rps=rate,
-        rate_per_instance=plan.rate_per_instance,
         rate_interval=plan.rate_interval,
         basis=plan.basis,
         over=over,
