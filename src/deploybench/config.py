@@ -194,6 +194,13 @@ class LoadConfig(StrictModel):
     stability_tolerance: float = Field(0.10, gt=0, lt=1)
     sweep: Literal["none", "concurrency", "rate"] = "none"
     slo_p99_ms: float | None = Field(None, gt=0)
+    rate_confirmations: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="rate sweep: the rate found is measured this many times more (new arrival seeds) "
+        "and stands only if every run meets the bound; else the search steps down",
+    )
     processes: int = Field(1, ge=1, le=64)
     request_timeout_s: float = Field(30.0, gt=0)
 

@@ -3,10 +3,14 @@
 Concurrency sweep (Model Analyzer's rule): 1, 2, 4, ... until the best of the last 3 points is
 < 5% better than the best before them (so 4 points show the plateau), or the SLO verdict says the
 p99 is above the bound. Rate sweep: double the rate while the SLO verdict is "met", then bisect
-(at most 5 steps, or until the bracket is within 10%). SLO claims come only from the verdict
-(MLPerf LoadGen's early-stopping test), never from the raw p99 of a few requests; each rate point
-runs long enough for one (459 requests at p99/99%). A point whose load worker died is never a
-peak, a verdict or a plateau step.
+(at most 5 steps, or until the bracket is within 10%); then, with rate_confirmations, the rate found
+is run that many times more, each with its own arrival seed, and stands only if every run met the
+bound: one run near the limit is a coin toss on a shared host. A failed confirmation makes that
+rate the bracket's top and moves CONFIRM_STEP_DOWN below it (to a rate there that met, if one is
+within 10%), confirmed the same way, at most MAX_CONFIRMED_RATES rates.
+SLO claims come only from the verdict (MLPerf LoadGen's early-stopping test), never from the raw
+p99 of a few requests; each rate point runs long enough for one (459 requests at p99/99%). A point
+whose load worker died is never a peak, a verdict or a plateau step.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ MAX_DOUBLINGS = 12
 MAX_BISECT_STEPS = 5
 DEFAULT_START_RATE = 10.0
 RATE_PRECISION = 1.10  # stop bisecting when the bracket's high / low is within this
+CONFIRM_STEP_DOWN = 0.85  # no met rate below a failed confirmation: try this share of it
+MAX_CONFIRMED_RATES = 4
 VERDICT_MARGIN = 1.3  # a rate point lasts 1.3x the time its verdict's requests take to arrive
 MAX_VERDICT_POINT_S = 120.0
 
@@ -269,12 +275,69 @@ def sweep_rate(
             best, low = (rate, len(session.results) - 1), rate
         else:
             high = rate
+    return _rate_report(session, cfg, best)
+
+
+def _rate_report(session: _Session, cfg: LoadConfig, best: tuple[float, int] | None) -> LoadReport:
+    """The sweep's report, after the found rate's confirmations (module rules)."""
+    if best is not None and cfg.rate_confirmations:
+        best = _confirmed(session, cfg, best[0])
     session.cfg = cfg
     report = session.report()
     report.slo_rate_index = best[1] if best else None
     if best is None:
         report.notes.append(f"no tested rate met p99 <= {cfg.slo_p99_ms:g} ms by its verdict")
+    elif cfg.rate_confirmations:
+        report.notes.append(_held_note(session, best[0]))
     return report
+
+
+def _runs_at(session: _Session, rate: float) -> list[tuple[int, LoadPoint]]:
+    return [(i, r.point) for i, r in enumerate(session.results) if r.point.target_rate == rate]
+
+
+def _rate_holds(session: _Session, cfg: LoadConfig, rate: float) -> bool:
+    """Run `rate` until 1 + rate_confirmations runs met the bound (earlier runs count) or one did not."""
+    runs = _runs_at(session, rate)
+    if not all(_meets_slo(p) for _, p in runs):
+        return False
+    for extra in range(len(runs), 1 + cfg.rate_confirmations):
+        if session.stopped:
+            return False
+        session.cfg = verdict_config(cfg, rate).model_copy(update={"seed": cfg.seed + 1000 * extra})
+        if not _meets_slo(session.measure(rate=rate)):
+            return False
+    return True
+
+
+def _next_lower(session: _Session, failed: float) -> float:
+    """At least CONFIRM_STEP_DOWN below `failed` (a machine that slowed once may stay slow): that
+    share of `failed` itself, or the highest rate there that every run met when it lies within
+    RATE_PRECISION of it (no new rate is worth runs for a gain the search would not resolve)."""
+    ceiling = failed * CONFIRM_STEP_DOWN
+    rates = {r.point.target_rate for r in session.results if r.point.target_rate}
+    held = [r for r in rates if r <= ceiling and all(_meets_slo(p) for _, p in _runs_at(session, r))]
+    best_held = max(held, default=0.0)
+    return best_held if _bracket_narrow(best_held, ceiling) else ceiling
+
+
+def _confirmed(session: _Session, cfg: LoadConfig, rate: float) -> tuple[float, int] | None:
+    """The highest rate that held on every run (module rules), with its first run's index; None if none."""
+    for _ in range(MAX_CONFIRMED_RATES):
+        if session.stopped or rate < 0.1:
+            return None
+        if _rate_holds(session, cfg, rate):
+            return rate, _runs_at(session, rate)[0][0]
+        rate = _next_lower(session, rate)
+    return None
+
+
+def _held_note(session: _Session, rate: float) -> str:
+    p99s = [p.latency.p99_ms for _, p in _runs_at(session, rate)]
+    return (
+        f"{rate:.1f} req/s met the p99 verdict in {len(p99s)} of {len(p99s)} runs "
+        f"(p99 {min(p99s):.1f}-{max(p99s):.1f} ms)"
+    )
 
 
 def run_load(

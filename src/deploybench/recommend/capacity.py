@@ -3,8 +3,9 @@ sustains within the p99 bound, the fleet hour by hour, the monthly bill and the 
 
 Rules, and why:
 - The rate per instance is the highest open-loop arrival rate whose early-stopping verdict met the
-  p99 bound (the study's rate search, run when the study had `--p99-ms`), by the rate search's own
-  rule (load.sweeps): a valid point's verdict stands even where the point is flagged unstable or
+  p99 bound in every run of it, below the lowest rate any run of which missed (the study's rate
+  search, run when the study had `--p99-ms`, confirms the rate it finds with more runs: load.sweeps),
+  by the rate search's own rule: a valid point's verdict stands even where the point is flagged unstable or
   client-bound, since its latency runs from the schedule (a late send only adds to it) and the
   verdict covers every request it sent; the plan names the flags. Its interval runs from
   that rate to the lowest measured rate above it, which did not meet the bound, so the instance's
@@ -31,10 +32,11 @@ Rules, and why:
   term measured on this machine) says how far a rerun may land. Where the interval's top at that
   rate is over the bound, the planned maximum is where the measured curve of interval tops crosses
   it (linear between measured rates). The lag utilisation (deploybench.traffic.fleet) comes on top.
-- Drift utilisation: the rate search found the limit once; a slower hour of the same machine finds
-  it lower, and near it p99 climbs steeply. So the plan keeps 1 / (1 + z x rel SD), z the one-sided
-  95% normal quantile, the SD this machine's between-run throughput spread as the point's interval
-  recorded it, else the prior (stated as not measured). With no bound there is no claim, no margin.
+- Drift utilisation: the rate search found the limit in a few runs back to back; a slower hour of
+  the same machine finds it lower, and near it p99 climbs steeply. So the plan keeps
+  1 / (1 + z x rel SD), z the one-sided 95% normal quantile, the SD this machine's between-run
+  throughput spread as the point's interval recorded it, else the prior (stated as not measured).
+  With no bound there is no claim, no margin.
 - rate_per_instance, what the plan stands on and `deploybench check-plan` offers: the rate found
   (rate_interval's low end) x the curve, arrival and drift utilisations.
 - Bills: autoscaled = sum of the hourly instances x USD per hour x (730 h / hours in the profile);
@@ -154,7 +156,7 @@ def curve_utilisation(
         return 1.0, None
     curve = [
         (float(p.target_rate or 0.0), p.p99_ci.high if p.p99_ci else p.latency.p99_ms)
-        for p in open_points(trial)
+        for p in open_points(trial, p99_ms)
         if (p.target_rate or 0.0) <= finding.rate
     ]
     if curve[-1][1] <= p99_ms:
@@ -210,8 +212,8 @@ def drift_utilisation(finding: RateFinding, p99_ms: float | None) -> tuple[float
     )
     note = (
         f"planned at {share:.0%} of {finding.rate:.1f} req/s for this machine's between-run drift "
-        f"(throughput SD {rel_sd:.1%}, {source}; one-sided 95%): the limit was measured once, and a "
-        "slower run of the same machine must still meet the bound"
+        f"(throughput SD {rel_sd:.1%}, {source}; one-sided 95%): the limit was measured within "
+        "minutes, and a slower run of the same machine must still meet the bound"
     )
     return share, rel_sd, note
 

@@ -89,7 +89,13 @@ def measure_candidate(
     if slo is not None and plan.rate_search and not stop.is_set():
         rated = sweep_rate(
             target,
-            load_config(plan, sweep="rate", slo_p99_ms=slo, arrival=RATE_SEARCH_ARRIVAL),
+            load_config(
+                plan,
+                sweep="rate",
+                slo_p99_ms=slo,
+                arrival=RATE_SEARCH_ARRIVAL,
+                rate_confirmations=plan.rate_confirmations,
+            ),
             start_rate=result.rate_search_start(),
             on_progress=on_live,
             stop_event=stop,

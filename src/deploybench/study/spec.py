@@ -76,6 +76,13 @@ class LoadPlan(StrictModel):
     warmup_s: float = Field(1.0, ge=0)
     point_max_s: float = Field(30.0, gt=0, description="upper bound on one point's measuring time")
     rate_search: bool = Field(True, description="with constraints.p99_ms: highest open-loop rate meeting it")
+    rate_confirmations: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="the rate found is run this many times more and stands only if every run meets the "
+        "bound (one run near the limit is a coin toss on a shared host)",
+    )
 
 
 class SearchSpec(StrictModel):
