@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -31,6 +31,9 @@ from deploybench.recommend.records import Evaluation, Recommendation
 from deploybench.report import StudyReadError, load_study, recommend_study, study_constraints
 from deploybench.results import with_interval
 
+if TYPE_CHECKING:  # imported lazily at run time with the study package (stacks, load)
+    from deploybench.study.plan_check import PlanCheck
+
 TrafficRequired = Annotated[
     str, typer.Option(help="your traffic, as `report --traffic` takes it: a rate, a CSV or a request log")
 ]
@@ -41,6 +44,16 @@ Candidate = Annotated[
 ]
 Over = Annotated[
     float, typer.Option(min=0.01, max=2.0, help="the second point: this fraction above the plan")
+]
+Repeat = Annotated[
+    int,
+    typer.Option(
+        "--repeat",
+        min=1,
+        max=10,
+        help="runs of each rate, in turns (planned, +20%, planned, ...); the plan holds only when the "
+        "planned rate meets the bound on every run",
+    ),
 ]
 CacheDir = Annotated[
     Path | None, typer.Option(help="artifact cache the study used (default: ~/.cache/deploybench)")
@@ -76,10 +89,11 @@ def _print_plan(plan: TrafficPlan, planned: float, bound: float) -> None:
     console.print(f"[{colour}]basis: {plan.basis}[/]", soft_wrap=True)
 
 
-def _print_check(check) -> None:  # a PlanCheck; imported lazily with the study package
+def _print_check(check: PlanCheck) -> None:
     table = Table(title=f"Plan check on {check.checked_on}", header_style="bold")
     for name in (
         "point",
+        "run",
         "offered req/s",
         "answered req/s",
         "p99 ms (95% CI)",
@@ -92,6 +106,7 @@ def _print_check(check) -> None:  # a PlanCheck; imported lazily with the study 
         verdict = p.verdict + (f" ({sum(p.errors.values())} errors)" if p.errors else "")
         table.add_row(
             p.name,
+            str(p.run),
             f"{p.rate:.1f}",
             f"{p.throughput_rps:.1f}",
             with_interval(p.p99_ms, p.p99_ci),
@@ -101,7 +116,13 @@ def _print_check(check) -> None:  # a PlanCheck; imported lazily with the study 
     console.print(table)
     for p in check.points:
         for flag in [*p.flags, *([f"errors: {p.errors}"] if p.errors else [])]:
-            console.print(f"[dim]{p.name}: {flag}[/]", soft_wrap=True)
+            console.print(f"[dim]{p.name} run {p.run}: {flag}[/]", soft_wrap=True)
+    for runs in check.rates:
+        console.print(
+            f"{runs.name} ({runs.rate:.1f} req/s): met {runs.met}, missed {runs.missed}, undecided "
+            f"{runs.undecided} of {runs.runs} runs; p99 {runs.p99_range()} ms",
+            soft_wrap=True,
+        )
     for note in check.notes:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     colour = {"tight": "green", "margin": "yellow", "fails": "red", "undecided": "yellow"}[check.outcome]
@@ -121,11 +142,13 @@ def check_plan(
     price_per_hour: PricePerHour = None,
     prices: PricesFiles = None,
     over: Over = 0.2,
+    repeat: Repeat = 3,
     cache_dir: CacheDir = None,
     json_out: JsonOut = None,
 ) -> None:
     """Serve the plan's candidate here as its trial did, and measure p99 under Poisson arrivals at the
-    most one instance is planned to take and 20% above; exit 1 when the plan does not hold."""
+    most one instance is planned to take and 20% above, --repeat times each in turns; exit 1 when the
+    plan does not hold (any run at the planned rate missed the bound)."""
     from deploybench.study.plan_check import PlanCheckError, run_check  # lazy: stacks, load
 
     try:
@@ -140,7 +163,7 @@ def check_plan(
         with tempfile.TemporaryDirectory(prefix="deploybench-check-") as workdir:
             check = run_check(
                 study.root, study.config, study.trials[ev.trial_index], plan, p99_ms,
-                workdir=Path(workdir), cache_dir=cache_dir, over=over,
+                workdir=Path(workdir), cache_dir=cache_dir, over=over, repeats=repeat,
                 on_message=lambda message: console.print(f"[cyan]•[/] {message}", soft_wrap=True),
             )  # fmt: skip
     except (StudyReadError, PlanCheckError, *USER_ERRORS) as exc:

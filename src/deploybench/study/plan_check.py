@@ -1,5 +1,6 @@
 """Check a traffic plan for real: serve its candidate on this machine exactly as its trial did, offer
-one instance the most the plan gives it, and 20% more, and compare each measured p99 with the bound.
+one instance the most the plan gives it, and 20% more, each several times, and compare each measured
+p99 with the bound.
 
 Rules, and why:
 - The rate checked is the most one instance is planned to take: the rate per instance the plan
@@ -17,10 +18,19 @@ Rules, and why:
   runoff warms a contender (every batch shape, runoff.batch_warmups) and then held for WARM_S at
   its knee (2 x workers x max batch in flight): the trial's rate search ran on a server its closed
   sweep had warmed, and a runtime's first calls are slow enough to flood a cold server's queue.
-- The outcome comes from the early-stopping verdicts, never a raw p99: tight (the planned rate meets
-  the bound, 20% more does not), margin (both meet it: the plan keeps more than 20%, and says why
-  from its own figures), fails (the planned rate does not meet the bound on this machine) or
-  undecided (too few requests for a verdict).
+- Each rate is measured `repeats` times (check-plan --repeat, 3 by default), in turns: planned, +20%,
+  planned, +20%, ... A loaded 2-vCPU host moves one run's p99 near the bound by up to 2x between
+  runs, so one run per rate proves little; taking turns lets the machine's slow drift fall on both
+  rates alike. Run k's Poisson schedule is seeded CHECK_SEED + SEED_STRIDE x (k - 1), the same for
+  both rates: every run a fresh sample of arrivals, as every hour of traffic is, and run 1 the same
+  schedule as a single-run check.
+- The outcome comes from the early-stopping verdicts of every run, never a raw p99 (judge):
+  fails (any run at the planned rate missed the bound: a fleet must hold it in every hour, so the
+  plan must on every run), undecided (no planned run missed, but one had too few requests for a
+  verdict, or no run 20% above was decided), tight (every planned run met the bound and at least
+  one run 20% above missed it) or margin (every planned run met it and so did every decided run 20%
+  above: the plan keeps more than 20%, and says why from its own figures). The spread over runs is
+  kept per rate (RateRuns: verdicts counted, p99 lowest and highest).
 """
 
 from __future__ import annotations
@@ -48,7 +58,10 @@ from deploybench.study.spec import StudyConfig
 from deploybench.study.trial import TrialFiles, candidate_launch
 
 OVER = 0.2  # the second point: this much above the planned rate
-CHECK_SEED = 26  # the Poisson arrivals' seed: the same check, the same schedule
+REPEATS = 3  # runs of each rate (see the rules)
+PLANNED = "planned"  # the name of the planned rate's runs; the other rate is named "+20%" (by `over`)
+CHECK_SEED = 26  # the Poisson arrivals' seed of run 1: the same check, the same schedules
+SEED_STRIDE = 1000  # between runs' seeds: the load generator's workers take seed + 0, 1, 2, ...
 WARM_S = 5.0  # the closed-loop warm-up at the knee before the first point (see the rules)
 Outcome = Literal["tight", "margin", "fails", "undecided"]
 
@@ -61,6 +74,7 @@ class CheckPoint(StrictModel):
     """One open-loop point of the check: the rate offered, what came back, the verdict on the bound."""
 
     name: str = Field(description="planned, or +20%: which rate of the check")
+    run: int = Field(ge=1, description="which run of this rate (1-based; runs of both rates take turns)")
     rate: float = Field(description="arrival rate offered to the one instance (req/s)")
     arrival: str
     ok: int
@@ -75,8 +89,26 @@ class CheckPoint(StrictModel):
     flags: list[str] = Field(default_factory=list)
 
 
+class RateRuns(StrictModel):
+    """One rate of the check over all its runs: the verdicts counted and the spread of p99."""
+
+    name: str = Field(description="planned, or +20%: which rate of the check")
+    rate: float = Field(description="arrival rate offered to the one instance (req/s)")
+    runs: int
+    met: int
+    missed: int
+    undecided: int
+    p99_min_ms: float = Field(description="the lowest measured p99 over the runs")
+    p99_max_ms: float = Field(description="the highest measured p99 over the runs")
+
+    def p99_range(self) -> str:
+        """'41.2-67.0', or '41.2' when the runs agree to 0.1 ms (one run)."""
+        low, high = f"{self.p99_min_ms:.1f}", f"{self.p99_max_ms:.1f}"
+        return low if low == high else f"{low}-{high}"
+
+
 class PlanCheck(StrictModel):
-    """The plan's per-instance rate measured on this machine, and 20% above it."""
+    """The plan's per-instance rate measured on this machine, and 20% above it, `repeats` times each."""
 
     trial_id: str
     label: str
@@ -89,15 +121,18 @@ class PlanCheck(StrictModel):
     rate_interval: tuple[float, float | None]
     basis: str
     over: float
-    points: list[CheckPoint]
+    repeats: int = Field(description="runs of each rate, taken in turns")
+    points: list[CheckPoint] = Field(description="every run, in the order measured")
+    rates: list[RateRuns] = Field(description="each rate over its runs: the verdicts and the p99 spread")
     outcome: Outcome
     summary: str
     notes: list[str] = Field(default_factory=list)
 
 
-def check_point(name: str, point: LoadPoint) -> CheckPoint:
+def check_point(name: str, run: int, point: LoadPoint) -> CheckPoint:
     return CheckPoint(
         name=name,
+        run=run,
         rate=float(point.target_rate or 0.0),
         arrival=point.arrival or "constant",
         ok=point.ok,
@@ -158,25 +193,55 @@ def warm_up(target: Target, candidate: Candidate, stop: threading.Event) -> int:
     return answered
 
 
+def interleaved(rates: list[tuple[str, float]], repeats: int) -> list[tuple[int, str, float]]:
+    """(run, name, rate) in the order measured: every rate once per run, runs one after another."""
+    return [(run, name, rate) for run in range(1, repeats + 1) for name, rate in rates]
+
+
 def measure_rates(
     target: Target,
     config: StudyConfig,
     rates: list[tuple[str, float]],
     bound_ms: float,
     stop: threading.Event,
+    *,
+    repeats: int,
+    on_point: Callable[[CheckPoint], None] = lambda point: None,
 ) -> list[CheckPoint]:
-    """Each rate as the rate search measures one: its time stretched for a verdict, Poisson arrivals."""
+    """Each rate as the rate search measures one (its time stretched for a verdict, Poisson arrivals),
+    `repeats` times, the rates taking turns; run k seeded as the module's rules say."""
     points = []
-    for name, rate in rates:
-        cfg = load_config(
-            config.load, rate=rate, arrival=RATE_SEARCH_ARRIVAL, seed=CHECK_SEED, slo_p99_ms=bound_ms
-        )
+    for run, name, rate in interleaved(rates, repeats):
+        seed = CHECK_SEED + SEED_STRIDE * (run - 1)
+        cfg = load_config(config.load, rate=rate, arrival=RATE_SEARCH_ARRIVAL, seed=seed, slo_p99_ms=bound_ms)
         try:
             report = run_points(target, verdict_config(cfg, rate), rates=[rate], stop_event=stop)
         except LoadError as exc:
             raise PlanCheckError(f"the load generator failed at {rate:.1f} req/s: {exc}") from exc
-        points.append(check_point(name, report.points[0]))
+        points.append(check_point(name, run, report.points[0]))
+        on_point(points[-1])
     return points
+
+
+def rate_runs(points: list[CheckPoint]) -> list[RateRuns]:
+    """Each rate's runs together, in the order the rates were first measured."""
+    names = list(dict.fromkeys(point.name for point in points))
+    return [_runs_of([point for point in points if point.name == name]) for name in names]
+
+
+def _runs_of(runs: list[CheckPoint]) -> RateRuns:
+    verdicts = [point.verdict for point in runs]
+    p99s = [point.p99_ms for point in runs]
+    return RateRuns(
+        name=runs[0].name,
+        rate=runs[0].rate,
+        runs=len(runs),
+        met=verdicts.count("met"),
+        missed=verdicts.count("missed"),
+        undecided=verdicts.count("undecided"),
+        p99_min_ms=min(p99s),
+        p99_max_ms=max(p99s),
+    )
 
 
 def _stated_margins(plan: TrafficPlan) -> list[str]:
@@ -209,7 +274,7 @@ def margin_reasons(plan: TrafficPlan, over: float) -> list[str]:
         return [
             f"none in the plan's figures: the study's rate search missed the bound at {high:.1f} req/s, "
             f"below the +{over:.0%} point met here, so this machine answered faster now than during the "
-            "study (other work on a shared host, or the noise of one run); rerun both on a quiet machine"
+            "study (other work on a shared host, or the noise between runs); rerun both on a quiet machine"
         ]
     bracket = "no measured rate above it missed" if high is None else f"the lowest miss was {high:.1f} req/s"
     return [
@@ -219,19 +284,38 @@ def margin_reasons(plan: TrafficPlan, over: float) -> list[str]:
     ]
 
 
+def _runs_said(runs: RateRuns, where: str) -> str:
+    """E.g. 'at the planned 58.5 req/s: met in 2 of 3 runs (1 undecided), p99 41.2-67.0 ms'."""
+    undecided = f" ({runs.undecided} undecided)" if runs.undecided else ""
+    return f"{where}: met in {runs.met} of {runs.runs} runs{undecided}, p99 {runs.p99_range()} ms"
+
+
 def judge(plan: TrafficPlan, points: list[CheckPoint], over: float) -> tuple[Outcome, str]:
-    """The outcome (see the module's rules) and its sentence."""
-    at, above = points
-    head = f"at the planned {at.rate:.1f} req/s p99 {at.p99_ms:.1f} ms ({at.verdict})"
-    tail = f"at +{over:.0%} ({above.rate:.1f} req/s) p99 {above.p99_ms:.1f} ms ({above.verdict})"
-    if at.verdict == "missed":
-        return "fails", f"the plan does not hold on this machine: {head}; {tail}"
-    if at.verdict == "undecided" or above.verdict == "undecided":
-        return "undecided", f"too few requests for a verdict: {head}; {tail}"
-    if above.verdict == "missed":
-        return "tight", f"the plan holds and is tight: {head}; {tail}"
+    """The outcome from the verdicts of every run of both rates, and its sentence. The rule, and why:
+    - fails: any run at the planned rate missed the bound. A fleet must hold the bound in every hour,
+      so the plan must on every run; a met run beside a miss is luck, not capacity.
+    - undecided: no planned run missed, but one had too few requests for a verdict (it vouches for
+      nothing), or no run 20% above was decided (nothing says how much the plan keeps).
+    - tight: every planned run met the bound and at least one run 20% above missed it: 20% more
+      does not hold on every run, so the plan keeps less than 20%.
+    - margin: every planned run met it and so did every decided run 20% above (margin_reasons: why).
+    Verdicts, never raw p99s: one run's p99 near the bound moves by up to 2x on a loaded host.
+    """
+    by_name = {runs.name: runs for runs in rate_runs(points)}
+    at = by_name.pop(PLANNED)
+    (above,) = by_name.values()
+    said = (
+        f"{_runs_said(at, f'at the planned {at.rate:.1f} req/s')}; "
+        f"{_runs_said(above, f'at +{over:.0%} ({above.rate:.1f} req/s)')}"
+    )
+    if at.missed:
+        return "fails", f"the plan does not hold on this machine (it must on every run): {said}"
+    if at.undecided or above.undecided == above.runs:
+        return "undecided", f"too few requests for a verdict: {said}"
+    if above.missed:
+        return "tight", f"the plan holds and is tight: {said}"
     why = "; ".join(margin_reasons(plan, over))
-    return "margin", f"the plan holds with more than {over:.0%} to spare: {head}; {tail}. Why: {why}"
+    return "margin", f"the plan holds with more than {over:.0%} to spare: {said}. Why: {why}"
 
 
 def run_check(
@@ -244,18 +328,40 @@ def run_check(
     workdir: Path,
     cache_dir: Path | None = None,
     over: float = OVER,
+    repeats: int = REPEATS,
     on_message: Callable[[str], None] = lambda message: None,
 ) -> PlanCheck:
-    """Serve the planned candidate here and measure the planned rate and `over` above it."""
+    """Serve the planned candidate here and measure the planned rate and `over` above it, `repeats`
+    times each, in turns."""
     config = study_config(raw_config, study_root)
     rate = plan.rate_per_instance
-    rates = [("planned", rate), (f"+{over:.0%}", rate * (1 + over))]
+    rates = [(PLANNED, rate), (f"+{over:.0%}", rate * (1 + over))]
     with served(config, trial, workdir, cache_dir, on_message) as server:
         target = server.target(study_payloads(config), config.content_type)
         warmed = warm_up(target, trial.candidate, threading.Event())
         on_message(f"{plan.label}: warmed with {warmed} requests")
-        on_message(f"{plan.label}: served; Poisson arrivals at {rate:.1f} and {rate * (1 + over):.1f} req/s")
-        points = measure_rates(target, config, rates, bound_ms, threading.Event())
+        on_message(
+            f"{plan.label}: served; Poisson arrivals at {rate:.1f} and {rate * (1 + over):.1f} req/s, "
+            f"{repeats} run(s) each, in turns"
+        )
+        points = measure_rates(
+            target, config, rates, bound_ms, threading.Event(), repeats=repeats,
+            on_point=lambda point: on_message(
+                f"{point.name} run {point.run}: p99 {point.p99_ms:.1f} ms, {point.verdict}"
+            ),
+        )  # fmt: skip
+    return _recorded(trial, plan, bound_ms, over, repeats, points)
+
+
+def _recorded(
+    trial: TrialRecord,
+    plan: TrafficPlan,
+    bound_ms: float,
+    over: float,
+    repeats: int,
+    points: list[CheckPoint],
+) -> PlanCheck:
+    """The check's record: every run, each rate's spread, the outcome judged from them."""
     outcome, summary = judge(plan, points, over)
     here = detect_cpu().model_name or "unknown CPU"
     there = trial.machine.cpu_model
@@ -266,11 +372,13 @@ def run_check(
         measured_on=trial.machine.label,
         checked_on=here,
         bound_ms=bound_ms,
-        planned_rps=rate,
+        planned_rps=plan.rate_per_instance,
         rate_interval=plan.rate_interval,
         basis=plan.basis,
         over=over,
+        repeats=repeats,
         points=points,
+        rates=rate_runs(points),
         outcome=outcome,
         summary=summary,
         notes=notes,
