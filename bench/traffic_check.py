@@ -1,16 +1,17 @@
 """Benchmark: the traffic plan's check (deploybench check-plan) beside MLPerf LoadGen's Server scenario.
 
     PYTHONPATH=src .venv/bin/python bench/traffic_check.py STUDY --traffic day.csv --p99-ms 100 \
-        [--candidate TRIAL_ID] [--over 0.2] [--loadgen-s 30] [--loadgen-first] [--cache-dir DIR] [--json F]
+        [--candidate TRIAL_ID] [--over 0.2] [--loadgen-s 30] [--repeat N] [--loadgen-first] \
+        [--cache-dir DIR] [--json F]
 
 The plan's candidate is served once, exactly as its trial was (deploybench.study.plan_check.served);
-then, at the most one instance is planned to take and at 20% above it, each in turn and once (no
---repeat here, unlike check-plan): our check's point (Poisson arrivals, timed from the schedule, with
-its early-stopping verdict) and LoadGen's Server scenario (Poisson arrivals from its C++ scheduler,
-timed from its schedule; bench/md1.py's SUT posting the stack's own request). Printed side by side:
-the two p99s, our verdict and interval, LoadGen's VALID/INVALID against the same bound. The target:
-the planned rate meets the bound under both, 20% above does not (or the plan says why it keeps more
-margin).
+then, at the most one instance is planned to take and at 20% above it, each in turn, --repeat times
+(the rates taking turns, run k with its own arrivals, as check-plan --repeat): our check's point
+(Poisson arrivals, timed from the schedule, with its early-stopping verdict) and LoadGen's Server
+scenario (Poisson arrivals from its C++ scheduler, timed from its schedule; bench/md1.py's SUT
+posting the stack's own request). Printed side by side: the two p99s, our verdict and interval,
+LoadGen's VALID/INVALID against the same bound. The target: the planned rate meets the bound under
+both, 20% above does not (or the plan says why it keeps more margin).
 Needs `mlcommons-loadgen` (pip, the `bench` extra).
 """
 
@@ -48,6 +49,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--candidate", default=None, help="trial id (default: the recommended one)")
     parser.add_argument("--over", type=float, default=0.2)
     parser.add_argument("--loadgen-s", type=float, default=30.0, help="LoadGen's min duration per rate")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each rate, in turns")
     parser.add_argument("--loadgen-first", action="store_true", help="at each rate LoadGen, then ours")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -70,7 +72,7 @@ def _plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return study, study.trials[ev.trial_index], ev.traffic_plan
 
 
-def _loadgen_rows(server, config, rates, args) -> list[dict[str, float]]:  # type: ignore[no-untyped-def]
+def _loadgen_rows(server, config, rates, args, run: int = 1) -> list[dict[str, float]]:  # type: ignore[no-untyped-def]
     body, headers = server.stack.request(server, study_payloads(config)[0])
     rows = []
     for _, rate in rates:
@@ -79,11 +81,11 @@ def _loadgen_rows(server, config, rates, args) -> list[dict[str, float]]:  # typ
             body,
             rate,
             args.loadgen_s,
-            LOADGEN_SEED,
+            LOADGEN_SEED + run - 1,
             headers=headers,
             bound_ms=args.p99_ms,
         )
-        rows.append(row)
+        rows.append({**row, "run": run})
     return rows
 
 
@@ -101,22 +103,25 @@ def main() -> None:
         target = server.target(study_payloads(config), config.content_type)
         print(f"warmed with {warm_up(target, trial.candidate, threading.Event())} requests")
         ours, loadgen = [], []
-        for rate in rates:  # paired per rate, seconds apart: the host's drift over minutes cancels
-            if args.loadgen_first:
-                loadgen += _loadgen_rows(server, config, [rate], args)
-            ours += measure_rates(target, config, [rate], args.p99_ms, threading.Event(), repeats=1)
-            if not args.loadgen_first:
-                loadgen += _loadgen_rows(server, config, [rate], args)
+        for run in range(1, args.repeat + 1):  # the rates take turns, as check-plan --repeat
+            for rate in rates:  # paired per rate, seconds apart: the host's drift over minutes cancels
+                if args.loadgen_first:
+                    loadgen += _loadgen_rows(server, config, [rate], args, run)
+                ours += measure_rates(
+                    target, config, [rate], args.p99_ms, threading.Event(), repeats=1, first_run=run
+                )
+                if not args.loadgen_first:
+                    loadgen += _loadgen_rows(server, config, [rate], args, run)
     outcome, summary = judge(plan, ours, args.over)
     print(f"machine: {detect_cpu().model_name}")
-    header = ("point", "req/s", "ours p99 ms (95% CI)", "verdict", "LoadGen p99 ms", "LoadGen")
-    print("{:<8} {:>7} {:>26} {:>9} {:>15} {:>8}".format(*header))
+    header = ("point", "run", "req/s", "ours p99 ms (95% CI)", "verdict", "LoadGen p99 ms", "LoadGen")
+    print("{:<8} {:>3} {:>7} {:>26} {:>9} {:>15} {:>8}".format(*header))
     for point, row in zip(ours, loadgen, strict=True):
         ci = f" ({point.p99_ci.low:.1f}-{point.p99_ci.high:.1f})" if point.p99_ci else ""
         valid = "VALID" if row["valid"] else "INVALID"
         print(
-            f"{point.name:<8} {point.rate:>7.1f} {f'{point.p99_ms:.1f}{ci}':>26} {point.verdict:>9} "
-            f"{row['p99_ms']:>15.1f} {valid:>8}"
+            f"{point.name:<8} {point.run:>3} {point.rate:>7.1f} {f'{point.p99_ms:.1f}{ci}':>26} "
+            f"{point.verdict:>9} {row['p99_ms']:>15.1f} {valid:>8}"
         )
     print(f"{outcome}: {summary}")
     if args.json:

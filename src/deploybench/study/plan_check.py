@@ -193,9 +193,11 @@ def warm_up(target: Target, candidate: Candidate, stop: threading.Event) -> int:
     return answered
 
 
-def interleaved(rates: list[tuple[str, float]], repeats: int) -> list[tuple[int, str, float]]:
+def interleaved(
+    rates: list[tuple[str, float]], repeats: int, first_run: int = 1
+) -> list[tuple[int, str, float]]:
     """(run, name, rate) in the order measured: every rate once per run, runs one after another."""
-    return [(run, name, rate) for run in range(1, repeats + 1) for name, rate in rates]
+    return [(run, name, rate) for run in range(first_run, first_run + repeats) for name, rate in rates]
 
 
 def measure_rates(
@@ -206,12 +208,13 @@ def measure_rates(
     stop: threading.Event,
     *,
     repeats: int,
+    first_run: int = 1,
     on_point: Callable[[CheckPoint], None] = lambda point: None,
 ) -> list[CheckPoint]:
     """Each rate as the rate search measures one (its time stretched for a verdict, Poisson arrivals),
     `repeats` times, the rates taking turns; run k seeded as the module's rules say."""
     points = []
-    for run, name, rate in interleaved(rates, repeats):
+    for run, name, rate in interleaved(rates, repeats, first_run):
         seed = CHECK_SEED + SEED_STRIDE * (run - 1)
         cfg = load_config(config.load, rate=rate, arrival=RATE_SEARCH_ARRIVAL, seed=seed, slo_p99_ms=bound_ms)
         try:
