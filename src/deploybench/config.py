@@ -86,6 +86,11 @@ class ParityThresholds(StrictModel):
     random_min_cosine: float = 0.0
 
 
+# Where a request's image is decoded and resized (inputs/decoders.py): Pillow on the CPU (THE reference
+# preprocessing), torchvision's decoder on the CPU, or nvJPEG on the GPU; the same float32 input either way.
+Decoder = Literal["pillow", "torchvision", "torchvision-cuda"]
+
+
 class RuntimeKnobs(StrictModel):
     """How one worker runs its model beyond the thread count: core placement, concurrency, waiting.
 
@@ -115,6 +120,12 @@ class RuntimeKnobs(StrictModel):
     thread_pinning: bool = Field(
         False, description="the runtime pins each of its threads to one core of the worker's cores"
     )
+    decoder: Decoder = Field(
+        "pillow",
+        description="image decode + resize + crop: pillow (the reference) | torchvision (CPU) | "
+        "torchvision-cuda (JPEG decoded on the GPU); deploybench's own server only, the server refuses "
+        "a decoder whose pixels differ from Pillow's by more than 2/255 on the parity photos",
+    )
 
     def threads_per_stream(self, threads: int) -> int:
         """Each of a worker's concurrent inferences gets an equal share of its threads."""
@@ -132,6 +143,7 @@ class RuntimeKnobs(StrictModel):
             "inter_op_threads": f"io{self.inter_op_threads}",
             "spin": "spin" if self.spin else "nospin",
             "thread_pinning": "tpin",
+            "decoder": f"dec-{self.decoder}",
         }
         return "-".join(tag for name, tag in tags.items() if getattr(self, name) != getattr(default, name))
 

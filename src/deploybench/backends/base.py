@@ -47,9 +47,9 @@ class BuildContext:
     runtime: RuntimeKnobs = field(default_factory=RuntimeKnobs)  # streams, spin, pinning, inter-op
 
 
-# Knobs the server itself applies for every backend (placement, in-flight batches); a backend
-# lists in Backend.runtime_knobs the ones its runtime honours on top of these.
-SERVER_KNOBS = frozenset({"pin", "front", "streams", "overlap"})
+# Knobs the server itself applies for every backend (placement, in-flight batches, the image decoder);
+# a backend lists in Backend.runtime_knobs the ones its runtime honours on top of these.
+SERVER_KNOBS = frozenset({"pin", "front", "streams", "overlap", "decoder"})
 
 
 class Variant(abc.ABC):

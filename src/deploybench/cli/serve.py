@@ -243,6 +243,12 @@ def serve(
         bool | None,
         typer.Option("--thread-pinning/--no-thread-pinning", help="runtime pins its threads to cores"),
     ] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            help="who decodes and resizes image bodies: pillow (default) | torchvision | torchvision-cuda"
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080) [env SAGEMAKER_BIND_TO_PORT]")] = None,
     max_body_mb: Annotated[
@@ -305,6 +311,7 @@ def serve(
             inter_op_threads=inter_op_threads,
             spin=spin,
             thread_pinning=thread_pinning,
+            decoder=decoder,
         ),
         "host": host,
         "port": port,

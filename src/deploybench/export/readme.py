@@ -53,6 +53,11 @@ def container_notes(candidate: Candidate) -> list[str]:
     if changed:
         knobs = ", ".join(changed)
         notes.append(f"runtime knobs deploybench's server set and this container does not: {knobs}")
+    if candidate.runtime.decoder != defaults["decoder"]:
+        notes.append(
+            f"measured with image bodies decoded by {candidate.runtime.decoder}; this archive's handler "
+            "preprocesses with Pillow (the reference preprocessing), so its CPU per request differs"
+        )
     return notes
 
 

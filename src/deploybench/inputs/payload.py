@@ -99,7 +99,11 @@ _SHIFT = (IMAGENET_MEAN / IMAGENET_STD).reshape(3, 1, 1)
 
 def normalise(image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
     """HWC uint8 -> CHW float32 normalised, written into `out` when given (no temporaries)."""
-    pixels = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    return normalise_pixels(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1), out)
+
+
+def normalise_pixels(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """CHW uint8 (any decoder's crop, inputs/decoders.py) -> CHW float32 normalised, into `out`."""
     if out is None:
         out = np.empty(pixels.shape, dtype=np.float32)
     np.multiply(pixels, _SCALE, out=out, casting="unsafe")

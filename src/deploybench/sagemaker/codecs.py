@@ -2,7 +2,8 @@
 
 Images go through THE reference preprocessing (deploybench.inputs.payload: decode_image, then
 resize_and_crop and normalise, which is exactly payload.preprocess split in two so the
-Server-Timing header can tell decoding from preprocessing).
+Server-Timing header can tell decoding from preprocessing), or, with another decoder
+(RuntimeKnobs.decoder), through inputs/decoders.py: decode, then crop and normalise, timed the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ import time
 import numpy as np
 from PIL import Image
 
-from deploybench.inputs.payload import CROP, PayloadError, decode_image, normalise, resize_and_crop
+from deploybench.config import Decoder
+from deploybench.inputs import decoders
+from deploybench.inputs.payload import (
+    CROP,
+    PayloadError,
+    decode_image,
+    normalise,
+    normalise_pixels,
+    resize_and_crop,
+)
 from deploybench.sagemaker.errors import ServeError
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "application/x-image", "application/octet-stream"})
@@ -68,17 +78,39 @@ def decode_image_body(body: bytes) -> Image.Image:
     try:
         return decode_image(body)
     except PayloadError as exc:
-        if exc.__cause__ is None:
-            raise ServeError(str(exc), 400) from exc
-        raise ServeError("cannot decode the image body", 400, detail=str(exc)) from exc
+        raise _refused(exc) from exc
 
 
-def decode_into(body: bytes, content_type: str, out: np.ndarray) -> tuple[float, float]:
-    """Write the model input for one request into `out` (C,H,W); returns (decode_s, preprocess_s)."""
+def _refused(exc: PayloadError) -> ServeError:
+    """Our own refusals (a bomb) keep their message, foreign ones go to detail: a 400 either way."""
+    if exc.__cause__ is None:
+        return ServeError(str(exc), 400)
+    return ServeError("cannot decode the image body", 400, detail=str(exc))
+
+
+def _decoded_into(body: bytes, out: np.ndarray, decoder: Decoder) -> tuple[float, float]:
+    """A non-Pillow decoder's image into `out`: (decode_s, preprocess_s), as for Pillow."""
+    start = time.perf_counter()
+    try:
+        image = decoders.decode(body, decoder)
+    except PayloadError as exc:
+        raise _refused(exc) from exc
+    decoded = time.perf_counter()
+    normalise_pixels(decoders.crop_pixels(image), out)
+    return decoded - start, time.perf_counter() - decoded
+
+
+def decode_into(
+    body: bytes, content_type: str, out: np.ndarray, decoder: Decoder = decoders.PILLOW
+) -> tuple[float, float]:
+    """Write the model input for one request into `out` (C,H,W); returns (decode_s, preprocess_s).
+    Images are decoded by `decoder` (RuntimeKnobs.decoder; Pillow: the reference preprocessing)."""
     start = time.perf_counter()
     if content_type in IMAGE_TYPES:
         if out.shape != (3, CROP, CROP):
             raise ServeError(f"images need a (3, {CROP}, {CROP}) model input, this one is {out.shape}", 415)
+        if decoder != decoders.PILLOW:
+            return _decoded_into(body, out, decoder)
         image = decode_image_body(body)
         decoded = time.perf_counter()
         normalise(resize_and_crop(image), out)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from deploybench.config import Decoder
 from deploybench.sagemaker import codecs
 from deploybench.serve.protocol import WorkItem, WorkResult, error_result
 
@@ -32,9 +33,12 @@ class VisionModel:
 class BuiltinPipeline:
     """Decode every request of the batch into one preallocated array, run ONE predict, split the rows."""
 
-    def __init__(self, model: VisionModel, max_batch_size: int, debug: bool) -> None:
+    def __init__(
+        self, model: VisionModel, max_batch_size: int, debug: bool, decoder: Decoder = "pillow"
+    ) -> None:
         self.model = model
         self.debug = debug
+        self.decoder = decoder  # RuntimeKnobs.decoder: who decodes and resizes image bodies
         self.buffer = np.empty((max_batch_size, *model.input_shape), dtype=np.float32)
 
     def run(self, items: list[WorkItem]) -> list[WorkResult]:
@@ -43,7 +47,7 @@ class BuiltinPipeline:
         for item in items:
             try:
                 decode_s, prep_s = codecs.decode_into(
-                    item.body, item.content_type, self.buffer[len(accepted)]
+                    item.body, item.content_type, self.buffer[len(accepted)], self.decoder
                 )
             except Exception as exc:  # any failure of one body is that request's answer, never the batch's
                 results[item.rid] = error_result(item.rid, exc, self.debug)

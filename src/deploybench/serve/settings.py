@@ -135,6 +135,11 @@ def resolve_settings(
             if model_dir
             else ModelSpec(weights=weights)
         )
+    if has_handler and server.runtime.decoder != "pillow":
+        raise SettingsError(
+            f"--decoder {server.runtime.decoder}: the decoder is the built-in image pipeline's; your "
+            f"code/{program} reads its own requests (input_fn), so serve it with --decoder pillow"
+        )
     default_accept = env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or JSON
     if not has_handler and default_accept not in OUTPUT_TYPES:
         raise SettingsError(

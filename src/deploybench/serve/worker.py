@@ -13,6 +13,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from deploybench.config import Decoder
+from deploybench.inputs.decoders import check_decoder
 from deploybench.inputs.payload import default_payload_path
 from deploybench.lifetime import die_with_parent
 from deploybench.sagemaker.codecs import decode_into
@@ -61,23 +63,30 @@ def _build_vision_model(settings: ServeSettings) -> Any:
     return VisionModel(variant, loaded.labels, loaded.input_shape, settings.top_k, info)
 
 
-def _warm_preprocessing(model: Any) -> None:
+def _warm_preprocessing(model: Any, decoder: Decoder) -> None:
     if model.input_shape == (3, 224, 224):
         import numpy as np
 
         decode_into(
-            default_payload_path().read_bytes(), "image/jpeg", np.empty(model.input_shape, np.float32)
+            default_payload_path().read_bytes(),
+            "image/jpeg",
+            np.empty(model.input_shape, np.float32),
+            decoder,
         )
 
 
 def build_pipeline(settings: ServeSettings, index: int) -> tuple[Any, dict[str, Any]]:
-    """The built-in pipeline, or the user's handler with the SageMaker PyTorch toolkit's defaults."""
+    """The built-in pipeline, or the user's handler with the SageMaker PyTorch toolkit's defaults.
+    A decoder other than Pillow is checked first (inputs/decoders.py: CUDA, the agreement gate)."""
     path = settings.handler_path
     if path is None:
+        decoder = settings.server.runtime.decoder
+        check_decoder(decoder, settings.model.payload if settings.model is not None else None)
         model = _build_vision_model(settings)
-        _warm_preprocessing(model)
-        pipeline = BuiltinPipeline(model, settings.server.max_batch_size, settings.server.debug)
-        return pipeline, {**model.info, "handler": "builtin"}
+        _warm_preprocessing(model, decoder)
+        server = settings.server
+        pipeline = BuiltinPipeline(model, server.max_batch_size, server.debug, decoder)
+        return pipeline, {**model.info, "handler": "builtin", "decoder": decoder}
     return _build_user_pipeline(settings, path, index)
 
 

@@ -165,6 +165,9 @@ class Stack(abc.ABC):
     # the canonical knobs settings() honours; a candidate moving any other off its default is not planned
     knobs: ClassVar[frozenset[str]] = frozenset()
     delay_step_ms: ClassVar[float | None] = None  # the finest delay it takes (None: any), e.g. whole ms
+    # the RuntimeKnobs.decoder values it decodes with: the other stacks run THE reference
+    # preprocessing (Pillow) in their own handlers; only deploybench's server has the decoder knob
+    decoders: ClassVar[frozenset[str]] = frozenset({"pillow"})
 
     @abc.abstractmethod
     def availability(self) -> Availability:
@@ -180,6 +183,8 @@ class Stack(abc.ABC):
         """Why this stack cannot serve `candidate`'s knobs as they are (None: it can), against the
         stack's `default` candidate: a knob it lacks held off its default, or a delay finer than its
         step. Served anyway, it would be measured at other knobs than its deploybench twin."""
+        if why := self.decoder_refusal(candidate):
+            return why
         for knob in sorted(CANONICAL_KNOBS - self.knobs):
             if getattr(candidate, knob) != getattr(default, knob):
                 return f"{self.name} has no {knob} setting"
@@ -188,6 +193,13 @@ class Stack(abc.ABC):
         if candidate.max_batch_size > 1 and abs(steps - round(steps)) > 1e-6:
             return f"{self.name} takes max_delay_ms in steps of {step:g} ms only"
         return None
+
+    def decoder_refusal(self, candidate: Candidate) -> str | None:
+        """Why this stack cannot decode the candidate's images as asked (None: it can)."""
+        decoder = candidate.runtime.decoder
+        if decoder in self.decoders:
+            return None
+        return f"{self.name} preprocesses with Pillow only: decoder {decoder} is deploybench's server's knob"
 
     @abc.abstractmethod
     def settings(self, candidate: Candidate) -> dict[str, Any]:
@@ -232,7 +244,10 @@ class Stack(abc.ABC):
         return None
 
     def start(self, launch: StackLaunch) -> StackServer:
-        """Prepare, launch, wait for health; raises ServerStartError (with the log tail) when it cannot."""
+        """Prepare, launch, wait for health; raises ServerStartError (with the log tail) when it cannot,
+        at once for a decoder it does not have (never served silently with Pillow instead)."""
+        if why := self.decoder_refusal(launch.candidate):
+            raise ServerStartError(why, "")
         launch.workdir.mkdir(parents=True, exist_ok=True)
         try:
             prepared = self.prepare(launch)

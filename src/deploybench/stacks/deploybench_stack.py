@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 from deploybench.backends.base import Availability
+from deploybench.config import Decoder
 from deploybench.results import DEFAULT_STACK, Candidate
 from deploybench.stacks.base import (
     CANONICAL_KNOBS,
@@ -27,6 +28,7 @@ class DeploybenchStack(Stack):
     name = DEFAULT_STACK
     protocol = "sagemaker-http"
     knobs = CANONICAL_KNOBS  # and every runtime knob: deploybench-only
+    decoders = frozenset(get_args(Decoder))  # inputs/decoders.py
     description = "deploybench serve: /ping + /invocations, raw image body, top-5 JSON"
 
     def availability(self) -> Availability:

@@ -62,6 +62,7 @@ def runtime_flags(knobs: RuntimeKnobs) -> list[str]:
         f"--inter-op-threads={knobs.inter_op_threads}",
         *([] if knobs.spin is None else ["--spin" if knobs.spin else "--no-spin"]),  # None: the default
         "--thread-pinning" if knobs.thread_pinning else "--no-thread-pinning",
+        *([] if knobs.decoder == "pillow" else [f"--decoder={knobs.decoder}"]),  # pillow: the default
     ]
 
 

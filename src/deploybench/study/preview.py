@@ -66,7 +66,7 @@ def _grid_summary(config: StudyConfig, shape: MachineShape) -> tuple[dict, dict,
         batches[device] = list(grid.max_batch_size)
         runtime[device] = {
             name: list(values)
-            for name in ("streams", "inter_op_threads", "overlap", "spin", "thread_pinning")
+            for name in ("streams", "inter_op_threads", "overlap", "spin", "thread_pinning", "decoder")
             if len(values := getattr(grid, name)) > 1
         }
     return layouts, batches, runtime

@@ -13,7 +13,13 @@ is computed and tested exactly as this one's (`deploybench run --plan-only --mac
   threads: study/plan.py): streams up to half the cores, so the widest worker gives each stream 2 or
   more threads (OpenVINO runs S > 1 streams under its THROUGHPUT hint; a stream of one thread on the
   widest worker is the N x 1 layout without the processes); ONNX Runtime / torch inter-op threads 2
-  from 8 cores; on a GPU 1 or 2 streams (concurrent inferences overlap copies and compute).
+  from 8 cores; on a GPU 1 or 2 streams (concurrent inferences overlap copies and compute);
+- the image decoder (RuntimeKnobs.decoder, inputs/decoders.py): torchvision's CPU decoder beside
+  Pillow from 8 cores, where the budget grows with the cores (study/budget.py) and there is room for
+  one more axis; below that the space and its budget are tight and the saving small (about 0.36 ms of
+  CPU per image, a few percent of a served image's CPU), so small machines keep Pillow alone and a
+  study opts in with `knobs: {decoder: [pillow, torchvision]}`. A GPU backend tries the GPU's own
+  decoder (torchvision-cuda) beside Pillow: its host's few vCPUs are what decoding competes for.
 On 2 cores this is exactly KnobGrid's defaults (workers 1, 2; batch 1, 4; one of every runtime knob),
 so the default study there is unchanged. A `knobs:` given in the study file replaces it whole.
 """
@@ -24,6 +30,7 @@ from pydantic import Field
 
 from deploybench.config import StrictModel
 from deploybench.hardware import detect_machine
+from deploybench.report.deployable import has_handler
 from deploybench.study.spec import KnobGrid, StudyConfig
 
 CPU_BATCHES = (1, 4, 8, 16)
@@ -32,6 +39,7 @@ GPU_INSTANCES = (1, 2, 4)  # model instances (server workers) per GPU
 STREAMS = (1, 2, 4, 8, 16, 32)
 MIN_THREADS_PER_STREAM = 2
 INTER_OP_FROM_CORES = 8
+DECODER_FROM_CORES = 8  # torchvision's CPU decoder is tried beside Pillow from this many vCPUs
 
 
 class MachineShape(StrictModel):
@@ -69,6 +77,7 @@ def cpu_grid(shape: MachineShape) -> KnobGrid:
         max_batch_size=cpu_batches(shape.cores),
         streams=stream_options(shape.cores),
         inter_op_threads=[1, 2] if shape.cores >= INTER_OP_FROM_CORES else [1],
+        decoder=["pillow", "torchvision"] if shape.cores >= DECODER_FROM_CORES else ["pillow"],
     )
 
 
@@ -76,7 +85,12 @@ def gpu_grid(shape: MachineShape) -> KnobGrid:
     """Instances per GPU (workers: a multiple of the GPU count, each worker on one GPU), batch 1..64."""
     gpus = max(1, shape.gpus)
     workers = [gpus * i for i in GPU_INSTANCES if gpus * i <= max(gpus, shape.cores)]
-    return KnobGrid(workers=workers, max_batch_size=list(GPU_BATCHES), streams=[1, 2])
+    return KnobGrid(
+        workers=workers,
+        max_batch_size=list(GPU_BATCHES),
+        streams=[1, 2],
+        decoder=["pillow", "torchvision-cuda"],
+    )
 
 
 def machine_grid(shape: MachineShape, device: str = "cpu") -> KnobGrid:
@@ -88,10 +102,13 @@ def machine_grid(shape: MachineShape, device: str = "cpu") -> KnobGrid:
 
 def study_grid(config: StudyConfig, shape: MachineShape | None, device: str = "cpu") -> KnobGrid:
     """The grid a study sweeps on `device`: its `knobs:` when the study file gives them, else the
-    machine's (None: no machine known, KnobGrid's defaults)."""
+    machine's (None: no machine known, KnobGrid's defaults), Pillow alone for a SageMaker handler."""
     if "knobs" in config.model_fields_set or shape is None:
         return config.knobs
-    return machine_grid(shape, device)
+    grid = machine_grid(shape, device)
+    if has_handler(config.model.source):  # its input_fn decodes: the server takes no other decoder
+        return grid.model_copy(update={"decoder": ["pillow"]})
+    return grid
 
 
 def largest_batch(config: StudyConfig, shape: MachineShape | None) -> int:

@@ -11,6 +11,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, fiel
 
 from deploybench.config import (
     Constraints,
+    Decoder,
     MachineSpec,
     ModelSpec,
     ParityThresholds,
@@ -28,7 +29,7 @@ class StudyFileError(ValueError):
 class KnobGrid(StrictModel):
     """Server knobs swept for the backends being tuned; pruned against the machine's cores.
 
-    The runtime lists (streams ... thread_pinning) are RuntimeKnobs fields: a backend is swept only
+    The runtime lists (streams ... decoder) are RuntimeKnobs fields: a backend is swept only
     over the ones it honours (Backend.runtime_knobs), the others stay at their defaults.
     """
 
@@ -43,6 +44,11 @@ class KnobGrid(StrictModel):
     inter_op_threads: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
     spin: list[bool | None] = Field(default_factory=lambda: [None], min_length=1)
     thread_pinning: list[bool] = Field(default_factory=lambda: [False], min_length=1)
+    decoder: list[Decoder] = Field(
+        default_factory=lambda: ["pillow"],
+        min_length=1,
+        description="who decodes image bodies (deploybench's server only); opt in with [pillow, torchvision]",
+    )
 
     def runtime_options(self, honoured: frozenset[str]) -> list[RuntimeKnobs]:
         """Every combination of the runtime lists, knobs the backend ignores held at their default."""
