@@ -10,11 +10,10 @@ for Ray Serve) is checked at export time only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from deploybench.recommend.records import Evaluation
 from deploybench.results import DEFAULT_STACK, Candidate, TrialRecord
-from deploybench.sagemaker.archive import is_archive
+from deploybench.sagemaker.archive import has_handler
 
 CONTAINER, SAGEMAKER_PYTORCH, SAGEMAKER_RAYSERVE = "container", "sagemaker-pytorch", "sagemaker-rayserve"
 # backends with a standalone artifact the SageMaker archives load (export/runtimes.py's exporters;
@@ -23,12 +22,6 @@ ARTIFACT_BACKENDS = frozenset(
     {"onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16", "openvino-int8", "torchscript"}
 )
 REFERENCE = "eager"
-
-
-def has_handler(source: str) -> bool:
-    """A SageMaker archive or model folder (its own inference.py), as models/sagemaker.py decides."""
-    path = Path(source)
-    return is_archive(path) or (path.is_dir() and (path / "code").is_dir())
 
 
 def changed_runtime_knobs(candidate: Candidate) -> list[str]:

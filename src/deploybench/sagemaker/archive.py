@@ -29,6 +29,12 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def has_handler(source: str) -> bool:
+    """A SageMaker archive or model folder (its own inference.py), as models/sagemaker.py decides."""
+    path = Path(source)
+    return is_archive(path) or (path.is_dir() and (path / "code").is_dir())
+
+
 def require_tar_filters() -> None:
     """tarfile's extraction filters arrived in Python 3.11.4; without them we do not unpack at all."""
     if not hasattr(tarfile, "data_filter"):

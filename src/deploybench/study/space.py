@@ -30,7 +30,7 @@ from pydantic import Field
 
 from deploybench.config import StrictModel
 from deploybench.hardware import detect_machine
-from deploybench.report.deployable import has_handler
+from deploybench.sagemaker.archive import has_handler
 from deploybench.study.spec import KnobGrid, StudyConfig
 
 CPU_BATCHES = (1, 4, 8, 16)
