@@ -10,7 +10,7 @@ from pathlib import Path
 from helpers.search_jobs import served_job
 
 from deploybench.results import RunoffSample, TrialRecord
-from deploybench.study.protect import is_protected, twins_to_add
+from deploybench.study.protect import is_protected, protected_jobs, twins_to_add
 from deploybench.study.runoff import RunoffPlan
 from deploybench.study.search import SearchRun
 from deploybench.study.spec import StudyConfig
@@ -61,6 +61,7 @@ def test_each_other_stacks_default_knobs_stay_protected_and_its_grid_is_searched
         "torchserve:onnxruntime@cpu/w1t2/b1d0",  # torchserve as it ships
         "onnxruntime@cpu/w1t2/b1d0",  # deploybench at those very knobs
     }
+    assert protected_jobs(jobs) == [j for j in jobs if is_protected(j, jobs)]  # the search's one pass
 
 
 def test_another_stacks_finalist_brings_deploybench_at_its_knobs_into_the_final(tmp_path: Path) -> None:

@@ -33,12 +33,14 @@ class Outlook:
 
 
 def _knobs(candidate: Candidate) -> tuple[object, ...]:
+    """The knobs compared; the runtime knobs count as one, compared by their field values (not
+    key_suffix's string, which costs the most of a big space's outlook to build)."""
     return (
         candidate.workers,
         candidate.threads,
         candidate.max_batch_size,
         candidate.max_delay_ms,
-        candidate.runtime.key_suffix,
+        tuple(candidate.runtime.__dict__.values()),
     )
 
 

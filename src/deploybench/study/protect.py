@@ -53,6 +53,20 @@ def stack_twin_keys(jobs: Sequence[TrialJob]) -> set[str]:
     return {twin(j.trial.candidate).key for j in jobs if j.trial.candidate.key in defaults}
 
 
+def protected_jobs(jobs: Sequence[TrialJob]) -> list[TrialJob]:
+    """The jobs is_protected keeps, among `jobs`, with the stacks' default and twin keys found once
+    (asking is_protected job by job finds them again for every job: quadratic in the space)."""
+    defaults = stack_default_keys(jobs)
+    twins = {twin(j.trial.candidate).key for j in jobs if j.trial.candidate.key in defaults}
+    kept = []
+    for job in jobs:
+        candidate = job.trial.candidate
+        keys = defaults if candidate.stack != DEFAULT_STACK else twins
+        if is_baseline(job) or candidate.key in keys:
+            kept.append(job)
+    return kept
+
+
 def is_protected(job: TrialJob, jobs: Sequence[TrialJob] = ()) -> bool:
     """Never dropped by the search: the baseline, each other stack's default-knob candidate, and
     deploybench's own server at those very knobs (among `jobs`); every other candidate is searched."""

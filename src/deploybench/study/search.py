@@ -42,7 +42,7 @@ from deploybench.study.budget import budget_shares, budget_words, search_budget,
 from deploybench.study.executors import Executor
 from deploybench.study.outlook import outlook, outlook_words
 from deploybench.study.probe import PROBE, group_size, probe_groups, probe_plan, probe_scores
-from deploybench.study.protect import is_baseline, is_protected, twins_to_add
+from deploybench.study.protect import is_baseline, protected_jobs, twins_to_add
 from deploybench.study.round_plans import (
     probe_concurrency,
     round_context,
@@ -233,7 +233,7 @@ class SearchRun:
         """One machine's served jobs through the rounds: the finalists (plan order) and what was measured.
         Each stack's candidates are searched among themselves (stack_pools says why)."""
         spec = self.ctx.config.search
-        always = [job for job in jobs if is_protected(job, jobs)]
+        always = protected_jobs(jobs)
         # fully measured before there was a search (no probe stored): decided, not searched again
         contenders = [
             job
