@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from helpers.report_factory import make_trial
-from helpers.traffic_factory import searched_trial
+from helpers.traffic_factory import open_point, searched_trial
 
 from deploybench.config import Constraints
+from deploybench.load.sweeps import CONFIRM_STEP_DOWN
 from deploybench.recommend.bill import BILL_OBJECTIVE
 from deploybench.recommend.rank import recommend
 from deploybench.recommend.rate import service_times
@@ -100,3 +102,19 @@ def test_without_a_bound_the_bill_is_presented_as_meeting_no_latency_target():
     assert "NO p99 BOUND" in rec.traffic_line and "meets no latency target" in rec.traffic_line
     assert plan.verify_with == ["deploybench report STUDY --traffic day.csv --p99-ms BOUND_MS"]
     assert "no p99 bound: its bill meets no latency target" in rec.winner.reason
+
+
+def test_a_predicted_rate_above_a_measured_miss_is_cut_one_search_step_below_the_miss():
+    """The search ran and every rate missed (the machine was slower then): the queueing model's rate
+    (about 29 req/s) lies above the 20 req/s measured missing, and the plan may not stand on it."""
+    closed = _closed_only()
+    rng = np.random.default_rng(7)
+    missed = open_point(20.0, 21.0, BOUND, rng)  # during the search the instance served only 21 req/s
+    assert missed.slo.status == "missed"
+    trial = closed.model_copy(update={"points": [*closed.points, missed]})
+    plan = recommend([trial], Constraints(p99_ms=BOUND), traffic=PROFILE).winner.traffic_plan
+    assert plan.rate_source == "queueing prediction" and not plan.verified
+    assert plan.prediction.predicted_rps > 20.0  # the model alone would plan above the miss
+    assert plan.rate_interval == (pytest.approx(20.0 * CONFIRM_STEP_DOWN), 20.0)
+    assert plan.rate_per_instance < 20.0 * CONFIRM_STEP_DOWN
+    assert "measured a miss at 20.0 req/s, so the rate is cut to 85% of it, 17.0 req/s" in plan.basis

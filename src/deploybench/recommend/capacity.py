@@ -61,7 +61,6 @@ from deploybench.recommend.rate import (
     RateFinding,
     RateSource,
     find_rate,
-    miss_note,
     open_points,
     service_times,
     verify_commands,
@@ -350,7 +349,7 @@ def plan_candidate(
         instances_per_hour=fleet.instances_per_hour,
         fixed_instances=fleet.fixed_instances,
         usd_per_hour=inputs.usd_per_hour,
-        notes=[n for n in (note, arrival_note, drift_note, flag_note(finding), miss_note(finding)) if n],
+        notes=[n for n in (note, arrival_note, drift_note, flag_note(finding)) if n],
         **bills(fleet, profile, inputs.usd_per_hour),
     )
 

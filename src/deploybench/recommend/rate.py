@@ -14,6 +14,7 @@ from pydantic import Field
 
 from deploybench.config import StrictModel
 from deploybench.load.stats import counts_of, value_at_percentiles
+from deploybench.load.sweeps import CONFIRM_STEP_DOWN
 from deploybench.recommend.points import verdict_for
 from deploybench.results import LoadPoint, TrialRecord
 from deploybench.traffic.profile import TrafficProfile
@@ -174,6 +175,9 @@ def _lowest_miss(trial: TrialRecord, p99_ms: float) -> float | None:
 
 
 def _predicted_finding(trial: TrialRecord, point: LoadPoint, p99_ms: float) -> RateFinding | None:
+    """The queueing model's rate, capped CONFIRM_STEP_DOWN below the lowest rate the rate search
+    measured missing: a measured miss outranks any prediction, and below it the search's own rule
+    (one step down) is the only evidence there is."""
     prediction = queue_cap(trial, point, p99_ms)
     if prediction is None or prediction.predicted_rps is None:
         return None
@@ -185,7 +189,14 @@ def _predicted_finding(trial: TrialRecord, point: LoadPoint, p99_ms: float) -> R
         f"{prediction.predicted_p99_ms:.1f} ms under Poisson arrivals"
     )
     high = _lowest_miss(trial, p99_ms)
-    return RateFinding(prediction.predicted_rps, high, basis, point, "queueing prediction", prediction)
+    rate = prediction.predicted_rps
+    if high is not None and rate > high * CONFIRM_STEP_DOWN:
+        rate = high * CONFIRM_STEP_DOWN
+        basis += (
+            f"; the rate search measured a miss at {high:.1f} req/s, so the rate is cut to "
+            f"{CONFIRM_STEP_DOWN:.0%} of it, {rate:.1f} req/s (the search's own step down)"
+        )
+    return RateFinding(rate, high, basis, point, "queueing prediction", prediction)
 
 
 def find_rate(trial: TrialRecord, point: LoadPoint | None, p99_ms: float | None) -> RateFinding | None:
@@ -203,16 +214,6 @@ def find_rate(trial: TrialRecord, point: LoadPoint | None, p99_ms: float | None)
     if found is not None or point is None:
         return found
     return _predicted_finding(trial, point, p99_ms)
-
-
-def miss_note(finding: RateFinding) -> str | None:
-    """A predicted rate at or above a rate the rate search measured missing: the measurement wins."""
-    if finding.prediction is None or finding.high is None or finding.high > finding.rate:
-        return None
-    return (
-        f"the rate search missed the bound at {finding.high:.1f} req/s, at or below the predicted "
-        f"{finding.rate:.1f}: the prediction is too high for this machine and the plan will not hold"
-    )
 
 
 def traffic_argument(profile: TrafficProfile) -> str:
