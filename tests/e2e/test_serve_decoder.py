@@ -67,3 +67,17 @@ def test_the_gpu_decoder_refuses_to_start_without_cuda() -> None:
     result = serve_cli(*MODEL, "--decoder", "torchvision-cuda", env=ENV)
     assert result.returncode != 0
     assert "decoder torchvision-cuda needs a CUDA device" in result.stdout + result.stderr
+
+
+def test_the_gate_checks_the_payload_named_on_the_command_line_first(tmp_path: Path) -> None:
+    """A study's own photos reach the gate as --payload (stacks/process.py gate_args): at 800 x 600
+    Pillow's JPEG draft decodes at a reduced scale and torchvision's pixels stray past 2/255."""
+    from PIL import Image
+
+    photo = tmp_path / "big-cat.jpg"
+    with Image.open(default_payload_path()) as cat:
+        cat.convert("RGB").resize((800, 600), Image.Resampling.BICUBIC).save(photo, "JPEG", quality=90)
+    result = serve_cli(*MODEL, "--decoder", "torchvision", "--payload", str(photo), env=ENV)
+    assert result.returncode != 0
+    assert "decoder torchvision: pixels differ from Pillow's by" in result.stdout + result.stderr
+    assert "on big-cat.jpg" in result.stdout + result.stderr

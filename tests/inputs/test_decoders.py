@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -182,3 +183,11 @@ def test_the_gpu_decoder_agrees_with_pillow_where_cuda_is() -> None:
     assert pixels(CAT, "torchvision-cuda").shape == (3, CROP, CROP)
     assert disagreement("torchvision-cuda", gate_photos()) is None
     check_decoder("torchvision-cuda")
+
+
+def test_torchvisions_deprecation_of_its_decoder_stays_out_of_the_request_path() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # as a user running with -W always, or a test runner
+        for _ in range(3):
+            assert not isinstance(decoders.decode(CAT, TORCHVISION), Image.Image)
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)], caught

@@ -6,18 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from deploybench.config import ModelSpec, RuntimeKnobs
 from deploybench.export.container import entrypoint_words
 from deploybench.export.readme import container_notes
+from deploybench.export.shipped import ship_inputs
+from deploybench.inputs.payload import default_payload_path
 from deploybench.report.deployable import deployable_as
 from deploybench.results import Candidate
 from deploybench.serve.settings import SettingsError, resolve_settings
 from deploybench.stacks import StackLaunch, all_stacks, get_stack
-from deploybench.stacks.process import ServerStartError, runtime_flags, serve_command
+from deploybench.stacks.process import ServerStartError, runtime_flags, serve_command, served_spec
 from deploybench.study.preview import plan_preview
 from deploybench.study.space import MachineShape, machine_grid, study_grid
-from deploybench.study.spec import StudyConfig
+from deploybench.study.spec import StudyConfig, launch_spec
 
 TORCHVISION = RuntimeKnobs(decoder="torchvision")
 OTHER_STACKS = sorted(set(all_stacks()) - {"deploybench"})  # TorchServe, PyTriton, LitServe, Ray Serve
@@ -104,3 +107,39 @@ def test_plan_only_lists_the_decoders_a_machine_would_try() -> None:
     assert "decoder" not in small.runtime_values["cpu"]
     gpu = plan_preview(StudyConfig(), MachineShape(cores=4, gpu="NVIDIA L4", gpus=1))
     assert gpu.runtime_values["cuda"]["decoder"] == ["pillow", "torchvision-cuda"]
+
+
+def _photo(folder: Path, size: tuple[int, int]) -> Path:
+    """cat.jpg resized: at 800 x 600 Pillow's JPEG draft decodes at a reduced scale, and torchvision's
+    pixels differ from Pillow's by more than the gate's 2/255; at 336 x 224 they are equal."""
+    path = folder / f"cat-{size[0]}x{size[1]}.jpg"
+    with Image.open(default_payload_path()) as cat:
+        cat.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(path, "JPEG", quality=90)
+    return path
+
+
+def test_the_studys_own_payload_is_named_to_the_decoder_gate_and_travels_with_the_export(
+    tmp_path: Path,
+) -> None:
+    payload = _photo(tmp_path, (800, 600))
+    config = StudyConfig.model_validate({"payload": str(payload)})
+    pillow = Candidate(backend="onnxruntime")
+    decoded = pillow.model_copy(update={"runtime": TORCHVISION})
+    assert launch_spec(config, pillow).payload is None  # Pillow's commands stay as they were
+    spec = launch_spec(config, decoded)
+    assert spec.payload == payload.resolve()
+    command = serve_command(spec, decoded, 8080, None)
+    assert command[command.index("--payload") + 1] == str(payload.resolve())
+    assert "--payload" not in serve_command(launch_spec(config, pillow), pillow, 8080, None)
+    assert served_spec(spec, decoded).payload == payload.resolve()  # shipped with a container export
+    assert served_spec(spec, pillow).payload is None
+    words = entrypoint_words(spec, decoded, ship_inputs(tmp_path / "export", served_spec(spec, decoded)))
+    assert f'"$MODEL_DIR"/inputs/payload/{payload.name}' in words
+
+
+def test_the_space_drops_a_decoder_the_gate_refuses_on_the_studys_own_payload(tmp_path: Path) -> None:
+    shape = MachineShape(cores=16)
+    refused = StudyConfig.model_validate({"payload": str(_photo(tmp_path, (800, 600)))})
+    assert study_grid(refused, shape).decoder == ["pillow"]
+    kept = StudyConfig.model_validate({"payload": str(_photo(tmp_path, (336, 224)))})
+    assert study_grid(kept, shape).decoder == ["pillow", "torchvision"]

@@ -112,7 +112,7 @@ def ship_cache(root: Path, spec: ModelSpec, candidate: Candidate, cache_dir: Pat
     container does as measured (OpenVINO compiles afresh on another CPU). Whether they change its
     throughput was not established: runs with and without them differed less than an A/A control of
     the round trip did on the shared measuring machine (docs/measurements.md, "Export round trip")."""
-    served = served_spec(spec)  # what `deploybench serve` builds from the entrypoint's words
+    served = served_spec(spec, candidate)  # what `deploybench serve` builds from the entrypoint's words
     cache_root = cache_dir or default_cache_root()
     threads, runtime = candidate.threads, candidate.runtime
     with recording() as directories:
@@ -155,7 +155,7 @@ def lay_out_container(
     if why is not None:
         raise ExportError(f"{candidate.key}: the {CONTAINER} target cannot run it as measured: {why}")
     weights = ship_cache(root, spec, candidate, cache_dir)
-    shipped = ship_inputs(root, served_spec(spec))
+    shipped = ship_inputs(root, served_spec(spec, candidate))
     vendor_source(root)
     pins = requirement_pins(dict(environment.get("libraries") or {}))
     python = str(environment.get("python") or ".".join(map(str, sys.version_info[:3])))

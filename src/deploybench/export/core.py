@@ -31,7 +31,7 @@ from deploybench.models.sources import load_model
 from deploybench.report.study import StudyData, load_study
 from deploybench.report.traffic import write_candidate_policies
 from deploybench.results import Candidate
-from deploybench.study.spec import StudyConfig, study_model_spec
+from deploybench.study.spec import StudyConfig, launch_spec, study_model_spec
 
 REFERENCE = "eager"
 RAYSERVE_NOTES = [
@@ -178,7 +178,7 @@ def _lay_out_target(
         lay_out_rayserve(root, model, candidate, context)
         context["notes"] = [n for n in context["notes"] if n not in pytorch_only] + RAYSERVE_NOTES
     elif target == CONTAINER:
-        spec = study_model_spec(study_config(study))
+        spec = launch_spec(study_config(study), candidate)
         context["container"] = lay_out_container(root, spec, candidate, cache_dir, study.environment)
         context["env"] = {}  # every knob is in the entrypoint's command
         context["notes"] = [n for n in context["notes"] if n not in pytorch_only] + CONTAINER_NOTES

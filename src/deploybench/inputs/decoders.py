@@ -18,6 +18,7 @@ PayloadError. torch loads on the first non-Pillow decode only (the front process
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from deploybench.inputs.payload import (
 PILLOW: Decoder = "pillow"
 # What torchvision decodes as Pillow does (format -> Pillow modes); anything else is Pillow's.
 TORCHVISION_MODES = {"JPEG": frozenset({"RGB", "L"}), "PNG": frozenset({"RGB", "RGBA", "L", "LA", "P"})}
+TORCHVISION_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 MAX_DIFFERENCE = 2  # of 255: the agreement gate's limit on a decoder's pixels against Pillow's
 
 
@@ -57,10 +59,20 @@ def _header(data: bytes) -> tuple[str | None, str]:
     return image.format, image.mode
 
 
+def quiet_deprecation() -> None:
+    """torchvision 0.29 deprecates its image decoding for TorchCodec's (0.16, not on this project's
+    package index) and warns on every call; the decoder is the same libjpeg-turbo until it is
+    removed, and the agreement gate would refuse a replacement that decodes otherwise. One filter,
+    for that warning alone, keeps it out of every request's path and every test's output."""
+    warnings.filterwarnings("ignore", message=TORCHVISION_DEPRECATION, category=DeprecationWarning)
+
+
 def _torchvision_decode(data: bytes, gpu: bool) -> Any:
     """The uint8 CHW RGB tensor, or None where torchvision fails or decodes otherwise than Pillow."""
     # lazy: torch loads in the workers that use this decoder, never in the front or for Pillow
     import torch
+
+    quiet_deprecation()
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
     kind, mode = _header(data)
@@ -116,13 +128,17 @@ def gate_photos(payload: Path | None = None) -> list[Path]:
     from deploybench.inputs.calibration import parity_source_paths
     from deploybench.inputs.labelled import bundled_labelled_dir
 
-    own: list[Path] = []
-    if payload is not None and payload.is_dir():
-        own = sorted(p for p in payload.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif payload is not None and payload.suffix.lower() in IMAGE_SUFFIXES:
-        own = [payload]
     labelled = sorted(p for p in bundled_labelled_dir().rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [*own, *parity_source_paths(), *labelled]
+    return [*own_photos(payload), *parity_source_paths(), *labelled]
+
+
+def own_photos(payload: Path | None) -> list[Path]:
+    """The study's payload as photos: the file, or a folder's images (none for other bodies)."""
+    if payload is not None and payload.is_dir():
+        return sorted(p for p in payload.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if payload is not None and payload.suffix.lower() in IMAGE_SUFFIXES:
+        return [payload]
+    return []
 
 
 def disagreement(decoder: Decoder, photos: list[Path]) -> str | None:

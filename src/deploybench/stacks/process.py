@@ -80,10 +80,25 @@ def sagemaker_args(spec: ModelSpec) -> list[str]:
     return args + (["--payload", str(spec.payload)] if spec.payload is not None else [])
 
 
-def served_spec(spec: ModelSpec) -> ModelSpec:
+def gate_args(spec: ModelSpec, candidate: Candidate) -> list[str]:
+    """A built-in model served with a decoder other than Pillow names the study's own payload: the
+    decoder's agreement gate (inputs/decoders.py) checks those photos first, so the requests the load
+    test sends are served as Pillow would decode them. Pillow's commands stay as they were."""
+    # lazy: torch loads only for a SageMaker model
+    from deploybench.models.sagemaker import is_sagemaker_source
+
+    if candidate.runtime.decoder == "pillow" or spec.payload is None or is_sagemaker_source(spec.source):
+        return []
+    return ["--payload", str(spec.payload)]
+
+
+def served_spec(spec: ModelSpec, candidate: Candidate) -> ModelSpec:
     """The ModelSpec `deploybench serve` builds from serve_command's words: the model, its weights and
-    calibration folder, and a SageMaker model's requests (sagemaker_args); nothing else travels."""
+    calibration folder, a SageMaker model's requests (sagemaker_args) and the decoder gate's photos
+    (gate_args); nothing else travels."""
     served = ModelSpec(source=spec.source, weights=spec.weights, calibration_data=spec.calibration_data)
+    if gate_args(spec, candidate):
+        return served.model_copy(update={"payload": spec.payload})
     if not sagemaker_args(spec):
         return served
     requests = {"payload": spec.payload, "content_type": spec.content_type, "input_shape": spec.input_shape}
@@ -113,6 +128,7 @@ def serve_command(spec: ModelSpec, candidate: Candidate, port: int, cache_dir: P
         "--max-delay-ms",
         f"{candidate.max_delay_ms:g}",
         *runtime_flags(candidate.runtime),
+        *gate_args(spec, candidate),
         "--host",
         LOOPBACK,
         "--port",

@@ -26,9 +26,12 @@ so the default study there is unchanged. A `knobs:` given in the study file repl
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from pydantic import Field
 
-from deploybench.config import StrictModel
+from deploybench.config import Decoder, StrictModel
 from deploybench.hardware import detect_machine
 from deploybench.sagemaker.archive import has_handler
 from deploybench.study.spec import KnobGrid, StudyConfig
@@ -108,7 +111,23 @@ def study_grid(config: StudyConfig, shape: MachineShape | None, device: str = "c
     grid = machine_grid(shape, device)
     if has_handler(config.model.source):  # its input_fn decodes: the server takes no other decoder
         return grid.model_copy(update={"decoder": ["pillow"]})
+    if config.payload is not None and len(grid.decoder) > 1:
+        kept = [d for d in grid.decoder if gate_passes(d, config.payload.resolve())]
+        return grid.model_copy(update={"decoder": kept})
     return grid
+
+
+@functools.cache
+def gate_passes(decoder: Decoder, payload: Path) -> bool:
+    """Whether `decoder` may serve the study's own payload: a server refuses to start with a decoder
+    whose pixels on those photos stray from Pillow's (inputs/decoders.py), so the machine's space does
+    not offer it. A decoder this machine cannot run (the GPU's, without CUDA) is the server's to judge."""
+    if decoder == "pillow" or decoder.endswith("cuda"):
+        return True
+    # lazy: torch loads only for a study with its own payload on a machine that tries the decoder
+    from deploybench.inputs.decoders import disagreement, own_photos
+
+    return disagreement(decoder, own_photos(payload)) is None
 
 
 def largest_batch(config: StudyConfig, shape: MachineShape | None) -> int:

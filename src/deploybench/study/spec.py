@@ -19,6 +19,7 @@ from deploybench.config import (
     StrictModel,
 )
 from deploybench.inputs.payload import default_payload_path
+from deploybench.results import Candidate
 from deploybench.stacks import ALL, RENAMED, all_stacks
 
 
@@ -280,6 +281,17 @@ def study_model_spec(config: StudyConfig) -> ModelSpec:
         return spec
     payload = (config.payload or default_payload_path()).resolve()
     return spec.model_copy(update={"payload": payload, "content_type": config.content_type})
+
+
+def launch_spec(config: StudyConfig, candidate: Candidate) -> ModelSpec:
+    """The model as a candidate's server starts with it: study_model_spec, and for a built-in model
+    served with a decoder other than Pillow, the study's own payload, which that decoder's agreement
+    gate checks first (stacks/process.py gate_args): a load test's photos the gate never saw could be
+    served further from Pillow's pixels than the 2/255 the gate allows."""
+    spec = study_model_spec(config)
+    if candidate.runtime.decoder == "pillow" or config.payload is None or spec.payload is not None:
+        return spec
+    return spec.model_copy(update={"payload": config.payload.resolve()})
 
 
 def quick_overrides() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from deploybench.stacks.process import ResourceMonitor, ServerStartError, log_ta
 from deploybench.study.loss import as_lost, broken_load, killed_from_outside, oom_kills
 from deploybench.study.measure import LiveCallback, MeasureResult, measure_candidate
 from deploybench.study.plan import PlannedTrial
-from deploybench.study.spec import StudyConfig, study_model_spec
+from deploybench.study.spec import StudyConfig, launch_spec
 
 
 def now() -> str:
@@ -106,7 +106,7 @@ def candidate_launch(
     """How the study starts a candidate's server: one rule for its trials and any later rerun of one
     (deploybench check-plan), so a rerun serves exactly what was measured."""
     return StackLaunch(
-        model=study_model_spec(config),
+        model=launch_spec(config, candidate),
         candidate=candidate,
         workdir=files.stack_dir,
         log_path=files.log_path,
