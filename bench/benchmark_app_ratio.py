@@ -1,13 +1,14 @@
 """The served winner against OpenVINO's own best on the same IR (not a test).
 
     flock /tmp/deploybench-cpu.lock .venv/bin/python bench/benchmark_app_ratio.py STUDY_DIR \\
-        [--candidate TRIAL_ID] [--duration 15] [--batches 1,4,8] [--rounds 2]
+        [--candidate TRIAL_ID] [--duration 15] [--batches 1,4,8] [--rounds 2] [--decoders pillow,torchvision]
 
 The study's candidate (default: the recommended one) is exported as a SageMaker PyTorch archive to get
 the exact OpenVINO IR it serves (rebuilt from the artifact cache, re-checked as in the study). Then, in
 alternating rounds on the same cores: `benchmark_app -hint throughput` on that IR at each batch size
 (no JPEG decode, no HTTP: the runtime's own ceiling), and deploybench's server with the candidate's
-knobs measured by wrk (1 thread, 16 connections, the study's JPEG payload, after a 5 s warm-up). It
+knobs measured by wrk (1 thread, 16 connections, the study's JPEG payload, after a 5 s warm-up), once
+per round with each of --decoders (RuntimeKnobs.decoder, in turns). It
 prints each figure and served / best benchmark_app, the issue's ratio (with decoding and
 preprocessing on the same cores as inference, so it cannot reach 1).
 
@@ -41,7 +42,7 @@ from deploybench.export.core import study_config
 from deploybench.inputs.payload import default_payload_path
 from deploybench.load.shapes import parse_server_timing
 from deploybench.report.study import load_study
-from deploybench.results import TrialRecord
+from deploybench.results import Candidate, TrialRecord
 from deploybench.stacks.process import start_server, stop_server
 from deploybench.study.spec import study_model_spec
 
@@ -139,47 +140,56 @@ def served_candidate(study_dir: Path, trial_id: str) -> tuple[ModelSpec, TrialRe
     return study_model_spec(study_config(study)), trial
 
 
+def with_decoder(trial: TrialRecord, decoder: str) -> Candidate:
+    """The trial's candidate with `decoder` (RuntimeKnobs.decoder) in place of its own."""
+    runtime = trial.candidate.runtime.model_copy(update={"decoder": decoder})
+    return trial.candidate.model_copy(update={"runtime": runtime})
+
+
+Served = dict[str, list[tuple[float, float, float, float]]]
+
+
 def measure_rounds(
     args: argparse.Namespace, xml: Path, spec: ModelSpec, trial: TrialRecord, scratch: Path
-) -> tuple[list[tuple[float, float, float, float]], dict[int, list[tuple[float, float]]]]:
-    """Alternating rounds: the served candidate under wrk (rate, front and worker CPU ms per
-    request, preprocessing ms), then benchmark_app at each batch with the cores to itself."""
+) -> tuple[Served, dict[int, list[tuple[float, float]]]]:
+    """Alternating rounds: the served candidate under wrk with each decoder (rate, front and worker
+    CPU ms per request, preprocessing ms), then benchmark_app at each batch with the cores to itself."""
     lua = scratch / "post.lua"
     lua.write_text(LUA.format(path=default_payload_path()))
     body = default_payload_path().read_bytes()
-    served: list[tuple[float, float, float, float]] = []
+    served: Served = {d: [] for d in args.decoders.split(",")}
     native: dict[int, list[tuple[float, float]]] = {int(b): [] for b in args.batches.split(",")}
     for round_ in range(args.rounds):
-        server = start_server(spec, trial.candidate, scratch / "server.log", cache_dir=None, timeout_s=900)
-        try:
-            figures = wrk(server.invocations_url, lua, args.duration, server.proc.pid)
-            served.append((*figures, preprocessing_ms(server.invocations_url, body)))
-        finally:
-            stop_server(server)  # benchmark_app gets the cores to itself, as wrk's server did
+        for decoder, runs in served.items():
+            candidate = with_decoder(trial, decoder)
+            server = start_server(spec, candidate, scratch / "server.log", cache_dir=None, timeout_s=900)
+            try:
+                figures = wrk(server.invocations_url, lua, args.duration, server.proc.pid)
+                runs.append((*figures, preprocessing_ms(server.invocations_url, body)))
+            finally:
+                stop_server(server)  # benchmark_app gets the cores to itself, as wrk's server did
         for batch, runs in native.items():
             runs.append(benchmark_app(xml, batch, args.duration))
-        print(f"round {round_ + 1}: served {served[-1][0]:.1f} req/s; benchmark_app "
-              + ", ".join(f"b{b} {v[-1][0]:.1f}" for b, v in native.items()), flush=True)  # fmt: skip
+        print(f"round {round_ + 1}: served " + ", ".join(f"{d} {v[-1][0]:.1f}" for d, v in served.items())
+              + " req/s; benchmark_app " + ", ".join(f"b{b} {v[-1][0]:.1f}" for b, v in native.items()),
+              flush=True)  # fmt: skip
     return served, native
 
 
-def print_summary(
-    trial_id: str,
-    served: list[tuple[float, float, float, float]],
-    native: dict[int, list[tuple[float, float]]],
-) -> None:
-    """The ratio, then where the served CPU goes and the ratio's ceiling on this machine."""
+def print_summary(trial_id: str, served: Served, native: dict[int, list[tuple[float, float]]]) -> None:
+    """The ratio per decoder, then where the served CPU goes and the ratio's ceiling on this machine."""
     best_batch = max(native, key=lambda b: statistics.median(r[0] for r in native[b]))
     best = statistics.median(r[0] for r in native[best_batch])
     native_cpu = statistics.median(r[1] for r in native[best_batch])
-    rate, front, workers, prep = (statistics.median(f[i] for f in served) for i in range(4))
-    print(f"{trial_id}: served (wrk, 16 connections, JPEG decode included) {rate:.1f} req/s; "
-          f"benchmark_app -hint throughput best {best:.1f} FPS at batch {best_batch}; "
-          f"ratio {rate / best:.3f}")  # fmt: skip
-    print(f"CPU per request served: {front + workers:.2f} ms (front {front:.2f}, workers {workers:.2f}; "
-          f"of which decode + preprocess {prep:.2f} by Server-Timing); benchmark_app: {native_cpu:.2f} ms "
-          f"per image. CPU ratio {native_cpu / (front + workers):.3f}; ceiling with nothing but the "
-          f"network and the preprocessing: {native_cpu / (native_cpu + prep):.3f}")  # fmt: skip
+    print(f"{trial_id}: benchmark_app -hint throughput best {best:.1f} FPS at batch {best_batch}, "
+          f"{native_cpu:.2f} ms CPU per image")  # fmt: skip
+    for decoder, runs in served.items():
+        rate, front, workers, prep = (statistics.median(f[i] for f in runs) for i in range(4))
+        print(f"decoder {decoder}: served (wrk, 16 connections, JPEG decode included) {rate:.1f} req/s, "
+              f"ratio {rate / best:.3f}; CPU per request {front + workers:.2f} ms (front {front:.2f}, "
+              f"workers {workers:.2f}; decode + preprocess {prep:.2f} by Server-Timing); CPU ratio "
+              f"{native_cpu / (front + workers):.3f}; ceiling with nothing but the network and the "
+              f"preprocessing: {native_cpu / (native_cpu + prep):.3f}")  # fmt: skip
 
 
 def main() -> None:
@@ -191,6 +201,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--batches", default="1,4,8")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--decoders", default="pillow", help="served with each, in turns: pillow,torchvision")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="benchmark-app-ratio-"))
     xml, trial_id = exported_ir(args.study, args.candidate, scratch)
