@@ -4,7 +4,8 @@
 # manylinux x86_64), and makes sure git ignores .whl/ (it then travels only when `carry` names it).
 #
 # The set was found by importing everything device_check reaches, the `deploybench serve` subprocess
-# included, in a venv holding only what the machine has (docs: bench/device_run.sh). Pins: constraints.txt
+# included, in a venv holding only what the machine has (bench/device_packages.txt lists it; the rehearsal
+# is in bench/device_run.sh), and tests/test_device_scripts.py keeps it complete. Pins: constraints.txt
 # where it lists the package, else the version the pinned pydantic/uvicorn resolve to here. No
 # dependencies are followed (--no-deps): each wheel the machine lacks is named below.
 #
