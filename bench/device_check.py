@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,9 @@ def free_gpu_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def variants_table(plan: Plan) -> list[dict[str, Any]]:
-    """Each GPU variant's in-process images/s per batch size, with its speed-up over eager."""
+def variants_table(plan: Plan, on_row: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """Each GPU variant's in-process images/s per batch size, with its speed-up over eager; on_row sees
+    the rows so far after each variant (a compile that outlasts the run's limit loses only its own)."""
     from deploybench.config import ModelSpec
     from deploybench.inputs.calibration import parity_inputs
     from deploybench.models.sources import load_model
@@ -154,6 +156,7 @@ def variants_table(plan: Plan) -> list[dict[str, Any]]:
             continue
         rows.append(variant_row(name, spec, model, inputs, plan))
         free_gpu_cache()
+        on_row(rows)
     eager = next((r for r in rows if r["backend"] == "eager" and r.get("images_per_s")), None)
     for row in rows:
         if eager and row.get("images_per_s"):
@@ -304,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"rehearsing every step on the CPU (GPU: {gpu})" if args.rehearse_on_cpu else f"GPU: {gpu}")
     save(environment=environment(None if args.rehearse_on_cpu else gpu, plan))
-    table = variants_table(plan)
+    table = variants_table(plan, lambda rows: save(variants=rows))
     save(variants=table)
     save(served=served_sweep(served_names(table, plan), plan))
     fastest = max((max(r["images_per_s"].values()) for r in table if r.get("images_per_s")), default=0.0)
