@@ -81,6 +81,17 @@ def test_build_does_not_mutate_the_reference(tiny: LoadedModel, cache_root: Path
     np.testing.assert_array_equal(logits_for(tiny, inputs), before)
 
 
+def test_eager_runs_on_the_device_it_is_built_for(tiny: LoadedModel, cache_root: Path) -> None:
+    """device_check times eager on the GPU as every variant's reference: built for another device,
+    eager moves a copy there (meta stands in for cuda here) and leaves the shared module on the CPU."""
+    variant, _ = build_variant(tiny.spec, "eager", threads=1, model=tiny, cache_dir=cache_root, device="meta")
+    assert variant.device == "meta"
+    assert {p.device.type for p in variant.module.parameters()} == {"meta"}
+    assert {p.device.type for p in tiny.module.parameters()} == {"cpu"}
+    cpu, _ = build_variant(tiny.spec, "eager", threads=1, model=tiny, cache_dir=cache_root)
+    assert cpu.module is tiny.module and cpu.device == "cpu"  # on the CPU nothing is copied
+
+
 def test_build_fills_calibration_and_a_keyed_cache_dir(tiny: LoadedModel, cache_root: Path) -> None:
     from deploybench.backends.base import BuildContext, Variant, register
     from deploybench.backends.eager import EagerBackend

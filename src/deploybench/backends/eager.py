@@ -7,6 +7,7 @@ inference_mode, optionally in channels-last layout and under autocast, on the CP
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 
@@ -100,7 +101,14 @@ class EagerBackend(Backend):
             variant = TorchModuleVariant(self.name, "fp32", model.module, time.perf_counter() - start)
             variant.versions = {"onnxruntime": _onnxruntime_version()}
             return variant
-        return TorchModuleVariant(self.name, "fp32", model.module, time.perf_counter() - start)
+        if torch.device(ctx.device).type == "cpu":  # the model's own module: nothing copied
+            return TorchModuleVariant(self.name, "fp32", model.module, time.perf_counter() - start)
+        # Another device gets a private copy: the caller's module stays on the CPU for every other
+        # variant (they copy from it), and the reference runs where it was asked to.
+        module = copy.deepcopy(model.module).to(ctx.device).eval()
+        variant = TorchModuleVariant(self.name, "fp32", module, 0.0, device=ctx.device)
+        variant.build_seconds = time.perf_counter() - start
+        return variant
 
 
 def _onnxruntime_version() -> str:
