@@ -1,7 +1,8 @@
 """Device check (not a test): what a lent GPU does with ResNet50, in under 8 minutes, offline.
 
-1. Variants table: each GPU variant in-process (eager fp32, channels-last, fp16 autocast, inductor,
-   TensorRT through torch-tensorrt or ONNX Runtime's TensorRT provider) at batch 1, 8, 32 and 64,
+1. Variants table: each GPU variant in-process (eager fp32; fp16 channels-last eager and torch.compile
+   max-autotune with CUDA graphs, deploybench's GPU backends; channels-last and fp16 autocast; TensorRT
+   through torch-tensorrt or ONNX Runtime's TensorRT provider; inductor fp32) at batch 1, 8, 32, 64,
    with its speed-up over eager on the same GPU (the seed measured compiled 1.9x eager on a T4).
 2. Served sweep: the two fastest variants deploybench can serve on the GPU (a backend whose class
    runs on cuda) and eager, each on deploybench's server at batch 1, 16 and 64, one closed-loop point
@@ -39,7 +40,9 @@ GFLOP_PER_IMAGE = 8.2  # 2 x 4.1 G multiply-adds: ResNet50 at 224 x 224
 # Dense fp16 tensor-core TFLOPS (NVIDIA datasheets; SXM parts where the name does not say PCIe).
 PEAK_FP16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
 PEAK_FP16_TFLOPS.update({"L4": 121.0, "A10G": 70.0, "T4": 65.0})
-GPU_VARIANTS = ("eager", "eager-channels-last", "eager-bf16", "inductor", "tensorrt")
+# the served GPU classes first (fp16 eager, then compiled: the pair a GPU study serves), then the rest
+GPU_VARIANTS = ("eager", "eager-fp16-cuda", "inductor-fp16-cuda", "eager-channels-last", "eager-bf16")
+GPU_VARIANTS += ("tensorrt", "inductor")
 BATCHES = (1, 8, 32, 64)
 QUICK_BATCHES = (1, 8, 64)  # inductor compiles batch 1, then one dynamic-batch graph: 64 costs no compile
 SERVED_BATCHES = (1, 16, 64)

@@ -75,6 +75,11 @@ class Variant(abc.ABC):
         """Thread and stream settings as the runtime reports them (read back, not as requested)."""
         return {}
 
+    def warm_up_sizes(self, max_batch: int) -> list[int]:
+        """The batch sizes a server runs once before it answers: twice one (first-call setup), then the
+        widest batch it may form. A variant that compiles per shape names every shape it will run."""
+        return [1, 1, max_batch]
+
 
 class Backend(abc.ABC):
     """Builds Variants of one kind (a runtime + precision)."""

@@ -29,10 +29,10 @@ from deploybench.cache import directory_bytes
 from deploybench.hardware import has_native_bf16
 from deploybench.models.loaded import LoadedModel
 
-_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def _torch_module(model: LoadedModel, ctx: BuildContext, backend: str) -> torch.nn.Module:
+def torch_module_copy(model: LoadedModel, ctx: BuildContext, backend: str) -> torch.nn.Module:
     """A private copy of the model's module on ctx.device; refuses ONNX sources with the reason."""
     if not model.is_torch:
         raise BackendUnavailableError(f"{backend} needs a torch model; {model.name} is an ONNX file")
@@ -49,7 +49,7 @@ def _read_back_precision(variant: TorchModuleVariant, example: np.ndarray) -> To
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     with variant._context():
         out = variant.module(inputs)
-    variant.precision = _DTYPE_NAMES.get(out.dtype, str(out.dtype).removeprefix("torch."))
+    variant.precision = DTYPE_NAMES.get(out.dtype, str(out.dtype).removeprefix("torch."))
     return variant
 
 
@@ -68,7 +68,7 @@ class EagerChannelsLastBackend(_TorchBackend):
 
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         start = time.perf_counter()
-        module = _torch_module(model, ctx, self.name).to(memory_format=torch.channels_last)
+        module = torch_module_copy(model, ctx, self.name).to(memory_format=torch.channels_last)
         variant = TorchModuleVariant(self.name, "fp32", module, 0.0, device=ctx.device, channels_last=True)
         variant.build_seconds = time.perf_counter() - start
         return _read_back_precision(variant, ctx.example)
@@ -93,7 +93,7 @@ class EagerBf16Backend(_TorchBackend):
 
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         start = time.perf_counter()
-        module = _torch_module(model, ctx, self.name)
+        module = torch_module_copy(model, ctx, self.name)
         on_cpu = torch.device(ctx.device).type == "cpu"
         if on_cpu:
             module = module.to(memory_format=torch.channels_last)
@@ -113,7 +113,7 @@ class TorchScriptBackend(_TorchBackend):
 
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         start = time.perf_counter()
-        module = _torch_module(model, ctx, self.name)
+        module = torch_module_copy(model, ctx, self.name)
         cached = ctx.cache_dir / "frozen.pt" if ctx.cache_dir else None
         if cached is not None and cached.is_file():
             with warnings.catch_warnings():
@@ -176,7 +176,7 @@ class InductorBackend(Backend):
 
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         start = time.perf_counter()
-        module = _torch_module(model, ctx, self.name)
+        module = torch_module_copy(model, ctx, self.name)
         # dynamic=None (torch's automatic dynamic): batch 1 keeps its static graph, the second batch
         # size compiles one graph with a dynamic batch for every other. dynamic=False would compile
         # once per size that parity and the batcher may form, each compile a slow step of the study.

@@ -50,7 +50,7 @@ def _build_vision_model(settings: ServeSettings) -> Any:
         runtime=server.runtime,
     )
     verify_served_variant(variant, loaded, server.max_batch_size)  # raises: /ping never goes green
-    for size in (1, 1, server.max_batch_size):
+    for size in variant.warm_up_sizes(server.max_batch_size):
         variant.predict(example_batch(loaded, size))
     info = {
         "model": loaded.name,
