@@ -1,10 +1,14 @@
 """TensorRT fp16 on a CUDA device: torch-tensorrt when it is installed, else ONNX Runtime's TensorRT provider.
 
-Without a CUDA device the backend reports itself unavailable and never imports either library.
-Batch is dynamic from 1 to MAX_BATCH, tuned for OPT_BATCH (a server's usual dynamic-batching size);
-larger batches run in chunks. The ORT path keeps TensorRT's engine cache in the artifact cache, so
-a server worker reuses the engine instead of rebuilding it (minutes). The torch-tensorrt path
-rebuilds per process: its saved-program format with dynamic shapes is not worth trusting untested.
+Precision is in the graph, as TensorRT 11 requires (its fp16 and int8 builder flags are gone: strong
+typing only): torch-tensorrt compiles an fp16 module with explicit typing, and the ONNX Runtime path
+runs an fp16-typed ONNX (onnxruntime's float16 converter, float32 inputs and outputs kept) whose
+engine TensorRT 10 builds in fp16 too (its weak-typing flag stays set for it). Without a CUDA device
+the backend reports itself unavailable and never imports either library. Batch is dynamic from 1 to
+MAX_BATCH, tuned for OPT_BATCH (a server's usual dynamic-batching size); larger batches run in
+chunks. The ORT path keeps TensorRT's engine cache in the artifact cache, so a server worker reuses
+the engine instead of rebuilding it (minutes). The torch-tensorrt path rebuilds per process: its
+saved-program format with dynamic shapes is not worth trusting untested.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from deploybench.backends.base import (
     Availability,
     Backend,
+    BackendUnavailableError,
     BuildContext,
     Variant,
     library_importable,
@@ -29,6 +34,7 @@ from deploybench.backends.onnx_export import (
     ensure_available,
     exported_onnx,
     onnx_input_name,
+    write_atomically,
 )
 from deploybench.backends.onnxruntime_backend import OrtVariant, cuda_device_present, ort_session
 from deploybench.cache import directory_bytes
@@ -70,12 +76,12 @@ class TorchTensorRTVariant(Variant):
                 chunk = torch.from_numpy(
                     np.ascontiguousarray(batch[start : start + MAX_BATCH], dtype=np.float32)
                 )
-                parts.append(self.module(chunk.cuda()).float().cpu().numpy())
+                parts.append(self.module(chunk.cuda().half()).float().cpu().numpy())
         return np.concatenate(parts)
 
 
 def build_torch_tensorrt(model: LoadedModel) -> Any:
-    """torch_tensorrt.compile (dynamo IR) with fp16 kernels enabled and a dynamic batch profile."""
+    """torch_tensorrt.compile (dynamo IR) of the fp16 module, explicitly typed, a dynamic batch profile."""
     import torch
     import torch_tensorrt
 
@@ -85,9 +91,24 @@ def build_torch_tensorrt(model: LoadedModel) -> Any:
         min_shape=(1, *shape),
         opt_shape=(OPT_BATCH, *shape),
         max_shape=(MAX_BATCH, *shape),
-        dtype=torch.float32,
+        dtype=torch.float16,
     )
-    return torch_tensorrt.compile(module, ir="dynamo", inputs=[spec], enabled_precisions={torch.float16})
+    # explicit typing: the fp16 module's own types, not a precision flag (removed in TensorRT 11)
+    return torch_tensorrt.compile(module.half(), ir="dynamo", inputs=[spec], use_explicit_typing=True)
+
+
+def fp16_onnx(model: LoadedModel, ctx: BuildContext, fp32: Path) -> Path:
+    """The fp32 ONNX converted to fp16 types (weights and activations; float32 inputs and outputs kept,
+    so callers feed and read float32), cached beside the other artifacts: the typed graph TensorRT 11
+    builds in fp16 (strong typing), where TensorRT 10 needed a builder flag."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    target = artifact_dir(model, "onnx-fp16", ctx, {"source": fp32.name, "keep_io_types": True}) / fp32.name
+    if not target.exists():
+        typed = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+        write_atomically(target, lambda tmp: onnx.save(typed, str(tmp)))
+    return target
 
 
 def trt_provider(model: LoadedModel, engine_dir: Path, input_name: str) -> tuple[str, dict[str, Any]]:
@@ -96,7 +117,7 @@ def trt_provider(model: LoadedModel, engine_dir: Path, input_name: str) -> tuple
     return (
         "TensorrtExecutionProvider",
         {
-            "trt_fp16_enable": True,
+            "trt_fp16_enable": True,  # TensorRT 10 (weak typing); 11 reads the fp16 graph's own types
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(engine_dir),
             "trt_profile_min_shapes": f"{input_name}:1x{dims}",
@@ -137,15 +158,18 @@ class TensorRTBackend(Backend):
             variant.predict(ctx.example)  # first call finishes lazy initialisation: count it in build time
             variant.build_seconds = time.perf_counter() - start
             return variant
-        path = exported_onnx(model, ctx)
+        path = fp16_onnx(model, ctx, exported_onnx(model, ctx))
         engine_dir = artifact_dir(model, self.name, ctx, {"fp16": True, "max_batch": MAX_BATCH})
         trt = trt_provider(model, engine_dir, onnx_input_name(path))
         session = ort_session(
             path, ctx.threads, providers=[trt, "CUDAExecutionProvider", "CPUExecutionProvider"]
         )
-        # ORT quietly falls back to CUDA (fp32) when TensorRT fails to load: report what runs.
-        precision = "fp16" if session.get_providers()[0] == "TensorrtExecutionProvider" else "fp32"
-        variant = _ChunkedOrtVariant(self.name, precision, session, path, 0.0)
+        # ORT quietly falls back to CUDA when TensorRT fails to load: that is not this backend
+        if session.get_providers()[0] != "TensorrtExecutionProvider":
+            raise BackendUnavailableError(
+                f"tensorrt: ONNX Runtime did not load TensorRT (providers {session.get_providers()})"
+            )
+        variant = _ChunkedOrtVariant(self.name, "fp16", session, path, 0.0)
         variant.predict(ctx.example)  # the engine is built on the first run: count it in build time
         variant.build_seconds = time.perf_counter() - start
         variant.artifact_bytes = directory_bytes(engine_dir)
