@@ -42,7 +42,7 @@ PEAK_FP16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 31
 PEAK_FP16_TFLOPS.update({"L4": 121.0, "A10G": 70.0, "T4": 65.0})
 # the served GPU classes first (fp16 eager, then compiled: the pair a GPU study serves), then the rest
 GPU_VARIANTS = ("eager", "eager-fp16-cuda", "inductor-fp16-cuda", "eager-channels-last", "eager-bf16")
-GPU_VARIANTS += ("tensorrt", "inductor")
+GPU_VARIANTS += ("tensorrt", "tensorrt-int8", "inductor")
 BATCHES = (1, 8, 32, 64)
 QUICK_BATCHES = (1, 8, 64)  # inductor compiles batch 1, then one dynamic-batch graph: 64 costs no compile
 SERVED_BATCHES = (1, 16, 64)

@@ -25,6 +25,7 @@ _BACKEND_MODULES: tuple[str, ...] = (  # one entry per backend module
     "openvino_backend",
     "openvino_int8",
     "tensorrt_backend",
+    "tensorrt_int8",
     "cuda_torch",
 )
 

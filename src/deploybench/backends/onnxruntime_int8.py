@@ -76,8 +76,12 @@ def _data_reader(images: list[np.ndarray], input_name: str) -> Any:
     return ImageReader()
 
 
-def quantize_qdq(fp32: Path, target: Path, images: list[np.ndarray], reduce_range: bool) -> None:
-    """Shape-infer and pre-optimise (quant_pre_process), then quantize_static to QDQ U8/S8 per-channel."""
+def quantize_qdq(
+    fp32: Path, target: Path, images: list[np.ndarray], reduce_range: bool, *, symmetric_s8: bool = False
+) -> None:
+    """Shape-infer and pre-optimise (quant_pre_process), then quantize_static to QDQ per-channel: U8
+    activations / S8 weights (ONNX Runtime's CPU kernels), or `symmetric_s8`: S8 activations and
+    weights, zero points 0 (what TensorRT's explicit quantization takes)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -87,6 +91,7 @@ def quantize_qdq(fp32: Path, target: Path, images: list[np.ndarray], reduce_rang
     )
 
     prepared = target.with_name(f".{os.getpid()}.prepared.onnx")
+    symmetric = {"ActivationSymmetric": True, "WeightSymmetric": True} if symmetric_s8 else {}
     try:
         quant_pre_process(str(fp32), str(prepared))
         quantize_static(
@@ -96,9 +101,10 @@ def quantize_qdq(fp32: Path, target: Path, images: list[np.ndarray], reduce_rang
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if symmetric_s8 else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            extra_options=symmetric,
         )
     finally:
         prepared.unlink(missing_ok=True)

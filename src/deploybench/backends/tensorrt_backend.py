@@ -111,13 +111,18 @@ def fp16_onnx(model: LoadedModel, ctx: BuildContext, fp32: Path) -> Path:
     return target
 
 
-def trt_provider(model: LoadedModel, engine_dir: Path, input_name: str) -> tuple[str, dict[str, Any]]:
-    """ORT TensorRT provider options: fp16, an engine cache on disk, a 1..MAX_BATCH batch profile."""
+def trt_provider(
+    model: LoadedModel, engine_dir: Path, input_name: str, *, int8: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """ORT TensorRT provider options: fp16 (and int8 for a Q/DQ graph), an engine cache on disk, a
+    1..MAX_BATCH batch profile. The precision flags are TensorRT 10's (weak typing); TensorRT 11 reads
+    the graph's own types and Q/DQ nodes."""
     dims = "x".join(str(d) for d in model.input_shape)
     return (
         "TensorrtExecutionProvider",
         {
-            "trt_fp16_enable": True,  # TensorRT 10 (weak typing); 11 reads the fp16 graph's own types
+            "trt_fp16_enable": True,
+            **({"trt_int8_enable": True} if int8 else {}),
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(engine_dir),
             "trt_profile_min_shapes": f"{input_name}:1x{dims}",
@@ -127,7 +132,7 @@ def trt_provider(model: LoadedModel, engine_dir: Path, input_name: str) -> tuple
     )
 
 
-class _ChunkedOrtVariant(OrtVariant):
+class ChunkedOrtVariant(OrtVariant):
     """The TensorRT engine's profile ends at MAX_BATCH; larger batches run in chunks."""
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -160,17 +165,24 @@ class TensorRTBackend(Backend):
             return variant
         path = fp16_onnx(model, ctx, exported_onnx(model, ctx))
         engine_dir = artifact_dir(model, self.name, ctx, {"fp16": True, "max_batch": MAX_BATCH})
-        trt = trt_provider(model, engine_dir, onnx_input_name(path))
-        session = ort_session(
-            path, ctx.threads, providers=[trt, "CUDAExecutionProvider", "CPUExecutionProvider"]
-        )
-        # ORT quietly falls back to CUDA when TensorRT fails to load: that is not this backend
-        if session.get_providers()[0] != "TensorrtExecutionProvider":
-            raise BackendUnavailableError(
-                f"tensorrt: ONNX Runtime did not load TensorRT (providers {session.get_providers()})"
-            )
-        variant = _ChunkedOrtVariant(self.name, "fp16", session, path, 0.0)
-        variant.predict(ctx.example)  # the engine is built on the first run: count it in build time
+        variant = trt_variant(self.name, "fp16", model, ctx, path, engine_dir)
         variant.build_seconds = time.perf_counter() - start
-        variant.artifact_bytes = directory_bytes(engine_dir)
         return variant
+
+
+def trt_variant(
+    name: str, precision: str, model: LoadedModel, ctx: BuildContext, path: Path, engine_dir: Path
+) -> ChunkedOrtVariant:
+    """`path` run by ONNX Runtime's TensorRT provider (engine cached in engine_dir), its first batch run:
+    TensorRT builds the engine then. ORT quietly falls back to CUDA when TensorRT fails to load, which
+    is not this backend: refused."""
+    trt = trt_provider(model, engine_dir, onnx_input_name(path), int8=precision == "int8")
+    providers = [trt, "CUDAExecutionProvider", "CPUExecutionProvider"]
+    session = ort_session(path, ctx.threads, providers=providers)
+    if session.get_providers()[0] != "TensorrtExecutionProvider":
+        loaded = ", ".join(session.get_providers())
+        raise BackendUnavailableError(f"{name}: ONNX Runtime did not load TensorRT (providers: {loaded})")
+    variant = ChunkedOrtVariant(name, precision, session, path, 0.0)
+    variant.predict(ctx.example)
+    variant.artifact_bytes = directory_bytes(engine_dir)
+    return variant
