@@ -11,6 +11,11 @@
 #
 # Rehearsed here, on the CPU, with the machine's packages alone (bench/device_wheels.sh's header):
 #   PYTHON=/tmp/devsim/bin/python SITE=/tmp/devsite OUT=/tmp/devout bash bench/device_run.sh --rehearse-on-cpu
+# where /tmp/devsim holds the machine's packages alone (bench/device_packages.txt), e.g.
+#   python3.12 -m venv /tmp/devsim && /tmp/devsim/bin/pip install torch==2.11.0 torchvision==0.26.0 \
+#       onnxruntime==1.30.0 onnx==1.23.1 onnxscript numpy==2.5.2 pillow aiohttp typer rich psutil pyyaml \
+#       jinja2 pandas scipy scikit-image uvloop packaging click \
+#     && /tmp/devsim/bin/pip uninstall -y pydantic pydantic-core annotated-types typing-inspection
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2 # the repo root, however the script was named
