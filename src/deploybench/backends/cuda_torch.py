@@ -7,7 +7,7 @@ layout (tensor cores take NHWC fp16), eager or compiled by inductor with max-aut
   tuned per shape, replayed as CUDA graphs (no launch per kernel). A CUDA graph replays one fixed
   shape, so every batch is padded to the next of BUCKETS and the padding's rows dropped: at most
   len(BUCKETS) shapes are compiled and recorded, each once, when the server warms the variant up
-  (warm_up), never on a request. Inductor's caches live in the variant's artifact cache, so a server
+  (warm_up_sizes), never on a request. Inductor's caches live in the variant's artifact cache, so a server
   worker reuses the kernels the study's build tuned instead of tuning them again.
 
 Calls run on one thread the variant owns: CUDA graph trees belong to the thread that recorded them,
@@ -44,13 +44,10 @@ class CudaTorchVariant(TorchModuleVariant):
     """A channels-last module in its own dtype on one device. `padded` (a compiled module replayed as
     CUDA graphs): each batch is padded to its bucket, and every call runs on the variant's own thread."""
 
-    def __init__(
-        self, backend: str, module: torch.nn.Module, device: str, example: np.ndarray, *, padded: bool
-    ) -> None:
+    def __init__(self, backend: str, module: torch.nn.Module, device: str, *, padded: bool) -> None:
         grad_mode = "no_grad" if padded else "inference"  # inductor's frozen graphs want no_grad
         super().__init__(backend, "fp16", module, 0.0, device=device, channels_last=True, grad_mode=grad_mode)
         self.dtype = next(module.parameters()).dtype
-        self.example_shape = example.shape[1:]
         self.padded = padded
         self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=backend) if padded else None
 
@@ -116,7 +113,7 @@ class EagerFp16CudaBackend(_CudaTorchBackend):
     def build(self, model: LoadedModel, ctx: BuildContext) -> Variant:
         start = time.perf_counter()
         module = _fp16_module(model, ctx, self.name)
-        variant = CudaTorchVariant(self.name, module, ctx.device, ctx.example, padded=False)
+        variant = CudaTorchVariant(self.name, module, ctx.device, padded=False)
         variant.predict(ctx.example)  # reads back the precision the device ran
         variant.build_seconds = time.perf_counter() - start
         return variant
@@ -136,7 +133,7 @@ class InductorFp16CudaBackend(_CudaTorchBackend):
         # dynamic=False: one static graph per bucket (CUDA graphs need fixed shapes); the buckets
         # stay within dynamo's recompile limit (8)
         compiled = torch.compile(module, mode=COMPILE_MODE, dynamic=False)
-        variant = CudaTorchVariant(self.name, compiled, ctx.device, ctx.example, padded=True)  # type: ignore[arg-type]
+        variant = CudaTorchVariant(self.name, compiled, ctx.device, padded=True)  # type: ignore[arg-type]
         variant.predict(ctx.example)  # compiles batch 1's bucket, reads back the precision
         variant.build_seconds = time.perf_counter() - start
         return variant
