@@ -152,3 +152,13 @@ def test_the_baseline_is_tuned_only_when_it_is_among_the_fastest() -> None:
         trials = [t for t in plan_trials(StudyConfig(), given, cores=2) if t.action == "serve"]
         assert sum(t.candidate.backend == "eager" for t in trials) == eager_grid
         assert trials[0].candidate.key == "eager@cpu/w1t2/b1d0"  # the baseline is always measured
+
+
+def test_an_unavailable_backend_is_labelled_with_the_precision_it_would_run() -> None:
+    """No variant was built, so none was read back: "tensorrt-int8 fp32" would misname what is skipped."""
+    from deploybench.study.variants_step import _summary
+    from deploybench.variants.verify import VariantReport
+
+    for backend, precision in [("tensorrt-int8", "int8"), ("eager-fp16-cuda", "fp16"), ("tensorrt", "fp16")]:
+        report = VariantReport(backend=backend, available=False, unavailable_reason="no CUDA device")
+        assert _summary(report).precision == precision

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploybench.backends.base import honoured_knobs
+from deploybench.backends.base import all_backends, honoured_knobs
 from deploybench.hardware import usable_cores
 from deploybench.results import AccuracyReport, ParityReport
 from deploybench.study.plan import VariantSummary
@@ -53,8 +53,9 @@ def _upper_images_per_s(timing: Any) -> float:
 def _summary(variant: Any) -> VariantSummary:
     images_per_s = {t.batch: t.images_per_s for t in variant.timings}
     high = {t.batch: _upper_images_per_s(t) for t in variant.timings}
-    if not variant.available:
-        return VariantSummary(variant.backend, "unavailable", variant.unavailable_reason)
+    if not variant.available:  # labelled with the precision it would run (none was read back)
+        requested = getattr(all_backends().get(variant.backend), "precision", None)
+        return VariantSummary(variant.backend, "unavailable", variant.unavailable_reason, requested)
     if variant.error:
         return VariantSummary(variant.backend, "error", f"build failed: {variant.error}")
     parity = variant.parity
