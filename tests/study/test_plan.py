@@ -156,6 +156,7 @@ def test_the_baseline_is_tuned_only_when_it_is_among_the_fastest() -> None:
 
 def test_an_unavailable_backend_is_labelled_with_the_precision_it_would_run() -> None:
     """No variant was built, so none was read back: "tensorrt-int8 fp32" would misname what is skipped."""
+    pytest.importorskip("torch", reason="the backends' registry (each one's precision) loads torch")
     from deploybench.study.variants_step import _summary
     from deploybench.variants.verify import VariantReport
 
