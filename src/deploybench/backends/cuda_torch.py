@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
-from deploybench.backends.eager import TORCH_KNOBS, TorchModuleVariant
-from deploybench.backends.torch_backends import DTYPE_NAMES, torch_module_copy
+from deploybench.backends.eager import TORCH_KNOBS, TorchModuleVariant, torch_module_copy
+from deploybench.backends.torch_backends import DTYPE_NAMES
 from deploybench.models.loaded import LoadedModel
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # batch shapes a CUDA-graph variant compiles; larger batches chunk

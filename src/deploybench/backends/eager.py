@@ -14,7 +14,14 @@ import time
 import numpy as np
 import torch
 
-from deploybench.backends.base import Availability, Backend, BuildContext, Variant, register
+from deploybench.backends.base import (
+    Availability,
+    Backend,
+    BackendUnavailableError,
+    BuildContext,
+    Variant,
+    register,
+)
 from deploybench.models.loaded import LoadedModel
 from deploybench.models.sources import OnnxModule
 
@@ -30,6 +37,16 @@ def apply_torch_threads(ctx: BuildContext) -> None:
     if torch.get_num_interop_threads() != ctx.runtime.inter_op_threads:
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(ctx.runtime.inter_op_threads)
+
+
+def torch_module_copy(model: LoadedModel, ctx: BuildContext, backend: str) -> torch.nn.Module:
+    """A private copy of the model's module on ctx.device; refuses ONNX sources with the reason."""
+    if not model.is_torch:
+        raise BackendUnavailableError(f"{backend} needs a torch model; {model.name} is an ONNX file")
+    if ctx.device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"{backend}: no CUDA device")
+    apply_torch_threads(ctx)
+    return copy.deepcopy(model.module).to(ctx.device).eval()
 
 
 class TorchModuleVariant(Variant):
@@ -105,7 +122,7 @@ class EagerBackend(Backend):
             return TorchModuleVariant(self.name, "fp32", model.module, time.perf_counter() - start)
         # Another device gets a private copy: the caller's module stays on the CPU for every other
         # variant (they copy from it), and the reference runs where it was asked to.
-        module = copy.deepcopy(model.module).to(ctx.device).eval()
+        module = torch_module_copy(model, ctx, self.name)
         variant = TorchModuleVariant(self.name, "fp32", module, 0.0, device=ctx.device)
         variant.build_seconds = time.perf_counter() - start
         return variant

@@ -7,7 +7,6 @@ reads its precision back from the output dtype of a real forward pass.
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import shutil
 import time
@@ -19,27 +18,16 @@ import torch
 from deploybench.backends.base import (
     Availability,
     Backend,
-    BackendUnavailableError,
     BuildContext,
     Variant,
     register,
 )
-from deploybench.backends.eager import TORCH_KNOBS, TorchModuleVariant, apply_torch_threads
+from deploybench.backends.eager import TORCH_KNOBS, TorchModuleVariant, torch_module_copy
 from deploybench.cache import directory_bytes
 from deploybench.hardware import has_native_bf16
 from deploybench.models.loaded import LoadedModel
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-def torch_module_copy(model: LoadedModel, ctx: BuildContext, backend: str) -> torch.nn.Module:
-    """A private copy of the model's module on ctx.device; refuses ONNX sources with the reason."""
-    if not model.is_torch:
-        raise BackendUnavailableError(f"{backend} needs a torch model; {model.name} is an ONNX file")
-    if ctx.device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendUnavailableError(f"{backend}: no CUDA device")
-    apply_torch_threads(ctx)
-    return copy.deepcopy(model.module).to(ctx.device).eval()
 
 
 def _read_back_precision(variant: TorchModuleVariant, example: np.ndarray) -> TorchModuleVariant:
