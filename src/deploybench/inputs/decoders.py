@@ -17,6 +17,7 @@ PayloadError. torch loads on the first non-Pillow decode only (the front process
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from pathlib import Path
@@ -63,8 +64,12 @@ def quiet_deprecation() -> None:
     """torchvision 0.29 deprecates its image decoding for TorchCodec's (0.16, not on this project's
     package index) and warns on every call; the decoder is the same libjpeg-turbo until it is
     removed, and the agreement gate would refuse a replacement that decodes otherwise. One filter,
-    for that warning alone, keeps it out of every request's path and every test's output."""
+    for that warning alone, installed once per process (_quiet_once), keeps it out of the log of a
+    server run with -W default; pyproject.toml gives pytest the same filter."""
     warnings.filterwarnings("ignore", message=TORCHVISION_DEPRECATION, category=DeprecationWarning)
+
+
+_quiet_once = functools.cache(quiet_deprecation)  # the request path pays a cache lookup, not a filter
 
 
 def _torchvision_decode(data: bytes, gpu: bool) -> Any:
@@ -72,7 +77,7 @@ def _torchvision_decode(data: bytes, gpu: bool) -> Any:
     # lazy: torch loads in the workers that use this decoder, never in the front or for Pillow
     import torch
 
-    quiet_deprecation()
+    _quiet_once()
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
     kind, mode = _header(data)
